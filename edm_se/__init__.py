@@ -1,0 +1,18 @@
+"""edm_se: a diffusion-model design-space laboratory for speech enhancement.
+
+The signal model, shared by every SDE (Gonzalez et al. 2024, TASLP, "Investigating the design space of diffusion
+models for speech enhancement", extending Karras et al. 2022):
+
+    x_t = y + s(t) * (x0 - y + sigma(t) * noise),   t in [0, 1]
+
+with ``x0`` the clean and ``y`` the noisy compressed complex STFT.
+"""
+
+__version__ = "0.1.0"
+
+
+def load(ckpt=None, device: str = "auto"):
+    """Load a trained enhancer (``None``: the bundled default). See :func:`edm_se.model.load`."""
+    from edm_se.model import load as _load
+
+    return _load(ckpt, device=device)

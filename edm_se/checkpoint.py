@@ -1,0 +1,79 @@
+"""Checkpoints: atomic writes, clear one-line errors for missing, corrupt or mismatched files.
+
+A checkpoint is a ``torch.save`` dict with only tensors and plain Python values (loadable with
+``weights_only=True``)::
+
+    {"format": "edm_se/1", "config": {...resolved model config...}, "step": int,
+     "ema": {state_dict of the EMA denoiser}, "model": {...}, "optimizer": {...}, "rng": {...}, ...}
+
+The bundled default checkpoint keeps only ``format``, ``config``, ``step``, ``ema`` and ``info``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "edm_se/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable, corrupt or does not match its configuration (one-line message)."""
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """Write ``obj`` with ``torch.save`` to a temporary file beside ``path``, then rename it into place.
+
+    An interrupted write never leaves a truncated file at ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and validate an edm_se checkpoint.
+
+    Args:
+        path: file written by :func:`atomic_torch_save` through the trainer.
+        map_location: device for the tensors.
+
+    Returns:
+        The checkpoint dict (see the module docstring).
+
+    Raises:
+        CheckpointError: the file is missing, not a torch file, corrupt, or not an edm_se checkpoint.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, expected a checkpoint file (e.g. {path}/last.pt)")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: checkpoint file is empty")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt files
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first[:160]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an edm_se checkpoint (no '{FORMAT}' format tag)")
+    for key in ("config", "ema"):
+        if key not in ckpt:
+            raise CheckpointError(f"{path}: checkpoint lacks its '{key}' entry")
+    return ckpt

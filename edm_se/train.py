@@ -1,0 +1,443 @@
+"""``edm-se train``: train a diffusion enhancer; resumable, deterministic, single- or multi-process.
+
+Every design choice is a config group: ``sde``, ``precond``, ``net``, ``loss``, ``data``, ``stft``, ``trainer``
+(and ``sampler`` for validation). Paper presets live in ``conf/experiment/``.
+
+Run directory layout (``run_dir``)::
+
+    config.yaml            the resolved config of the run
+    log.csv                one row per logged step (loss, lr, grad_norm, steps/s) and per validation (pesq, ...)
+    checkpoints/last.pt    written atomically every ``trainer.ckpt_every`` steps and at the end
+    checkpoints/best.pt    the checkpoint with the best validation PESQ (or lowest loss without validation)
+    tb/                    TensorBoard events (if the ``logging`` extra is installed)
+    ddp_check.json         multi-process runs: a checksum of every replica's weights at the end
+
+Determinism and resume: example ``p`` of the run (global position, counted over steps, ranks and the batch) is
+drawn from a per-epoch permutation seeded by ``(seed, epoch)``, and the noise of the loss at step ``k`` on rank
+``r`` comes from a generator seeded by ``(seed, k, r)``. A resumed run (``resume=true``) therefore sees the same
+data and noise as an uninterrupted one; optimizer, LR schedule, EMA and step count are restored from
+``checkpoints/last.pt``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from edm_se.checkpoint import FORMAT, CheckpointError, atomic_torch_save, load_checkpoint
+from edm_se.config import build_model, model_config, select_device, to_container
+
+log = logging.getLogger("edm_se.train")
+
+
+# ----------------------------------------------------------------------------------------------- data order
+class PositionSampler(torch.utils.data.Sampler):
+    """Yields dataset indices for global example positions ``start, start + stride, ...`` (infinite).
+
+    Position ``p`` maps to epoch ``p // N`` and index ``perm_epoch[p % N]`` with ``perm_epoch`` a permutation of
+    ``range(N)`` seeded by ``(seed, epoch)``; the index handed to the dataset is ``epoch * N + perm[p % N]`` when
+    the dataset accepts indices beyond its length (``dataset.unbounded_index``), so that on-the-fly mixing draws
+    new SNRs and crops every epoch, else ``perm[p % N]``.
+    """
+
+    def __init__(self, num_items: int, seed: int, start: int, stride: int = 1, unbounded: bool = False):
+        if num_items <= 0:
+            raise ValueError("the training dataset is empty")
+        self.num_items, self.seed, self.start, self.stride, self.unbounded = num_items, seed, start, stride, unbounded
+        self._perm_epoch: int | None = None
+        self._perm: torch.Tensor | None = None
+
+    def index(self, position: int) -> int:
+        epoch, offset = divmod(position, self.num_items)
+        if self._perm_epoch != epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm = torch.randperm(self.num_items, generator=g)
+            self._perm_epoch = epoch
+        idx = int(self._perm[offset])  # type: ignore[index]
+        return epoch * self.num_items + idx if self.unbounded else idx
+
+    def __iter__(self) -> Iterator[int]:
+        p = self.start
+        while True:
+            yield self.index(p)
+            p += self.stride
+
+    def __len__(self) -> int:  # pragma: no cover - infinite
+        return sys.maxsize
+
+
+def _positions(step: int, batch_size: int, world: int, rank: int) -> int:
+    return (step * world + rank) * batch_size
+
+
+class _RankBatches(torch.utils.data.Sampler):
+    """Batches of positions for one rank: step k takes positions ((k*world + rank)*B ... +B)."""
+
+    def __init__(self, base: PositionSampler, start_step: int, batch_size: int, world: int, rank: int):
+        self.base, self.start_step, self.batch_size, self.world, self.rank = base, start_step, batch_size, world, rank
+
+    def __iter__(self) -> Iterator[list[int]]:
+        k = self.start_step
+        while True:
+            p0 = _positions(k, self.batch_size, self.world, self.rank)
+            yield [self.base.index(p0 + j) for j in range(self.batch_size)]
+            k += 1
+
+    def __len__(self) -> int:  # pragma: no cover - infinite
+        return sys.maxsize
+
+
+def _collate(items: list[dict]) -> dict[str, Any]:
+    lengths = {int(it["clean"].shape[-1]) for it in items}
+    if len(lengths) != 1:
+        raise ValueError(f"training examples have different lengths {sorted(lengths)}; set data segment_seconds")
+    return {"clean": torch.stack([torch.as_tensor(it["clean"]) for it in items]),
+            "noisy": torch.stack([torch.as_tensor(it["noisy"]) for it in items]),
+            "name": [it.get("name", "") for it in items]}
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def _seed_all(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _checksum(module: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, p in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _lr_lambda(warmup_steps: int, max_steps: int, schedule: str):
+    def fn(step: int) -> float:
+        w = 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
+        if schedule == "cosine" and max_steps > warmup_steps:
+            progress = min(1.0, max(0.0, (step - warmup_steps) / (max_steps - warmup_steps)))
+            return w * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+        return w
+
+    return fn
+
+
+class CSVLog:
+    """Append-only CSV log whose columns grow as new keys appear; rewritten atomically when the header changes."""
+
+    def __init__(self, path: Path, truncate_after_step: int | None = None):
+        self.path = path
+        self.rows: list[dict] = []
+        if path.exists():
+            with open(path, newline="") as fh:
+                self.rows = list(csv.DictReader(fh))
+            if truncate_after_step is not None:
+                self.rows = [r for r in self.rows if int(float(r.get("step", 0))) <= truncate_after_step]
+            self._rewrite()
+
+    def _fields(self) -> list[str]:
+        fields: list[str] = []
+        for row in self.rows:
+            fields += [k for k in row if k not in fields]
+        return fields
+
+    def _rewrite(self) -> None:
+        tmp = self.path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=self._fields())
+            writer.writeheader()
+            writer.writerows(self.rows)
+        os.replace(tmp, self.path)
+
+    def append(self, row: dict) -> None:
+        self.rows.append(row)
+        self._rewrite()
+
+
+# ----------------------------------------------------------------------------------------------- trainer
+class Trainer:
+    """Owns the run: model, EMA, optimizer, data, logging, checkpoints. See the module docstring."""
+
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+        self.tc = cfg.trainer
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.distributed = self.world > 1
+        self.device = select_device(cfg.device)
+        if self.distributed:
+            import torch.distributed as dist
+
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            if not dist.is_initialized():
+                dist.init_process_group(backend=backend)
+            if self.device.type == "cuda":
+                local = int(os.environ.get("LOCAL_RANK", "0"))
+                torch.cuda.set_device(local)
+                self.device = torch.device("cuda", local)
+        self.is_main = self.rank == 0
+        self.run_dir = Path(cfg.run_dir).resolve()
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        _seed_all(int(cfg.seed))
+
+        from hydra.utils import instantiate
+
+        self.parts = build_model(cfg)
+        self.denoiser = self.parts.denoiser.to(self.device)
+        self.loss_fn = instantiate(cfg.loss, _partial_=False) if "_target_" in cfg.loss else None
+        if self.loss_fn is None:
+            raise ValueError("loss config needs a _target_")
+        self.model = self.denoiser
+        if self.distributed:
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.denoiser, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        self.ema = AveragedModel(self.denoiser, multi_avg_fn=get_ema_multi_avg_fn(float(self.tc.ema_decay)),
+                                 use_buffers=True)
+        self.optimizer = instantiate(self.tc.optimizer, params=self.denoiser.parameters(), _partial_=False)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _lr_lambda(int(self.tc.warmup_steps), int(self.tc.max_steps), str(self.tc.lr_schedule)))
+        self.step = 0
+        self.best = -math.inf
+        self.use_amp = bool(self.tc.amp) and self.device.type == "cuda"
+
+    # ---------------------------------------------------------------- checkpoints
+    def _model_config(self) -> dict:
+        mc = model_config(self.cfg)
+        full = to_container(self.cfg)
+        mc["sampler"] = full.get("sampler")
+        mc["sample_rate"] = int(full.get("sample_rate", 16000))
+        return mc
+
+    def state(self) -> dict:
+        return {
+            "format": FORMAT,
+            "config": self._model_config(),
+            "train_config": to_container(self.cfg),
+            "step": self.step,
+            "model": self.denoiser.state_dict(),
+            "ema": self.ema.module.state_dict(),
+            "ema_n_averaged": self.ema.n_averaged.detach().cpu(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "best": self.best,
+            "rng_cpu": torch.get_rng_state(),
+            "world_size": self.world,
+        }
+
+    def save(self, name: str) -> Path:
+        return atomic_torch_save(self.state(), self.ckpt_dir / name)
+
+    def try_resume(self) -> bool:
+        last = self.ckpt_dir / "last.pt"
+        if not last.exists():
+            if self.is_main:
+                log.info("resume=true but %s does not exist: starting from scratch", last)
+            return False
+        ckpt = load_checkpoint(last, map_location=self.device)
+        if ckpt.get("world_size", 1) != self.world:
+            raise CheckpointError(f"{last}: was trained with {ckpt.get('world_size')} processes, now {self.world}")
+        try:
+            self.denoiser.load_state_dict(ckpt["model"])
+            self.ema.module.load_state_dict(ckpt["ema"])
+        except RuntimeError as err:
+            raise CheckpointError(f"{last}: weights do not match this config ({str(err).splitlines()[0][:120]})") \
+                from None
+        self.ema.n_averaged.copy_(ckpt["ema_n_averaged"].to(self.ema.n_averaged.device))
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.step = int(ckpt["step"])
+        self.best = float(ckpt["best"])
+        torch.set_rng_state(ckpt["rng_cpu"])
+        if self.is_main:
+            log.info("resumed from %s at step %d", last, self.step)
+        return True
+
+    # ---------------------------------------------------------------- data
+    def _loader(self) -> Iterator[dict]:
+        from hydra.utils import instantiate
+
+        dataset = instantiate(self.cfg.data.train, _partial_=False)
+        base = PositionSampler(len(dataset), int(self.cfg.seed), 0,
+                               unbounded=bool(getattr(dataset, "unbounded_index", False)))
+        batches = _RankBatches(base, self.step, int(self.tc.batch_size), self.world, self.rank)
+        workers = int(self.tc.num_workers)
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=_collate,
+                                             num_workers=workers, persistent_workers=workers > 0,
+                                             prefetch_factor=4 if workers > 0 else None)
+        return iter(loader)
+
+    def _spec_batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        from edm_se.model import peak_normalize
+        from edm_se.stft import pad_frames
+
+        noisy = batch["noisy"].to(self.device, torch.float32)
+        clean = batch["clean"].to(self.device, torch.float32)
+        noisy, scale = peak_normalize(noisy)
+        clean = clean / scale
+        factor = int(getattr(self.parts.net, "downsample_factor", 1))
+        x0, _ = pad_frames(self.parts.stft.forward(clean), factor)
+        y, _ = pad_frames(self.parts.stft.forward(noisy), factor)
+        return x0, y
+
+    # ---------------------------------------------------------------- validation
+    def validate(self) -> dict[str, float]:
+        """Enhance ``trainer.val_files`` validation files with the EMA weights and score them."""
+        from hydra.utils import instantiate
+
+        from edm_se.metrics import estoi, pesq_wb, si_sdr
+        from edm_se.model import EnhancementModel
+
+        n = int(self.tc.val_files)
+        if n <= 0 or self.cfg.data.get("valid") is None:
+            return {}
+        dataset = instantiate(self.cfg.data.valid, _partial_=False)
+        sampler_cfg = OmegaConf.to_container(self.cfg.sampler, resolve=True)
+        sampler_cfg["num_steps"] = int(self.tc.val_num_steps)
+        parts = self.parts
+        ema_parts = type(parts)(sde=parts.sde, precond=parts.precond, net=self.ema.module.net,
+                                denoiser=self.ema.module, stft=parts.stft)
+        from edm_se.config import build_sampler
+
+        model = EnhancementModel(ema_parts, build_sampler(sampler_cfg), sample_rate=int(self.cfg.sample_rate),
+                                 device=self.device)
+        scores: dict[str, list[float]] = {"val_pesq": [], "val_estoi": [], "val_si_sdr": []}
+        sr = int(self.cfg.sample_rate)
+        for i in range(min(n, len(dataset))):
+            item = dataset[i]
+            res = model.enhance(item["noisy"], sr, seed=i)
+            ref, est = item["clean"].numpy(), res.waveform.numpy()
+            scores["val_pesq"].append(pesq_wb(ref, est, sr))
+            scores["val_estoi"].append(estoi(ref, est, sr))
+            scores["val_si_sdr"].append(si_sdr(ref, est))
+        self.ema.module.train(False)
+        return {k: float(sum(v) / len(v)) for k, v in scores.items() if v}
+
+    # ---------------------------------------------------------------- loop
+    def fit(self) -> dict:
+        from tqdm import tqdm
+
+        if self.cfg.resume:
+            self.try_resume()
+        elif (self.ckpt_dir / "last.pt").exists():
+            raise CheckpointError(f"{self.ckpt_dir / 'last.pt'}: run directory already has a checkpoint; "
+                                  "pass resume=true to continue it or choose another run_dir")
+        max_steps = int(self.tc.max_steps)
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
+            n_params = sum(p.numel() for p in self.denoiser.parameters())
+            log.info("run_dir=%s  params=%.3fM  device=%s  world=%d  steps %d -> %d", self.run_dir,
+                     n_params / 1e6, self.device, self.world, self.step, max_steps)
+        csv_log = CSVLog(self.run_dir / "log.csv", truncate_after_step=self.step) if self.is_main else None
+        tb = None
+        if self.is_main and self.tc.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                tb = SummaryWriter(str(self.run_dir / "tb"))
+            except ImportError:
+                log.info("tensorboard not installed (pip install 'edm_se[logging]'): CSV log only")
+        batches = self._loader() if self.step < max_steps else iter(())
+        bar = tqdm(total=max_steps, initial=self.step, disable=not self.is_main or not self.tc.progress,
+                   desc="train", dynamic_ncols=True)
+        self.denoiser.train()
+        t_last, steps_since, losses = time.perf_counter(), 0, []
+        while self.step < max_steps:
+            batch = next(batches)
+            x0, y = self._spec_batch(batch)
+            gen = torch.Generator(device=self.device).manual_seed(
+                int(self.cfg.seed) * 1_000_003 + self.step * 1009 + self.rank)
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+                per_example = self.loss_fn(self.model, self.parts.sde, x0, y, generator=gen)
+            loss = per_example.float().mean()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss at step {self.step}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.denoiser.parameters(), float(self.tc.grad_clip))
+            self.optimizer.step()
+            self.scheduler.step()
+            self.ema.update_parameters(self.denoiser)
+            self.step += 1
+            steps_since += 1
+            losses.append(float(loss))
+            bar.update(1)
+            if self.is_main and (self.step % int(self.tc.log_every) == 0 or self.step == max_steps):
+                now = time.perf_counter()
+                row = {"step": self.step, "loss": sum(losses) / len(losses),
+                       "lr": self.scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+                       "steps_per_s": steps_since / max(now - t_last, 1e-9)}
+                bar.set_postfix(loss=f"{row['loss']:.4f}", sps=f"{row['steps_per_s']:.2f}")
+                csv_log.append(row)  # type: ignore[union-attr]
+                if tb is not None:
+                    for k, v in row.items():
+                        if k != "step":
+                            tb.add_scalar(f"train/{k}", v, self.step)
+                t_last, steps_since, losses = now, 0, []
+            val_due = int(self.tc.val_every) > 0 and (self.step % int(self.tc.val_every) == 0
+                                                      or self.step == max_steps)
+            if val_due and self.is_main:
+                metrics = self.validate()
+                if metrics:
+                    csv_log.append({"step": self.step, **metrics})  # type: ignore[union-attr]
+                    log.info("step %d validation: %s", self.step,
+                             "  ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
+                    if tb is not None:
+                        for k, v in metrics.items():
+                            tb.add_scalar(f"valid/{k}", v, self.step)
+                    if metrics["val_pesq"] > self.best:
+                        self.best = metrics["val_pesq"]
+                        self.save("best.pt")
+            if self.is_main and (self.step % int(self.tc.ckpt_every) == 0 or self.step == max_steps):
+                self.save("last.pt")
+        bar.close()
+        result = {"run_dir": str(self.run_dir), "step": self.step}
+        if self.distributed:
+            import torch.distributed as dist
+
+            local = _checksum(self.denoiser)
+            gathered: list[str] = [""] * self.world
+            dist.all_gather_object(gathered, local)
+            result["replica_checksums"] = gathered
+            if self.is_main:
+                (self.run_dir / "ddp_check.json").write_text(json.dumps(
+                    {"world_size": self.world, "checksums": gathered, "identical": len(set(gathered)) == 1}))
+            dist.barrier()
+            dist.destroy_process_group()
+        if self.is_main and not (self.ckpt_dir / "best.pt").exists() and (self.ckpt_dir / "last.pt").exists():
+            self.save("best.pt")
+        if tb is not None:
+            tb.close()
+        if self.is_main:
+            log.info("done: step %d, checkpoints in %s", self.step, self.ckpt_dir)
+        return result
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train with a composed config (``conf/train.yaml``); returns ``{"run_dir", "step", ...}``."""
+    torch.set_num_threads(int(cfg.trainer.threads)) if int(cfg.trainer.threads) > 0 else None
+    return Trainer(cfg).fit()
+
+
+def main(cfg: DictConfig) -> None:
+    """Hydra task of ``edm-se train``."""
+    result = train(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"checkpoints: {result['run_dir']}/checkpoints/last.pt (step {result['step']})")
