@@ -145,4 +145,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    # `python -m edm_se.cli`: run the imported module's main so that exception classes (UserError) are the ones
+    # other modules import, not copies living in __main__.
+    from edm_se.cli import main as _main
+
+    _main()

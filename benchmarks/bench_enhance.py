@@ -1,0 +1,65 @@
+"""Benchmark: what each sampling step costs. Measures wall time, NFE and real-time factor of `EnhancementModel`
+for several samplers and step counts on one real test utterance, and prints a table (and optionally a CSV).
+
+    python benchmarks/bench_enhance.py [--ckpt PATH] [--seconds 4] [--repeats 3] [--threads 2] [--csv out.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import time
+
+import torch
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ckpt", default=None, help="checkpoint (default: the bundled model)")
+    parser.add_argument("--seconds", type=float, default=4.0, help="length of the test input in seconds")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--csv", default=None)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from edm_se.audio import load_audio
+    from edm_se.data import builtin_test_set
+    from edm_se.model import EnhancementModel
+
+    model = EnhancementModel.from_checkpoint(args.ckpt, device=args.device)
+    noisy = sorted((builtin_test_set() / "noisy").glob("*.flac"))[0]
+    wave = load_audio(noisy, sample_rate=model.sample_rate)
+    n = int(args.seconds * model.sample_rate)
+    wave = wave.repeat(n // wave.shape[-1] + 1)[:n]
+    grid = [("edm_heun", s) for s in (1, 2, 4, 8, 16)] + [("euler", s) for s in (1, 4, 16)] + [("pc", s) for s in (4, 30)]
+    rows = []
+    model.enhance(wave, model.sample_rate, sampler="euler", num_steps=1)  # warm-up
+    for name, steps in grid:
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            res = model.enhance(wave, model.sample_rate, sampler=name, num_steps=steps)
+            times.append(time.perf_counter() - t0)
+        med = statistics.median(times)
+        rows.append({"sampler": name, "num_steps": steps, "nfe": res.nfe, "seconds": round(med, 4),
+                     "seconds_per_nfe": round(med / res.nfe, 4), "rtf": round(med / args.seconds, 4)})
+    print(f"device={args.device} threads={args.threads} input={args.seconds:.1f} s  net params="
+          f"{sum(p.numel() for p in model.parts.net.parameters()) / 1e6:.3f}M")
+    print(f"{'sampler':<10}{'steps':>6}{'NFE':>5}{'seconds':>10}{'s/NFE':>8}{'RTF':>8}")
+    for r in rows:
+        print(f"{r['sampler']:<10}{r['num_steps']:>6}{r['nfe']:>5}{r['seconds']:>10.3f}{r['seconds_per_nfe']:>8.3f}"
+              f"{r['rtf']:>8.3f}")
+    if args.csv:
+        with open(args.csv, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""Speech-enhancement metrics and parallel scoring of many (reference, estimate) pairs.
+
+* :func:`pesq_wb`: wide-band PESQ (ITU-T P.862.2) with the ``pesq`` package, at 16 kHz (other rates are resampled
+  with ``torchaudio.functional.resample``). Range about 1.04 .. 4.64.
+* :func:`estoi`: extended STOI (Jensen & Taal 2016) with ``pystoi`` (``extended=True``). Range about 0 .. 1.
+* :func:`si_sdr`: scale-invariant SDR in dB (Le Roux, Wisdom, Erdogan & Hershey 2019, "SDR - half-baked or well
+  done?", ICASSP, eqs. 5-6), own numpy implementation on zero-mean signals.
+* DNSMOS P.835 (Reddy et al. 2022) ``dnsmos_ovrl``, ``dnsmos_sig``, ``dnsmos_bak`` via the optional ``speechmos``
+  package (non-intrusive: only the estimate is used).
+* :func:`score_pairs`: every metric for every pair in worker processes (spawn context) with a tqdm bar, plus a
+  summary of means and 95% confidence-interval half-widths (Student t).
+
+All metric functions take 1-D float numpy arrays (torch tensors are converted) of equal length.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+PESQ_SAMPLE_RATE = 16000
+DNSMOS_METRICS = ("dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak")
+#: Every metric name :func:`score_pairs` knows.
+KNOWN_METRICS = ("pesq", "estoi", "si_sdr") + DNSMOS_METRICS
+DEFAULT_METRICS = ("pesq", "estoi", "si_sdr")
+
+
+def _as_1d(x: Any, what: str) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"{what} must be a 1-D waveform, got shape {arr.shape}")
+    return arr
+
+
+def _pair(ref: Any, est: Any) -> tuple[np.ndarray, np.ndarray]:
+    ref, est = _as_1d(ref, "ref"), _as_1d(est, "est")
+    if ref.shape != est.shape:
+        raise ValueError(f"ref and est must have the same length, got {ref.size} and {est.size} samples")
+    if not (np.isfinite(ref).all() and np.isfinite(est).all()):
+        raise ValueError("ref and est must be finite (no NaN/Inf)")
+    return ref, est
+
+
+def _resample(x: np.ndarray, orig: int, new: int) -> np.ndarray:
+    if int(orig) == int(new):
+        return x
+    import torch
+    import torchaudio.functional as AF
+
+    return AF.resample(torch.from_numpy(np.ascontiguousarray(x)), int(orig), int(new)).numpy()
+
+
+def pesq_wb(ref: Any, est: Any, sample_rate: int) -> float:
+    """Wide-band PESQ (ITU-T P.862.2) of ``est`` against ``ref``.
+
+    Args:
+        ref: (L,) clean reference, float, full scale 1.0.
+        est: (L,) estimate, same length.
+        sample_rate: rate of both in Hz; anything but 16000 is resampled to 16 kHz first.
+
+    Returns:
+        MOS-LQO score (about 1.04 .. 4.64); NaN, with a logged warning, when PESQ finds no utterance in ``ref``.
+
+    Raises:
+        ValueError: shapes differ / not 1-D / non-finite input.
+        pesq.PesqError: other PESQ failures (e.g. a signal too short).
+    """
+    from pesq import NoUtterancesError, pesq
+
+    ref, est = _pair(ref, est)
+    ref = _resample(ref, sample_rate, PESQ_SAMPLE_RATE)
+    est = _resample(est, sample_rate, PESQ_SAMPLE_RATE)
+    try:
+        return float(pesq(PESQ_SAMPLE_RATE, ref, est, "wb"))
+    except NoUtterancesError:
+        log.warning("PESQ found no utterances in the reference; returning NaN")
+        return float("nan")
+
+
+def estoi(ref: Any, est: Any, sample_rate: int) -> float:
+    """Extended STOI (Jensen & Taal 2016) of ``est`` against ``ref`` with ``pystoi`` (resamples to 10 kHz itself).
+
+    Args:
+        ref, est: (L,) float waveforms of equal length at ``sample_rate`` Hz.
+
+    Returns:
+        ESTOI in about [0, 1] (higher is more intelligible).
+
+    Raises:
+        ValueError: shapes differ / not 1-D / non-finite input.
+    """
+    from pystoi import stoi
+
+    ref, est = _pair(ref, est)
+    return float(stoi(ref, est, int(sample_rate), extended=True))
+
+
+def si_sdr(ref: Any, est: Any) -> float:
+    """Scale-invariant signal-to-distortion ratio in dB (Le Roux et al. 2019, eqs. 5-6).
+
+    Both signals are made zero-mean; ``target = (<est, ref> / ||ref||^2) ref``, ``e = est - target``,
+    ``SI-SDR = 10 log10(||target||^2 / ||e||^2)``. Invariant to rescaling ``est``.
+
+    Args:
+        ref, est: (L,) float waveforms of equal length (computed in float64).
+
+    Returns:
+        SI-SDR in dB (+inf for a perfect scaled copy, -inf for an estimate orthogonal to ``ref``).
+
+    Raises:
+        ValueError: shapes differ / not 1-D / non-finite input, or ``ref`` is constant (zero energy).
+    """
+    ref, est = _pair(ref, est)
+    ref = ref - ref.mean()
+    est = est - est.mean()
+    ref_energy = float(np.dot(ref, ref))
+    if ref_energy <= 0.0:
+        raise ValueError("si_sdr: the reference has zero energy (after removing its mean)")
+    scale = float(np.dot(est, ref)) / ref_energy
+    target = scale * ref
+    residual = est - target
+    num, den = float(np.dot(target, target)), float(np.dot(residual, residual))
+    if den == 0.0:
+        return float("inf")
+    if num == 0.0:
+        return float("-inf")
+    return 10.0 * math.log10(num / den)
+
+
+def _have_speechmos() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("speechmos") is not None
+
+
+def dnsmos(est: Any, sample_rate: int) -> dict[str, float]:
+    """DNSMOS P.835 scores of ``est`` (non-intrusive) via ``speechmos``, resampled to 16 kHz.
+
+    Returns:
+        ``{"dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak"}`` MOS values (1 .. 5).
+
+    Raises:
+        ImportError: ``speechmos`` is not installed (``pip install 'edm_se[dnsmos]'``).
+    """
+    if not _have_speechmos():
+        raise ImportError("DNSMOS needs the optional package speechmos: pip install 'edm_se[dnsmos]'")
+    from speechmos import dnsmos as _dnsmos
+
+    est = _resample(_as_1d(est, "est"), sample_rate, PESQ_SAMPLE_RATE)
+    peak = float(np.max(np.abs(est))) if est.size else 0.0
+    if peak > 1.0:  # speechmos requires samples in [-1, 1]
+        est = est / peak
+    out = _dnsmos.run(est.astype(np.float32), sr=PESQ_SAMPLE_RATE)
+    return {"dnsmos_ovrl": float(out["ovrl_mos"]), "dnsmos_sig": float(out["sig_mos"]),
+            "dnsmos_bak": float(out["bak_mos"])}
+
+
+def _score_one(job: tuple[np.ndarray, np.ndarray, int, tuple[str, ...]]) -> dict[str, float]:
+    """All wanted metrics for one pair (runs in a worker process)."""
+    ref, est, sample_rate, metrics = job
+    row: dict[str, float] = {}
+    if "pesq" in metrics:
+        row["pesq"] = pesq_wb(ref, est, sample_rate)
+    if "estoi" in metrics:
+        row["estoi"] = estoi(ref, est, sample_rate)
+    if "si_sdr" in metrics:
+        row["si_sdr"] = si_sdr(ref, est)
+    if any(m in metrics for m in DNSMOS_METRICS):
+        scores = dnsmos(est, sample_rate)
+        row.update({m: scores[m] for m in DNSMOS_METRICS if m in metrics})
+    return row
+
+
+def _worker_init() -> None:
+    import os
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    logging.basicConfig(level=logging.WARNING)
+
+
+def mean_ci95(values: Sequence[float]) -> dict[str, float]:
+    """Mean and 95% confidence-interval half-width (Student t, ``n - 1`` dof) of the finite ``values``.
+
+    Returns:
+        ``{"mean", "ci95", "n"}``; ``n`` counts finite values; ``mean`` is NaN when n = 0 and ``ci95`` NaN when
+        n < 2.
+    """
+    from scipy import stats
+
+    arr = np.asarray(list(values), dtype=np.float64)
+    arr = arr[np.isfinite(arr)]
+    n = int(arr.size)
+    mean = float(arr.mean()) if n else float("nan")
+    if n >= 2:
+        sem = float(arr.std(ddof=1)) / math.sqrt(n)
+        ci95 = float(stats.t.ppf(0.975, n - 1)) * sem
+    else:
+        ci95 = float("nan")
+    return {"mean": mean, "ci95": ci95, "n": n}
+
+
+def score_pairs(references: Sequence[Any], estimates: Sequence[Any], sample_rate: int = 16000,
+                names: Sequence[str] | None = None, metrics: Sequence[str] = DEFAULT_METRICS,
+                num_workers: int = 2, progress: bool = True) -> tuple[Any, dict[str, dict[str, float]]]:
+    """Score every (reference, estimate) pair, in parallel worker processes.
+
+    Args:
+        references, estimates: sequences of 1-D float waveforms (numpy or torch), paired by position; each pair
+            has equal length.
+        sample_rate: rate of all waveforms in Hz.
+        names: one name per pair (default ``"0", "1", ...``).
+        metrics: subset of :data:`KNOWN_METRICS`.
+        num_workers: worker processes (spawn context); ``<= 1`` scores in this process.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        (DataFrame with a ``name`` column and one column per metric, in input order;
+        summary ``{metric: {"mean", "ci95", "n"}}`` over the finite values, see :func:`mean_ci95`).
+
+    Raises:
+        ValueError: unknown metric, sequences of different lengths, or a malformed pair.
+        ImportError: a DNSMOS metric is asked for and ``speechmos`` is not installed.
+    """
+    import multiprocessing
+
+    import pandas as pd
+    from tqdm import tqdm
+
+    metrics = tuple(metrics)
+    unknown = [m for m in metrics if m not in KNOWN_METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; known: {', '.join(KNOWN_METRICS)}")
+    if any(m in DNSMOS_METRICS for m in metrics) and not _have_speechmos():
+        raise ImportError("DNSMOS metrics need the optional package speechmos: pip install 'edm_se[dnsmos]'")
+    if len(references) != len(estimates):
+        raise ValueError(f"{len(references)} references but {len(estimates)} estimates")
+    names = [str(i) for i in range(len(references))] if names is None else [str(n) for n in names]
+    if len(names) != len(references):
+        raise ValueError(f"{len(names)} names for {len(references)} pairs")
+    jobs = []
+    for name, ref, est in zip(names, references, estimates):
+        try:
+            ref, est = _pair(ref, est)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+        jobs.append((ref.astype(np.float32), est.astype(np.float32), int(sample_rate), metrics))
+
+    bar = tqdm(total=len(jobs), desc="scoring", unit="file", disable=not progress)
+    rows: list[dict[str, float]]
+    try:
+        if num_workers <= 1 or len(jobs) <= 1:
+            rows = []
+            for job in jobs:
+                rows.append(_score_one(job))
+                bar.update(1)
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            workers = min(int(num_workers), len(jobs))
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
+                rows = []
+                for row in pool.map(_score_one, jobs, chunksize=max(1, len(jobs) // (4 * workers))):
+                    rows.append(row)
+                    bar.update(1)
+    finally:
+        bar.close()
+
+    frame = pd.DataFrame([{"name": n, **r} for n, r in zip(names, rows)], columns=["name", *metrics])
+    summary = {m: mean_ci95(frame[m].to_numpy(dtype=np.float64)) for m in metrics}
+    return frame, summary

@@ -1,0 +1,241 @@
+"""Reverse-process samplers: EDM Heun with churn, Euler, Euler-Maruyama and SGMSE+'s predictor-corrector.
+
+Every sampler is called as ``sampler(denoiser, sde, y, *, x_init=None, t_start=1.0, generator=None)`` and returns
+:class:`SampleOutput` with the absolute clean estimate ``x0_hat`` (same shape and dtype as ``y``), the number of
+network calls actually made (``nfe``, counted) and optionally the trajectory. ``denoiser(x_tilde, y, sigma)`` is any
+callable returning the residual estimate ``E[x0 - y | x_tilde]`` (an :class:`edm_se.denoiser.Denoiser`, or an exact
+oracle in tests). Tensors may be real or complex, of any shape with a leading batch dimension.
+
+The step grid comes from a :mod:`edm_se.schedules` object: ``t_0 = t_start t_max > ... > t_{N-1} > t_N = 0``.
+Starting part-way (``t_start < 1``) begins from ``y + std(t_0) noise`` (as BBED and CRP do), unless ``x_init`` is
+given. Arithmetic runs in float64 (complex128) when ``float64=True`` (as NVlabs/edm does); the network sees its own
+dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from edm_se.schedules import Karras, Schedule, Uniform
+from edm_se.sde import randn_like
+
+__all__ = ["SampleOutput", "Sampler", "EDMHeun", "Euler", "EulerMaruyama", "PC"]
+
+
+@dataclass
+class SampleOutput:
+    """Result of a sampler call.
+
+    Attributes:
+        x0_hat: clean estimate, shape and dtype of ``y``.
+        nfe: number of denoiser (network) calls made.
+        trajectory: states ``x_t`` after every step (including the start), when requested; else None.
+    """
+
+    x0_hat: torch.Tensor
+    nfe: int
+    trajectory: list[torch.Tensor] | None = field(default=None)
+
+
+def _bc(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    real = like.real.dtype if like.is_complex() else like.dtype
+    v = torch.as_tensor(v, device=like.device).to(real)
+    return v if v.ndim == 0 else v.reshape(v.shape[0], *([1] * (like.ndim - 1)))
+
+
+class _Counted:
+    """Denoiser wrapper that counts calls and returns the absolute clean estimate at time ``t``."""
+
+    def __init__(self, denoiser, sde, y: torch.Tensor) -> None:
+        self.denoiser, self.sde, self.y, self.nfe = denoiser, sde, y, 0
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        self.nfe += 1
+        s = _bc(self.sde.s(t), x)
+        sigma = self.sde.sigma(t).expand(x.shape[0])
+        d = self.denoiser((x - self.y) / s, self.y, sigma)
+        return self.y + d.to(x.dtype)
+
+
+class Sampler:
+    """Shared set-up. Args: ``num_steps`` (N >= 1), ``schedule`` (:class:`edm_se.schedules.Schedule`),
+    ``float64`` (work in double precision), ``return_trajectory``."""
+
+    def __init__(self, num_steps: int, schedule: Schedule, float64: bool = True,
+                 return_trajectory: bool = False) -> None:
+        if int(num_steps) < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        self.num_steps = int(num_steps)
+        self.schedule = schedule
+        self.float64 = bool(float64)
+        self.return_trajectory = bool(return_trajectory)
+
+    def _setup(self, denoiser, sde, y, x_init, t_start, generator):
+        if not 0 < float(t_start) <= 1:
+            raise ValueError(f"t_start must be in (0, 1], got {t_start}")
+        work = y
+        if self.float64:
+            work = y.to(torch.complex128 if y.is_complex() else torch.float64)
+        ts = self.schedule(self.num_steps, sde, float(t_start))
+        if x_init is None:
+            x = work + _bc(sde.std(ts[0]), work) * randn_like(work, generator)
+        else:
+            if x_init.shape != y.shape:
+                raise ValueError(f"x_init {tuple(x_init.shape)} and y {tuple(y.shape)} differ in shape")
+            x = x_init.to(work.dtype)
+        return _Counted(denoiser, sde, work), work, x, ts
+
+    def _finish(self, x, y, counted, traj) -> SampleOutput:
+        return SampleOutput(x0_hat=x.to(y.dtype), nfe=counted.nfe,
+                            trajectory=[t.to(y.dtype) for t in traj] if traj is not None else None)
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({params})"
+
+
+class EDMHeun(Sampler):
+    """Karras et al. (2022) Algorithm 2 (Algorithm 1 when ``s_churn = 0``), generalised to ``s(t)`` and the shift
+    toward ``y`` (Gonzalez et al. 2024, Alg. 1): Heun steps on the probability-flow ODE in ``t``; churn adds noise
+    in the residual coordinates ``x_tilde`` raising sigma by ``gamma = min(s_churn / N, sqrt(2) - 1)`` when
+    ``s_min <= sigma <= s_max``. The step to ``t = 0`` is Euler (in sigma: the clean estimate), so
+    ``nfe = 2 N - 1``.
+
+    Args:
+        num_steps: N.
+        schedule: step grid (default Karras, rho = 7).
+        s_churn, s_min, s_max, s_noise: EDM stochasticity (Karras et al. Table 5 names).
+        heun: False turns the 2nd-order correction off (= Euler with churn).
+    """
+
+    def __init__(self, num_steps: int = 16, schedule: Schedule | None = None, s_churn: float = 0.0,
+                 s_min: float = 0.0, s_max: float = float("inf"), s_noise: float = 1.0, heun: bool = True,
+                 float64: bool = True, return_trajectory: bool = False) -> None:
+        super().__init__(num_steps, schedule if schedule is not None else Karras(), float64, return_trajectory)
+        if s_churn < 0 or s_noise < 0:
+            raise ValueError(f"s_churn and s_noise must be >= 0, got {s_churn}, {s_noise}")
+        self.s_churn, self.s_min, self.s_max, self.s_noise = float(s_churn), float(s_min), float(s_max), float(
+            s_noise)
+        self.heun = bool(heun)
+
+    @torch.no_grad()
+    def __call__(self, denoiser, sde, y: torch.Tensor, *, x_init: torch.Tensor | None = None, t_start: float = 1.0,
+                 generator: torch.Generator | None = None) -> SampleOutput:
+        den, yw, x, ts = self._setup(denoiser, sde, y, x_init, t_start, generator)
+        traj = [x] if self.return_trajectory else None
+        n = self.num_steps
+        for i in range(n):
+            t_cur, t_next = ts[i], ts[i + 1]
+            sigma_cur = float(sde.sigma(t_cur))
+            gamma = min(self.s_churn / n, math.sqrt(2) - 1) if self.s_min <= sigma_cur <= self.s_max else 0.0
+            t_hat, x_hat = t_cur, x
+            if gamma > 0:
+                t_hat = torch.clamp(sde.sigma_inv(torch.tensor(sigma_cur * (1 + gamma), dtype=torch.float64)),
+                                    max=sde.t_max)
+                sigma_hat = float(sde.sigma(t_hat))
+                x_tilde = (x - yw) / _bc(sde.s(t_cur), x)
+                x_tilde = x_tilde + math.sqrt(max(sigma_hat ** 2 - sigma_cur ** 2, 0.0)) * self.s_noise * randn_like(
+                    x, generator)
+                x_hat = yw + _bc(sde.s(t_hat), x) * x_tilde
+            denoised = den(x_hat, t_hat)
+            if float(t_next) == 0.0:
+                x = denoised  # Euler step in sigma to sigma = 0
+            else:
+                d = sde.probability_flow(x_hat, yw, denoised, t_hat)
+                x = x_hat + (t_next - t_hat) * d
+                if self.heun:
+                    d2 = sde.probability_flow(x, yw, den(x, t_next), t_next)
+                    x = x_hat + (t_next - t_hat) * (0.5 * d + 0.5 * d2)
+            if traj is not None:
+                traj.append(x)
+        return self._finish(x, y, den, traj)
+
+
+class Euler(EDMHeun):
+    """First-order Euler on the probability-flow ODE (no churn by default), ``nfe = N``; default grid uniform in t
+    (the seed paper's ODE baseline)."""
+
+    def __init__(self, num_steps: int = 16, schedule: Schedule | None = None, s_churn: float = 0.0,
+                 s_min: float = 0.0, s_max: float = float("inf"), s_noise: float = 1.0, float64: bool = True,
+                 return_trajectory: bool = False) -> None:
+        super().__init__(num_steps, schedule if schedule is not None else Uniform(), s_churn, s_min, s_max,
+                         s_noise, heun=False, float64=float64, return_trajectory=return_trajectory)
+
+
+class EulerMaruyama(Sampler):
+    """Euler-Maruyama on the reverse-time SDE ``dx = [f (y - x) - g^2 score] dt + g dw`` (Song et al. 2021, eq. 6);
+    the last step (to t = 0) returns the clean estimate. ``nfe = N``."""
+
+    def __init__(self, num_steps: int = 30, schedule: Schedule | None = None, float64: bool = True,
+                 return_trajectory: bool = False) -> None:
+        super().__init__(num_steps, schedule if schedule is not None else Uniform(), float64, return_trajectory)
+
+    @torch.no_grad()
+    def __call__(self, denoiser, sde, y: torch.Tensor, *, x_init: torch.Tensor | None = None, t_start: float = 1.0,
+                 generator: torch.Generator | None = None) -> SampleOutput:
+        den, yw, x, ts = self._setup(denoiser, sde, y, x_init, t_start, generator)
+        traj = [x] if self.return_trajectory else None
+        for i in range(self.num_steps):
+            t_cur, t_next = ts[i], ts[i + 1]
+            denoised = den(x, t_cur)
+            if float(t_next) == 0.0:
+                x = denoised
+            else:
+                dt = t_next - t_cur
+                x = (x + sde.reverse_drift(x, yw, denoised, t_cur) * dt
+                     + _bc(sde.g(t_cur), x) * torch.sqrt(-dt) * randn_like(x, generator))
+            if traj is not None:
+                traj.append(x)
+        return self._finish(x, y, den, traj)
+
+
+class PC(Sampler):
+    """SGMSE+'s predictor-corrector sampler (Song et al. 2021, Alg. 4-5; Richter et al. 2023): per step,
+    ``corrector_steps`` annealed-Langevin corrections with step ``2 (snr std(t))^2`` then one reverse-diffusion
+    predictor step ``x - [f (y - x) - g^2 score] dt + g sqrt(dt) z``. The last step (to t = 0) returns the
+    denoiser's clean estimate at ``t_{N-1}`` (Tweedie, as the other samplers do) when ``final_denoise`` is True;
+    False returns the predictor's mean as SGMSE+ does, which keeps noise of about ``std(t_eps)``.
+    ``nfe = N (1 + corrector_steps)`` (60 for SGMSE+'s 30 steps).
+
+    Args:
+        num_steps: N (SGMSE+: 30).
+        schedule: default uniform in t down to ``sde.t_eps``.
+        snr: corrector signal-to-noise ratio r (SGMSE+: 0.5).
+        corrector_steps: Langevin steps per step (SGMSE+: 1; 0 gives the predictor alone).
+        final_denoise: see above.
+    """
+
+    def __init__(self, num_steps: int = 30, schedule: Schedule | None = None, snr: float = 0.5,
+                 corrector_steps: int = 1, final_denoise: bool = True, float64: bool = True,
+                 return_trajectory: bool = False) -> None:
+        super().__init__(num_steps, schedule if schedule is not None else Uniform(), float64, return_trajectory)
+        if snr < 0 or corrector_steps < 0:
+            raise ValueError(f"snr and corrector_steps must be >= 0, got {snr}, {corrector_steps}")
+        self.snr, self.corrector_steps = float(snr), int(corrector_steps)
+        self.final_denoise = bool(final_denoise)
+
+    @torch.no_grad()
+    def __call__(self, denoiser, sde, y: torch.Tensor, *, x_init: torch.Tensor | None = None, t_start: float = 1.0,
+                 generator: torch.Generator | None = None) -> SampleOutput:
+        den, yw, x, ts = self._setup(denoiser, sde, y, x_init, t_start, generator)
+        traj = [x] if self.return_trajectory else None
+        for i in range(self.num_steps):
+            t_cur, t_next = ts[i], ts[i + 1]
+            std = float(sde.std(t_cur))
+            for _ in range(self.corrector_steps):
+                score = sde.score(x, yw, den(x, t_cur), t_cur)
+                step = 2 * (self.snr * std) ** 2
+                x = x + step * score + math.sqrt(2 * step) * randn_like(x, generator)
+            denoised = den(x, t_cur)
+            dt = t_cur - t_next
+            x_mean = x - sde.reverse_drift(x, yw, denoised, t_cur) * dt
+            if float(t_next) == 0.0:
+                x = denoised if self.final_denoise else x_mean
+            else:
+                x = x_mean + _bc(sde.g(t_cur), x) * torch.sqrt(dt) * randn_like(x, generator)
+            if traj is not None:
+                traj.append(x)
+        return self._finish(x, y, den, traj)

@@ -1,0 +1,91 @@
+"""edm_se.evaluate: directory scoring writes metrics.csv / summary.json with the right rows and delta columns."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from edm_se.audio import AudioError, save_audio
+from edm_se.evaluate import evaluate_dirs, format_summary
+
+SR = 16000
+
+
+def _speech_like(seconds: float, seed: int) -> np.ndarray:
+    """Voiced harmonic signal with a gliding pitch, 1/k spectral tilt and a syllabic on/off envelope."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = 110.0 + 40.0 * rng.uniform() + 30.0 * np.sin(2 * np.pi * 1.5 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    wave = sum(np.sin(k * phase + rng.uniform(0, 2 * np.pi)) / k for k in range(1, 40))
+    wave = wave * np.clip(np.sin(2 * np.pi * 3.0 * t), 0.0, None) ** 0.5
+    return (0.3 * wave / np.max(np.abs(wave))).astype(np.float32)
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    """clean/, noisy/ (white noise, 0 dB) and enhanced/ (same noise at -15 dB relative) with 3 files + 1 extra."""
+    names = ["a", "b", "sub/c"]
+    for i, name in enumerate(names):
+        clean = _speech_like(1.0, seed=i)
+        noise = np.random.default_rng(100 + i).standard_normal(clean.size).astype(np.float32)
+        noise *= np.sqrt(np.mean(clean ** 2) / np.mean(noise ** 2))
+        save_audio(tmp_path / "clean" / f"{name}.wav", clean, SR)
+        save_audio(tmp_path / "noisy" / f"{name}.wav", clean + noise, SR)
+        save_audio(tmp_path / "enhanced" / f"{name}.flac", clean + 0.18 * noise, SR)  # suffix may differ
+    save_audio(tmp_path / "enhanced" / "orphan.wav", _speech_like(1.0, seed=9), SR)  # no reference: skipped
+    return tmp_path
+
+
+def test_evaluate_dirs_with_noisy_writes_csv_and_json(dirs):
+    out = dirs / "eval"
+    summary = evaluate_dirs(dirs / "enhanced", dirs / "clean", noisy=dirs / "noisy", output_dir=out,
+                            num_workers=0, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "summary.json"]  # no temp files left
+    table = pd.read_csv(out / "metrics.csv")
+    assert table["name"].tolist() == ["a", "b", "sub/c"]
+    for m in ("pesq", "estoi", "si_sdr"):
+        for col in (m, f"noisy_{m}", f"delta_{m}"):
+            assert col in table.columns
+        np.testing.assert_allclose(table[f"delta_{m}"], table[m] - table[f"noisy_{m}"], atol=1e-4)
+        assert (table[f"delta_{m}"] > 0).all()  # less noise scores better on every metric
+    np.testing.assert_allclose(table["noisy_si_sdr"], 0.0, atol=0.3)  # 0 dB mixtures
+    np.testing.assert_allclose(table["si_sdr"], -20 * np.log10(0.18), atol=0.3)
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["num_files"] == summary["num_files"] == 3
+    for key in ("scores", "noisy_scores", "delta"):
+        for m in ("pesq", "estoi", "si_sdr"):
+            assert on_disk[key][m]["n"] == 3
+            assert on_disk[key][m]["mean"] == pytest.approx(summary[key][m]["mean"])
+    assert summary["scores"]["si_sdr"]["mean"] == pytest.approx(table["si_sdr"].mean(), abs=1e-4)
+    text = format_summary(summary)
+    assert "noisy" in text and "delta" in text and "pesq" in text
+    assert f"{summary['delta']['si_sdr']['mean']:+.3f}" in text
+
+
+def test_evaluate_dirs_default_output_without_noisy(dirs):
+    summary = evaluate_dirs(dirs / "enhanced", dirs / "clean", num_workers=0, metrics=("si_sdr",),
+                            progress=False)
+    table = pd.read_csv(dirs / "enhanced" / "metrics.csv")
+    assert list(table.columns) == ["name", "si_sdr"]
+    np.testing.assert_allclose(table["si_sdr"], -20 * np.log10(0.18), atol=0.3)
+    assert summary["scores"]["si_sdr"]["n"] == 3
+    assert "noisy_scores" not in summary and "delta" not in format_summary(summary)
+    assert (dirs / "enhanced" / "summary.json").is_file()
+
+
+def test_evaluate_dirs_errors(dirs, tmp_path):
+    with pytest.raises(AudioError) as info:
+        evaluate_dirs(dirs / "nope", dirs / "clean", num_workers=0, progress=False)
+    assert str(dirs / "nope") in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(AudioError):
+        evaluate_dirs(dirs / "enhanced", dirs / "missing_refs", num_workers=0, progress=False)
+    other = tmp_path / "other"
+    save_audio(other / "zzz.wav", _speech_like(1.0, seed=3), SR)
+    with pytest.raises(AudioError, match="no estimate"):
+        evaluate_dirs(dirs / "enhanced", other, num_workers=0, progress=False)
+    with pytest.raises(AudioError, match="noisy"):
+        evaluate_dirs(dirs / "enhanced", dirs / "clean", noisy=other, num_workers=0, progress=False)

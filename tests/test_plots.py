@@ -1,0 +1,106 @@
+"""Plots from a hand-made results.csv with known values: axes contain the data, one line per sampler, log2 NFE
+axis, the noisy reference line at its value, CI bands, and the figure files."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from edm_se import plots
+
+SAMPLERS = {"edm_heun": [1, 3, 7, 15], "euler": [1, 2, 4, 8], "pc": [2, 4, 8, 16]}
+NOISY = {"pesq": 1.5, "si_sdr": 5.0}
+
+
+def _results(tmp_path, with_rtf=True):
+    rows = []
+    for k, (sampler, nfes) in enumerate(SAMPLERS.items()):
+        for j, nfe in enumerate(nfes):
+            for metric, base in (("pesq", 1.6), ("si_sdr", 6.0)):
+                rows.append({"study": "steps", "kind": "cell", "cell": f"sampler={sampler},n={j}", "sampler": sampler,
+                             "num_steps": j + 1, "nfe": nfe, "t_start": 1.0, "metric": metric,
+                             "mean": base + 0.1 * k + 0.05 * j, "ci95": 0.02, "n": 10,
+                             "rtf": 0.01 * nfe if with_rtf else np.nan})
+                # a per-SNR row (excluded from the curves)
+                rows.append({**rows[-1], "snr_db": 0.0, "mean": 99.0, "ci95": np.nan})
+    for metric, value in NOISY.items():
+        rows.append({"study": "steps", "kind": "noisy", "cell": "noisy input", "metric": metric, "mean": value,
+                     "ci95": 0.1, "n": 10})
+    path = tmp_path / "results.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_metric_vs_nfe_axes_lines_and_reference(tmp_path):
+    frame = plots.load_results(_results(tmp_path))
+    assert plots.choose_x(frame) == "nfe"
+    fig = plots.plot_metric_curves(frame, "nfe")
+    assert len(fig.axes) == 2
+    for ax, metric in zip(fig.axes, ("pesq", "si_sdr")):
+        data = frame[(frame.kind == "cell") & (frame.metric == metric) & frame.snr_db.isna()]
+        lines = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-"]
+        assert sorted(ln.get_label() for ln in lines) == sorted(SAMPLERS)
+        # every data point lies inside the axes' limits
+        x0, x1 = ax.get_xlim()
+        y0, y1 = ax.get_ylim()
+        assert x0 < data.nfe.min() and x1 > data.nfe.max()
+        assert y0 < data["mean"].min() and y1 > data["mean"].max()
+        assert y1 < 50  # the per-SNR rows (mean 99) are not drawn
+        assert ax.get_xscale() == "log"
+        assert ax.xaxis.get_scale() == "log" and ax.xaxis._scale.base == 2
+        labels = [t.get_text() for t in ax.get_xticklabels()]
+        assert {"1", "2", "4", "8", "16"} <= set(labels)
+        # the plotted y values are the table's means
+        for ln in lines:
+            want = data[data.sampler == ln.get_label()].sort_values("nfe")
+            np.testing.assert_allclose(ln.get_xdata(), want.nfe)
+            np.testing.assert_allclose(ln.get_ydata(), want["mean"])
+        # dashed reference line at the noisy score
+        refs = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+        assert len(refs) == 1
+        assert np.allclose(refs[0].get_ydata(), NOISY[metric])
+        # one shaded CI band per line
+        assert len(ax.collections) == len(SAMPLERS)
+    legend = fig.legends[0]
+    assert {t.get_text() for t in legend.get_texts()} == {*SAMPLERS, "noisy input"}
+
+
+def test_make_plots_writes_png_and_pdf_and_rtf(tmp_path):
+    written = plots.make_plots(_results(tmp_path), output=tmp_path / "figs")
+    names = {p.name for p in written}
+    assert {"metric_vs_nfe.png", "metric_vs_nfe.pdf", "metric_vs_rtf.png", "metric_vs_rtf.pdf"} <= names
+    assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_x_axis_falls_back_to_swept_parameter(tmp_path):
+    rows = []
+    for sampler in ("edm_heun", "euler"):
+        for t in (0.3, 0.5, 1.0):
+            rows.append({"study": "t_start", "kind": "cell", "sampler": sampler, "nfe": 15, "t_start": t,
+                         "metric": "pesq", "mean": 1.0 + t, "ci95": 0.1, "n": 4, "rtf": 0.1})
+    path = tmp_path / "results.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    frame = plots.load_results(path)
+    assert plots.choose_x(frame) == "t_start"
+    fig = plots.plot_metric_curves(frame, "t_start")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "linear"
+    assert len([ln for ln in ax.get_lines() if ln.get_linestyle() == "-"]) == 2
+    assert ax.get_xlim()[0] <= 0.3 and ax.get_xlim()[1] >= 1.0
+
+
+def test_line_labels_name_the_varying_parameters(tmp_path):
+    rows = [{"study": "churn", "kind": "cell", "sampler": "edm_heun_churn", "nfe": n, "s_churn": c, "s_noise": 1.0,
+             "metric": "pesq", "mean": 1.0, "ci95": math.nan, "n": 3} for n in (3, 7) for c in (0.0, 0.5)]
+    frame = pd.DataFrame(rows)
+    frame["snr_db"] = np.nan
+    labelled = plots.add_line_labels(frame, "nfe")
+    assert sorted(labelled.line.unique()) == ["s_churn=0", "s_churn=0.5"]
+
+
+def test_missing_results_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such results file"):
+        plots.load_results(tmp_path / "nope.csv")

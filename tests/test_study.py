@@ -1,0 +1,224 @@
+"""Studies: every preset composes (and its swept options exist); a tiny end-to-end study through the real CLI
+writes metrics.json per cell, results.csv/md and figures; a re-run skips finished cells; a failing cell records
+error.json while the others finish; a training cell trains (resumably) and writes several points."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+from conftest import run_cli
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from edm_se import study
+from edm_se.checkpoint import FORMAT, atomic_torch_save
+from edm_se.cli import conf_dir
+
+PRESETS = sorted(p.stem for p in (Path(conf_dir()) / "study").glob("*.yaml"))
+
+
+def _compose(name: str, overrides: list[str] = (), hydra_cfg: bool = False):
+    with initialize_config_dir(config_dir=conf_dir(), version_base=None):
+        return compose(config_name=name, overrides=list(overrides), return_hydra_config=hydra_cfg)
+
+
+# ----------------------------------------------------------------------------------------------- composition
+def test_all_presets_are_tested():
+    assert {"steps", "churn", "t_start", "design", "recipes"} <= set(PRESETS)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_composes_and_sweeps_existing_options(preset):
+    cfg = _compose("study", [f"study={preset}"], hydra_cfg=True)
+    assert cfg.study.name == preset
+    assert cfg.hydra.mode.name == "MULTIRUN"
+    raw = OmegaConf.load(Path(conf_dir()) / "study.yaml")  # compose() resolves hydra.* for a single run
+    assert OmegaConf.to_container(raw.hydra.sweep, resolve=False)["subdir"] == "${hydra.job.override_dirname}"
+    assert "now:" not in str(OmegaConf.to_container(cfg.hydra.sweep)["dir"])  # stable: a re-run finds its cells
+    assert cfg.hydra.callbacks.gather._target_ == "edm_se.study.GatherCallback"
+    params = {k: str(v).split(",") for k, v in cfg.hydra.sweeper.params.items()}
+    assert params, "a study must sweep something"
+    samplers = {p.stem for p in (Path(conf_dir()) / "sampler").glob("*.yaml")}
+    for name in params.get("sampler", []):
+        assert name in samplers
+    if cfg.study.kind == "sampler":
+        # every swept value composes into a cell config with that value
+        for key, values in params.items():
+            for value in values:
+                cell = _compose("study", [f"study={preset}", f"{key}={value}"])
+                if key != "sampler":
+                    assert str(OmegaConf.select(cell, key)) == value
+    else:
+        assert cfg.study.kind == "train"
+        assert set(params["cell"]) == set(cfg.study.cells)
+        for name in params["cell"]:
+            spec = cfg.study.cells[name]
+            train_cfg = _compose(cfg.study.train_config, [*cfg.study.train_overrides, *spec.overrides])
+            assert "_target_" in train_cfg.sde and "_target_" in train_cfg.precond
+            for entry in spec.get("eval") or cfg.study.eval:
+                assert entry.sampler in samplers
+
+
+def test_design_cells_are_the_intended_pairs():
+    cfg = _compose("study", ["study=design"])
+    pairs = {}
+    for name, spec in cfg.study.cells.items():
+        ov = dict(o.split("=", 1) for o in spec.overrides)
+        pairs[name] = (ov["sde"], ov["precond"])
+    assert set(pairs.values()) == {("ouve", "sgmse"), ("oucosine", "edm"), ("bbed", "edm"), ("ve", "edm")}
+    seed = next(spec for spec in cfg.study.cells.values() if "sde=oucosine" in spec.overrides)
+    assert "sde.theta=0.0" in seed.overrides
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def test_mean_ci95_matches_student_t():
+    x = np.array([1.0, 2.0, 4.0, 7.0])
+    mean, half, n = study.mean_ci95(x)
+    assert n == 4 and mean == pytest.approx(3.5)
+    assert half == pytest.approx(3.182446 * x.std(ddof=1) / 2, rel=1e-5)
+    assert study.mean_ci95([float("nan"), 2.0])[2] == 1
+    assert math.isnan(study.mean_ci95([])[0])
+
+
+def test_kept_files_are_spread_and_stable(tmp_path):
+    ts = study.TestSet(root=tmp_path, names=[f"f{i}.flac" for i in range(10)], snr_db=[None] * 10)
+    assert ts.kept(2) == ["f0.flac", "f9.flac"]
+    assert ts.kept(3) == ["f0.flac", "f5.flac", "f9.flac"] or ts.kept(3) == ["f0.flac", "f4.flac", "f9.flac"]
+    assert ts.kept(0) == [] and len(ts.kept(20)) == 10
+
+
+def test_cell_config_ignores_keys_that_do_not_change_results():
+    a = OmegaConf.create({"sampler": {"num_steps": 2}, "device": "cpu", "threads": 1, "seed": 0})
+    b = OmegaConf.create({"sampler": {"num_steps": 2}, "device": "cuda", "threads": 4, "seed": 0})
+    c = OmegaConf.create({"sampler": {"num_steps": 3}, "device": "cpu", "threads": 1, "seed": 0})
+    assert study.cell_config(a) == study.cell_config(b) != study.cell_config(c)
+
+
+# ----------------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    """A random tiny model (no training): build_model(net=tiny) saved in the checkpoint format."""
+    from edm_se.config import build_model
+
+    cfg = _compose("train", ["net=tiny"])
+    torch.manual_seed(0)
+    parts = build_model(cfg)
+    full = OmegaConf.to_container(cfg, resolve=True)
+    config = {k: full[k] for k in ("sde", "precond", "net", "stft", "sampler")}
+    config["sample_rate"] = int(full.get("sample_rate", 16000))
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    atomic_torch_save({"format": FORMAT, "config": config, "ema": parts.denoiser.state_dict(), "step": 0}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_test_set(tmp_path_factory) -> Path:
+    """Two 1.2 s clean/noisy pairs cut from the built-in test set, with a manifest giving their SNRs."""
+    src = study.load_test_set(None)
+    root = tmp_path_factory.mktemp("testset")
+    rows = []
+    for i, name in enumerate(src.names[:2]):
+        out = f"utt{i}.flac"
+        for sub, path in (("clean", src.clean(name)), ("noisy", src.noisy(name))):
+            wave, sr = sf.read(path, dtype="float32")
+            (root / sub).mkdir(exist_ok=True)
+            sf.write(root / sub / out, wave[: int(1.2 * sr)], sr)
+        rows.append({"name": out, "snr_db": 5.0 * i})
+    with open(root / "manifest.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["name", "snr_db"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+def _mtimes(paths):
+    return {p: p.stat().st_mtime_ns for p in paths}
+
+
+# ----------------------------------------------------------------------------------------------- end to end
+def test_study_end_to_end_resume_and_failure(tiny_ckpt, tiny_test_set, tmp_path):
+    args = ["study", "study=steps", f"ckpt={tiny_ckpt}", f"test_set={tiny_test_set}", "study.name=e2e",
+            f"hydra.sweep.dir={tmp_path / 'e2e'}", "sampler=edm_heun", "sampler.num_steps=1,2,0", "keep_audio=1",
+            "num_workers=1", "threads=1"]
+    res = run_cli(*args)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    sweep = tmp_path / "e2e"
+    good = [sweep / f"sampler.num_steps={n},sampler=edm_heun" for n in (1, 2)]
+    bad = sweep / "sampler.num_steps=0,sampler=edm_heun"
+    # the failing cell recorded its error and did not stop the sweep
+    err = json.loads((bad / "error.json").read_text())
+    assert err["type"] and "num_steps" in err["message"] and "Traceback" in err["traceback"]
+    assert not (bad / "metrics.json").exists()
+    nfes = []
+    for cell in good:
+        m = json.loads((cell / "metrics.json").read_text())
+        assert m["format"] == study.FORMAT and m["config"]["sampler"]["num_steps"] in (1, 2)
+        (point,) = m["points"]
+        assert point["n"] == 2 and point["nfe"] >= 1 and point["rtf"] > 0
+        assert set(point["metrics"]) == {"pesq", "estoi", "si_sdr"}
+        assert all(math.isfinite(v["mean"]) for v in point["metrics"].values())
+        assert set(point["per_snr"]["pesq"]) == {"0", "5"}
+        assert len(list((cell / "audio").glob("*.flac"))) == 1
+        nfes.append(point["nfe"])
+    assert nfes[1] > nfes[0]
+    assert (sweep / "noisy_metrics.json").exists()
+    table = pd.read_csv(sweep / "results.csv")
+    cells = table[(table.kind == "cell") & table.snr_db.isna()]
+    assert len(cells) == 2 * 3  # 2 cells x 1 point x 3 metrics
+    assert sorted(cells.nfe.unique()) == sorted(nfes)
+    assert set(table[table.kind == "noisy"].metric) == {"pesq", "estoi", "si_sdr"}
+    assert "Failed cells" in (sweep / "results.md").read_text()
+    assert (sweep / "metric_vs_nfe.png").stat().st_size > 1000
+    assert (sweep / "spectrograms.png").exists()
+    assert "results:" in res.stdout and "failed cell" in res.stdout
+
+    # a re-run skips both finished cells (files untouched) and retries the failed one
+    before = _mtimes([c / "metrics.json" for c in good] + [c / "audio" for c in good])
+    res2 = run_cli(*args)
+    assert res2.returncode == 0, res2.stderr[-3000:]
+    log = res2.stdout + res2.stderr
+    assert log.count("skipping finished cell") == 2
+    assert _mtimes(before) == before
+    assert (bad / "error.json").exists()
+
+    # gather() alone rebuilds the same table
+    out = study.gather(sweep, plot=False)
+    assert out["cells"] == 2 and len(out["failed"]) == 1
+    again = pd.read_csv(out["results"])
+    pd.testing.assert_frame_equal(again, table)
+
+
+def test_missing_checkpoint_stops_the_study_with_one_line(tiny_test_set, tmp_path):
+    res = run_cli("study", "study=steps", f"ckpt={tmp_path / 'nope.pt'}", f"test_set={tiny_test_set}",
+                  f"hydra.sweep.dir={tmp_path / 's'}", "sampler.num_steps=1")
+    assert res.returncode == 2
+    assert "checkpoint not found" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_training_cell_trains_then_evaluates_several_points(tiny_test_set, tmp_path):
+    """A training-study cell (run in-process): trains a tiny model into the cell dir, resumes, writes 2 points."""
+    cfg = _compose("study", ["study=recipes", "cell=seed_recipe", f"test_set={tiny_test_set}", "num_workers=1",
+                             "keep_audio=0"])
+    cfg.study.train_overrides = ["net=tiny", "trainer.max_steps=2", "trainer.batch_size=2", "trainer.val_every=0",
+                                 "trainer.num_workers=0", "trainer.tensorboard=false", "trainer.progress=false",
+                                 "trainer.warmup_steps=1", "trainer.log_every=1", "data.train.segment_seconds=0.51"]
+    cfg.study.cells.seed_recipe.eval = [{"sampler": "edm_heun", "num_steps": [1, 2]}]
+    out_dir = tmp_path / "cell"
+    result = study.run_cell(cfg, out_dir, tmp_path, "cell=seed_recipe", ["cell=seed_recipe"])
+    assert result is not None, (out_dir / "error.json").read_text()
+    assert (out_dir / "checkpoints" / "last.pt").exists()
+    points = result["points"]
+    assert [p["num_steps"] for p in points] == [1, 2]
+    assert all(p["design"] == "seed_recipe" and p["sde"] == "oucosine" and p["precond"] == "edm" for p in points)
+    # finished: a second call skips it
+    mtime = (out_dir / "metrics.json").stat().st_mtime_ns
+    assert study.run_cell(cfg, out_dir, tmp_path, "cell=seed_recipe", ["cell=seed_recipe"]) == result
+    assert (out_dir / "metrics.json").stat().st_mtime_ns == mtime
