@@ -109,12 +109,19 @@ class EDMHeun(Sampler):
         schedule: step grid (default Karras, rho = 7).
         s_churn, s_min, s_max, s_noise: EDM stochasticity (Karras et al. Table 5 names).
         heun: False turns the 2nd-order correction off (= Euler with churn).
+        steps_in_sigma: True (default) integrates the ODE with sigma as the variable on the residual
+            ``x_tilde = (x - y) / s``: ``d x_tilde / d sigma = (x_tilde - D) / sigma``, Karras et al.'s recommended
+            ``sigma(t) = t, s(t) = 1`` applied to any SDE (the ODE's solution does not depend on s or on the
+            parameterisation of time, only its discretisation does). False steps in ``t`` with ``dx/dt`` from
+            :meth:`edm_se.sde.SDE.probability_flow` (Karras et al. Alg. 1 in its general form), which needs many
+            steps where ``sigma(t)`` is far from linear (OU-cosine, VP near t = 1).
     """
 
     def __init__(self, num_steps: int = 16, schedule: Schedule | None = None, s_churn: float = 0.0,
                  s_min: float = 0.0, s_max: float = float("inf"), s_noise: float = 1.0, heun: bool = True,
-                 float64: bool = True, return_trajectory: bool = False) -> None:
+                 steps_in_sigma: bool = True, float64: bool = True, return_trajectory: bool = False) -> None:
         super().__init__(num_steps, schedule if schedule is not None else Karras(), float64, return_trajectory)
+        self.steps_in_sigma = bool(steps_in_sigma)
         if s_churn < 0 or s_noise < 0:
             raise ValueError(f"s_churn and s_noise must be >= 0, got {s_churn}, {s_noise}")
         self.s_churn, self.s_min, self.s_max, self.s_noise = float(s_churn), float(s_min), float(s_max), float(
@@ -143,6 +150,16 @@ class EDMHeun(Sampler):
             denoised = den(x_hat, t_hat)
             if float(t_next) == 0.0:
                 x = denoised  # Euler step in sigma to sigma = 0
+            elif self.steps_in_sigma:
+                sig_hat, sig_next = sde.sigma(t_hat), sde.sigma(t_next)
+                s_next = _bc(sde.s(t_next), x)
+                xt_hat = (x_hat - yw) / _bc(sde.s(t_hat), x)
+                d = (xt_hat - (denoised - yw)) / sig_hat
+                xt_next = xt_hat + (sig_next - sig_hat) * d
+                if self.heun:
+                    d2 = (xt_next - (den(yw + s_next * xt_next, t_next) - yw)) / sig_next
+                    xt_next = xt_hat + (sig_next - sig_hat) * (0.5 * d + 0.5 * d2)
+                x = yw + s_next * xt_next
             else:
                 d = sde.probability_flow(x_hat, yw, denoised, t_hat)
                 x = x_hat + (t_next - t_hat) * d
@@ -159,10 +176,11 @@ class Euler(EDMHeun):
     (the seed paper's ODE baseline)."""
 
     def __init__(self, num_steps: int = 16, schedule: Schedule | None = None, s_churn: float = 0.0,
-                 s_min: float = 0.0, s_max: float = float("inf"), s_noise: float = 1.0, float64: bool = True,
-                 return_trajectory: bool = False) -> None:
+                 s_min: float = 0.0, s_max: float = float("inf"), s_noise: float = 1.0, steps_in_sigma: bool = True,
+                 float64: bool = True, return_trajectory: bool = False) -> None:
         super().__init__(num_steps, schedule if schedule is not None else Uniform(), s_churn, s_min, s_max,
-                         s_noise, heun=False, float64=float64, return_trajectory=return_trajectory)
+                         s_noise, heun=False, steps_in_sigma=steps_in_sigma, float64=float64,
+                         return_trajectory=return_trajectory)
 
 
 class EulerMaruyama(Sampler):
@@ -195,7 +213,12 @@ class EulerMaruyama(Sampler):
 class PC(Sampler):
     """SGMSE+'s predictor-corrector sampler (Song et al. 2021, Alg. 4-5; Richter et al. 2023): per step,
     ``corrector_steps`` annealed-Langevin corrections with step ``2 (snr std(t))^2`` then one reverse-diffusion
-    predictor step ``x - [f (y - x) - g^2 score] dt + g sqrt(dt) z``. The last step (to t = 0) returns the
+    predictor step. The predictor is Song et al.'s reverse-diffusion step in one of two discretisations:
+    ``predictor_in_sigma=True`` (default) steps the residual ``x_tilde = (x - y) / s`` from ``sigma_i`` to
+    ``sigma_{i+1}``: ``x_tilde + (sigma_i^2 - sigma_{i+1}^2) score_tilde + sqrt(sigma_i^2 - sigma_{i+1}^2) z`` (their VE
+    discretisation, stable for any noise schedule), then maps back with ``s(t_{i+1})``; ``False`` is SGMSE+'s Euler
+    discretisation in t, ``x - [f (y - x) - g^2 score] dt + g sqrt(dt) z``, which diverges with few steps when
+    ``g^2 dt`` exceeds ``2 std^2`` (e.g. OU-cosine near t = 1). The last step (to t = 0) returns the
     denoiser's clean estimate at ``t_{N-1}`` (Tweedie, as the other samplers do) when ``final_denoise`` is True;
     False returns the predictor's mean as SGMSE+ does, which keeps noise of about ``std(t_eps)``.
     ``nfe = N (1 + corrector_steps)`` (60 for SGMSE+'s 30 steps).
@@ -206,16 +229,18 @@ class PC(Sampler):
         snr: corrector signal-to-noise ratio r (SGMSE+: 0.5).
         corrector_steps: Langevin steps per step (SGMSE+: 1; 0 gives the predictor alone).
         final_denoise: see above.
+        predictor_in_sigma: see above (False reproduces SGMSE+ exactly).
     """
 
     def __init__(self, num_steps: int = 30, schedule: Schedule | None = None, snr: float = 0.5,
-                 corrector_steps: int = 1, final_denoise: bool = True, float64: bool = True,
-                 return_trajectory: bool = False) -> None:
+                 corrector_steps: int = 1, final_denoise: bool = True, predictor_in_sigma: bool = True,
+                 float64: bool = True, return_trajectory: bool = False) -> None:
         super().__init__(num_steps, schedule if schedule is not None else Uniform(), float64, return_trajectory)
         if snr < 0 or corrector_steps < 0:
             raise ValueError(f"snr and corrector_steps must be >= 0, got {snr}, {corrector_steps}")
         self.snr, self.corrector_steps = float(snr), int(corrector_steps)
         self.final_denoise = bool(final_denoise)
+        self.predictor_in_sigma = bool(predictor_in_sigma)
 
     @torch.no_grad()
     def __call__(self, denoiser, sde, y: torch.Tensor, *, x_init: torch.Tensor | None = None, t_start: float = 1.0,
@@ -230,12 +255,21 @@ class PC(Sampler):
                 step = 2 * (self.snr * std) ** 2
                 x = x + step * score + math.sqrt(2 * step) * randn_like(x, generator)
             denoised = den(x, t_cur)
-            dt = t_cur - t_next
-            x_mean = x - sde.reverse_drift(x, yw, denoised, t_cur) * dt
+            if self.predictor_in_sigma:
+                s_cur, s_next = _bc(sde.s(t_cur), x), _bc(sde.s(t_next), x)
+                sig2_cur, sig2_next = float(sde.sigma(t_cur)) ** 2, float(sde.sigma(t_next)) ** 2
+                x_tilde = (x - yw) / s_cur
+                ratio = (sig2_cur - sig2_next) / sig2_cur  # (sigma_i^2 - sigma_{i+1}^2) * score_tilde
+                x_mean = yw + s_next * (x_tilde - ratio * (x_tilde - (denoised - yw)))
+                noise_std = s_next * math.sqrt(max(sig2_cur - sig2_next, 0.0))
+            else:
+                dt = t_cur - t_next
+                x_mean = x - sde.reverse_drift(x, yw, denoised, t_cur) * dt
+                noise_std = _bc(sde.g(t_cur), x) * torch.sqrt(dt)
             if float(t_next) == 0.0:
                 x = denoised if self.final_denoise else x_mean
             else:
-                x = x_mean + _bc(sde.g(t_cur), x) * torch.sqrt(dt) * randn_like(x, generator)
+                x = x_mean + noise_std * randn_like(x, generator)
             if traj is not None:
                 traj.append(x)
         return self._finish(x, y, den, traj)

@@ -377,7 +377,7 @@ class Trainer:
             self.ema.update_parameters(self.denoiser)
             self.step += 1
             steps_since += 1
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             bar.update(1)
             if self.is_main and (self.step % int(self.tc.log_every) == 0 or self.step == max_steps):
                 now = time.perf_counter()
