@@ -112,6 +112,7 @@ class EnhancementModel:
         except Exception as err:  # noqa: BLE001 - any build failure means the stored config is unusable
             raise CheckpointError(f"{path}: cannot build the model from its stored config ({err})") from None
         state = ckpt.get(weights) or ckpt["ema"]
+        state = {k: (v.float() if v.dtype == torch.float16 else v) for k, v in state.items()}  # --half exports
         try:
             parts.denoiser.load_state_dict(state)
         except RuntimeError as err:

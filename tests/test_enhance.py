@@ -107,3 +107,20 @@ def test_bad_input_file_stops_before_writing(tiny_checkpoint, noisy_dir, tmp_pat
     assert res.returncode == 2
     assert "zz_broken.wav" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_export_keeps_weights_and_sets_default_sampler(tiny_checkpoint, tmp_path):
+    """python -m edm_se.export: EMA weights only, the chosen default sampler, same enhancement as the source."""
+    from edm_se.export import export_checkpoint
+
+    dest = export_checkpoint(tiny_checkpoint, tmp_path / "small.pt", sampler="euler", num_steps=3, note="test")
+    small = load_checkpoint(dest)
+    assert "optimizer" not in small and small["config"]["sampler"]["num_steps"] == 3
+    assert dest.stat().st_size < tiny_checkpoint.stat().st_size
+    a = EnhancementModel.from_checkpoint(tiny_checkpoint, device="cpu")
+    b = EnhancementModel.from_checkpoint(dest, device="cpu")
+    wave = torch.randn(8000) * 0.1
+    ra = a.enhance(wave, 16000, sampler="euler", num_steps=3, seed=0)
+    rb = b.enhance(wave, 16000, seed=0)
+    assert rb.nfe == 3
+    torch.testing.assert_close(ra.waveform, rb.waveform)
