@@ -104,7 +104,6 @@ def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
         ValueError: unknown metric name.
     """
     import numpy as np
-    import pandas as pd
 
     from edm_se.audio import load_audio
     from edm_se.metrics import DEFAULT_METRICS, KNOWN_METRICS, score_pairs

@@ -164,10 +164,11 @@ def _save(fig: Any, base: Path, formats: Sequence[str]) -> list[Path]:
     base.parent.mkdir(parents=True, exist_ok=True)
     out = []
     for fmt in formats:
+        from edm_se.atomic import atomic_path
+
         path = base.with_suffix(f".{fmt}")
-        tmp = path.with_name(f".{path.stem}.tmp.{fmt}")
-        fig.savefig(tmp, dpi=150, bbox_inches="tight", format=fmt)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight", format=fmt)
         out.append(path)
     return out
 

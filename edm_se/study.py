@@ -33,8 +33,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -60,22 +58,7 @@ RESULT_COLUMNS = ("study", "kind", "cell", "design", "sampler", "num_steps", "nf
 
 
 # ----------------------------------------------------------------------------------------------- small helpers
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place (never a half file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+from edm_se.atomic import atomic_write_text  # noqa: E402  (re-exported: studies write through it)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:

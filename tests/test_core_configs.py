@@ -10,7 +10,6 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from edm_se.denoiser import Denoiser
-from edm_se.nets.small import SmallUNet  # noqa: F401
 from edm_se.sde import OUVE
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

@@ -102,7 +102,6 @@ def test_weightings():
 
 
 def test_gradients_reach_the_network():
-    from edm_se.nets.small import SmallUNet  # noqa: F401  (import check only)
     net = nn.Conv2d(4, 2, 3, padding=1)
     den = Denoiser(_Net(net), P.EDM())
     x0, y = _batch(b=2)

@@ -36,7 +36,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -725,15 +724,9 @@ def assign_splits(rows: list[dict], seed: int, speaker_split: Mapping[str, bool]
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from edm_se.atomic import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 def write_manifest(path: Path, rows: Iterable[Mapping[str, object]]) -> Path:

@@ -400,10 +400,10 @@ def make_test_set(speech_files: Sequence[str | Path], noise_files: Sequence[str 
         save_audio(out_dir / "clean" / f"{p['name']}.flac", clean.astype(np.float32), sample_rate)
         save_audio(out_dir / "noisy" / f"{p['name']}.flac", noisy.astype(np.float32), sample_rate)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = manifest.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    from edm_se.atomic import atomic_path
+
+    with atomic_path(manifest) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=TEST_SET_FIELDS)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, manifest)
     return out_dir

@@ -23,7 +23,6 @@ within 1% of 16.6M.)
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
