@@ -39,8 +39,12 @@ def list_inputs(path: str | Path) -> tuple[Path, list[Path]]:
 
 
 def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=None, num_steps=None,
-                  t_start: float = 1.0, seed: int = 0, progress: bool = True) -> dict:
+                  t_start: float = 1.0, seed: int = 0, progress: bool = True,
+                  on_mismatch: str = "resample") -> dict:
     """Enhance ``inputs`` with ``model`` and write them under ``output`` (same relative paths).
+
+    Inputs at another sample rate are resampled to the model's with a logged notice (``on_mismatch="resample"``)
+    or refused with :class:`edm_se.audio.AudioError` (``"error"``); multi-channel inputs are down-mixed.
 
     Returns:
         ``{"files": n, "nfe": int, "audio_seconds": float, "wall_seconds": float, "rtf": float}``.
@@ -51,11 +55,11 @@ def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=N
 
     sr = model.sample_rate
     for f in inputs:  # validate everything first: nothing is written if one input is bad
-        load_audio(f, sample_rate=sr)
+        load_audio(f, sample_rate=sr, on_mismatch=on_mismatch)
     output.mkdir(parents=True, exist_ok=True)
     total_audio, total_wall, nfe = 0.0, 0.0, 0
     for f in tqdm(inputs, desc="enhance", disable=not progress, dynamic_ncols=True):
-        wave = load_audio(f, sample_rate=sr)
+        wave = load_audio(f, sample_rate=sr, on_mismatch=on_mismatch)
         res = model.enhance(wave, sr, sampler=sampler, num_steps=num_steps, t_start=t_start, seed=seed)
         dest = output / f.relative_to(root)
         if dest.suffix.lower() not in AUDIO_SUFFIXES:
@@ -88,7 +92,8 @@ def main(cfg: DictConfig) -> None:
         raise UserError(f"num_steps must be >= 1, got {num_steps}")
     start = time.perf_counter()
     stats = enhance_files(model, files, root, Path(cfg.output), sampler=sampler, num_steps=num_steps,
-                          t_start=float(cfg.t_start), seed=int(cfg.seed), progress=bool(cfg.progress))
+                          t_start=float(cfg.t_start), seed=int(cfg.seed), progress=bool(cfg.progress),
+                          on_mismatch=str(cfg.on_rate_mismatch))
     stats["total_seconds"] = time.perf_counter() - start
     stats["checkpoint"] = model.info.get("path")
     print(f"enhanced {stats['files']} file(s) -> {cfg.output}  NFE={stats['nfe']}  "

@@ -124,3 +124,14 @@ def test_export_keeps_weights_and_sets_default_sampler(tiny_checkpoint, tmp_path
     rb = b.enhance(wave, 16000, seed=0)
     assert rb.nfe == 3
     torch.testing.assert_close(ra.waveform, rb.waveform)
+
+
+def test_rate_mismatch_can_be_refused(tiny_checkpoint, noisy_dir, tmp_path):
+    """on_rate_mismatch=error: the 8 kHz input is refused with one line naming it, and nothing is written."""
+    out = tmp_path / "enh"
+    res = run_cli("enhance", f"ckpt={tiny_checkpoint}", f"input={noisy_dir}", f"output={out}",
+                  "on_rate_mismatch=error", "progress=false")
+    assert res.returncode == 2, res.stderr[-2000:]
+    line = res.stderr.strip()
+    assert len(line.splitlines()) == 1 and "8000" in line and ".wav" in line and "Traceback" not in line
+    assert not out.exists() or not any(out.iterdir())
