@@ -419,7 +419,7 @@ def _run_train_cell(cfg: DictConfig, out_dir: Path, test_set: TestSet, keep: lis
         raise ValueError(f"unknown or missing cell {cfg.cell!r}; this study's cells are {sorted(cells)}")
     spec = cells[cfg.cell] or {}
     cell_overrides = [str(o) for o in spec.get("overrides", [])]
-    overrides = [*map(str, cfg.study.train_overrides), *cell_overrides, f"run_dir={out_dir}", "resume=true",
+    overrides = [*map(str, cfg.study.train_overrides), *cell_overrides, f"run_dir='{out_dir}'", "resume=true",
                  f"seed={int(cfg.seed)}", f"device={cfg.device}"]
     train_cfg = compose_train_config(cfg, overrides)
     log.info("cell %s: training with %s", cfg.cell, " ".join(overrides))

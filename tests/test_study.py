@@ -211,7 +211,7 @@ def test_training_cell_trains_then_evaluates_several_points(tiny_test_set, tmp_p
                                  "trainer.num_workers=0", "trainer.tensorboard=false", "trainer.progress=false",
                                  "trainer.warmup_steps=1", "trainer.log_every=1", "data.train.segment_seconds=0.51"]
     cfg.study.cells.seed_recipe.eval = [{"sampler": "edm_heun", "num_steps": [1, 2]}]
-    out_dir = tmp_path / "cell"
+    out_dir = tmp_path / "cell=seed_recipe"  # the real sweep layout: "=" in the path must survive the override
     result = study.run_cell(cfg, out_dir, tmp_path, "cell=seed_recipe", ["cell=seed_recipe"])
     assert result is not None, (out_dir / "error.json").read_text()
     assert (out_dir / "checkpoints" / "last.pt").exists()
