@@ -215,8 +215,11 @@ class PC(Sampler):
     ``corrector_steps`` annealed-Langevin corrections with step ``2 (snr std(t))^2`` then one reverse-diffusion
     predictor step. The predictor is Song et al.'s reverse-diffusion step in one of two discretisations:
     ``predictor_in_sigma=True`` (default) steps the residual ``x_tilde = (x - y) / s`` from ``sigma_i`` to
-    ``sigma_{i+1}``: ``x_tilde + (sigma_i^2 - sigma_{i+1}^2) score_tilde + sqrt(sigma_i^2 - sigma_{i+1}^2) z`` (their VE
-    discretisation, stable for any noise schedule), then maps back with ``s(t_{i+1})``; ``False`` is SGMSE+'s Euler
+    ``sigma_{i+1}`` by sampling the Gaussian posterior given the denoised estimate ``D`` (ancestral sampling, Ho et
+    al. 2020 eq. 7 in EDM's sigma form): ``D + (x_tilde - D) sigma_down / sigma_i + sigma_up z`` with
+    ``sigma_up = sigma_{i+1} sqrt(1 - sigma_{i+1}^2 / sigma_i^2)``, ``sigma_down^2 = sigma_{i+1}^2 - sigma_up^2``
+    (to first order in the step, Song et al.'s reverse-diffusion step; stable for any step size and schedule), then
+    maps back with ``s(t_{i+1})``; ``False`` is SGMSE+'s Euler
     discretisation in t, ``x - [f (y - x) - g^2 score] dt + g sqrt(dt) z``, which diverges with few steps when
     ``g^2 dt`` exceeds ``2 std^2`` (e.g. OU-cosine near t = 1). The last step (to t = 0) returns the
     denoiser's clean estimate at ``t_{N-1}`` (Tweedie, as the other samplers do) when ``final_denoise`` is True;
@@ -257,11 +260,13 @@ class PC(Sampler):
             denoised = den(x, t_cur)
             if self.predictor_in_sigma:
                 s_cur, s_next = _bc(sde.s(t_cur), x), _bc(sde.s(t_next), x)
-                sig2_cur, sig2_next = float(sde.sigma(t_cur)) ** 2, float(sde.sigma(t_next)) ** 2
-                x_tilde = (x - yw) / s_cur
-                ratio = (sig2_cur - sig2_next) / sig2_cur  # (sigma_i^2 - sigma_{i+1}^2) * score_tilde
-                x_mean = yw + s_next * (x_tilde - ratio * (x_tilde - (denoised - yw)))
-                noise_std = s_next * math.sqrt(max(sig2_cur - sig2_next, 0.0))
+                sig, sig_next = float(sde.sigma(t_cur)), float(sde.sigma(t_next))
+                x_tilde, d_tilde = (x - yw) / s_cur, denoised - yw
+                # ancestral step: the Gaussian posterior of x_tilde at sigma_next given x_tilde and D
+                sigma_up = sig_next * math.sqrt(max(1.0 - sig_next ** 2 / sig ** 2, 0.0))
+                sigma_down = math.sqrt(max(sig_next ** 2 - sigma_up ** 2, 0.0))
+                x_mean = yw + s_next * (d_tilde + (x_tilde - d_tilde) * (sigma_down / sig))
+                noise_std = s_next * sigma_up
             else:
                 dt = t_cur - t_next
                 x_mean = x - sde.reverse_drift(x, yw, denoised, t_cur) * dt

@@ -128,7 +128,7 @@ def test_stochastic_samplers_reach_the_data_distribution(name, kind):
     t_start = 0.8
     y, m, x_init, _ = _problem(sde, t_start, batch=40, n=256, seed=3)
     sampler = {"em": SM.EulerMaruyama(200, schedule=SC.Uniform(t_min=1e-3)),
-               "pc": SM.PC(200, schedule=SC.Uniform(t_min=1e-3), snr=0.2),
+               "pc": SM.PC(800, schedule=SC.Uniform(t_min=1e-3), snr=0.2),  # ancestral: 1st order
                "churn": SM.EDMHeun(64, s_churn=20.0, schedule=SC.Karras(sigma_min=1e-3))}[kind]
     out = sampler(GaussianOracle(m), sde, y, x_init=x_init, t_start=t_start,
                   generator=torch.Generator().manual_seed(1))
