@@ -117,6 +117,11 @@ def line_keys(frame: pd.DataFrame, x: str) -> list[str]:
     keys = [k for k in LINE_KEYS if k != x and k in cells.columns and cells[k].nunique(dropna=True) > 1]
     if "design" in keys:  # a design cell fixes its SDE and preconditioning
         keys = [k for k in keys if k not in ("sde", "precond")]
+    # drop keys that the others already determine (e.g. s_churn when every sampler has one fixed value)
+    for key in list(reversed(keys)):
+        rest = [k for k in keys if k != key]
+        if rest and len(cells.groupby(rest, dropna=False)) == len(cells.groupby(keys, dropna=False)):
+            keys = rest
     if not keys:
         keys = ["sampler"] if cells["sampler"].notna().any() else ["cell"]
     return keys
@@ -124,7 +129,7 @@ def line_keys(frame: pd.DataFrame, x: str) -> list[str]:
 
 def _fmt_value(key: str, value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return f"{key}=-"
+        return ""  # the parameter does not apply to this line (e.g. s_churn of PC)
     if key in ("design", "sampler", "cell"):
         return str(value)
     if isinstance(value, float):
@@ -136,7 +141,8 @@ def add_line_labels(frame: pd.DataFrame, x: str) -> pd.DataFrame:
     """A copy of the cell rows with a ``line`` column (e.g. ``edm_heun_churn, s_churn=0.5``)."""
     keys = line_keys(frame, x)
     cells = frame[frame["kind"] == "cell"].copy()
-    cells["line"] = [", ".join(_fmt_value(k, row[k]) for k in keys) for _, row in cells.iterrows()]
+    cells["line"] = [", ".join(v for v in (_fmt_value(k, row[k]) for k in keys) if v) or "-"
+                     for _, row in cells.iterrows()]
     return cells
 
 
