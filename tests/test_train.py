@@ -109,3 +109,18 @@ def test_two_process_ddp_keeps_replicas_identical(tmp_path):
     assert check["world_size"] == 2
     assert len(check["checksums"]) == 2 and check["identical"], check
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 4
+
+
+def test_ema_warmup_forgets_the_initial_weights():
+    """decay_n = min(decay, (1 + n) / (10 + n)): early updates follow the model, later ones average slowly."""
+    import torch
+
+    from edm_se.train import _ema_with_warmup
+
+    update = _ema_with_warmup(0.999)
+    ema, cur = [torch.zeros(3)], [torch.ones(3)]
+    update(ema, cur, torch.tensor(0))
+    torch.testing.assert_close(ema[0], torch.full((3,), 0.9))  # decay 0.1 at the first averaged update
+    ema = [torch.zeros(3)]
+    update(ema, cur, torch.tensor(100000))
+    torch.testing.assert_close(ema[0], torch.full((3,), 0.001))  # capped at the configured decay
