@@ -5,11 +5,14 @@ An interrupted or failed write never leaves a half-written file at the destinati
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 @contextmanager
@@ -37,6 +40,24 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
     return Path(path)
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with NaN/inf floats as None, tuples as lists, numpy/torch scalars as Python numbers (valid JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
+        return json_safe(obj.item())
+    return obj
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 1) -> Path:
+    """:func:`atomic_write_text` of ``json.dumps(json_safe(obj))`` (NaN written as null)."""
+    return atomic_write_text(path, json.dumps(json_safe(obj), indent=indent, allow_nan=False) + "\n")
 
 
 def _umask() -> int:

@@ -14,13 +14,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edm_se.sde import batch_view
+
 __all__ = ["Denoiser"]
-
-
-def _expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    real = like.real.dtype if like.is_complex() else like.dtype
-    v = torch.as_tensor(v, device=like.device).to(real)
-    return v if v.ndim == 0 else v.reshape(v.shape[0], *([1] * (like.ndim - 1)))
 
 
 class Denoiser(nn.Module):
@@ -56,7 +52,7 @@ class Denoiser(nn.Module):
         p = self.precond
         param = next(self.net.parameters(), None)
         dtype = param.dtype if param is not None else torch.float32
-        net_in = _expand(p.c_in(sigma), x_tilde) * x_tilde + p.c_shift(y, sigma).to(x_tilde.dtype)
+        net_in = batch_view(p.c_in(sigma), x_tilde) * x_tilde + p.c_shift(y, sigma).to(x_tilde.dtype)
         c_noise = torch.as_tensor(p.c_noise(sigma), device=x_tilde.device).to(dtype).reshape(batch)
         if x_tilde.is_complex():
             packed = torch.cat([net_in.real, net_in.imag, y.real.to(net_in.real.dtype), y.imag.to(net_in.real.dtype)],
@@ -66,12 +62,12 @@ class Denoiser(nn.Module):
         else:
             packed = torch.cat([net_in, y.to(net_in.dtype)], dim=1).to(dtype)
             f_out = self.net(packed, c_noise).to(x_tilde.dtype)
-        return _expand(p.c_skip(sigma), x_tilde) * x_tilde + _expand(p.c_out(sigma), x_tilde) * f_out
+        return batch_view(p.c_skip(sigma), x_tilde) * x_tilde + batch_view(p.c_out(sigma), x_tilde) * f_out
 
     def denoise(self, x_t: torch.Tensor, y: torch.Tensor, t, sde) -> torch.Tensor:
         """Absolute clean estimate ``x0_hat = y + D((x_t - y) / s(t), y; sigma(t))``; ``t`` scalar or (B,)."""
         t = torch.as_tensor(t, dtype=torch.float64)
-        s = _expand(sde.s(t), x_t)
+        s = batch_view(sde.s(t), x_t)
         return y + self(((x_t - y) / s), y, sde.sigma(t))
 
     def score(self, x_t: torch.Tensor, y: torch.Tensor, t, sde) -> torch.Tensor:

@@ -13,14 +13,13 @@ Outputs, written atomically (temporary file + ``os.replace``) into ``output_dir`
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
+from edm_se.atomic import atomic_write_json, atomic_write_text
 from edm_se.audio import AUDIO_SUFFIXES, AudioError
 
 log = logging.getLogger(__name__)
@@ -45,36 +44,6 @@ def _audio_files(root: Path, what: str) -> dict[str, Path]:
     if not found:
         raise AudioError(root, f"{what} directory holds no audio file ({', '.join(AUDIO_SUFFIXES)})")
     return found
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same directory and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
@@ -169,8 +138,7 @@ def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
         summary["delta"] = {m: mean_ci95(table[f"delta_{m}"].to_numpy(dtype=np.float64)) for m in metrics}
 
     atomic_write_text(out_dir / "metrics.csv", table.to_csv(index=False, float_format="%.6g"))
-    atomic_write_text(out_dir / "summary.json",
-                      json.dumps(_json_safe(summary), indent=2, allow_nan=False) + "\n")
+    atomic_write_json(out_dir / "summary.json", summary, indent=2)
     return summary
 
 

@@ -18,17 +18,9 @@ from __future__ import annotations
 
 import torch
 
+from edm_se.sde import as_float64, batch_view
+
 __all__ = ["Precond", "EDM", "EDMScaledShift", "SGMSE", "Hybrid"]
-
-
-def _t(v) -> torch.Tensor:
-    return torch.as_tensor(v, dtype=torch.float64)
-
-
-def _expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    real = like.real.dtype if like.is_complex() else like.dtype
-    v = torch.as_tensor(v, device=like.device).to(real)
-    return v if v.ndim == 0 else v.reshape(v.shape[0], *([1] * (like.ndim - 1)))
 
 
 class Precond:
@@ -81,22 +73,22 @@ class EDM(Precond):
         self.sigma_data = float(sigma_data)
 
     def c_skip(self, sigma):
-        sigma = _t(sigma)
+        sigma = as_float64(sigma)
         return self.sigma_data ** 2 / (sigma ** 2 + self.sigma_data ** 2)
 
     def c_out(self, sigma):
-        sigma = _t(sigma)
+        sigma = as_float64(sigma)
         return sigma * self.sigma_data / torch.sqrt(sigma ** 2 + self.sigma_data ** 2)
 
     def c_in(self, sigma):
-        sigma = _t(sigma)
+        sigma = as_float64(sigma)
         return 1 / torch.sqrt(sigma ** 2 + self.sigma_data ** 2)
 
     def c_noise(self, sigma):
-        return torch.log(_t(sigma)) / 4
+        return torch.log(as_float64(sigma)) / 4
 
     def loss_weight(self, sigma):
-        sigma = _t(sigma)
+        sigma = as_float64(sigma)
         return (sigma ** 2 + self.sigma_data ** 2) / (sigma * self.sigma_data) ** 2
 
 
@@ -111,7 +103,7 @@ class EDMScaledShift(EDM):
         self.shift = float(shift)
 
     def c_shift(self, y, sigma):
-        return self.shift * _expand(self.c_in(sigma), y) * y
+        return self.shift * batch_view(self.c_in(sigma), y) * y
 
 
 class SGMSE(Precond):
@@ -127,13 +119,13 @@ class SGMSE(Precond):
         super().__init__(sde)
 
     def _t_of(self, sigma):
-        return self.sde.sigma_inv(_t(sigma)).clamp_min(1e-12)
+        return self.sde.sigma_inv(as_float64(sigma)).clamp_min(1e-12)
 
     def c_skip(self, sigma):
-        return torch.ones_like(_t(sigma))
+        return torch.ones_like(as_float64(sigma))
 
     def c_out(self, sigma):
-        sigma = _t(sigma)
+        sigma = as_float64(sigma)
         t = self._t_of(sigma)
         return -self.sde.s(t) * sigma ** 2 / t
 
@@ -147,7 +139,7 @@ class SGMSE(Precond):
         return y
 
     def loss_weight(self, sigma):
-        return 1 / _t(sigma) ** 2
+        return 1 / as_float64(sigma) ** 2
 
 
 class Hybrid(Precond):

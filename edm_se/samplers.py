@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from edm_se.schedules import Karras, Schedule, Uniform
-from edm_se.sde import randn_like
+from edm_se.sde import batch_view, randn_like
 
 __all__ = ["SampleOutput", "Sampler", "EDMHeun", "Euler", "EulerMaruyama", "PC"]
 
@@ -40,12 +40,6 @@ class SampleOutput:
     trajectory: list[torch.Tensor] | None = field(default=None)
 
 
-def _bc(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    real = like.real.dtype if like.is_complex() else like.dtype
-    v = torch.as_tensor(v, device=like.device).to(real)
-    return v if v.ndim == 0 else v.reshape(v.shape[0], *([1] * (like.ndim - 1)))
-
-
 class _Counted:
     """Denoiser wrapper that counts calls and returns the absolute clean estimate at time ``t``."""
 
@@ -54,7 +48,7 @@ class _Counted:
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         self.nfe += 1
-        s = _bc(self.sde.s(t), x)
+        s = batch_view(self.sde.s(t), x)
         sigma = self.sde.sigma(t).expand(x.shape[0])
         d = self.denoiser((x - self.y) / s, self.y, sigma)
         return self.y + d.to(x.dtype)
@@ -81,16 +75,30 @@ class Sampler:
             work = y.to(torch.complex128 if y.is_complex() else torch.float64)
         ts = self.schedule(self.num_steps, sde, float(t_start))
         if x_init is None:
-            x = work + _bc(sde.std(ts[0]), work) * randn_like(work, generator)
+            x = work + batch_view(sde.std(ts[0]), work) * randn_like(work, generator)
         else:
             if x_init.shape != y.shape:
                 raise ValueError(f"x_init {tuple(x_init.shape)} and y {tuple(y.shape)} differ in shape")
             x = x_init.to(work.dtype)
         return _Counted(denoiser, sde, work), work, x, ts
 
-    def _finish(self, x, y, counted, traj) -> SampleOutput:
-        return SampleOutput(x0_hat=x.to(y.dtype), nfe=counted.nfe,
+    @torch.no_grad()
+    def __call__(self, denoiser, sde, y: torch.Tensor, *, x_init: torch.Tensor | None = None, t_start: float = 1.0,
+                 generator: torch.Generator | None = None) -> SampleOutput:
+        """Run the reverse process from ``t_start`` (see the module docstring); ``y`` (B, ...) real or complex."""
+        den, yw, x, ts = self._setup(denoiser, sde, y, x_init, t_start, generator)
+        traj = [x] if self.return_trajectory else None
+        for i in range(self.num_steps):
+            x = self._step(den, sde, yw, x, ts[i], ts[i + 1], generator)
+            if traj is not None:
+                traj.append(x)
+        return SampleOutput(x0_hat=x.to(y.dtype), nfe=den.nfe,
                             trajectory=[t.to(y.dtype) for t in traj] if traj is not None else None)
+
+    def _step(self, den: "_Counted", sde, y: torch.Tensor, x: torch.Tensor, t_cur: torch.Tensor,
+              t_next: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """One step from ``t_cur`` to ``t_next`` (``t_next = 0`` on the last); ``den(x, t)`` is the clean estimate."""
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in vars(self).items())
@@ -128,47 +136,38 @@ class EDMHeun(Sampler):
             s_noise)
         self.heun = bool(heun)
 
-    @torch.no_grad()
-    def __call__(self, denoiser, sde, y: torch.Tensor, *, x_init: torch.Tensor | None = None, t_start: float = 1.0,
-                 generator: torch.Generator | None = None) -> SampleOutput:
-        den, yw, x, ts = self._setup(denoiser, sde, y, x_init, t_start, generator)
-        traj = [x] if self.return_trajectory else None
-        n = self.num_steps
-        for i in range(n):
-            t_cur, t_next = ts[i], ts[i + 1]
-            sigma_cur = float(sde.sigma(t_cur))
-            gamma = min(self.s_churn / n, math.sqrt(2) - 1) if self.s_min <= sigma_cur <= self.s_max else 0.0
-            t_hat, x_hat = t_cur, x
-            if gamma > 0:
-                t_hat = torch.clamp(sde.sigma_inv(torch.tensor(sigma_cur * (1 + gamma), dtype=torch.float64)),
-                                    max=sde.t_max)
-                sigma_hat = float(sde.sigma(t_hat))
-                x_tilde = (x - yw) / _bc(sde.s(t_cur), x)
-                x_tilde = x_tilde + math.sqrt(max(sigma_hat ** 2 - sigma_cur ** 2, 0.0)) * self.s_noise * randn_like(
-                    x, generator)
-                x_hat = yw + _bc(sde.s(t_hat), x) * x_tilde
-            denoised = den(x_hat, t_hat)
-            if float(t_next) == 0.0:
-                x = denoised  # Euler step in sigma to sigma = 0
-            elif self.steps_in_sigma:
-                sig_hat, sig_next = sde.sigma(t_hat), sde.sigma(t_next)
-                s_next = _bc(sde.s(t_next), x)
-                xt_hat = (x_hat - yw) / _bc(sde.s(t_hat), x)
-                d = (xt_hat - (denoised - yw)) / sig_hat
-                xt_next = xt_hat + (sig_next - sig_hat) * d
-                if self.heun:
-                    d2 = (xt_next - (den(yw + s_next * xt_next, t_next) - yw)) / sig_next
-                    xt_next = xt_hat + (sig_next - sig_hat) * (0.5 * d + 0.5 * d2)
-                x = yw + s_next * xt_next
-            else:
-                d = sde.probability_flow(x_hat, yw, denoised, t_hat)
-                x = x_hat + (t_next - t_hat) * d
-                if self.heun:
-                    d2 = sde.probability_flow(x, yw, den(x, t_next), t_next)
-                    x = x_hat + (t_next - t_hat) * (0.5 * d + 0.5 * d2)
-            if traj is not None:
-                traj.append(x)
-        return self._finish(x, y, den, traj)
+    def _step(self, den, sde, yw, x, t_cur, t_next, generator):
+        sigma_cur = float(sde.sigma(t_cur))
+        in_range = self.s_min <= sigma_cur <= self.s_max
+        gamma = min(self.s_churn / self.num_steps, math.sqrt(2) - 1) if in_range else 0.0
+        t_hat, x_hat = t_cur, x
+        if gamma > 0:
+            t_hat = torch.clamp(sde.sigma_inv(torch.tensor(sigma_cur * (1 + gamma), dtype=torch.float64)),
+                                max=sde.t_max)
+            sigma_hat = float(sde.sigma(t_hat))
+            x_tilde = (x - yw) / batch_view(sde.s(t_cur), x)
+            x_tilde = x_tilde + math.sqrt(max(sigma_hat ** 2 - sigma_cur ** 2, 0.0)) * self.s_noise * randn_like(
+                x, generator)
+            x_hat = yw + batch_view(sde.s(t_hat), x) * x_tilde
+        denoised = den(x_hat, t_hat)
+        if float(t_next) == 0.0:
+            return denoised  # Euler step in sigma to sigma = 0
+        if self.steps_in_sigma:
+            sig_hat, sig_next = sde.sigma(t_hat), sde.sigma(t_next)
+            s_next = batch_view(sde.s(t_next), x)
+            xt_hat = (x_hat - yw) / batch_view(sde.s(t_hat), x)
+            d = (xt_hat - (denoised - yw)) / sig_hat
+            xt_next = xt_hat + (sig_next - sig_hat) * d
+            if self.heun:
+                d2 = (xt_next - (den(yw + s_next * xt_next, t_next) - yw)) / sig_next
+                xt_next = xt_hat + (sig_next - sig_hat) * (0.5 * d + 0.5 * d2)
+            return yw + s_next * xt_next
+        d = sde.probability_flow(x_hat, yw, denoised, t_hat)
+        x_next = x_hat + (t_next - t_hat) * d
+        if self.heun:
+            d2 = sde.probability_flow(x_next, yw, den(x_next, t_next), t_next)
+            x_next = x_hat + (t_next - t_hat) * (0.5 * d + 0.5 * d2)
+        return x_next
 
 
 class Euler(EDMHeun):
@@ -191,23 +190,13 @@ class EulerMaruyama(Sampler):
                  return_trajectory: bool = False) -> None:
         super().__init__(num_steps, schedule if schedule is not None else Uniform(), float64, return_trajectory)
 
-    @torch.no_grad()
-    def __call__(self, denoiser, sde, y: torch.Tensor, *, x_init: torch.Tensor | None = None, t_start: float = 1.0,
-                 generator: torch.Generator | None = None) -> SampleOutput:
-        den, yw, x, ts = self._setup(denoiser, sde, y, x_init, t_start, generator)
-        traj = [x] if self.return_trajectory else None
-        for i in range(self.num_steps):
-            t_cur, t_next = ts[i], ts[i + 1]
-            denoised = den(x, t_cur)
-            if float(t_next) == 0.0:
-                x = denoised
-            else:
-                dt = t_next - t_cur
-                x = (x + sde.reverse_drift(x, yw, denoised, t_cur) * dt
-                     + _bc(sde.g(t_cur), x) * torch.sqrt(-dt) * randn_like(x, generator))
-            if traj is not None:
-                traj.append(x)
-        return self._finish(x, y, den, traj)
+    def _step(self, den, sde, yw, x, t_cur, t_next, generator):
+        denoised = den(x, t_cur)
+        if float(t_next) == 0.0:
+            return denoised
+        dt = t_next - t_cur
+        return (x + sde.reverse_drift(x, yw, denoised, t_cur) * dt
+                + batch_view(sde.g(t_cur), x) * torch.sqrt(-dt) * randn_like(x, generator))
 
 
 class PC(Sampler):
@@ -245,36 +234,28 @@ class PC(Sampler):
         self.final_denoise = bool(final_denoise)
         self.predictor_in_sigma = bool(predictor_in_sigma)
 
-    @torch.no_grad()
-    def __call__(self, denoiser, sde, y: torch.Tensor, *, x_init: torch.Tensor | None = None, t_start: float = 1.0,
-                 generator: torch.Generator | None = None) -> SampleOutput:
-        den, yw, x, ts = self._setup(denoiser, sde, y, x_init, t_start, generator)
-        traj = [x] if self.return_trajectory else None
-        for i in range(self.num_steps):
-            t_cur, t_next = ts[i], ts[i + 1]
-            std = float(sde.std(t_cur))
-            for _ in range(self.corrector_steps):
-                score = sde.score(x, yw, den(x, t_cur), t_cur)
-                step = 2 * (self.snr * std) ** 2
-                x = x + step * score + math.sqrt(2 * step) * randn_like(x, generator)
-            denoised = den(x, t_cur)
-            if self.predictor_in_sigma:
-                s_cur, s_next = _bc(sde.s(t_cur), x), _bc(sde.s(t_next), x)
-                sig, sig_next = float(sde.sigma(t_cur)), float(sde.sigma(t_next))
-                x_tilde, d_tilde = (x - yw) / s_cur, denoised - yw
-                # ancestral step: the Gaussian posterior of x_tilde at sigma_next given x_tilde and D
-                sigma_up = sig_next * math.sqrt(max(1.0 - sig_next ** 2 / sig ** 2, 0.0))
-                sigma_down = math.sqrt(max(sig_next ** 2 - sigma_up ** 2, 0.0))
-                x_mean = yw + s_next * (d_tilde + (x_tilde - d_tilde) * (sigma_down / sig))
-                noise_std = s_next * sigma_up
-            else:
-                dt = t_cur - t_next
-                x_mean = x - sde.reverse_drift(x, yw, denoised, t_cur) * dt
-                noise_std = _bc(sde.g(t_cur), x) * torch.sqrt(dt)
-            if float(t_next) == 0.0:
-                x = denoised if self.final_denoise else x_mean
-            else:
-                x = x_mean + noise_std * randn_like(x, generator)
-            if traj is not None:
-                traj.append(x)
-        return self._finish(x, y, den, traj)
+    def _step(self, den, sde, yw, x, t_cur, t_next, generator):
+        std = float(sde.std(t_cur))
+        for _ in range(self.corrector_steps):
+            score = sde.score(x, yw, den(x, t_cur), t_cur)
+            step = 2 * (self.snr * std) ** 2
+            x = x + step * score + math.sqrt(2 * step) * randn_like(x, generator)
+        denoised = den(x, t_cur)
+        if float(t_next) == 0.0 and self.final_denoise:
+            return denoised
+        if self.predictor_in_sigma:
+            s_cur, s_next = batch_view(sde.s(t_cur), x), batch_view(sde.s(t_next), x)
+            sig, sig_next = float(sde.sigma(t_cur)), float(sde.sigma(t_next))
+            x_tilde, d_tilde = (x - yw) / s_cur, denoised - yw
+            # ancestral step: the Gaussian posterior of x_tilde at sigma_next given x_tilde and D
+            sigma_up = sig_next * math.sqrt(max(1.0 - sig_next ** 2 / sig ** 2, 0.0))
+            sigma_down = math.sqrt(max(sig_next ** 2 - sigma_up ** 2, 0.0))
+            x_mean = yw + s_next * (d_tilde + (x_tilde - d_tilde) * (sigma_down / sig))
+            noise_std = s_next * sigma_up
+        else:
+            dt = t_cur - t_next
+            x_mean = x - sde.reverse_drift(x, yw, denoised, t_cur) * dt
+            noise_std = batch_view(sde.g(t_cur), x) * torch.sqrt(dt)
+        if float(t_next) == 0.0:
+            return x_mean  # SGMSE+'s output: the last predictor mean
+        return x_mean + noise_std * randn_like(x, generator)

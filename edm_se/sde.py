@@ -23,15 +23,16 @@ import math
 
 import torch
 
-__all__ = ["SDE", "EDM", "VE", "VP", "OUVE", "OUVEDecoupled", "OUVP", "OUCosine", "BBED", "randn_like"]
+__all__ = ["as_float64", "batch_view", "SDE", "EDM", "VE", "VP", "OUVE", "OUVEDecoupled", "OUVP", "OUCosine", "BBED", "randn_like"]
 
 
-def _t(t: torch.Tensor | float) -> torch.Tensor:
+def as_float64(t: torch.Tensor | float) -> torch.Tensor:
+    """A time or noise level as a float64 tensor (the precision of every coefficient in the diffusion core)."""
     return torch.as_tensor(t, dtype=torch.float64)
 
 
-def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """(B,) or scalar coefficient -> broadcastable against ``like`` (B, ...), on its device, real dtype."""
+def batch_view(v: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
+    """Scalar or (B,) coefficient -> broadcastable against ``like`` (B, ...), on its device, in its real dtype."""
     real = like.real.dtype if like.is_complex() else like.dtype
     v = torch.as_tensor(v, device=like.device).to(real)
     if v.ndim == 0:
@@ -80,23 +81,23 @@ class SDE:
     @property
     def sigma_max(self) -> float:
         """sigma(t_max)."""
-        return float(self.sigma(_t(self.t_max)))
+        return float(self.sigma(as_float64(self.t_max)))
 
     def std(self, t):
         """Marginal standard deviation ``s(t) * sigma(t)`` of ``x_t`` given ``x0, y``."""
-        t = _t(t)
+        t = as_float64(t)
         return self.s(t) * self.sigma(t)
 
     def mean(self, x0: torch.Tensor, y: torch.Tensor, t) -> torch.Tensor:
         """Marginal mean ``s x0 + (1 - s) y``; ``t`` scalar or (B,). Shapes of ``x0`` and ``y`` match."""
-        s = _bcast(self.s(_t(t)), x0)
+        s = batch_view(self.s(as_float64(t)), x0)
         return s * x0 + (1 - s) * y
 
     def perturb(self, x0: torch.Tensor, y: torch.Tensor, t, noise: torch.Tensor) -> torch.Tensor:
         """Sample of the marginal: ``x_t = y + s (x0 - y + sigma noise)`` (ARCHITECTURE.md signal model)."""
-        tt = _t(t)
-        s = _bcast(self.s(tt), x0)
-        sigma = _bcast(self.sigma(tt), x0)
+        tt = as_float64(t)
+        s = batch_view(self.s(tt), x0)
+        sigma = batch_view(self.sigma(tt), x0)
         return y + s * (x0 - y + sigma * noise)
 
     def prior(self, y: torch.Tensor, t=None, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -106,11 +107,11 @@ class SDE:
         (small when ``s(t_max) -> 0`` or ``sigma(t_max)`` is large compared with the residual).
         """
         t = self.t_max if t is None else t
-        return y + _bcast(self.std(_t(t)), y) * randn_like(y, generator)
+        return y + batch_view(self.std(as_float64(t)), y) * randn_like(y, generator)
 
     def sigma_dot_over_sigma(self, t):
         """d log sigma / dt = g^2 / (2 s^2 sigma^2), from sigma^2 = int g^2 / s^2."""
-        t = _t(t)
+        t = as_float64(t)
         return self.g(t) ** 2 / (2 * self.s(t) ** 2 * self.sigma(t) ** 2)
 
     def probability_flow(self, x: torch.Tensor, y: torch.Tensor, denoised: torch.Tensor, t) -> torch.Tensor:
@@ -119,22 +120,22 @@ class SDE:
         ``dx/dt = (s'/s)(x - y) + (sigma'/sigma)(x - y - s (denoised - y))`` (Karras et al. 2022 eq. 4 with the
         shift toward ``y``; Gonzalez et al. 2024 eq. 14). Needs ``t > 0``.
         """
-        tt = _t(t)
-        s = _bcast(self.s(tt), x)
-        return -_bcast(self.f(tt), x) * (x - y) + _bcast(self.sigma_dot_over_sigma(tt), x) * (
+        tt = as_float64(t)
+        s = batch_view(self.s(tt), x)
+        return -batch_view(self.f(tt), x) * (x - y) + batch_view(self.sigma_dot_over_sigma(tt), x) * (
             x - y - s * (denoised - y))
 
     def score(self, x: torch.Tensor, y: torch.Tensor, denoised: torch.Tensor, t) -> torch.Tensor:
         """Score ``-(x - mean) / std^2`` with the mean from ``denoised`` (Tweedie; Karras et al. eq. 3)."""
-        tt = _t(t)
-        s = _bcast(self.s(tt), x)
-        std = _bcast(self.std(tt), x)
+        tt = as_float64(t)
+        s = batch_view(self.s(tt), x)
+        std = batch_view(self.std(tt), x)
         return -(x - y - s * (denoised - y)) / std ** 2
 
     def reverse_drift(self, x: torch.Tensor, y: torch.Tensor, denoised: torch.Tensor, t) -> torch.Tensor:
         """Drift of the reverse-time SDE, ``f (y - x) - g^2 score`` (Anderson 1982; Song et al. 2021 eq. 6)."""
-        tt = _t(t)
-        return _bcast(self.f(tt), x) * (y - x) - _bcast(self.g(tt), x) ** 2 * self.score(x, y, denoised, t)
+        tt = as_float64(t)
+        return batch_view(self.f(tt), x) * (y - x) - batch_view(self.g(tt), x) ** 2 * self.score(x, y, denoised, t)
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in vars(self).items())
@@ -156,19 +157,19 @@ class EDM(SDE):
         self.sigma_max_ = float(sigma_max)
 
     def s(self, t):
-        return torch.ones_like(_t(t))
+        return torch.ones_like(as_float64(t))
 
     def sigma(self, t):
-        return self.sigma_max_ * _t(t)
+        return self.sigma_max_ * as_float64(t)
 
     def sigma_inv(self, sigma):
-        return _t(sigma) / self.sigma_max_
+        return as_float64(sigma) / self.sigma_max_
 
     def f(self, t):
-        return torch.zeros_like(_t(t))
+        return torch.zeros_like(as_float64(t))
 
     def g(self, t):
-        return self.sigma_max_ * torch.sqrt(2 * _t(t))
+        return self.sigma_max_ * torch.sqrt(2 * as_float64(t))
 
 
 class VE(SDE):
@@ -184,19 +185,19 @@ class VE(SDE):
         self._log_r = math.log(sigma_max / sigma_min)
 
     def s(self, t):
-        return torch.ones_like(_t(t))
+        return torch.ones_like(as_float64(t))
 
     def sigma(self, t):
-        return self.sigma_min * torch.sqrt(torch.expm1(2 * self._log_r * _t(t)))
+        return self.sigma_min * torch.sqrt(torch.expm1(2 * self._log_r * as_float64(t)))
 
     def sigma_inv(self, sigma):
-        return torch.log1p((_t(sigma) / self.sigma_min) ** 2) / (2 * self._log_r)
+        return torch.log1p((as_float64(sigma) / self.sigma_min) ** 2) / (2 * self._log_r)
 
     def f(self, t):
-        return torch.zeros_like(_t(t))
+        return torch.zeros_like(as_float64(t))
 
     def g(self, t):
-        return self.sigma_min * torch.exp(self._log_r * _t(t)) * math.sqrt(2 * self._log_r)
+        return self.sigma_min * torch.exp(self._log_r * as_float64(t)) * math.sqrt(2 * self._log_r)
 
 
 class OUVP(SDE):
@@ -217,11 +218,11 @@ class OUVP(SDE):
         self.beta_min, self.beta_max, self.theta = float(beta_min), float(beta_max), float(theta)
 
     def _B(self, t):
-        t = _t(t)
+        t = as_float64(t)
         return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t ** 2
 
     def _beta(self, t):
-        return self.beta_min + _t(t) * (self.beta_max - self.beta_min)
+        return self.beta_min + as_float64(t) * (self.beta_max - self.beta_min)
 
     def s(self, t):
         return torch.exp(-0.5 * self.theta * self._B(t))
@@ -233,7 +234,7 @@ class OUVP(SDE):
         return torch.sqrt(torch.expm1(self.theta * B) / self.theta)
 
     def sigma_inv(self, sigma):
-        sigma = _t(sigma)
+        sigma = as_float64(sigma)
         B = sigma ** 2 if self.theta == 0 else torch.log1p(self.theta * sigma ** 2) / self.theta
         d = self.beta_max - self.beta_min
         if d == 0:
@@ -275,51 +276,37 @@ class OUVE(SDE):
         self._k = self.theta + self._log_r
 
     def s(self, t):
-        return torch.exp(-self.theta * _t(t))
+        return torch.exp(-self.theta * as_float64(t))
 
     def sigma(self, t):
-        return self.sigma_min * torch.sqrt(self._log_r / self._k * torch.expm1(2 * self._k * _t(t)))
+        return self.sigma_min * torch.sqrt(self._log_r / self._k * torch.expm1(2 * self._k * as_float64(t)))
 
     def sigma_inv(self, sigma):
-        return torch.log1p((_t(sigma) / self.sigma_min) ** 2 * self._k / self._log_r) / (2 * self._k)
+        return torch.log1p((as_float64(sigma) / self.sigma_min) ** 2 * self._k / self._log_r) / (2 * self._k)
 
     def f(self, t):
-        return torch.full_like(_t(t), self.theta)
+        return torch.full_like(as_float64(t), self.theta)
 
     def g(self, t):
-        return self.sigma_min * torch.exp(self._log_r * _t(t)) * math.sqrt(2 * self._log_r)
+        return self.sigma_min * torch.exp(self._log_r * as_float64(t)) * math.sqrt(2 * self._log_r)
 
 
-class OUVEDecoupled(SDE):
+class OUVEDecoupled(OUVE):
     """The seed paper's OUVE variant whose sigma does not depend on theta (Gonzalez et al. 2024, Sec. IV-B).
 
-    ``s = exp(-theta t)`` and ``sigma(t)^2 = sigma_min^2 (r^(2t) - 1)`` (the VE noise level, ``r = sigma_max /
-    sigma_min``), so ``g^2 = s^2 d(sigma^2)/dt = 2 ln r sigma_min^2 r^(2t) exp(-2 theta t)``. Changing ``theta``
-    changes only the drift toward y, not the noise level the network sees.
+    ``s = exp(-theta t)`` (as :class:`OUVE`) and ``sigma(t)^2 = sigma_min^2 (r^(2t) - 1)`` (the VE noise level,
+    ``r = sigma_max / sigma_min``), so ``g^2 = s^2 d(sigma^2)/dt = 2 ln r sigma_min^2 r^(2t) exp(-2 theta t)``.
+    Changing ``theta`` changes only the drift toward y, not the noise level the network sees.
     """
 
-    t_eps = 0.03
-
-    def __init__(self, theta: float = 1.5, sigma_min: float = 0.05, sigma_max: float = 0.5) -> None:
-        if not 0 < sigma_min < sigma_max or theta < 0:
-            raise ValueError(f"need 0 < sigma_min < sigma_max, theta >= 0; got {sigma_min}, {sigma_max}, {theta}")
-        self.theta, self.sigma_min, self.sigma_max_ = float(theta), float(sigma_min), float(sigma_max)
-        self._log_r = math.log(sigma_max / sigma_min)
-
-    def s(self, t):
-        return torch.exp(-self.theta * _t(t))
-
     def sigma(self, t):
-        return self.sigma_min * torch.sqrt(torch.expm1(2 * self._log_r * _t(t)))
+        return self.sigma_min * torch.sqrt(torch.expm1(2 * self._log_r * as_float64(t)))
 
     def sigma_inv(self, sigma):
-        return torch.log1p((_t(sigma) / self.sigma_min) ** 2) / (2 * self._log_r)
-
-    def f(self, t):
-        return torch.full_like(_t(t), self.theta)
+        return torch.log1p((as_float64(sigma) / self.sigma_min) ** 2) / (2 * self._log_r)
 
     def g(self, t):
-        t = _t(t)
+        t = as_float64(t)
         return (self.sigma_min * math.sqrt(2 * self._log_r)) * torch.exp((self._log_r - self.theta) * t)
 
 
@@ -345,26 +332,26 @@ class OUCosine(SDE):
         self._a = math.atan(sigma_max / sigma_shift)
 
     def s(self, t):
-        return torch.exp(-self.theta * _t(t))
+        return torch.exp(-self.theta * as_float64(t))
 
     def sigma(self, t):
-        return self.sigma_shift * torch.tan(self._a * _t(t))
+        return self.sigma_shift * torch.tan(self._a * as_float64(t))
 
     def sigma_inv(self, sigma):
-        return torch.atan(_t(sigma) / self.sigma_shift) / self._a
+        return torch.atan(as_float64(sigma) / self.sigma_shift) / self._a
 
     def f(self, t):
-        return torch.full_like(_t(t), self.theta)
+        return torch.full_like(as_float64(t), self.theta)
 
     def g(self, t):
-        t = _t(t)
+        t = as_float64(t)
         return self.s(t) * torch.sqrt(2 * self.sigma(t) * self.sigma_shift * self._a / torch.cos(self._a * t) ** 2)
 
 
 def _exp1(x: torch.Tensor) -> torch.Tensor:
     """Exponential integral E1(x) = int_x^inf exp(-u)/u du for x > 0 (float64): power series for x <= 2,
     continued fraction (Lentz, as in Numerical Recipes 6.3) above."""
-    x = _t(x)
+    x = as_float64(x)
     out = torch.empty_like(x)
     small = x <= 2
     xs = x[small]
@@ -411,16 +398,16 @@ class BBED(SDE):
         self._e1a = float(_exp1(torch.tensor(self._a)))
 
     def s(self, t):
-        return 1 - _t(t)
+        return 1 - as_float64(t)
 
     def sigma(self, t):
-        t = _t(t)
+        t = as_float64(t)
         a = self._a
         v = torch.exp(a * t) / (1 - t) - 1 - a * math.exp(a) * (_exp1(a * (1 - t)) - self._e1a)
         return self.c * torch.sqrt(v.clamp_min(0))
 
     def sigma_inv(self, sigma):
-        sigma = _t(sigma)
+        sigma = as_float64(sigma)
         lo, hi = torch.zeros_like(sigma), torch.full_like(sigma, 1.0 - 1e-12)
         for _ in range(64):
             mid = (lo + hi) / 2
@@ -429,7 +416,7 @@ class BBED(SDE):
         return (lo + hi) / 2
 
     def f(self, t):
-        return 1 / (1 - _t(t))
+        return 1 / (1 - as_float64(t))
 
     def g(self, t):
-        return self.c * torch.exp(0.5 * self._a * _t(t))
+        return self.c * torch.exp(0.5 * self._a * as_float64(t))

@@ -58,24 +58,7 @@ RESULT_COLUMNS = ("study", "kind", "cell", "design", "sampler", "num_steps", "nf
 
 
 # ----------------------------------------------------------------------------------------------- small helpers
-from edm_se.atomic import atomic_write_text  # noqa: E402  (re-exported: studies write through it)
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """:func:`atomic_write_text` of ``json.dumps(obj, indent=1)`` (NaN written as null)."""
-    return atomic_write_text(path, json.dumps(_json_safe(obj), indent=1, sort_keys=False) + "\n")
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
-        return _json_safe(obj.item())
-    return obj
+from edm_se.atomic import atomic_write_json, atomic_write_text, json_safe  # noqa: E402,F401  (studies write via these)
 
 
 def read_json(path: str | os.PathLike) -> dict | None:
@@ -94,27 +77,7 @@ def cell_config(cfg: DictConfig) -> dict:
     assert isinstance(full, dict)
     for key in IGNORED_KEYS:
         full.pop(key, None)
-    return json.loads(json.dumps(_json_safe(full)))  # normalise (tuples -> lists, NaN -> null) for comparison
-
-
-def mean_ci95(values: Any) -> tuple[float, float, int]:
-    """Mean, half-width of the two-sided 95% Student-t confidence interval of the mean, and n (NaNs dropped).
-
-    Returns ``(nan, nan, 0)`` for no finite value and ``(mean, nan, 1)`` for one.
-    """
-    import numpy as np
-    from scipy import stats
-
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
-    n = int(x.size)
-    if n == 0:
-        return math.nan, math.nan, 0
-    mean = float(x.mean())
-    if n == 1:
-        return mean, math.nan, 1
-    half = float(stats.t.ppf(0.975, n - 1) * x.std(ddof=1) / math.sqrt(n))
-    return mean, half, n
+    return json.loads(json.dumps(json_safe(full)))  # normalise (tuples -> lists, NaN -> null) for comparison
 
 
 def _short_target(node: Any) -> str | None:
@@ -247,7 +210,7 @@ def score(references: list[Any], estimates: list[Any], names: list[str], sample_
 
     refs = [np.asarray(r.numpy() if hasattr(r, "numpy") else r, dtype=np.float32) for r in references]
     ests = [np.asarray(e.numpy() if hasattr(e, "numpy") else e, dtype=np.float32) for e in estimates]
-    wanted = [m for m in metrics if not m.startswith("dnsmos") or _have_speechmos()]
+    wanted = [m for m in metrics if not m.startswith("dnsmos") or M._have_speechmos()]
     if len(wanted) < len(metrics):
         log.warning("speechmos is not installed (pip install 'edm_se[dnsmos]'): DNSMOS is skipped")
     frame, _summary = M.score_pairs(refs, ests, sample_rate=sample_rate, names=names, metrics=tuple(wanted),
@@ -259,25 +222,20 @@ def score(references: list[Any], estimates: list[Any], names: list[str], sample_
     return out
 
 
-def _have_speechmos() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("speechmos") is not None
-
-
 def summarise(scores: dict[str, list[float]], snr_db: list[float | None]) -> tuple[dict, dict]:
     """Means with 95% CI half-widths, and per-SNR means, from per-file scores."""
+    from edm_se.metrics import mean_ci95
+
     summary = {}
     per_snr: dict[str, dict[str, float]] = {}
     for m, values in scores.items():
-        mean, ci, n = mean_ci95(values)
-        summary[m] = {"mean": mean, "ci95": ci, "n": n}
+        summary[m] = mean_ci95(values)
         groups: dict[float, list[float]] = {}
         for v, s in zip(values, snr_db):
             if s is not None:
                 groups.setdefault(float(s), []).append(v)
         if groups:
-            per_snr[m] = {f"{s:g}": mean_ci95(vs)[0] for s, vs in sorted(groups.items())}
+            per_snr[m] = {f"{s:g}": mean_ci95(vs)["mean"] for s, vs in sorted(groups.items())}
     return summary, per_snr
 
 

@@ -321,7 +321,9 @@ class Trainer:
         n = int(self.tc.val_files)
         if n <= 0 or self.cfg.data.get("valid") is None:
             return {}
-        dataset = instantiate(self.cfg.data.valid, _partial_=False)
+        if getattr(self, "_valid_set", None) is None:  # built (audio loaded) once per run, not per validation
+            self._valid_set = instantiate(self.cfg.data.valid, _partial_=False)
+        dataset = self._valid_set
         sampler_cfg = OmegaConf.to_container(self.cfg.sampler, resolve=True)
         sampler_cfg["num_steps"] = int(self.tc.val_num_steps)
         parts = self.parts

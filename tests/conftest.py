@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,3 +47,34 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     ckpt = run_dir / "checkpoints" / "last.pt"
     assert ckpt.exists()
     return ckpt
+
+
+def speech_like(seconds: float = 2.0, sample_rate: int = 16000, seed: int = 0) -> np.ndarray:
+    """Voiced harmonic signal with a gliding pitch, 1/k spectral tilt and a syllabic on/off envelope (float32)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    f0 = 110.0 + 40.0 * rng.uniform() + 30.0 * np.sin(2 * np.pi * 1.5 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / sample_rate
+    wave = sum(np.sin(k * phase + rng.uniform(0, 2 * np.pi)) / k for k in range(1, 40))
+    wave = wave * np.clip(np.sin(2 * np.pi * 3.0 * t), 0.0, None) ** 0.5
+    return (0.3 * wave / np.max(np.abs(wave))).astype(np.float32)
+
+
+def _sde_factories() -> dict:
+    from edm_se import sde as S
+
+    return {
+        "edm": lambda: S.EDM(sigma_max=1.5),
+        "ve": lambda: S.VE(sigma_min=0.01, sigma_max=1.5),
+        "vp": lambda: S.VP(),
+        "ouve": lambda: S.OUVE(),
+        "ouve_decoupled": lambda: S.OUVEDecoupled(),
+        "ouvp": lambda: S.OUVP(theta=1.0),
+        "ouvp_theta0": lambda: S.OUVP(theta=0.0),
+        "oucosine": lambda: S.OUCosine(theta=0.0),
+        "oucosine_theta": lambda: S.OUCosine(theta=1.5),
+        "bbed": lambda: S.BBED(),
+    }
+
+
+SDES = _sde_factories()  # every SDE class, with theta = 0 variants: name -> factory

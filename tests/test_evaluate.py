@@ -8,21 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import speech_like as _speech_like
+
 from edm_se.audio import AudioError, save_audio
 from edm_se.evaluate import evaluate_dirs, format_summary
 
 SR = 16000
-
-
-def _speech_like(seconds: float, seed: int) -> np.ndarray:
-    """Voiced harmonic signal with a gliding pitch, 1/k spectral tilt and a syllabic on/off envelope."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    f0 = 110.0 + 40.0 * rng.uniform() + 30.0 * np.sin(2 * np.pi * 1.5 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / SR
-    wave = sum(np.sin(k * phase + rng.uniform(0, 2 * np.pi)) / k for k in range(1, 40))
-    wave = wave * np.clip(np.sin(2 * np.pi * 3.0 * t), 0.0, None) ** 0.5
-    return (0.3 * wave / np.max(np.abs(wave))).astype(np.float32)
 
 
 @pytest.fixture

@@ -9,20 +9,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from conftest import speech_like as _speech_like
+
 from edm_se import metrics as M
 
 SR = 16000
-
-
-def _speech_like(seconds: float = 2.0, sample_rate: int = SR, seed: int = 0) -> np.ndarray:
-    """Voiced harmonic signal with a gliding pitch, 1/k spectral tilt and a syllabic on/off envelope."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    f0 = 110.0 + 40.0 * rng.uniform() + 30.0 * np.sin(2 * np.pi * 1.5 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / sample_rate
-    wave = sum(np.sin(k * phase + rng.uniform(0, 2 * np.pi)) / k for k in range(1, 40))
-    wave = wave * np.clip(np.sin(2 * np.pi * 3.0 * t), 0.0, None) ** 0.5
-    return (0.3 * wave / np.max(np.abs(wave))).astype(np.float32)
 
 
 def _noise(n: int, seed: int = 1) -> np.ndarray:

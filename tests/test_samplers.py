@@ -7,21 +7,12 @@ import math
 import pytest
 import torch
 
+from conftest import SDES
+
 from edm_se import sde as S
 from edm_se import samplers as SM
 from edm_se import schedules as SC
 
-SDES = {
-    "edm": lambda: S.EDM(sigma_max=1.5),
-    "ve": lambda: S.VE(sigma_min=0.01, sigma_max=1.5),
-    "vp": lambda: S.VP(),
-    "ouve": lambda: S.OUVE(),
-    "ouve_decoupled": lambda: S.OUVEDecoupled(),
-    "ouvp_theta0": lambda: S.OUVP(theta=0.0),
-    "oucosine": lambda: S.OUCosine(theta=0.0),
-    "oucosine_theta": lambda: S.OUCosine(theta=1.5),
-    "bbed": lambda: S.BBED(),
-}
 V = 0.01  # variance of the Gaussian residual x0 - y per element
 
 

@@ -7,20 +7,10 @@ import math
 import pytest
 import torch
 
+from conftest import SDES
+
 from edm_se import sde as S
 
-SDES = {
-    "edm": lambda: S.EDM(sigma_max=1.5),
-    "ve": lambda: S.VE(sigma_min=0.01, sigma_max=1.5),
-    "vp": lambda: S.VP(),
-    "ouve": lambda: S.OUVE(),
-    "ouve_decoupled": lambda: S.OUVEDecoupled(),
-    "ouvp": lambda: S.OUVP(theta=1.0),
-    "ouvp_theta0": lambda: S.OUVP(theta=0.0),
-    "oucosine": lambda: S.OUCosine(theta=0.0),
-    "oucosine_theta": lambda: S.OUCosine(theta=1.5),
-    "bbed": lambda: S.BBED(),
-}
 
 
 def _grid(sde, n=9):

@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edm_se.atomic import atomic_write_text
+
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
@@ -637,7 +639,7 @@ def _convert_source(src: Source, root: Path, out_dir: Path, max_minutes: float |
                          "recording": item.recording})
             total_s += p["duration_s"]
     bar.close()
-    _atomic_write_text(record_path, json.dumps(record, indent=0, sort_keys=True))
+    atomic_write_text(record_path, json.dumps(record, indent=0, sort_keys=True))
     log.info("%s: %d files (%d converted, %d reused, %d unreadable), %.1f min", src.name, len(rows), converted,
              reused, failed, total_s / 60.0)
     return rows
@@ -723,12 +725,6 @@ def assign_splits(rows: list[dict], seed: int, speaker_split: Mapping[str, bool]
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    from edm_se.atomic import atomic_write_text
-
-    atomic_write_text(path, text)
-
-
 def write_manifest(path: Path, rows: Iterable[Mapping[str, object]]) -> Path:
     """Write ``manifest.csv`` atomically with :data:`MANIFEST_COLUMNS`, rows sorted by path.
 
@@ -744,7 +740,7 @@ def write_manifest(path: Path, rows: Iterable[Mapping[str, object]]) -> Path:
         if missing:
             raise CorpusError(f"manifest row {r.get('path')!r} misses columns {missing}")
         writer.writerow({c: ("" if r[c] is None else r[c]) for c in MANIFEST_COLUMNS})
-    _atomic_write_text(Path(path), buf.getvalue())
+    atomic_write_text(Path(path), buf.getvalue())
     return Path(path)
 
 
@@ -851,7 +847,7 @@ def build_corpus(out_dir: str | os.PathLike, seed: int = 0, max_minutes: float |
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "build_seconds": round(time.time() - t0, 1),
     }
-    _atomic_write_text(out_dir / "build_info.json", json.dumps(info, indent=2) + "\n")
+    atomic_write_text(out_dir / "build_info.json", json.dumps(info, indent=2) + "\n")
     for kind in KINDS:
         if any(counts[kind].values()):
             log.info("%s minutes: %s", kind, ", ".join(f"{s} {minutes[kind][s]:.1f}" for s in SPLITS))
