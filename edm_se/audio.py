@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -125,12 +124,6 @@ def _as_numpy(wave: Any) -> np.ndarray:
     return arr
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_audio(path: str | os.PathLike, wave: Any, sample_rate: int, subtype: str | None = None) -> Path:
     """Write a mono waveform atomically (temporary file in the same directory, then ``os.replace``).
 
@@ -175,26 +168,11 @@ def save_audio(path: str | os.PathLike, wave: Any, sample_rate: int, subtype: st
     if subtype.startswith("PCM") and peak > 1.0:
         log.warning("%s: peak %.3f exceeds full scale; clipping to [-1, 1] for %s %s", p, peak, fmt, subtype)
         data = np.clip(data, -1.0, 1.0)
+    from edm_se.atomic import atomic_path
+
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise AudioError(p, f"cannot create the directory ({_one_line(exc)})") from None
-    fd, tmp_name = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        sf.write(tmp_name, data, int(sample_rate), subtype=subtype, format=fmt)
-        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp_name, p)
+        with atomic_path(p) as tmp:
+            sf.write(str(tmp), data, int(sample_rate), subtype=subtype, format=fmt)
     except (RuntimeError, OSError, ValueError, TypeError) as exc:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
         raise AudioError(p, f"cannot write audio ({_one_line(exc)})") from None
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
-        raise
     return p
