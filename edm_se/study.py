@@ -51,7 +51,9 @@ log = logging.getLogger("edm_se.study")
 FORMAT = "edm_se.study/1"
 NOISY_FORMAT = "edm_se.study.noisy/1"
 # Config keys that do not change a cell's results: a change does not re-run a finished cell.
-IGNORED_KEYS = ("device", "threads", "num_workers", "progress", "keep_audio")
+IGNORED_KEYS = ("device", "threads", "num_workers", "progress", "keep_audio", "reuse_checkpoints")
+# Training-config keys that do not change a trained model (a checkpoint differing only there can be reused).
+TRAIN_IDENTITY_IGNORED = ("run_dir", "resume", "device")
 METRIC_ORDER = ("pesq", "estoi", "si_sdr", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808")
 RESULT_COLUMNS = ("study", "kind", "cell", "design", "sampler", "num_steps", "nfe", "s_churn", "s_noise", "t_start",
                   "sde", "precond", "metric", "snr_db", "mean", "ci95", "n", "rtf", "wall_s", "audio_s", "audio")
@@ -367,6 +369,46 @@ def compose_train_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         return compose(config_name=name, overrides=overrides)
 
 
+def _train_identity(train_config: dict) -> dict:
+    full = json.loads(json.dumps(json_safe(train_config)))
+    for key in TRAIN_IDENTITY_IGNORED:
+        full.pop(key, None)
+    return full
+
+
+def find_reusable_checkpoint(train_cfg: DictConfig, roots: list[Path]) -> Path | None:
+    """A finished ``checkpoints/last.pt`` under ``roots`` trained with the same config as ``train_cfg``.
+
+    "Same" means the resolved training config stored in the checkpoint equals ``train_cfg`` except for
+    :data:`TRAIN_IDENTITY_IGNORED` (where it ran), and "finished" means its step is ``trainer.max_steps``. Training
+    is deterministic given the config and seed (see :mod:`edm_se.train`), so reusing such a checkpoint gives the
+    model the cell would train. Used by ``reuse_checkpoints=[DIR,...]`` (e.g. ``recipes`` reusing the ``design``
+    cells, which share two training configs). Unreadable files are skipped.
+
+    Returns:
+        The first match in sorted path order, or None.
+    """
+    from edm_se.checkpoint import CheckpointError, load_checkpoint
+    from edm_se.config import to_container
+
+    want = _train_identity(to_container(train_cfg))
+    max_steps = int(train_cfg.trainer.max_steps)
+    for root in roots:
+        if not root.is_dir():
+            log.warning("reuse_checkpoints: %s is not a directory; ignored", root)
+            continue
+        for path in sorted(root.glob("**/checkpoints/last.pt")):
+            try:
+                ckpt = load_checkpoint(path)
+            except CheckpointError:
+                continue
+            stored = ckpt.get("train_config")
+            if int(ckpt.get("step", -1)) == max_steps and isinstance(stored, dict) \
+                    and _train_identity(stored) == want:
+                return path
+    return None
+
+
 def _run_train_cell(cfg: DictConfig, out_dir: Path, test_set: TestSet, keep: list[str]) -> list:
     from edm_se.config import to_container
     from edm_se.model import EnhancementModel, sampler_from_name
@@ -380,6 +422,18 @@ def _run_train_cell(cfg: DictConfig, out_dir: Path, test_set: TestSet, keep: lis
     overrides = [*map(str, cfg.study.train_overrides), *cell_overrides, f"run_dir='{out_dir}'", "resume=true",
                  f"seed={int(cfg.seed)}", f"device={cfg.device}"]
     train_cfg = compose_train_config(cfg, overrides)
+    last = out_dir / "checkpoints" / "last.pt"
+    if not last.exists() and cfg.get("reuse_checkpoints"):
+        source = find_reusable_checkpoint(train_cfg, [Path(str(d)) for d in cfg.reuse_checkpoints])
+        if source is not None:
+            import shutil
+
+            from edm_se.atomic import atomic_path
+
+            with atomic_path(last) as tmp:
+                shutil.copyfile(source, tmp)
+            atomic_write_json(out_dir / "reused_checkpoint.json", {"source": str(source.resolve())})
+            log.info("cell %s: reusing %s (same training config, finished); no training", cfg.cell, source)
     log.info("cell %s: training with %s", cfg.cell, " ".join(overrides))
     train(train_cfg)
     model = EnhancementModel.from_checkpoint(out_dir / "checkpoints" / "last.pt", device=str(cfg.device))

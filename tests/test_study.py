@@ -224,3 +224,23 @@ def test_training_cell_trains_then_evaluates_several_points(tiny_test_set, tmp_p
     mtime = (out_dir / "metrics.json").stat().st_mtime_ns
     assert study.run_cell(cfg, out_dir, tmp_path, "cell=seed_recipe", ["cell=seed_recipe"]) == result
     assert (out_dir / "metrics.json").stat().st_mtime_ns == mtime
+
+    # a second study cell with the same training config reuses the finished checkpoint instead of training
+    other = tmp_path / "other" / "cell=seed_recipe"
+    cfg.reuse_checkpoints = [str(tmp_path)]
+    again = study.run_cell(cfg, other, tmp_path / "other", "cell=seed_recipe", ["cell=seed_recipe"])
+    assert again is not None, (other / "error.json").read_text()
+    assert json.loads((other / "reused_checkpoint.json").read_text())["source"] == \
+        str((out_dir / "checkpoints" / "last.pt").resolve())
+    assert (other / "checkpoints" / "last.pt").read_bytes() == (out_dir / "checkpoints" / "last.pt").read_bytes()
+    assert not (other / "log.csv").exists()  # nothing was trained
+    assert [p["metrics"]["si_sdr"]["mean"] for p in again["points"]] == \
+        pytest.approx([p["metrics"]["si_sdr"]["mean"] for p in points], abs=1e-4)
+    # a different training config (seed, budget) is not a match
+    base = study.compose_train_config(cfg, [*cfg.study.train_overrides, *cfg.study.cells.seed_recipe.overrides,
+                                            "seed=0"])
+    assert study.find_reusable_checkpoint(base, [tmp_path]) is not None
+    for changed in ("seed=1", "trainer.max_steps=3"):
+        probe = study.compose_train_config(cfg, [*cfg.study.train_overrides,
+                                                 *cfg.study.cells.seed_recipe.overrides, changed])
+        assert study.find_reusable_checkpoint(probe, [tmp_path]) is None, changed
