@@ -74,11 +74,22 @@ def read_json(path: str | os.PathLike) -> dict | None:
 
 
 def cell_config(cfg: DictConfig) -> dict:
-    """The resolved cell config that identifies a finished cell (``cfg`` minus :data:`IGNORED_KEYS`)."""
+    """The resolved cell config that identifies a finished cell.
+
+    ``cfg`` minus :data:`IGNORED_KEYS` and minus what belongs to the study rather than the cell: its
+    ``description`` and, in a training study, the other cells' entries of ``study.cells`` (so adding a cell to a
+    preset, or editing another cell, does not re-run the finished ones).
+    """
     full = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(full, dict)
     for key in IGNORED_KEYS:
         full.pop(key, None)
+    spec = full.get("study")
+    if isinstance(spec, dict):
+        spec.pop("description", None)
+        cells = spec.get("cells")
+        if isinstance(cells, dict):
+            spec["cells"] = {k: v for k, v in cells.items() if k == full.get("cell")}
     return json.loads(json.dumps(json_safe(full)))  # normalise (tuples -> lists, NaN -> null) for comparison
 
 
@@ -683,7 +694,7 @@ def _fmt(v: Any) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
     if isinstance(v, float):
-        return f"{v:g}" if abs(v) >= 1 or v == 0 else f"{v:.3g}"
+        return f"{v:.4g}"  # 4 significant digits: RTF 1.34, 0.0477; grid values 0.35, 1.007 unchanged
     return str(v)
 
 

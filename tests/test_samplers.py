@@ -98,6 +98,29 @@ def test_heun_is_karras_algorithm_1():
     assert out.nfe == 2 * n - 1
 
 
+@pytest.mark.parametrize("churn", [0.0, 2.0])
+def test_heun_in_sigma_depends_only_on_the_sigma_range_not_on_s_or_the_time_parameterisation(churn):
+    """Karras et al. (2022) Sec. 4 / eq. 4: the ODE in x_tilde = (x - y) / s depends on sigma alone. With steps in
+    sigma, the same denoiser and the same starting x_tilde, VE, OU-cosine with theta = 0 and with theta = 1.5 (s(t) =
+    exp(-1.5 t)), all with sigma(1) = 1.5, must return the same x0_hat (why the `design` study's ve+edm and
+    oucosine+edm cells score the same); OUVE with sigma_max = 0.5 must not."""
+    g = torch.Generator().manual_seed(0)
+    y = 0.3 * torch.randn(2, 128, dtype=torch.float64, generator=g)
+    m = 0.1 * torch.randn(1, 128, dtype=torch.float64, generator=g)
+    x_tilde_T = 1.5 * torch.randn(2, 128, dtype=torch.float64, generator=g)
+    outs = {}
+    ve = S.VE(sigma_min=0.01, sigma_max=math.hypot(1.5, 0.01))  # its sigma(1) = sqrt(sigma_max^2 - sigma_min^2)
+    for name, sde in (("ve", ve), ("oucosine", S.OUCosine(theta=0.0, sigma_max=1.5)),
+                      ("oucosine_drift", S.OUCosine(theta=1.5, sigma_max=1.5)), ("ouve", S.OUVE(sigma_max=0.5))):
+        s_T = float(sde.s(torch.tensor(sde.t_max, dtype=torch.float64)))
+        sampler = SM.EDMHeun(6, s_churn=churn, schedule=SC.Karras(sigma_min=0.05))
+        outs[name] = sampler(GaussianOracle(m), sde, y, x_init=y + s_T * x_tilde_T,
+                             generator=torch.Generator().manual_seed(1)).x0_hat
+    torch.testing.assert_close(outs["oucosine"], outs["ve"], rtol=0, atol=1e-9)
+    torch.testing.assert_close(outs["oucosine_drift"], outs["ve"], rtol=0, atol=1e-9)
+    assert float((outs["ouve"] - outs["ve"]).abs().max()) > 1e-3
+
+
 @pytest.mark.parametrize("n", [1, 2, 5])
 def test_nfe_is_counted(n):
     sde = S.OUVE()

@@ -104,6 +104,17 @@ def test_cell_config_ignores_keys_that_do_not_change_results():
     assert study.cell_config(a) == study.cell_config(b) != study.cell_config(c)
 
 
+def test_cell_config_of_a_training_cell_ignores_the_other_cells():
+    def cfg(cells, cell="a", description="x"):
+        return OmegaConf.create({"cell": cell, "seed": 0, "study": {
+            "name": "s", "description": description, "kind": "train", "cells": cells}})
+    a = {"overrides": ["sde=ve"]}
+    base = study.cell_config(cfg({"a": a}))
+    assert study.cell_config(cfg({"a": a, "b": {"overrides": ["sde=bbed"]}}, description="y")) == base
+    assert study.cell_config(cfg({"a": {"overrides": ["sde=bbed"]}})) != base      # this cell's own entry counts
+    assert study.cell_config(cfg({"a": a, "b": a}, cell="b")) != base
+
+
 # ----------------------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory) -> Path:
