@@ -675,7 +675,7 @@ def results_markdown(frame: Any, failed: list[tuple[str, str]], study: str | Non
             first = grp.iloc[0]
             vals = {r.metric: _pm(r.mean, r.ci95) for r in grp.itertuples()}
             cells = [_fmt(first[k]) for k in show]
-            lines.append("| " + " | ".join([*cells, *[vals.get(m, "") for m in metrics], _fmt(first["rtf"])]) + " |")
+            lines.append("| " + " | ".join([*cells, *[vals.get(m, "") for m in metrics], _fmt(first["rtf"], 3)]) + " |")
         n = overall["n"].dropna()
         lines += ["", f"Mean ± 95% confidence half-width over {int(n.max()) if len(n) else '?'} test files. "
                   "NFE: network calls per file. RTF: wall time / audio duration."]
@@ -690,11 +690,12 @@ def _metric_header(m: str) -> str:
     return {"pesq": "PESQ", "estoi": "ESTOI", "si_sdr": "SI-SDR (dB)"}.get(m, m)
 
 
-def _fmt(v: Any) -> str:
+def _fmt(v: Any, digits: int = 4) -> str:
+    """A table cell: floats to ``digits`` significant digits (grid values such as 0.35 and 1.007 unchanged)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
     if isinstance(v, float):
-        return f"{v:.4g}"  # 4 significant digits: RTF 1.34, 0.0477; grid values 0.35, 1.007 unchanged
+        return f"{v:.{digits}g}"
     return str(v)
 
 

@@ -73,9 +73,14 @@ def test_design_cells_are_the_intended_pairs():
     for name, spec in cfg.study.cells.items():
         ov = dict(o.split("=", 1) for o in spec.overrides)
         pairs[name] = (ov["sde"], ov["precond"])
-    assert set(pairs.values()) == {("ouve", "sgmse"), ("oucosine", "edm"), ("bbed", "edm"), ("ve", "edm")}
-    seed = next(spec for spec in cfg.study.cells.values() if "sde=oucosine" in spec.overrides)
-    assert "sde.theta=0.0" in seed.overrides
+    assert set(pairs.values()) == {("ouve", "sgmse"), ("oucosine", "edm"), ("bbed", "edm"), ("ve", "edm"),
+                                   ("ouve", "edm"), ("oucosine", "sgmse")}
+    assert all(name == f"{sde}+{precond}" for name, (sde, precond) in pairs.items())
+    for spec in cfg.study.cells.values():
+        ov = dict(o.split("=", 1) for o in spec.overrides)
+        assert ov["loss"] == ov["precond"]                  # each preconditioning trains with its own loss
+        if ov["sde"] == "oucosine":
+            assert ov["sde.theta"] == "0.0"                # the seed paper's choice
 
 
 # ----------------------------------------------------------------------------------------------- helpers
