@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from edm_se.atomic import atomic_path
+
 log = logging.getLogger(__name__)
 
 #: Suffixes treated as audio files when scanning directories.
@@ -168,8 +170,6 @@ def save_audio(path: str | os.PathLike, wave: Any, sample_rate: int, subtype: st
     if subtype.startswith("PCM") and peak > 1.0:
         log.warning("%s: peak %.3f exceeds full scale; clipping to [-1, 1] for %s %s", p, peak, fmt, subtype)
         data = np.clip(data, -1.0, 1.0)
-    from edm_se.atomic import atomic_path
-
     try:
         with atomic_path(p) as tmp:
             sf.write(str(tmp), data, int(sample_rate), subtype=subtype, format=fmt)

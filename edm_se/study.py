@@ -33,6 +33,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 import traceback
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ RESULT_COLUMNS = ("study", "kind", "cell", "design", "sampler", "num_steps", "nf
 
 
 # ----------------------------------------------------------------------------------------------- small helpers
-from edm_se.atomic import atomic_write_json, atomic_write_text, json_safe  # noqa: E402,F401  (studies write via these)
+from edm_se.atomic import atomic_path, atomic_write_json, atomic_write_text, json_safe  # noqa: E402,F401  (studies write via these)
 
 
 def read_json(path: str | os.PathLike) -> dict | None:
@@ -90,7 +91,7 @@ def cell_config(cfg: DictConfig) -> dict:
         cells = spec.get("cells")
         if isinstance(cells, dict):
             spec["cells"] = {k: v for k, v in cells.items() if k == full.get("cell")}
-    return json.loads(json.dumps(json_safe(full)))  # normalise (tuples -> lists, NaN -> null) for comparison
+    return json_safe(full)  # normalised as stored in metrics.json (tuples -> lists, NaN -> null)
 
 
 def _short_target(node: Any) -> str | None:
@@ -381,7 +382,7 @@ def compose_train_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
 
 
 def _train_identity(train_config: dict) -> dict:
-    full = json.loads(json.dumps(json_safe(train_config)))
+    full = json_safe(train_config)  # a normalised copy
     for key in TRAIN_IDENTITY_IGNORED:
         full.pop(key, None)
     return full
@@ -437,10 +438,6 @@ def _run_train_cell(cfg: DictConfig, out_dir: Path, test_set: TestSet, keep: lis
     if not last.exists() and cfg.get("reuse_checkpoints"):
         source = find_reusable_checkpoint(train_cfg, [Path(str(d)) for d in cfg.reuse_checkpoints])
         if source is not None:
-            import shutil
-
-            from edm_se.atomic import atomic_path
-
             with atomic_path(last) as tmp:
                 shutil.copyfile(source, tmp)
             atomic_write_json(out_dir / "reused_checkpoint.json", {"source": str(source.resolve())})
