@@ -70,7 +70,8 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
     missing = [c for c in ("kind", "metric", "mean") if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: not a study results.csv (missing columns {missing})")
-    for col in ("snr_db", "ci95", "nfe", "rtf", "num_steps", "s_churn", "s_noise", "t_start"):
+    for col in ("snr_db", "ci95", "delta_mean", "delta_ci95", "nfe", "rtf", "num_steps", "s_churn", "s_noise",
+                "t_start"):
         if col not in frame.columns:
             frame[col] = np.nan
     for col in ("design", "sampler", "sde", "precond", "study", "cell", "audio"):

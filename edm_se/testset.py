@@ -1,0 +1,115 @@
+"""Fixed paired test sets (``clean/`` + ``noisy/`` + optional ``manifest.csv``) and their content identity."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from edm_se.audio import AUDIO_SUFFIXES
+
+log = logging.getLogger("edm_se.study")
+
+
+@dataclass
+class TestSet:
+    """A fixed paired test set: ``clean/`` and ``noisy/`` files with the same names, optional SNR per file.
+
+    Attributes:
+        root: the directory.
+        names: file names (relative to ``clean/`` and ``noisy/``), sorted.
+        snr_db: SNR in dB of each mixture (None where the manifest does not say).
+    """
+
+    root: Path
+    names: list[str]
+    snr_db: list[float | None]
+
+    __test__ = False  # not a pytest test class
+
+    def clean(self, name: str) -> Path:
+        return self.root / "clean" / name
+
+    def noisy(self, name: str) -> Path:
+        return self.root / "noisy" / name
+
+    def identity(self) -> dict:
+        """``{"root", "names", "n", "sha256"}``: where it is and what it holds (SHA-256 over the names and the bytes
+        of every clean and noisy file, :func:`edm_se.provenance.files_sha256`), so an edited file is noticed."""
+        from edm_se.provenance import files_sha256
+
+        rel = [f"clean/{n}" for n in self.names] + [f"noisy/{n}" for n in self.names]
+        return {"root": str(self.root), "names": list(self.names), "n": len(self.names),
+                "sha256": files_sha256(self.root, rel)}
+
+    def kept(self, k: int) -> list[str]:
+        """``k`` file names spread evenly over the (sorted) test set: the files whose audio is kept."""
+        n = len(self.names)
+        if k <= 0 or n == 0:
+            return []
+        if k >= n:
+            return list(self.names)
+        return [self.names[round(i * (n - 1) / (k - 1))] if k > 1 else self.names[0] for i in range(k)]
+
+
+
+
+def load_test_set(path: str | os.PathLike | None = None, max_files: int | None = None) -> TestSet:
+    """Read a paired test-set directory (``clean/``, ``noisy/``, optional ``manifest.csv``).
+
+    Args:
+        path: the directory; None: ``edm_se.data.builtin_test_set()``.
+        max_files: keep only the first N files (sorted by name).
+
+    Returns:
+        :class:`TestSet`. The SNR of a file comes from a manifest column named ``snr_db`` (or ``snr``), matched by
+        a column holding the file name (``name``, ``file``, ``noisy`` or ``path``).
+
+    Raises:
+        edm_se.audio.AudioError: the directory or its ``clean/`` / ``noisy/`` sub-directories are missing, or no
+            noisy file has a clean reference.
+    """
+    import csv
+
+    from edm_se.audio import AudioError
+
+    if path is None:
+        from edm_se.data import builtin_test_set
+
+        path = builtin_test_set()
+        if not isinstance(path, (str, os.PathLike)):  # an object describing the set
+            path = getattr(path, "root")
+    root = Path(path).expanduser().resolve()
+    for sub in ("clean", "noisy"):
+        if not (root / sub).is_dir():
+            raise AudioError(f"{root}: not a test set (expected {sub}/ with audio files, plus manifest.csv)")
+    noisy = {p.relative_to(root / "noisy").as_posix() for p in (root / "noisy").rglob("*")
+             if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES}
+    names = sorted(n for n in noisy if (root / "clean" / n).is_file())
+    if not names:
+        raise AudioError(f"{root}: no noisy file has a clean reference of the same name in clean/")
+    if len(names) < len(noisy):
+        log.warning("%s: %d noisy file(s) without a clean reference are ignored", root, len(noisy) - len(names))
+    if max_files is not None:
+        names = names[: int(max_files)]
+    snr: dict[str, float] = {}
+    manifest = root / "manifest.csv"
+    if manifest.exists():
+        with open(manifest, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        if rows:
+            snr_col = next((c for c in ("snr_db", "snr") if c in rows[0]), None)
+            name_cols = [c for c in ("name", "file", "noisy", "path", "noisy_path") if c in rows[0]]
+            if snr_col:
+                for row in rows:
+                    for col in name_cols:
+                        key = Path(row[col]).name if row[col] else ""
+                        for n in names:
+                            if n == row[col] or Path(n).name == key or Path(n).stem == key:
+                                try:
+                                    snr[n] = float(row[snr_col])
+                                except (TypeError, ValueError):
+                                    pass
+    return TestSet(root=root, names=names, snr_db=[snr.get(n) for n in names])
+

@@ -1,0 +1,134 @@
+"""Held out means held out: no valid/test recording, speaker or sound reaches a training split.
+
+Checked on content, not only on names: by speaker, by source + recording id, and by audio fingerprint
+(:mod:`edm_se.data.fingerprint`), over the shipped built-in corpus and its fixed test set and over the real corpus of
+``edm-se data build`` (built into ``$EDM_SE_CORPUS`` or ``data_cache/corpus`` when missing; about 3 minutes with
+downloads on the reference machine, seconds when present).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchaudio.functional as AF
+
+from edm_se.audio import load_audio
+from edm_se.data import builtin_manifest, builtin_root, builtin_test_set
+from edm_se.data.corpus import fingerprint_rows
+from edm_se.data.fingerprint import find_matches, fingerprint
+
+REPO = Path(__file__).resolve().parents[1]
+HELD = ("valid", "test")
+
+
+def _builtin_prints(split_filter) -> dict:
+    rows = [r for r in builtin_manifest() if split_filter(r["split"])]
+    return {f"builtin/{k}": v for k, v in fingerprint_rows(rows, builtin_root()).items()}
+
+
+def _testset_prints() -> dict:
+    root = builtin_test_set()
+    return {f"testset/clean/{p.name}": fingerprint(load_audio(p).numpy()) for p in sorted((root / "clean").iterdir())}
+
+
+def _speakers(rows, splits) -> set[str]:
+    return {r["speaker"] for r in rows if r["kind"] == "speech" and r["split"] in splits and r["speaker"]}
+
+
+def _recordings(rows, splits) -> set[tuple[str, str]]:
+    return {(r["source"], r["recording"]) for r in rows if r["split"] in splits}
+
+
+# ------------------------------------------------------------------------------------------ the fingerprint itself
+def test_fingerprint_finds_a_renamed_relevelled_resampled_crop_and_nothing_else():
+    files = [builtin_root() / r["path"] for r in builtin_manifest() if r["split"] == "train"][:30]
+    prints = {p.name: fingerprint(load_audio(p).numpy()) for p in files}
+    x = load_audio(files[3]).numpy()
+    crop = x[2777:2777 + 16000] * 0.2  # another crop at another level, through a 22.05 kHz round trip
+    crop = AF.resample(AF.resample(torch.from_numpy(crop), 16000, 22050), 22050, 16000).numpy()
+    noisy = crop + 0.02 * np.random.default_rng(0).standard_normal(len(crop)).astype(np.float32) * crop.std()
+    matches = find_matches({"copy": fingerprint(noisy)}, prints)
+    assert [m.b for m in matches] == [files[3].name]
+    assert matches[0].ber < 0.1 and abs(matches[0].start_b - 2777 // 64) <= 1
+    # unrelated audio: no pair of different training files matches
+    assert find_matches(prints) == []
+
+
+def test_fingerprint_is_gain_invariant_and_refuses_other_rates():
+    x = load_audio(builtin_root() / builtin_manifest()[0]["path"]).numpy()
+    a, b = fingerprint(x), fingerprint(x * 0.01)
+    assert np.array_equal(a.bits, b.bits)
+    with pytest.raises(ValueError, match="16000 Hz"):
+        fingerprint(x, 8000)
+
+
+# ------------------------------------------------------------------------------------------- the built-in corpus
+def test_builtin_heldout_by_speaker_recording_and_fingerprint():
+    rows = builtin_manifest()
+    train_spk, held_spk = _speakers(rows, ("train",)), _speakers(rows, HELD)
+    assert train_spk and held_spk and not train_spk & held_spk
+    assert not _recordings(rows, ("train",)) & _recordings(rows, HELD)
+    # the English test speakers are never training speakers
+    assert {"allison", "cmu_arctic_awb", "cmu_arctic_slt"} <= _speakers(rows, ("test",))
+    train = _builtin_prints(lambda s: s == "train")
+    held = {**_builtin_prints(lambda s: s in HELD), **_testset_prints()}
+    assert find_matches(train, held) == []
+
+
+def test_builtin_test_set_mixtures_come_from_test_files_only():
+    root = builtin_test_set()
+    rows = {r["path"]: r for r in builtin_manifest()}
+    with open(root / "manifest.csv", newline="") as f:
+        for r in csv.DictReader(f):
+            assert rows[r["speech"]]["split"] == "test" and rows[r["noise"]]["split"] == "test"
+
+
+# --------------------------------------------------------------------------------------------- the real corpus
+@pytest.fixture(scope="module")
+def corpus() -> Path:
+    root = Path(os.environ.get("EDM_SE_CORPUS", REPO / "data_cache" / "corpus"))
+    if not (root / "manifest.csv").exists():
+        if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
+            pytest.skip("no built corpus and no apt-get/dpkg to build one (edm-se data build)")
+        from edm_se.data.corpus import build_corpus
+
+        build_corpus(root, progress=False)
+    return root
+
+
+@pytest.mark.slow
+def test_real_corpus_heldout_by_speaker_and_recording(corpus: Path):
+    from edm_se.data.corpus import read_manifest
+
+    rows = read_manifest(corpus / "manifest.csv")
+    assert not _speakers(rows, ("train",)) & _speakers(rows, HELD)
+    assert not _recordings(rows, ("train",)) & _recordings(rows, HELD)
+    assert {"allison", "cmu_arctic_awb", "cmu_arctic_slt"} <= _speakers(rows, HELD)
+    assert not {"allison", "cmu_arctic_awb", "cmu_arctic_slt"} & _speakers(rows, ("train",))
+    # the built-in set's held-out speakers and recordings are not in the corpus's train split, and vice versa
+    brows = builtin_manifest()
+    assert not _speakers(brows, HELD) & _speakers(rows, ("train",))
+    assert not _speakers(brows, ("train",)) & _speakers(rows, HELD)
+    assert not _recordings(brows, HELD) & _recordings(rows, ("train",))
+    assert not _recordings(brows, ("train",)) & _recordings(rows, HELD)
+
+
+@pytest.mark.slow
+def test_real_corpus_heldout_by_fingerprint(corpus: Path):
+    from edm_se.data.corpus import read_manifest
+
+    rows = read_manifest(corpus / "manifest.csv")
+    cache = corpus / ".cache" / "fingerprints"
+    train = fingerprint_rows([r for r in rows if r["split"] == "train"], corpus, cache)
+    held = fingerprint_rows([r for r in rows if r["split"] in HELD], corpus, cache)
+    assert len(train) > 1000 and len(held) > 100
+    assert find_matches(train, held) == []
+    # nothing of the built-in valid/test files or test mixtures is in the corpus's train split either
+    builtin_held = {**_builtin_prints(lambda s: s in HELD), **_testset_prints()}
+    assert find_matches(train, builtin_held) == []
