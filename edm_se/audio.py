@@ -49,6 +49,62 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def resample(x: Any, orig_rate: int, new_rate: int) -> Any:
+    """Band-limited (windowed-sinc) resampling with ``torchaudio.functional.resample``: the one resampler of edm_se.
+
+    Args:
+        x: (..., L) float waveform, numpy array or torch tensor.
+        orig_rate, new_rate: rates in Hz (> 0).
+
+    Returns:
+        The same type as ``x`` (numpy float32 for numpy input), length about ``L * new_rate / orig_rate``; ``x``
+        itself when the rates are equal.
+    """
+    if int(orig_rate) <= 0 or int(new_rate) <= 0:
+        raise ValueError(f"sample rates must be > 0 Hz, got {orig_rate} and {new_rate}")
+    if int(orig_rate) == int(new_rate):
+        return x
+    import torchaudio.functional as AF
+
+    if isinstance(x, torch.Tensor):
+        return AF.resample(x, int(orig_rate), int(new_rate))
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    return AF.resample(t, int(orig_rate), int(new_rate)).numpy()
+
+
+def decode_av(path: str | os.PathLike, format: str | None = None) -> tuple[np.ndarray, int]:
+    """Decode any audio file FFmpeg reads with PyAV (the one PyAV decoder of edm_se), averaged to mono.
+
+    Args:
+        path: the file.
+        format: container format when it cannot be guessed (``"g722"`` for raw G.722).
+
+    Returns:
+        (wave (L,) float32, sample rate in Hz).
+
+    Raises:
+        AudioError: PyAV cannot open or decode the file, or it has no audio stream.
+    """
+    import av
+
+    p = Path(path)
+    try:
+        with av.open(str(p), format=format) as container:
+            if not container.streams.audio:
+                raise AudioError(p, "no audio stream")
+            rate = int(container.streams.audio[0].rate)
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            chunks = [out.to_ndarray().reshape(-1) for fr in container.decode(audio=0)
+                      for out in resampler.resample(fr)]
+            chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+    except AudioError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - PyAV raises many error types
+        raise AudioError(p, f"not a readable audio file ({_one_line(exc)})") from None
+    x = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    return x, rate
+
+
 def load_audio(path: str | os.PathLike, sample_rate: int = 16000, on_mismatch: str = "resample",
                min_seconds: float = MIN_SECONDS) -> torch.Tensor:
     """Read an audio file as a mono float32 waveform at ``sample_rate`` Hz.
@@ -91,7 +147,11 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000, on_mismatch: s
     try:
         data, file_rate = sf.read(str(p), dtype="float32", always_2d=True)
     except (RuntimeError, OSError, ValueError, TypeError) as exc:  # sf.LibsndfileError subclasses RuntimeError
-        raise AudioError(p, f"not a readable audio file ({_one_line(exc)})") from None
+        try:  # what libsndfile cannot read (e.g. AAC, Opus in some containers), FFmpeg may
+            mono, file_rate = decode_av(p)
+            data = mono[:, None]
+        except AudioError:
+            raise AudioError(p, f"not a readable audio file ({_one_line(exc)})") from None
     if data.shape[0] == 0:
         raise AudioError(p, "audio file holds no samples (zero length)")
     if not np.isfinite(data).all():
@@ -105,10 +165,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000, on_mismatch: s
     if int(file_rate) != sample_rate:
         if on_mismatch == "error":
             raise AudioError(p, f"sample rate is {file_rate} Hz, expected {sample_rate} Hz")
-        import torchaudio.functional as AF
-
         log.info("%s: resampling %d Hz -> %d Hz", p, file_rate, sample_rate)
-        wave = AF.resample(wave, int(file_rate), sample_rate).to(torch.float32).contiguous()
+        wave = resample(wave, int(file_rate), sample_rate).to(torch.float32).contiguous()
     if wave.numel() < max(1, int(round(min_seconds * sample_rate))):
         raise AudioError(p, f"too short ({wave.numel()} samples at {sample_rate} Hz; at least {min_seconds:g} s "
                             "needed)")

@@ -35,6 +35,32 @@ def to_container(cfg: DictConfig | dict) -> dict:
     return dict(cfg)
 
 
+def config_diff(old: Any, new: Any, ignore: tuple[str, ...] = (), prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two plain config dicts (added and removed keys included).
+
+    Args:
+        old, new: resolved configs (:func:`to_container`).
+        ignore: dotted keys (``"trainer.threads"``) or top-level keys left out of the comparison.
+
+    Returns:
+        Sorted dotted keys, e.g. ``["data.train.snr_db", "trainer.max_steps"]``.
+    """
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for k in sorted(set(old) | set(new), key=str):
+            key = f"{prefix}{k}"
+            if key in ignore:
+                continue
+            if k not in old or k not in new:
+                out.append(key)
+            else:
+                out += config_diff(old[k], new[k], ignore, f"{key}.")
+        return out
+    if isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)):
+        return [] if list(old) == list(new) else [prefix.rstrip(".")]
+    return [] if old == new else [prefix.rstrip(".")]
+
+
 def model_config(cfg: DictConfig | dict) -> dict:
     """The model-defining part of a full config: ``{sde, precond, net, stft}`` as a plain dict."""
     full = to_container(cfg)

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("edm_se.enhance")
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
+from edm_se.audio import AUDIO_SUFFIXES  # noqa: E402  (one list of audio suffixes for every command)
 CACHE_SAMPLES = 2**27  # decoded samples kept between validation and enhancement (float32: 512 MiB, ~2.3 h at 16 kHz)
 
 
@@ -87,19 +87,17 @@ def main(cfg: DictConfig) -> None:
     """Hydra task of ``edm-se enhance``."""
     import torch
 
-    from edm_se.cli import UserError
     from edm_se.model import EnhancementModel
 
-    if cfg.input is None or cfg.output is None:
-        raise UserError("both input=FILE_OR_DIR and output=DIR are required")
+    from edm_se import validate
+
+    validate.enhance_config(cfg)
     if int(cfg.threads) > 0:
         torch.set_num_threads(int(cfg.threads))
     root, files = list_inputs(cfg.input)
     model = EnhancementModel.from_checkpoint(cfg.ckpt, device=cfg.device)
     sampler = OmegaConf.to_container(cfg.sampler, resolve=True) if cfg.get("sampler") else None
     num_steps = cfg.num_steps
-    if num_steps is not None and int(num_steps) < 1:
-        raise UserError(f"num_steps must be >= 1, got {num_steps}")
     start = time.perf_counter()
     stats = enhance_files(model, files, root, Path(cfg.output), sampler=sampler, num_steps=num_steps,
                           t_start=float(cfg.t_start), seed=int(cfg.seed), progress=bool(cfg.progress),

@@ -50,12 +50,9 @@ def _pair(ref: Any, est: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _resample(x: np.ndarray, orig: int, new: int) -> np.ndarray:
-    if int(orig) == int(new):
-        return x
-    import torch
-    import torchaudio.functional as AF
+    from edm_se.audio import resample
 
-    return AF.resample(torch.from_numpy(np.ascontiguousarray(x)), int(orig), int(new)).numpy()
+    return resample(x, orig, new)
 
 
 def pesq_wb(ref: Any, est: Any, sample_rate: int) -> float:

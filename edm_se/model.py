@@ -199,7 +199,7 @@ class EnhancementModel:
         Raises:
             ValueError: empty input, non-finite samples, or an unknown sampler name.
         """
-        import torchaudio.functional as AF
+        from edm_se.audio import resample
 
         start = time.perf_counter()
         x = torch.as_tensor(waveform, dtype=torch.float32)
@@ -212,7 +212,7 @@ class EnhancementModel:
             raise ValueError("waveform contains NaN or Inf samples")
         if int(sample_rate) != self.sample_rate:
             log.info("resampling input from %d Hz to the model's %d Hz", sample_rate, self.sample_rate)
-            x = AF.resample(x, int(sample_rate), self.sample_rate)
+            x = resample(x, int(sample_rate), self.sample_rate)
         smp = self.make_sampler(sampler, num_steps, **sampler_params)
         gen = None
         if seed is not None:

@@ -7,7 +7,12 @@ as an Euler step in sigma, which returns the denoiser's clean estimate (Karras e
 
 from __future__ import annotations
 
+import logging
+
 import torch
+
+log = logging.getLogger("edm_se.schedules")
+_NOTICED: set = set()
 
 __all__ = ["Schedule", "Uniform", "Karras"]
 
@@ -49,10 +54,20 @@ class Karras(Schedule):
     """Karras et al. (2022) eq. 5: ``sigma_i = (sigma_max^(1/rho) + i/(N-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho``
     mapped to times with ``sde.sigma_inv``; ``sigma_max`` defaults to ``sde.sigma(t_start * t_max)``.
 
+    No grid repeats a noise level. A grid that starts below the SDE's largest level (``t_start < 1`` or a smaller
+    ``sigma_max``) is the full grid scaled to its start: it ends at ``min(sigma_min, sigma_top * sigma_min /
+    sigma(t_max))``, keeping the full grid's ratio (e.g. 0.3 / 2.5 = 0.12), instead of collapsing onto one level
+    when ``sigma_min >= sigma_top`` (e.g. the default ``sigma_min = 0.3`` with ``t_start <= 0.8`` on the bundled
+    model, which used to give 8 identical times); a notice is logged once per setting.
+
     Args:
         sigma_min: smallest positive noise level (compressed-STFT units).
         sigma_max: largest noise level, or None (the SDE's at ``t_start``).
         rho: time-step exponent (7 in EDM).
+
+    Raises:
+        ValueError: (when called) a grid whose times are not strictly decreasing, e.g. an SDE whose
+            ``sigma_inv`` cannot separate the levels.
     """
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float | None = None, rho: float = 7.0) -> None:
@@ -65,7 +80,21 @@ class Karras(Schedule):
         n = int(num_steps)
         s_top = float(sde.sigma(torch.tensor(t_start * sde.t_max, dtype=torch.float64)))
         hi = s_top if self.sigma_max is None else min(float(self.sigma_max), s_top)
-        lo = min(self.sigma_min, hi)
+        lo = self.sigma_min
+        if n > 1:
+            s_full = float(sde.sigma(torch.tensor(sde.t_max, dtype=torch.float64)))
+            if self.sigma_max is not None:
+                s_full = min(float(self.sigma_max), s_full)
+            if self.sigma_min >= s_full:
+                raise ValueError(f"Karras schedule: sigma_min={self.sigma_min:g} must be below the largest noise "
+                                 f"level {s_full:.4g} for num_steps > 1")
+            lo = min(self.sigma_min, hi * self.sigma_min / s_full)
+            key = (round(hi, 6), self.sigma_min)
+            if lo < self.sigma_min and key not in _NOTICED:
+                _NOTICED.add(key)
+                log.info("Karras schedule: starting at sigma=%.4g (t_start=%g) below sigma(t_max)=%.4g, the grid "
+                         "ends at %.4g instead of sigma_min=%g (the full grid scaled)", hi, t_start, s_full, lo,
+                         self.sigma_min)
         if n == 1:
             sigmas = torch.tensor([hi], dtype=torch.float64)
         else:
@@ -73,7 +102,11 @@ class Karras(Schedule):
             sigmas = (hi ** (1 / self.rho) + i / (n - 1) * (lo ** (1 / self.rho) - hi ** (1 / self.rho))) ** self.rho
         ts = sde.sigma_inv(sigmas).clamp(max=t_start * sde.t_max)
         ts[0] = t_start * sde.t_max if self.sigma_max is None else ts[0]
-        return torch.cat([ts, ts.new_zeros(1)])
+        out = torch.cat([ts, ts.new_zeros(1)])
+        if not bool(torch.all(out[1:] < out[:-1])):
+            raise ValueError(f"Karras schedule: the {n}-step grid repeats a time (t = {out.tolist()}); lower "
+                             "sigma_min or the number of steps")
+        return out
 
     def __repr__(self) -> str:
         return f"Karras(sigma_min={self.sigma_min}, sigma_max={self.sigma_max}, rho={self.rho})"

@@ -36,9 +36,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from edm_se.checkpoint import FORMAT, CheckpointError, atomic_torch_save, load_checkpoint
-from edm_se.config import build_model, model_config, select_device, to_container
+from edm_se.config import build_model, config_diff, model_config, select_device, to_container
 
 log = logging.getLogger("edm_se.train")
+
+# Keys that may change when a run is resumed: where and how fast it runs, not what it trains.
+RESUME_IGNORED = ("run_dir", "resume", "device", "trainer.threads", "trainer.num_workers", "trainer.progress",
+                  "trainer.tensorboard", "trainer.log_every", "trainer.ckpt_every")
 
 
 # ----------------------------------------------------------------------------------------------- data order
@@ -122,6 +126,21 @@ def _collate(items: list[dict]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+def instantiate_data(node: Any) -> Any:
+    """Instantiate a dataset config node; the user errors a dataset raises (a missing corpus, an unreadable file)
+    come out as themselves, not wrapped in Hydra's ``InstantiationException``."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, _partial_=False)
+    except InstantiationException as err:
+        cause = err.__cause__ or err.__context__
+        if cause is not None:
+            raise cause from None
+        raise
+
+
 def _seed_all(seed: int) -> None:
     import random
 
@@ -141,6 +160,8 @@ def _checksum(module: torch.nn.Module) -> str:
 
 
 def _lr_lambda(warmup_steps: int, max_steps: int, schedule: str):
+    if schedule not in ("cosine", "constant"):
+        raise ValueError(f"unknown lr_schedule {schedule!r} (cosine | constant)")
     def fn(step: int) -> float:
         w = 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
         if schedule == "cosine" and max_steps > warmup_steps:
@@ -265,6 +286,20 @@ class Trainer:
                 log.info("resume=true but %s does not exist: starting from scratch", last)
             return False
         ckpt = load_checkpoint(last, map_location=self.device)
+        stored = ckpt.get("train_config")
+        if isinstance(stored, dict):
+            changed = config_diff(stored, to_container(self.cfg), RESUME_IGNORED)
+            if changed and str(self.cfg.resume) != "force":
+                shown = ", ".join(changed[:8]) + (f" (+{len(changed) - 8} more)" if len(changed) > 8 else "")
+                raise CheckpointError(f"{last}: was trained with another config (changed: {shown}); resume with "
+                                      "the same settings, choose another run_dir, or pass resume=force")
+            if changed and self.is_main:
+                note = (f"{time.strftime('%Y-%m-%d %H:%M:%S')} step {int(ckpt['step'])}: resume=force with a changed "
+                        f"config: {', '.join(changed)}\n")
+                with open(self.run_dir / "resume.log", "a", encoding="utf-8") as fh:
+                    fh.write(note)
+                log.warning("resume=force: continuing %s with a changed config (%s); recorded in %s", last,
+                            ", ".join(changed), self.run_dir / "resume.log")
         if ckpt.get("world_size", 1) != self.world:
             raise CheckpointError(f"{last}: was trained with {ckpt.get('world_size')} processes, now {self.world}")
         try:
@@ -285,9 +320,9 @@ class Trainer:
 
     # ---------------------------------------------------------------- data
     def _loader(self) -> Iterator[dict]:
-        from hydra.utils import instantiate
-
-        dataset = instantiate(self.cfg.data.train, _partial_=False)
+        dataset = getattr(self, "_train_set", None)
+        if dataset is None:
+            dataset = instantiate_data(self.cfg.data.train)
         base = PositionSampler(len(dataset), int(self.cfg.seed), 0,
                                unbounded=bool(getattr(dataset, "unbounded_index", False)))
         batches = _RankBatches(base, self.step, int(self.tc.batch_size), self.world, self.rank)
@@ -313,8 +348,6 @@ class Trainer:
     # ---------------------------------------------------------------- validation
     def validate(self) -> dict[str, float]:
         """Enhance ``trainer.val_files`` validation files with the EMA weights and score them."""
-        from hydra.utils import instantiate
-
         from edm_se.metrics import estoi, pesq_wb, si_sdr
         from edm_se.model import EnhancementModel
 
@@ -322,7 +355,7 @@ class Trainer:
         if n <= 0 or self.cfg.data.get("valid") is None:
             return {}
         if getattr(self, "_valid_set", None) is None:  # built (audio loaded) once per run, not per validation
-            self._valid_set = instantiate(self.cfg.data.valid, _partial_=False)
+            self._valid_set = instantiate_data(self.cfg.data.valid)
         dataset = self._valid_set
         sampler_cfg = OmegaConf.to_container(self.cfg.sampler, resolve=True)
         sampler_cfg["num_steps"] = int(self.tc.val_num_steps)
@@ -355,6 +388,8 @@ class Trainer:
             raise CheckpointError(f"{self.ckpt_dir / 'last.pt'}: run directory already has a checkpoint; "
                                   "pass resume=true to continue it or choose another run_dir")
         max_steps = int(self.tc.max_steps)
+        # the data is read before anything is written: a missing corpus stops the run with nothing created
+        self._train_set = instantiate_data(self.cfg.data.train) if self.step < max_steps else None
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
@@ -452,8 +487,25 @@ def train(cfg: DictConfig) -> dict:
     return Trainer(cfg).fit()
 
 
+def _remove_if_only_hydra(run_dir: Path) -> None:
+    """Remove a run directory that holds nothing but what Hydra wrote at start-up (``.hydra/``, ``train.log``)."""
+    import shutil
+
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log"}:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def main(cfg: DictConfig) -> None:
-    """Hydra task of ``edm-se train``."""
-    result = train(cfg)
+    """Hydra task of ``edm-se train``: validates the config and the data first; a user error leaves no run
+    directory behind."""
+    from edm_se import validate
+    from edm_se.cli import _user_error_types
+
+    try:
+        validate.train_config(cfg)
+        result = train(cfg)
+    except _user_error_types():
+        _remove_if_only_hydra(Path(str(cfg.run_dir)))
+        raise
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"checkpoints: {result['run_dir']}/checkpoints/last.pt (step {result['step']})")

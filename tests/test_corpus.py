@@ -97,21 +97,67 @@ def test_assign_splits_keeps_recording_pieces_together():
     assert {r["split"] for r in rows} == set(C.SPLITS)
 
 
-def test_assign_splits_by_speaker_when_balanced_else_by_utterance():
-    def rows_for(n_speakers: int) -> list[dict]:
-        return [{"path": f"speech/s/{k}_{u}.flac", "kind": "speech", "source": "s", "speaker": f"spk{k}",
-                 "duration_s": 2.0, "transcript": "", "licence": "x", "recording": f"{k}_{u}"}
-                for k in range(n_speakers) for u in range(5)]
+def _speech_rows(durations: dict[str, float], utterances: int = 5) -> list[dict]:
+    return [{"path": f"speech/s/{k}_{u}.flac", "kind": "speech", "source": "s", "speaker": k,
+             "duration_s": d / utterances, "transcript": "", "licence": "x", "recording": f"{k}_{u}"}
+            for k, d in durations.items() for u in range(utterances)]
 
-    balanced = C.assign_splits(rows_for(20), seed=0, speaker_split={"s": True})
+
+def _src(split_by: str, fractions) -> C.Source:
+    return C.Source("s", "speech", "x", lambda f: Path("."), lambda r: [], split_by=split_by, fractions=fractions)
+
+
+def test_assign_splits_by_speaker_keeps_every_speaker_in_one_split_and_dominant_ones_in_train():
+    durations = {f"spk{k}": 10.0 for k in range(30)}
+    durations.update(big1=200.0, big2=150.0)  # each > 10% of the source
+    rows = C.assign_splits(_speech_rows(durations), seed=0, sources={"s": _src("speaker", (0.8, 0.1, 0.1))})
     per_spk: dict[str, set[str]] = {}
-    for r in balanced:
+    for r in rows:
         per_spk.setdefault(r["speaker"], set()).add(r["split"])
     assert all(len(s) == 1 for s in per_spk.values())
-    assert {r["split"] for r in balanced} == set(C.SPLITS)
-    # two speakers only: a speaker split cannot be 80/10/10, so utterances of one speaker span splits
-    few = C.assign_splits(rows_for(2), seed=0, speaker_split={"s": True})
-    assert any(len({r["split"] for r in few if r["speaker"] == s}) > 1 for s in ("spk0", "spk1"))
+    assert per_spk["big1"] == per_spk["big2"] == {"train"}
+    minutes = {s: sum(r["duration_s"] for r in rows if r["split"] == s) for s in C.SPLITS}
+    total = sum(minutes.values())
+    assert 0.05 <= minutes["valid"] / total <= 0.15 and 0.05 <= minutes["test"] / total <= 0.15
+
+
+def test_heldout_source_never_reaches_train_and_zero_fractions_are_respected():
+    rows = C.assign_splits(_speech_rows({"allison": 100.0}, utterances=40), seed=3,
+                           sources={"s": _src("recording", (0.0, 0.2, 0.8))})
+    splits = [r["split"] for r in rows]
+    assert "train" not in splits and {"valid", "test"} == set(splits)
+    rows = C.assign_splits(_speech_rows({f"k{i}": 5.0 for i in range(20)}), seed=1,
+                           sources={"s": _src("speaker", (0.9, 0.1, 0.0))})
+    assert "test" not in {r["split"] for r in rows}
+    with pytest.raises(ValueError, match="fractions"):
+        C.Source("bad", "speech", "x", lambda f: Path("."), lambda r: [], fractions=(0.5, 0.5, 0.5))
+
+
+def test_the_registered_english_speakers_are_held_out():
+    assert C.SOURCES["allison"].fractions[0] == 0.0 and C.SOURCES["arctic"].fractions[0] == 0.0
+    for name, src in C.SOURCES.items():
+        if src.kind == "speech" and src.fractions[0] > 0:
+            assert src.split_by == "speaker", name
+
+
+def test_drop_train_copies_finds_a_renamed_relevelled_copy(tmp_path: Path):
+    """The same sound under another name and level in train is left out; unrelated train audio stays."""
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * 16000) / 16000
+    held = (0.3 * np.sin(2 * np.pi * 440 * t * (1 + 0.3 * np.sin(2 * np.pi * 0.7 * t)))
+            * (1 + np.sin(2 * np.pi * 3 * t)) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+    other = (0.2 * rng.standard_normal(len(t))).astype(np.float32)
+    for name, x in (("noise/a/held.flac", held), ("noise/b/copy.flac", 0.25 * held[8000:40000]),
+                    ("noise/b/other.flac", other)):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(tmp_path / name, x, 16000, subtype="PCM_16")
+    rows = [{"path": "noise/a/held.flac", "split": "test", "source": "a", "recording": "held"},
+            {"path": "noise/b/copy.flac", "split": "train", "source": "b", "recording": "copy"},
+            {"path": "noise/b/other.flac", "split": "train", "source": "b", "recording": "other"}]
+    kept, dropped = C.drop_train_copies(rows, tmp_path, tmp_path / "fp_cache")
+    assert [r["path"] for r in dropped] == ["noise/b/copy.flac"] and dropped[0]["matched"] == "noise/a/held.flac"
+    assert [r["path"] for r in kept] == ["noise/a/held.flac", "noise/b/other.flac"]
+    assert list((tmp_path / "fp_cache").rglob("*.npz"))  # cached for the next build
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -351,23 +351,14 @@ def _items_allison(root: Path) -> list[Item]:
 
 
 def decode_g722(path: Path) -> tuple[np.ndarray, int]:
-    """Decode a raw G.722 file with PyAV (``av.open(path, format="g722")``).
+    """Decode a raw G.722 file (:func:`edm_se.audio.decode_av` with ``format="g722"``).
 
     Returns:
         (wave (L,) float32 in [-1, 1], sample_rate Hz).
     """
-    import av
+    from edm_se.audio import decode_av
 
-    with av.open(str(path), format="g722") as container:
-        stream = container.streams.audio[0]
-        rate = int(stream.rate)
-        frames = [fr.to_ndarray() for fr in container.decode(audio=0)]
-    if not frames:
-        return np.zeros(0, np.float32), rate
-    x = np.concatenate([fr.reshape(-1) for fr in frames])
-    if x.dtype == np.int16:
-        x = x.astype(np.float32) / 32768.0
-    return x.astype(np.float32), rate
+    return decode_av(path, format="g722")
 
 
 _FILLETS_SOUND = "usr/share/games/fillets-ng/sound"
@@ -567,41 +558,33 @@ for _src in (
 
 def read_any(path: Path, decode: Callable[[Path], tuple[np.ndarray, int]] | None = None
              ) -> tuple[np.ndarray, int]:
-    """Read an audio file as float32 (L,) or (L, C) plus its rate (soundfile, falling back to PyAV)."""
+    """Read an audio file as float32 (L,) or (L, C) plus its rate (soundfile, falling back to
+    :func:`edm_se.audio.decode_av`)."""
     if decode is not None:
         return decode(path)
     import soundfile as sf
+
+    from edm_se.audio import AudioError, decode_av
 
     try:
         x, sr = sf.read(str(path), dtype="float32", always_2d=False)
         return x, int(sr)
     except Exception as sf_err:  # noqa: BLE001 - try PyAV for anything libsndfile cannot read
         try:
-            import av
-
-            with av.open(str(path)) as container:
-                rate = int(container.streams.audio[0].rate)
-                resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-                chunks = []
-                for fr in container.decode(audio=0):
-                    for out in resampler.resample(fr):
-                        chunks.append(out.to_ndarray().reshape(-1))
-            return (np.concatenate(chunks) if chunks else np.zeros(0, np.float32)), rate
-        except Exception:  # noqa: BLE001
+            return decode_av(path)
+        except AudioError:
             raise OSError(f"{path}: cannot decode ({sf_err})") from None
 
 
 def to_mono_16k(x: np.ndarray, sr: int) -> np.ndarray:
-    """Down-mix (L, C) -> (L,) by averaging channels and resample to 16 kHz (torchaudio, windowed sinc)."""
+    """Down-mix (L, C) -> (L,) by averaging channels and resample to 16 kHz (:func:`edm_se.audio.resample`)."""
+    from edm_se.audio import resample
+
     x = np.asarray(x, np.float32)
     if x.ndim == 2:
         x = x.mean(axis=1)
     if sr != SAMPLE_RATE and x.size:
-        import torch
-        import torchaudio.functional as AF
-
-        g = math.gcd(int(sr), SAMPLE_RATE)
-        x = AF.resample(torch.from_numpy(np.ascontiguousarray(x)), sr // g, SAMPLE_RATE // g).numpy()
+        x = resample(x, int(sr), SAMPLE_RATE)
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
@@ -900,12 +883,10 @@ def write_manifest(path: Path, rows: Iterable[Mapping[str, object]]) -> Path:
 
 
 def read_manifest(path: Path) -> list[dict]:
-    """Read a corpus ``manifest.csv`` (``duration_s`` as float)."""
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    for r in rows:
-        r["duration_s"] = float(r["duration_s"])
-    return rows
+    """Read a corpus ``manifest.csv`` (``duration_s`` as float): :func:`edm_se.data.builtin.read_manifest`."""
+    from edm_se.data.builtin import read_manifest as _read
+
+    return _read(path)
 
 
 def _summary(rows: list[dict]) -> tuple[dict, dict]:

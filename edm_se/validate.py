@@ -1,0 +1,163 @@
+"""Checking user-facing config values before any work starts.
+
+Every command validates its composed config first (:func:`train_config`, :func:`enhance_config`, ...); a bad value
+raises :class:`ConfigError`, which the command line prints as one line naming the key, the value and what is
+allowed (``edm-se train: error: trainer.max_steps=-5: must be an integer >= 1``) and exits with status 2, before
+any file or directory is created.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value the user must fix; the message names the key, the value and what is allowed."""
+
+
+_MISSING = object()
+
+
+def _get(cfg: Any, key: str) -> Any:
+    node = cfg
+    for part in key.split("."):
+        if isinstance(node, DictConfig):
+            if part not in node:
+                return _MISSING
+            node = OmegaConf.select(node, part)
+        elif isinstance(node, dict):
+            if part not in node:
+                return _MISSING
+            node = node[part]
+        else:
+            return _MISSING
+    return node
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+def check(cfg: Any, key: str, ok: Callable[[Any], bool], allowed: str, optional: bool = False) -> None:
+    """Raise :class:`ConfigError` ``"<key>=<value>: must be <allowed>"`` unless ``ok(value)``.
+
+    A missing key is skipped; a null value is accepted when ``optional``.
+    """
+    value = _get(cfg, key)
+    if value is _MISSING or (optional and value is None):
+        return
+    try:
+        good = ok(value)
+    except (TypeError, ValueError):
+        good = False
+    if not good:
+        raise ConfigError(f"{key}={value}: must be {allowed}")
+
+
+def int_at_least(cfg: Any, keys: Iterable[str], low: int, optional: bool = False) -> None:
+    for key in keys:
+        check(cfg, key, lambda v: _is_int(v) and v >= low, f"an integer >= {low}", optional)
+
+
+def number_in(cfg: Any, key: str, low: float, high: float, low_open: bool = False, high_open: bool = False,
+              optional: bool = False) -> None:
+    def ok(v: Any) -> bool:
+        if not _is_num(v):
+            return False
+        v = float(v)
+        return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+
+    text = f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    check(cfg, key, ok, text, optional)
+
+
+def one_of(cfg: Any, key: str, choices: Iterable[Any]) -> None:
+    choices = list(choices)
+    check(cfg, key, lambda v: v in choices, "one of " + ", ".join(str(c) for c in choices))
+
+
+def sampler(node: Any, prefix: str = "sampler") -> None:
+    """Check a sampler config node: ``num_steps`` >= 1, churn parameters, schedule, and that it builds.
+
+    Raises:
+        ConfigError: naming ``<prefix>.<key>``.
+    """
+    if node is None:
+        return
+    int_at_least(node, ["num_steps"], 1, optional=True)
+    for key in ("s_churn", "s_min"):
+        check(node, key, lambda v: _is_num(v) and v >= 0, "a number >= 0", optional=True)
+    check(node, "s_noise", lambda v: _is_num(v) and v > 0, "a number > 0", optional=True)
+    check(node, "s_max", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+          "a number >= 0 (inf allowed) or null", optional=True)
+    check(node, "schedule.sigma_min", lambda v: _is_num(v) and v > 0, "a number > 0", optional=True)
+    check(node, "schedule.sigma_max", lambda v: _is_num(v) and v > 0, "a number > 0 or null", optional=True)
+    check(node, "schedule.rho", lambda v: _is_num(v) and v > 0, "a number > 0", optional=True)
+    check(node, "snr", lambda v: _is_num(v) and v > 0, "a number > 0", optional=True)
+    int_at_least(node, ["corrector_steps"], 0, optional=True)
+    from edm_se.config import build_sampler
+
+    plain = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    try:
+        build_sampler(plain)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{prefix}: {str(err).splitlines()[0]}") from None
+
+
+def _prefixed(fn: Callable[[], None], prefix: str) -> None:
+    try:
+        fn()
+    except ConfigError as err:
+        msg = str(err)
+        raise ConfigError(msg if msg.startswith(prefix) else f"{prefix}.{msg}") from None
+
+
+def train_config(cfg: DictConfig) -> None:
+    """Check every user-facing value of ``edm-se train`` (``conf/train.yaml``).
+
+    Raises:
+        ConfigError: the first bad value.
+    """
+    int_at_least(cfg, ["trainer.max_steps", "trainer.batch_size", "trainer.log_every", "trainer.ckpt_every",
+                       "trainer.val_num_steps"], 1)
+    int_at_least(cfg, ["trainer.warmup_steps", "trainer.val_every", "trainer.val_files", "trainer.num_workers",
+                       "trainer.threads", "seed"], 0)
+    int_at_least(cfg, ["sample_rate"], 1)
+    one_of(cfg, "trainer.lr_schedule", ("cosine", "constant"))
+    check(cfg, "trainer.grad_clip", lambda v: _is_num(v) and v > 0, "a number > 0 (the max gradient norm)")
+    number_in(cfg, "trainer.ema_decay", 0.0, 1.0, high_open=True)
+    check(cfg, "trainer.optimizer.lr", lambda v: _is_num(v) and v > 0, "a number > 0")
+    check(cfg, "resume", lambda v: v in (True, False, "force"), "true, false or force")
+    check(cfg, "loss.prior_fraction", lambda v: _is_num(v) and 0 <= v <= 1, "a number in [0, 1]", optional=True)
+    for split in ("train", "valid"):
+        node = f"data.{split}"
+        check(cfg, f"{node}.segment_seconds", lambda v: _is_num(v) and v > 0, "a number > 0 or null",
+              optional=True)
+        number_in(cfg, f"{node}.rir_prob", 0.0, 1.0)
+        number_in(cfg, f"{node}.high_snr_fraction", 0.0, 1.0)
+        int_at_least(cfg, [f"{node}.length"], 1, optional=True)
+        for key in ("snr_db", "gain_db", "high_snr_db"):
+            check(cfg, f"{node}.{key}", lambda v: len(v) == 2 and all(_is_num(x) for x in v) and v[0] <= v[1],
+                  "[low, high] in dB with low <= high", optional=True)
+    if cfg.get("sampler") is not None:
+        _prefixed(lambda: sampler(cfg.sampler), "sampler")
+
+
+def enhance_config(cfg: DictConfig) -> None:
+    """Check every user-facing value of ``edm-se enhance`` (``conf/enhance.yaml``)."""
+    if cfg.get("input") is None or cfg.get("output") is None:
+        raise ConfigError("input=FILE_OR_DIR and output=DIR are both required")
+    number_in(cfg, "t_start", 0.0, 1.0, low_open=True)
+    int_at_least(cfg, ["num_steps"], 1, optional=True)
+    int_at_least(cfg, ["threads", "seed"], 0)
+    one_of(cfg, "on_rate_mismatch", ("resample", "error"))
+    if cfg.get("sampler") is not None:
+        _prefixed(lambda: sampler(cfg.sampler), "sampler")

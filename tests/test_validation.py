@@ -1,0 +1,136 @@
+"""Bad values get one line naming the key, the value and what is allowed, exit status 2, and nothing is created;
+a resumed run refuses a changed config unless resume=force; no Karras grid repeats a noise level."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY_TRAIN, run_cli
+from hydra import compose, initialize_config_dir
+
+from edm_se import validate
+from edm_se.cli import conf_dir
+from edm_se.validate import ConfigError
+
+
+def _compose(name: str, overrides: list[str]):
+    with initialize_config_dir(config_dir=conf_dir(), version_base=None):
+        return compose(config_name=name, overrides=overrides)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("trainer.max_steps=-5", "trainer.max_steps=-5"),
+    ("trainer.max_steps=0", "trainer.max_steps=0"),
+    ("trainer.grad_clip=0", "trainer.grad_clip=0"),
+    ("trainer.log_every=0", "trainer.log_every=0"),
+    ("trainer.ckpt_every=0", "trainer.ckpt_every=0"),
+    ("trainer.lr_schedule=linear", "trainer.lr_schedule=linear"),
+    ("trainer.ema_decay=1.0", "trainer.ema_decay=1.0"),
+    ("trainer.batch_size=0", "trainer.batch_size=0"),
+    ("resume=maybe", "resume=maybe"),
+    ("data.train.rir_prob=1.5", "data.train.rir_prob=1.5"),
+    ("data.train.snr_db=[20,5]", "data.train.snr_db="),
+    ("sampler.num_steps=0", "sampler.num_steps=0"),
+    ("sampler.s_noise=0", "sampler.s_noise=0"),
+])
+def test_train_config_values_are_checked(override, key):
+    cfg = _compose("train", [override])
+    with pytest.raises(ConfigError) as info:
+        validate.train_config(cfg)
+    assert str(info.value).startswith(key) and "must be" in str(info.value)
+
+
+def test_default_configs_pass_validation():
+    validate.train_config(_compose("train", []))
+    validate.train_config(_compose("train", ["+experiment=cpu_demo", "data=corpus"]))
+    validate.enhance_config(_compose("enhance", ["input=x.wav", "output=out"]))
+
+
+@pytest.mark.parametrize("override, key", [("t_start=1.5", "t_start=1.5"), ("t_start=0", "t_start=0"),
+                                           ("num_steps=0", "num_steps=0"),
+                                           ("on_rate_mismatch=drop", "on_rate_mismatch=drop"),
+                                           ("sampler=pc", None)])
+def test_enhance_config_values_are_checked(override, key):
+    extra = ["sampler.num_steps=-1"] if override == "sampler=pc" else []
+    cfg = _compose("enhance", ["input=x.wav", "output=out", override, *extra])
+    with pytest.raises(ConfigError) as info:
+        validate.enhance_config(cfg)
+    assert str(info.value).startswith(key or "sampler.num_steps=-1")
+
+
+def test_cli_bad_values_exit_2_with_one_line_and_create_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    res = run_cli("train", f"run_dir={run_dir}", "trainer.max_steps=-5", *TINY_TRAIN)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1] == \
+        "edm-se train: error: trainer.max_steps=-5: must be an integer >= 1"
+    assert not run_dir.exists()
+    # a missing paired-data root: one line naming it, no run directory left behind
+    res = run_cli("train", f"run_dir={run_dir}", "data=paired", f"data.root={tmp_path / 'missing'}",
+                  "trainer.max_steps=1", *TINY_TRAIN)
+    assert res.returncode == 2 and "Traceback" not in res.stderr and "missing" in res.stderr.splitlines()[-1]
+    assert not run_dir.exists()
+    # enhance t_start=1.5: one line, no output directory
+    out = tmp_path / "out"
+    noisy = Path(__file__).resolve().parents[1] / "edm_se" / "data" / "builtin" / "testset" / "noisy"
+    res = run_cli("enhance", f"input={next(noisy.iterdir())}", f"output={out}", "t_start=1.5")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1] == \
+        "edm-se enhance: error: t_start=1.5: must be a number in (0, 1]"
+    assert not out.exists()
+
+
+def test_python_dash_m_edm_se_runs_the_cli():
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "edm_se", "--version"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.startswith("edm-se ")
+
+
+def test_resume_refuses_a_changed_config_unless_forced(tiny_checkpoint, tmp_path):
+    run_dir = tmp_path / "copy"
+    shutil.copytree(tiny_checkpoint.parent.parent, run_dir)
+    base = ["train", f"run_dir={run_dir}", "trainer.max_steps=4", "trainer.ckpt_every=4", *TINY_TRAIN]
+    # the same config (only where it runs may change): accepted, nothing to do at step 4
+    res = run_cli(*base, "resume=true", "trainer.threads=1")
+    assert res.returncode == 0, res.stderr[-2000:]
+    # a changed config names the differing keys and refuses
+    res = run_cli(*base[:3], "trainer.max_steps=6", *base[4:], "resume=true", "data.train.snr_db=[0,5]")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    line = res.stderr.strip().splitlines()[-1]
+    assert "data.train.snr_db" in line and "trainer.max_steps" in line and "resume=force" in line
+    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["step"] == 4
+    # resume=force continues and records what changed
+    res = run_cli(*base[:3], "trainer.max_steps=6", *base[4:], "resume=force", "data.train.snr_db=[0,5]")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["step"] == 6
+    note = (run_dir / "resume.log").read_text()
+    assert "resume=force" in note and "data.train.snr_db" in note and "trainer.max_steps" in note
+
+
+# --------------------------------------------------------------------------------------------- schedules
+@pytest.mark.parametrize("t_start", [1.0, 0.9, 0.8, 0.6, 0.5, 0.3])
+def test_karras_grid_never_repeats_a_noise_level(t_start):
+    from edm_se.schedules import Karras
+    from edm_se.sde import OUCosine
+
+    sde = OUCosine(theta=0.0, sigma_max=2.5, sigma_shift=0.1)
+    ts = Karras(sigma_min=0.3)(8, sde, t_start)
+    sig = sde.sigma(ts)
+    assert torch.all(sig[1:] < sig[:-1]) and torch.all(ts[1:] < ts[:-1])
+    assert float(ts[0]) == pytest.approx(t_start)
+    # the grid is the full grid scaled to its start: same ratio sigma_last / sigma_first
+    assert float(sig[-2] / sig[0]) == pytest.approx(min(1.0, 0.3 / float(sig[0])) if t_start == 1.0 else 0.3 / 2.5,
+                                                   rel=1e-6)
+
+
+def test_karras_refuses_sigma_min_above_the_sde_range():
+    from edm_se.schedules import Karras
+    from edm_se.sde import OUCosine
+
+    with pytest.raises(ValueError, match="sigma_min=5"):
+        Karras(sigma_min=5.0)(4, OUCosine(theta=0.0, sigma_max=2.5, sigma_shift=0.1), 1.0)
