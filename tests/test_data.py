@@ -271,13 +271,18 @@ def test_builtin_config_instantiates():
     assert cfg.data.test is None and cfg.data.sample_rate == 16000
 
 
-def test_paired_config_instantiates(tmp_path):
-    _write_pairs(tmp_path, ["p226_001"], clean="clean_trainset_28spk_wav", noisy="noisy_trainset_28spk_wav")
+def test_paired_config_validates_on_held_out_training_speakers_never_on_the_test_set(tmp_path):
+    _write_pairs(tmp_path, ["p226_001", "p287_002", "p230_001", "p230_002"], clean="clean_trainset_28spk_wav",
+                 noisy="noisy_trainset_28spk_wav")
     _write_pairs(tmp_path, ["p232_001"], clean="clean_testset_wav", noisy="noisy_testset_wav")
     cfg = OmegaConf.create({"seed": 0, "sample_rate": 16000, "data": OmegaConf.load(CONF / "paired.yaml")})
     cfg.data.root = str(tmp_path)
     train = instantiate(cfg.data.train, _partial_=False)
     valid = instantiate(cfg.data.valid, _partial_=False)
-    assert isinstance(train, PairedDataset) and len(train) == 1 and len(valid) == 1
+    assert isinstance(train, PairedDataset) and train.names == ["p230_001", "p230_002"]
+    assert valid.names == ["p226_001", "p287_002"]  # SGMSE+'s validation speakers, from the training directories
+    assert "testset" not in str(valid.clean_dir) and "trainset" in str(valid.clean_dir)
     assert train[0]["clean"].shape == (int(round(2.04 * 16000)),)
     assert valid[0]["clean"].shape == (8000,)
+    with pytest.raises(AudioError, match="no file left"):
+        PairedDataset(tmp_path / "clean_testset_wav", tmp_path / "noisy_testset_wav", speakers=["p226"])

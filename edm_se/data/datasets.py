@@ -265,16 +265,20 @@ class PairedDataset(torch.utils.data.Dataset):
             pairs are zero-padded at the end), or None for full files.
         sample_rate: Hz; files are resampled on load.
         seed: base seed of the crops.
+        speakers: keep only files whose speaker is in this list (the speaker of ``p226_001.wav`` is ``p226``: the
+            file name up to its first ``_``), e.g. a validation split carved from the training directories.
+        exclude_speakers: leave out files of these speakers (the same validation speakers, from training).
 
     Raises:
-        edm_se.audio.AudioError: missing/empty directory, unmatched files (at construction), or a pair whose
-            lengths differ (on access).
+        edm_se.audio.AudioError: missing/empty directory, unmatched files, no file left after the speaker
+            selection (at construction), or a pair whose lengths differ (on access).
     """
 
     unbounded_index = False
 
     def __init__(self, clean_dir: str | Path, noisy_dir: str | Path, segment_seconds: float | None = None,
-                 sample_rate: int = 16000, seed: int = 0):
+                 sample_rate: int = 16000, seed: int = 0, speakers: Sequence[str] | None = None,
+                 exclude_speakers: Sequence[str] | None = None):
         if segment_seconds is not None and segment_seconds <= 0:
             raise ValueError(f"segment_seconds must be positive or None, got {segment_seconds}")
         self.clean_dir, self.noisy_dir = Path(clean_dir), Path(noisy_dir)
@@ -291,8 +295,23 @@ class PairedDataset(torch.utils.data.Dataset):
         if only_noisy:
             raise AudioError(self.clean_dir, f"{len(only_noisy)} noisy file(s) have no clean partner, e.g. "
                                              f"{only_noisy[0]}")
-        self.names = sorted(clean)
+        names = sorted(clean)
+        if speakers is not None:
+            keep = {str(k) for k in speakers}
+            names = [n for n in names if self.speaker_of(n) in keep]
+        if exclude_speakers:
+            drop = {str(k) for k in exclude_speakers}
+            names = [n for n in names if self.speaker_of(n) not in drop]
+        if not names:
+            raise AudioError(self.clean_dir, f"no file left after selecting speakers {list(speakers or [])} and "
+                                             f"excluding {list(exclude_speakers or [])}")
+        self.names = names
         self.pairs = [(clean[n], noisy[n]) for n in self.names]
+
+    @staticmethod
+    def speaker_of(name: str) -> str:
+        """Speaker of a file name: the base name up to its first ``_`` (``p226_001`` -> ``p226``)."""
+        return Path(name).name.split("_", 1)[0]
 
     @staticmethod
     def _scan(directory: Path) -> dict[str, Path]:
