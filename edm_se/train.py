@@ -160,8 +160,11 @@ def _checksum(module: torch.nn.Module) -> str:
 
 
 def _lr_lambda(warmup_steps: int, max_steps: int, schedule: str):
+    """LR factor per step: linear warm-up ``(step + 1) / warmup_steps``, then constant 1 or a cosine from 1 down to
+    0.1 at ``max_steps`` (``0.1 + 0.45 (1 + cos(pi progress))``)."""
     if schedule not in ("cosine", "constant"):
         raise ValueError(f"unknown lr_schedule {schedule!r} (cosine | constant)")
+
     def fn(step: int) -> float:
         w = 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
         if schedule == "cosine" and max_steps > warmup_steps:

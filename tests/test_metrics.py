@@ -119,3 +119,27 @@ def test_dnsmos_missing_package_is_a_clear_error(ref, monkeypatch):
     monkeypatch.setattr(M, "_have_speechmos", lambda: False)
     with pytest.raises(ImportError, match="speechmos"):
         M.score_pairs([ref], [ref], metrics=("dnsmos_ovrl",), num_workers=0, progress=False)
+
+
+def test_pesq_is_wide_band_and_resamples_with_torchaudio(ref):
+    """pesq_wb is P.862.2 (mode 'wb'), not narrow band, and a 48 kHz pair is scored as its 16 kHz resampling."""
+    from pesq import pesq
+
+    from edm_se.audio import resample
+
+    noisy = _at_snr(ref, _noise(ref.size), 5.0)
+    wb, nb = pesq(SR, ref, noisy, "wb"), pesq(SR, ref, noisy, "nb")
+    assert M.pesq_wb(ref, noisy, SR) == pytest.approx(wb, abs=1e-9)
+    assert abs(wb - nb) > 0.05  # the two modes differ on this pair: a narrow-band implementation would fail
+    ref48, noisy48 = resample(ref, SR, 48000), resample(noisy, SR, 48000)
+    expected = pesq(SR, resample(ref48, 48000, SR), resample(noisy48, 48000, SR), "wb")
+    assert M.pesq_wb(ref48, noisy48, 48000) == pytest.approx(expected, abs=1e-9)
+
+
+def test_estoi_is_the_extended_stoi(ref):
+    from pystoi import stoi
+
+    noisy = _at_snr(ref, _noise(ref.size), 0.0)
+    e, s = stoi(ref, noisy, SR, extended=True), stoi(ref, noisy, SR, extended=False)
+    assert M.estoi(ref, noisy, SR) == pytest.approx(e, abs=1e-12)
+    assert abs(e - s) > 0.02  # STOI would not pass

@@ -129,3 +129,27 @@ def test_denoise_and_score_consistency():
     score = den.score(x_t, y, t, sde)
     std = sde.std(t).float().reshape(3, 1, 1, 1)
     torch.testing.assert_close(score, -(x_t - y - s * (x0_hat - y)) / std ** 2)
+
+
+class EchoY(nn.Module):
+    """Returns the conditioner channels: [Re y, Im y] (complex packing) or y (real packing)."""
+
+    def forward(self, x, c_noise):
+        half = x.shape[1] // 2
+        return x[:, 2:4] if x.shape[1] == 4 else x[:, half:]
+
+
+def test_denoiser_passes_y_as_the_conditioning_channels():
+    """The backbone must see y itself (real then imaginary part, after the noisy input's channels): swapping,
+    dropping or conjugating y changes the output."""
+    pc = P.EDM(sigma_data=0.1)  # c_shift = 0, so y reaches the net only through its own channels
+    den = Denoiser(EchoY(), pc)
+    x = torch.randn(2, 1, 6, 4, dtype=torch.complex64)
+    y = torch.randn(2, 1, 6, 4, dtype=torch.complex64)
+    sigma = torch.tensor([0.2, 0.7], dtype=torch.float64)
+    b = lambda v: v.float().reshape(2, 1, 1, 1)  # noqa: E731
+    torch.testing.assert_close(den(x, y, sigma), b(pc.c_skip(sigma)) * x + b(pc.c_out(sigma)) * y)
+    assert not torch.allclose(den(x, y.conj(), sigma), den(x, y, sigma))
+    xr, yr = torch.randn(2, 3, 5), torch.randn(2, 3, 5)
+    torch.testing.assert_close(den(xr, yr, sigma), b(pc.c_skip(sigma)).reshape(2, 1, 1) * xr
+                               + b(pc.c_out(sigma)).reshape(2, 1, 1) * yr)

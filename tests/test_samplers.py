@@ -184,3 +184,94 @@ def test_schedules():
     u = SC.Uniform()(4, sde, t_start=0.5)
     torch.testing.assert_close(u, torch.tensor([0.5, 0.5 - 0.47 / 3, 0.5 - 2 * 0.47 / 3, 0.03, 0.0],
                                                dtype=torch.float64))
+
+
+def test_sgmse_plus_pc_matches_a_transcription_of_sgmse_plus_loop():
+    """``PC(predictor_in_sigma=False, final_denoise=False)`` (``+experiment=sgmse_plus``) against a hand-written
+    transcription of sgmse's ``get_pc_sampler`` (ReverseDiffusionPredictor + AnnealedLangevinDynamics, OUVE with its
+    own closed-form formulas, the exact marginal score of a Gaussian residual), same noise draws."""
+    theta, smin, smax, n_steps, snr, eps = 1.5, 0.05, 0.5, 30, 0.5, 0.03
+    log_r = math.log(smax / smin)
+
+    def std(t):  # sgmse OUVESDE._std
+        return smin * math.sqrt((math.exp(2 * t * log_r) - math.exp(-2 * theta * t)) * log_r / (theta + log_r))
+
+    def g(t):  # sgmse OUVESDE.sde diffusion
+        return smin * (smax / smin) ** t * math.sqrt(2 * log_r)
+
+    def score(x, y, t):  # exact score of x_t = y + s (r + sigma n) with r ~ N(m, V)
+        s = math.exp(-theta * t)
+        return -(x - y - s * m) / (s ** 2 * V + std(t) ** 2)
+
+    g_ours = torch.Generator().manual_seed(11)
+    y = 0.3 * torch.randn(2, 64, dtype=torch.float64, generator=g_ours)
+    m = 0.1 * torch.randn(1, 64, dtype=torch.float64, generator=g_ours)
+    state = g_ours.get_state()
+
+    gen = torch.Generator().set_state(state)
+    xt = y + std(1.0) * torch.randn(y.shape, dtype=torch.float64, generator=gen)  # prior_sampling
+    timesteps = torch.linspace(1.0, eps, n_steps, dtype=torch.float64)
+    for i in range(n_steps):
+        t = float(timesteps[i])
+        stepsize = t - float(timesteps[i + 1]) if i != n_steps - 1 else float(timesteps[-1])
+        # AnnealedLangevinDynamics.update_fn (one step, alpha = 1)
+        step_size = (snr * std(t)) ** 2 * 2
+        noise = torch.randn(xt.shape, dtype=torch.float64, generator=gen)
+        xt = xt + step_size * score(xt, y, t) + noise * math.sqrt(step_size * 2)
+        # ReverseDiffusionPredictor.update_fn: rsde.discretize, then x_mean = x - f, x = x_mean + G z
+        f = (theta * (y - xt) - g(t) ** 2 * score(xt, y, t)) * stepsize
+        x_mean = xt - f
+        if i == n_steps - 1:
+            break  # sgmse returns xt_mean (denoise=True); its last z does not matter
+        xt = x_mean + g(t) * math.sqrt(stepsize) * torch.randn(xt.shape, dtype=torch.float64, generator=gen)
+    expected = x_mean
+
+    sampler = SM.PC(n_steps, schedule=SC.Uniform(t_min=eps), snr=snr, corrector_steps=1, final_denoise=False,
+                    predictor_in_sigma=False)
+    out = sampler(GaussianOracle(m), S.OUVE(theta, smin, smax), y, generator=torch.Generator().set_state(state))
+    torch.testing.assert_close(out.x0_hat, expected, rtol=1e-9, atol=1e-12)
+    # a wrong Langevin step (the square root left out, or a factor 2) does not pass
+    wrong = SM.PC(n_steps, schedule=SC.Uniform(t_min=eps), snr=snr * math.sqrt(2), corrector_steps=1,
+                  final_denoise=False, predictor_in_sigma=False)
+    bad = wrong(GaussianOracle(m), S.OUVE(theta, smin, smax), y, generator=torch.Generator().set_state(state))
+    assert (bad.x0_hat - expected).abs().max() > 1e-3
+
+
+def test_langevin_corrector_step_is_two_snr_std_squared():
+    """One corrector step from a known state, by hand: x + eps score + sqrt(2 eps) z with eps = 2 (snr std)^2."""
+    sde = S.OUVE()
+    y, m, _, _ = _problem(sde, 1.0, n=16, seed=4)
+    x = y + 0.2
+    t = torch.tensor(0.6, dtype=torch.float64)
+    pc = SM.PC(1, snr=0.3, corrector_steps=1, final_denoise=True)
+    gen = torch.Generator().manual_seed(2)
+    got = pc._step(SM._Counted(GaussianOracle(m), sde, y), sde, y, x, t, torch.tensor(0.0, dtype=torch.float64),
+                   gen)
+    z = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    oracle = GaussianOracle(m)
+    s, std = float(sde.s(t)), float(sde.std(t))
+    eps = 2 * (0.3 * std) ** 2
+    score = sde.score(x, y, y + oracle((x - y) / s, y, sde.sigma(t)), t)
+    x_corr = x + eps * score + math.sqrt(2 * eps) * z
+    torch.testing.assert_close(got, y + oracle((x_corr - y) / s, y, sde.sigma(t)))  # then the final denoise
+
+
+@pytest.mark.parametrize("sampler", ["heun", "euler"])
+def test_constant_denoiser_trajectory_is_the_exact_ode_solution(sampler):
+    """With D = y + r constant, the PF-ODE in sigma is linear: x_tilde(sigma) = r + (sigma / sigma_0)(x_tilde_0 - r)
+    exactly, and Euler and Heun both reproduce it at every grid point (not only at the end)."""
+    sde = S.OUCosine(theta=1.0)
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(2, 1, 8, 4, dtype=torch.complex128, generator=g)
+    r = 0.1 * torch.randn(2, 1, 8, 4, dtype=torch.complex128, generator=g)
+    n = 5
+    smp = (SM.EDMHeun(n, return_trajectory=True) if sampler == "heun"
+           else SM.Euler(n, schedule=SC.Karras(sigma_min=0.05), return_trajectory=True))
+    out = smp(lambda xt, yy, sigma: r.to(xt.dtype), sde, y, generator=torch.Generator().manual_seed(1))
+    ts = smp.schedule(n, sde, 1.0)
+    x0_tilde = (out.trajectory[0] - y) / float(sde.s(ts[0]))
+    sig0 = float(sde.sigma(ts[0]))
+    for i, x in enumerate(out.trajectory[:-1]):
+        sig, s = float(sde.sigma(ts[i])), float(sde.s(ts[i]))
+        torch.testing.assert_close(x, y + s * (r + sig / sig0 * (x0_tilde - r)), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(out.x0_hat, y + r)

@@ -124,3 +124,56 @@ def test_ema_warmup_forgets_the_initial_weights():
     ema = [torch.zeros(3)]
     update(ema, cur, torch.tensor(100000))
     torch.testing.assert_close(ema[0], torch.full((3,), 0.001))  # capped at the configured decay
+
+
+# ------------------------------------------------------------------- LR schedule, clipping, best.pt (in process)
+def _tiny_cfg(run_dir, *overrides):
+    from hydra import compose, initialize_config_dir
+
+    from edm_se.cli import conf_dir
+
+    with initialize_config_dir(config_dir=conf_dir(), version_base=None):
+        return compose(config_name="train", overrides=[*TINY_TRAIN, f"run_dir={run_dir}", *overrides])
+
+
+def test_lr_schedule_warmup_then_cosine_to_a_tenth():
+    from edm_se.train import _lr_lambda
+
+    fn = _lr_lambda(10, 110, "cosine")
+    assert [fn(s) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert fn(60) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 0.5)))
+    assert fn(110) == pytest.approx(0.1) and fn(500) == pytest.approx(0.1)
+    const = _lr_lambda(4, 100, "constant")
+    assert [const(s) for s in (0, 3, 50, 99)] == pytest.approx([0.25, 1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="lr_schedule"):
+        _lr_lambda(0, 10, "linear")
+
+
+def test_gradient_is_clipped_to_grad_clip(tmp_path):
+    """One plain SGD step with lr 1: the parameter change is the gradient clipped to norm grad_clip."""
+    from edm_se.train import Trainer
+
+    clip = 1e-3
+    cfg = _tiny_cfg(tmp_path / "run", "trainer.max_steps=1", "trainer.optimizer._target_=torch.optim.SGD",
+                    "trainer.optimizer.lr=1.0", "trainer.optimizer.weight_decay=0.0", "trainer.warmup_steps=0",
+                    "trainer.lr_schedule=constant", f"trainer.grad_clip={clip}")
+    trainer = Trainer(cfg)
+    before = [p.detach().clone() for p in trainer.denoiser.parameters()]
+    trainer.fit()
+    delta = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(trainer.denoiser.parameters(), before)))
+    grad_norm = float(_log_rows(tmp_path / "run")[0]["grad_norm"])  # the norm before clipping
+    assert grad_norm > 10 * clip
+    assert float(delta) == pytest.approx(clip, rel=1e-4)
+
+
+def test_best_checkpoint_is_the_best_validation_pesq(tmp_path, monkeypatch):
+    from edm_se.train import Trainer
+
+    cfg = _tiny_cfg(tmp_path / "run", "trainer.max_steps=4", "trainer.val_every=1", "trainer.ckpt_every=1")
+    scores = iter([1.2, 1.6, 1.4, 1.5])
+    monkeypatch.setattr(Trainer, "validate", lambda self: {"val_pesq": next(scores), "val_estoi": 0.5,
+                                                           "val_si_sdr": 1.0})
+    Trainer(cfg).fit()
+    best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert best["step"] == 2 and best["best"] == pytest.approx(1.6)
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 4
