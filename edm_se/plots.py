@@ -192,13 +192,15 @@ def _n_files(frame: pd.DataFrame) -> str:
 
 # ----------------------------------------------------------------------------------------------- figures
 def plot_metric_curves(frame: pd.DataFrame, x: str = "nfe", metrics: Sequence[str] | None = None,
-                       title: str | None = None) -> Any:
+                       title: str | None = None, delta: bool = False) -> Any:
     """Metric vs ``x`` (one panel per metric, one line per sampler / design cell, shaded 95% CI).
 
     Args:
         frame: a results table (see :func:`load_results`).
         x: the x column (``nfe``: log2 axis; ``rtf``: log10 axis; others linear).
         metrics: which metrics (None: all present).
+        delta: plot the paired per-file improvement over the noisy input (``delta_mean`` ± ``delta_ci95``)
+            instead of the scores; the noisy input is the zero line.
 
     Returns:
         The matplotlib Figure (axes in ``fig.axes``, one per metric; the legend is outside the panels).
@@ -210,6 +212,9 @@ def plot_metric_curves(frame: pd.DataFrame, x: str = "nfe", metrics: Sequence[st
     metrics = metrics_present(rows, metrics)
     cells = add_line_labels(rows, x)
     cells = cells[cells[x].notna() & cells["metric"].isin(metrics)]
+    if delta:
+        cells = cells[cells["delta_mean"].notna()].assign(mean=lambda f: f["delta_mean"],
+                                                          ci95=lambda f: f["delta_ci95"])
     if cells.empty or not metrics:
         raise ValueError(f"no finished cell with a value of {x!r} to plot")
     noisy = rows[rows["kind"] == "noisy"]
@@ -234,7 +239,10 @@ def plot_metric_curves(frame: pd.DataFrame, x: str = "nfe", metrics: Sequence[st
                 ax.fill_between(xs[ok], (ys - ci)[ok], (ys + ci)[ok], color=color, alpha=0.12, lw=0)
             handles.setdefault(line, h)
         ref = noisy[noisy["metric"] == metric]["mean"].dropna()
-        if len(ref):
+        if delta:
+            h = ax.axhline(0.0, color="0.35", ls="--", lw=1.3, label="noisy input")
+            handles.setdefault("noisy input", h)
+        elif len(ref):
             h = ax.axhline(float(ref.iloc[0]), color="0.35", ls="--", lw=1.3, label="noisy input")
             handles.setdefault("noisy input", h)
         xv = sub[x].to_numpy(float)
@@ -243,13 +251,15 @@ def plot_metric_curves(frame: pd.DataFrame, x: str = "nfe", metrics: Sequence[st
         elif x == "rtf":
             _log10_axis(ax, xv)
         ax.set_xlabel(X_LABELS.get(x, x))
-        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        label = METRIC_LABELS.get(metric, metric)
+        ax.set_ylabel(f"Δ {label} vs noisy (paired)" if delta else label)
         ax.set_title(METRIC_TITLES.get(metric, METRIC_LABELS.get(metric, metric)))
         ax.grid(True, which="major", alpha=0.3)
     what = {"nfe": "vs number of network evaluations",
             "rtf": "vs real-time factor (wall time / audio duration)"}.get(x, f"vs {x}")
-    fig.suptitle(title or f"Study '{_study_name(frame)}': quality {what} "
-                 f"(mean ± 95% CI over {_n_files(rows)})", fontsize=11)
+    quantity = "improvement over the noisy input" if delta else "quality"
+    fig.suptitle(title or f"Study '{_study_name(frame)}': {quantity} {what} "
+                 f"(mean ± 95% CI over {_n_files(rows)}{', paired' if delta else ''})", fontsize=11)
     legend_title = " / ".join(line_keys(rows, x))
     fig.legend(list(handles.values()), list(handles.keys()), loc="outside right center", title=legend_title,
                fontsize=8.5, title_fontsize=9, frameon=False)
@@ -354,6 +364,10 @@ def make_plots(results: str | os.PathLike, output: str | os.PathLike | None = No
     fig = plot_metric_curves(frame, xcol, metrics, title)
     written += _save(fig, output / f"metric_vs_{xcol}", formats)
     plt.close(fig)
+    if overall(frame)["delta_mean"].notna().any():
+        fig = plot_metric_curves(frame, xcol, metrics, None, delta=True)
+        written += _save(fig, output / f"improvement_vs_{xcol}", formats)
+        plt.close(fig)
     if frame["rtf"].notna().any() and xcol != "rtf":
         fig = plot_metric_curves(frame, "rtf", metrics, None)
         written += _save(fig, output / "metric_vs_rtf", formats)

@@ -310,8 +310,9 @@ def test_cell_records_provenance_and_reruns_when_checkpoint_or_test_set_content_
     assert json.loads((sweep / "noisy_metrics.json").read_text())["test_set"]["sha256"] == \
         third["provenance"]["test_set"]["sha256"]
     # results.csv / results.md carry the paired improvement
-    out = study.gather(sweep, plot=False)
+    out = study.gather(sweep, plot=True)
     table = pd.read_csv(out["results"])
     row = table[(table.kind == "cell") & (table.metric == "si_sdr") & table.snr_db.isna()].iloc[0]
     assert row.delta_mean == pytest.approx(third["points"][0]["improvement"]["si_sdr"]["mean"])
     assert "Δ SI-SDR (dB)" in out["markdown"].read_text()
+    assert (sweep / "improvement_vs_nfe.png").stat().st_size > 1000
