@@ -104,13 +104,27 @@ def run_hydra(command: str, argv: list[str]) -> None:
         print(f"edm-se {command}: error: -m/--multirun is not supported by this command", file=sys.stderr)
         raise SystemExit(2)
     module_name, func_name = target.split(":")
-    task = getattr(importlib.import_module(module_name), func_name)
-    task = report_user_errors(command)(task)
+    inner = report_user_errors(command)(getattr(importlib.import_module(module_name), func_name))
+    started = []
+
+    @functools.wraps(inner)
+    def task(cfg):  # noqa: ANN001
+        started.append(True)
+        return inner(cfg)
+
     prog = f"edm-se {command}"
     old_argv = sys.argv
     sys.argv = [prog, *argv]
     try:
         hydra.main(version_base=None, config_path=conf_dir(), config_name=config_name)(task)()
+    except SystemExit as exit_:
+        # Hydra exits 1 after printing its own message when the command line does not compose (unknown option,
+        # bad override syntax): that is a user error, so end with one summary line and status 2.
+        if exit_.code == 1 and not started:
+            print(f"edm-se {command}: error: the command line does not compose into a valid config (Hydra's "
+                  f"message above); `edm-se {command} --help` lists the options", file=sys.stderr)
+            raise SystemExit(2) from None
+        raise
     finally:
         sys.argv = old_argv
 

@@ -9,11 +9,10 @@ from omegaconf import DictConfig, OmegaConf
 
 def evaluate_main(cfg: DictConfig) -> None:
     """Hydra task of ``edm-se evaluate``: score estimates against references, print a table, write CSV/JSON."""
-    from edm_se.cli import UserError
+    from edm_se import validate
     from edm_se.evaluate import evaluate_dirs, format_summary
 
-    if cfg.estimates is None or cfg.references is None:
-        raise UserError("estimates=DIR and references=DIR are required (noisy=DIR adds the improvement columns)")
+    validate.evaluate_config(cfg)
     output = Path(cfg.output) if cfg.output is not None else Path(cfg.estimates)
     metrics = tuple(OmegaConf.to_container(cfg.metrics)) if cfg.metrics is not None else None
     kwargs = {"metrics": metrics} if metrics else {}

@@ -128,6 +128,19 @@ def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
         "estimates": str(est_dir), "references": str(ref_dir), "noisy": str(noisy_dir) if noisy_dir else None,
         "scores": {m: mean_ci95(table[m].to_numpy(dtype=np.float64)) for m in metrics},
     }
+    from edm_se.provenance import file_sha256, run_info
+
+    def content(files: dict[str, Path]) -> str:  # SHA-256 over (name, file hash) of the scored files
+        import hashlib
+
+        h = hashlib.sha256()
+        for k in keys:
+            h.update(f"{k}\0{file_sha256(files[k])}\n".encode())
+        return h.hexdigest()
+
+    summary["provenance"] = {"estimates_sha256": content(est_files), "references_sha256": content(ref_files),
+                             "noisy_sha256": content(noisy_files) if noisy_files is not None else None,
+                             **run_info()}
     if noisy_files is not None:
         noisy_part = frame.iloc[len(keys):].reset_index(drop=True)
         for m in metrics:

@@ -252,7 +252,10 @@ class GatherCallback(Callback):
         from edm_se.cli import _user_error_types
         from edm_se.model import default_checkpoint_path
 
+        from edm_se import validate
+
         try:
+            validate.study_config(config)
             load_test_set(config.get("test_set"), config.get("max_files"))
             if str(config.study.get("kind", "sampler")) == "sampler":
                 load_checkpoint(Path(config.ckpt).expanduser() if config.get("ckpt") else default_checkpoint_path())

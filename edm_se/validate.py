@@ -161,3 +161,29 @@ def enhance_config(cfg: DictConfig) -> None:
     one_of(cfg, "on_rate_mismatch", ("resample", "error"))
     if cfg.get("sampler") is not None:
         _prefixed(lambda: sampler(cfg.sampler), "sampler")
+
+
+def study_config(cfg: DictConfig) -> None:
+    """Check the values every cell of ``edm-se study`` shares (``conf/study.yaml``; swept values are checked per
+    cell, whose failure is recorded in its ``error.json``)."""
+    number_in(cfg, "t_start", 0.0, 1.0, low_open=True)
+    int_at_least(cfg, ["max_files"], 1, optional=True)
+    int_at_least(cfg, ["keep_audio", "threads", "seed"], 0)
+    int_at_least(cfg, ["num_workers"], 1)
+    _metrics(cfg)
+
+
+def evaluate_config(cfg: DictConfig) -> None:
+    """Check ``edm-se evaluate`` (``conf/evaluate.yaml``)."""
+    if cfg.get("estimates") is None or cfg.get("references") is None:
+        raise ConfigError("estimates=DIR and references=DIR are required (noisy=DIR adds the improvement columns)")
+    int_at_least(cfg, ["num_workers"], 1)
+    _metrics(cfg, optional=True)
+
+
+def _metrics(cfg: DictConfig, optional: bool = False) -> None:
+    from edm_se.metrics import KNOWN_METRICS
+
+    known = list(KNOWN_METRICS)
+    check(cfg, "metrics", lambda v: len(v) > 0 and all(m in known for m in v),
+          "a non-empty list of " + ", ".join(known), optional)

@@ -52,6 +52,10 @@ def test_evaluate_dirs_with_noisy_writes_csv_and_json(dirs):
             assert on_disk[key][m]["n"] == 3
             assert on_disk[key][m]["mean"] == pytest.approx(summary[key][m]["mean"])
     assert summary["scores"]["si_sdr"]["mean"] == pytest.approx(table["si_sdr"].mean(), abs=1e-4)
+    prov = on_disk["provenance"]
+    assert len(prov["estimates_sha256"]) == len(prov["references_sha256"]) == len(prov["noisy_sha256"]) == 64
+    assert len({prov["estimates_sha256"], prov["references_sha256"], prov["noisy_sha256"]}) == 3
+    assert prov["edm_se_version"] and "git_commit" in prov
     text = format_summary(summary)
     assert "noisy" in text and "delta" in text and "pesq" in text
     assert f"{summary['delta']['si_sdr']['mean']:+.3f}" in text

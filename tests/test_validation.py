@@ -134,3 +134,29 @@ def test_karras_refuses_sigma_min_above_the_sde_range():
 
     with pytest.raises(ValueError, match="sigma_min=5"):
         Karras(sigma_min=5.0)(4, OUCosine(theta=0.0, sigma_max=2.5, sigma_shift=0.1), 1.0)
+
+
+def test_unknown_config_option_exits_2_with_a_summary_line(tmp_path):
+    res = run_cli("train", "sde=nonexistent", f"run_dir={tmp_path / 'r'}")
+    assert res.returncode == 2
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("edm-se train: error: the command line does not compose")
+    assert "nonexistent" in res.stderr  # Hydra's own message stays
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("override, key", [("t_start=1.5", "t_start=1.5"), ("num_workers=0", "num_workers=0"),
+                                           ("max_files=0", "max_files=0"), ("metrics=[pesq,mos]", "metrics=")])
+def test_study_config_values_are_checked(override, key):
+    with pytest.raises(ConfigError) as info:
+        validate.study_config(_compose("study", [override]))
+    assert str(info.value).startswith(key)
+    validate.study_config(_compose("study", []))
+
+
+def test_evaluate_config_values_are_checked():
+    with pytest.raises(ConfigError, match="required"):
+        validate.evaluate_config(_compose("evaluate", []))
+    with pytest.raises(ConfigError, match="^metrics="):
+        validate.evaluate_config(_compose("evaluate", ["estimates=a", "references=b", "metrics=[wer]"]))
+    validate.evaluate_config(_compose("evaluate", ["estimates=a", "references=b"]))
