@@ -316,3 +316,22 @@ def test_cell_records_provenance_and_reruns_when_checkpoint_or_test_set_content_
     assert row.delta_mean == pytest.approx(third["points"][0]["improvement"]["si_sdr"]["mean"])
     assert "Δ SI-SDR (dB)" in out["markdown"].read_text()
     assert (sweep / "improvement_vs_nfe.png").stat().st_size > 1000
+
+
+def test_training_cell_with_changed_train_overrides_does_not_rescore_the_old_model(tiny_test_set, tmp_path):
+    """Changing study.train_overrides re-runs the cell, and resuming its checkpoint under the new training config is
+    refused (error.json names the changed key) instead of scoring the old model as if it were the new one."""
+    cfg = _compose("study", ["study=recipes", "cell=seed_recipe", f"test_set={tiny_test_set}", "num_workers=1",
+                             "keep_audio=0"])
+    base = ["net=tiny", "trainer.max_steps=2", "trainer.batch_size=2", "trainer.val_every=0", "trainer.num_workers=0",
+            "trainer.tensorboard=false", "trainer.progress=false", "trainer.warmup_steps=1", "trainer.log_every=1",
+            "data.train.segment_seconds=0.51"]
+    cfg.study.train_overrides = base
+    cfg.study.cells.seed_recipe.eval = [{"sampler": "edm_heun", "num_steps": [1]}]
+    out_dir = tmp_path / "cell=seed_recipe"
+    assert study.run_cell(cfg, out_dir, tmp_path, "cell=seed_recipe", ["cell=seed_recipe"]) is not None
+    cfg.study.train_overrides = [*base, "data.train.snr_db=[0,5]"]
+    assert study.run_cell(cfg, out_dir, tmp_path, "cell=seed_recipe", ["cell=seed_recipe"]) is None
+    err = json.loads((out_dir / "error.json").read_text())
+    assert err["type"] == "CheckpointError" and "data.train.snr_db" in err["message"]
+    assert "resume=force" in err["message"]
