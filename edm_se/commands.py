@@ -24,7 +24,10 @@ def evaluate_main(cfg: DictConfig) -> None:
 
 def data_build_main(cfg: DictConfig) -> None:
     """Hydra task of ``edm-se data build``: build the larger real-audio corpus."""
+    from edm_se import validate
     from edm_se.data.corpus import build_corpus
+
+    validate.data_build_config(cfg)
 
     sources = tuple(OmegaConf.to_container(cfg.sources)) if cfg.sources is not None else None
     kwargs = {"sources": sources} if sources else {}

@@ -187,3 +187,12 @@ def _metrics(cfg: DictConfig, optional: bool = False) -> None:
     known = list(KNOWN_METRICS)
     check(cfg, "metrics", lambda v: len(v) > 0 and all(m in known for m in v),
           "a non-empty list of " + ", ".join(known), optional)
+
+
+def data_build_config(cfg: DictConfig) -> None:
+    """Check ``edm-se data build`` (``conf/data_build.yaml``)."""
+    int_at_least(cfg, ["seed"], 0)
+    check(cfg, "max_minutes", lambda v: _is_num(v) and v > 0, "a number of minutes > 0 or null", optional=True)
+    check(cfg, "sources", lambda v: len(v) > 0 and all(isinstance(x, str) for x in v),
+          "a non-empty list of source names or null", optional=True)
+    check(cfg, "out_dir", lambda v: isinstance(v, str) and v.strip() != "", "a directory path")

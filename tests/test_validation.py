@@ -160,3 +160,11 @@ def test_evaluate_config_values_are_checked():
     with pytest.raises(ConfigError, match="^metrics="):
         validate.evaluate_config(_compose("evaluate", ["estimates=a", "references=b", "metrics=[wer]"]))
     validate.evaluate_config(_compose("evaluate", ["estimates=a", "references=b"]))
+
+
+def test_data_build_config_values_are_checked():
+    with pytest.raises(ConfigError, match="^max_minutes=-1"):
+        validate.data_build_config(_compose("data_build", ["max_minutes=-1"]))
+    with pytest.raises(ConfigError, match="^seed=-2"):
+        validate.data_build_config(_compose("data_build", ["seed=-2"]))
+    validate.data_build_config(_compose("data_build", []))
