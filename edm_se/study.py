@@ -41,6 +41,7 @@ processes and ``hydra/launcher=submitit_slurm`` on a cluster, with no code chang
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
 from pathlib import Path
@@ -94,11 +95,13 @@ _MODELS: dict[tuple[str, str], Any] = {}
 
 
 def _load_model(ckpt: str | None, device: str):
-    """Load (and cache per process: cells of a local sweep share one model) an :class:`EnhancementModel`."""
+    """Load (and cache per process: cells of a local sweep share one model) an :class:`EnhancementModel`; the cache
+    is keyed by the file's size and modification time too, so a checkpoint rewritten in place is loaded anew."""
     from edm_se.model import EnhancementModel, default_checkpoint_path
 
     path = str(Path(ckpt).expanduser().resolve()) if ckpt else str(default_checkpoint_path())
-    key = (path, str(device))
+    st = os.stat(path) if os.path.exists(path) else None
+    key = (path, st.st_size if st else None, st.st_mtime_ns if st else None, str(device))
     if key not in _MODELS:
         _MODELS.clear()
         _MODELS[key] = EnhancementModel.from_checkpoint(path, device=device)

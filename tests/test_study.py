@@ -297,7 +297,6 @@ def test_cell_records_provenance_and_reruns_when_checkpoint_or_test_set_content_
     obj["ema"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in obj["ema"].items()}
     obj["step"] = 7
     atomic_torch_save(obj, ckpt)
-    study._MODELS.clear()
     second = study.run_cell(cfg, out_dir, sweep, "cell", [])
     assert second["provenance"]["checkpoint"]["step"] == 7
     assert second["provenance"]["checkpoint"]["sha256"] != prov["checkpoint"]["sha256"]
