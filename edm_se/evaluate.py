@@ -128,15 +128,10 @@ def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
         "estimates": str(est_dir), "references": str(ref_dir), "noisy": str(noisy_dir) if noisy_dir else None,
         "scores": {m: mean_ci95(table[m].to_numpy(dtype=np.float64)) for m in metrics},
     }
-    from edm_se.provenance import file_sha256, run_info
+    from edm_se.provenance import named_files_sha256, run_info
 
-    def content(files: dict[str, Path]) -> str:  # SHA-256 over (name, file hash) of the scored files
-        import hashlib
-
-        h = hashlib.sha256()
-        for k in keys:
-            h.update(f"{k}\0{file_sha256(files[k])}\n".encode())
-        return h.hexdigest()
+    def content(files: dict[str, Path]) -> str:  # content identity of the scored files
+        return named_files_sha256((k, files[k]) for k in keys)
 
     summary["provenance"] = {"estimates_sha256": content(est_files), "references_sha256": content(ref_files),
                              "noisy_sha256": content(noisy_files) if noisy_files is not None else None,

@@ -52,13 +52,14 @@ def checkpoint_identity(path: str | os.PathLike) -> dict:
 
 def files_sha256(root: str | os.PathLike, names: Iterable[str]) -> str:
     """One SHA-256 over ``(name, sha256 of root/name)`` pairs in the given order: a directory's content identity."""
+    return named_files_sha256((name, Path(root) / name) for name in names)
+
+
+def named_files_sha256(items: Iterable[tuple[str, str | os.PathLike]]) -> str:
+    """One SHA-256 over ``(name, sha256 of path)`` pairs in the given order (names need not be file names)."""
     h = hashlib.sha256()
-    root = Path(root)
-    for name in names:
-        h.update(name.encode())
-        h.update(b"\0")
-        h.update(file_sha256(root / name).encode())
-        h.update(b"\n")
+    for name, path in items:
+        h.update(f"{name}\0{file_sha256(path)}\n".encode())
     return h.hexdigest()
 
 

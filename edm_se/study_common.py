@@ -24,7 +24,6 @@ def read_json(path: str | os.PathLike) -> dict | None:
         return None
 
 
-
 def _short_target(node: Any) -> str | None:
     """``edm_se.sde.OUVE`` -> ``ouve`` (a label only; nothing is chosen from it)."""
     if isinstance(node, dict) and isinstance(node.get("_target_"), str):
@@ -40,10 +39,8 @@ def _override_value(overrides: list[str], key: str) -> str | None:
     return None
 
 
-
 def _fmt_metrics(summary: dict) -> str:
     return "  ".join(f"{m}={v['mean']:.3f}" for m, v in summary.items() if v.get("mean") is not None)
-
 
 
 def sampler_params(node: dict) -> dict:
