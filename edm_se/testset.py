@@ -20,11 +20,17 @@ class TestSet:
         root: the directory.
         names: file names (relative to ``clean/`` and ``noisy/``), sorted.
         snr_db: SNR in dB of each mixture (None where the manifest does not say).
+        transcripts: the words spoken in each file (None where unknown), for the WER metrics.
     """
 
     root: Path
     names: list[str]
     snr_db: list[float | None]
+    transcripts: list[str | None] | None = None
+
+    def has_transcripts(self) -> bool:
+        """Whether every file has a non-empty transcript (what the WER metrics need)."""
+        return bool(self.transcripts) and all(t for t in self.transcripts)  # type: ignore[union-attr]
 
     __test__ = False  # not a pytest test class
 
@@ -39,9 +45,16 @@ class TestSet:
         of every clean and noisy file, :func:`edm_se.provenance.files_sha256`), so an edited file is noticed."""
         from edm_se.provenance import files_sha256
 
+        import hashlib
+        import json
+
         rel = [f"clean/{n}" for n in self.names] + [f"noisy/{n}" for n in self.names]
-        return {"root": str(self.root), "names": list(self.names), "n": len(self.names),
-                "sha256": files_sha256(self.root, rel)}
+        out = {"root": str(self.root), "names": list(self.names), "n": len(self.names),
+               "sha256": files_sha256(self.root, rel)}
+        if self.transcripts and any(self.transcripts):
+            text = json.dumps(list(self.transcripts), ensure_ascii=False).encode("utf-8")
+            out["transcripts_sha256"] = hashlib.sha256(text).hexdigest()
+        return out
 
     def kept(self, k: int) -> list[str]:
         """``k`` file names spread evenly over the (sorted) test set: the files whose audio is kept."""
@@ -63,8 +76,10 @@ def load_test_set(path: str | os.PathLike | None = None, max_files: int | None =
         max_files: keep only the first N files (sorted by name).
 
     Returns:
-        :class:`TestSet`. The SNR of a file comes from a manifest column named ``snr_db`` (or ``snr``), matched by
-        a column holding the file name (``name``, ``file``, ``noisy`` or ``path``).
+        :class:`TestSet`. The SNR of a file comes from a manifest column named ``snr_db`` (or ``snr``), its
+        transcript from a column ``transcript`` (or ``text``), matched by a column holding the file name (``name``,
+        ``file``, ``noisy`` or ``path``; with or without suffix). Where the manifest gives no transcript, a text file
+        ``txt/<stem>.txt`` or ``testset_txt/<stem>.txt`` (VoiceBank-DEMAND's layout, read as-is) supplies it.
 
     Raises:
         edm_se.audio.AudioError: the directory or its ``clean/`` / ``noisy/`` sub-directories are missing, or no
@@ -94,22 +109,38 @@ def load_test_set(path: str | os.PathLike | None = None, max_files: int | None =
     if max_files is not None:
         names = names[: int(max_files)]
     snr: dict[str, float] = {}
+    text: dict[str, str] = {}
     manifest = root / "manifest.csv"
     if manifest.exists():
-        with open(manifest, newline="") as fh:
+        with open(manifest, newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
         if rows:
             snr_col = next((c for c in ("snr_db", "snr") if c in rows[0]), None)
+            text_col = next((c for c in ("transcript", "text") if c in rows[0]), None)
             name_cols = [c for c in ("name", "file", "noisy", "path", "noisy_path") if c in rows[0]]
-            if snr_col:
-                for row in rows:
-                    for col in name_cols:
-                        key = Path(row[col]).name if row[col] else ""
-                        for n in names:
-                            if n == row[col] or Path(n).name == key or Path(n).stem == key:
-                                try:
-                                    snr[n] = float(row[snr_col])
-                                except (TypeError, ValueError):
-                                    pass
-    return TestSet(root=root, names=names, snr_db=[snr.get(n) for n in names])
+            by_key = {}
+            for n in names:
+                by_key.setdefault(n, n)
+                by_key.setdefault(Path(n).name, n)
+                by_key.setdefault(Path(n).stem, n)
+            for row in rows:
+                for col in name_cols:
+                    value = row.get(col) or ""
+                    n = by_key.get(value) or by_key.get(Path(value).name) or by_key.get(Path(value).stem)
+                    if n is None:
+                        continue
+                    if snr_col:
+                        try:
+                            snr[n] = float(row[snr_col])
+                        except (TypeError, ValueError):
+                            pass
+                    if text_col and (row.get(text_col) or "").strip():
+                        text[n] = row[text_col].strip()
+    for sub in ("txt", "testset_txt"):
+        for n in names:
+            f = root / sub / Path(n).with_suffix(".txt")
+            if n not in text and f.is_file():
+                text[n] = f.read_text(encoding="utf-8", errors="replace").strip()
+    transcripts = [text.get(n) for n in names] if text else None
+    return TestSet(root=root, names=names, snr_db=[snr.get(n) for n in names], transcripts=transcripts)
 

@@ -171,6 +171,10 @@ def study_config(cfg: DictConfig) -> None:
     int_at_least(cfg, ["keep_audio", "threads", "seed"], 0)
     int_at_least(cfg, ["num_workers"], 1)
     _metrics(cfg)
+    from edm_se.enhancers import PEERS
+
+    check(cfg, "peers", lambda v: all(str(p) in PEERS for p in v), "a list of " + ", ".join(PEERS) + " (or [])",
+          optional=True)
 
 
 def evaluate_config(cfg: DictConfig) -> None:

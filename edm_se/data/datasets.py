@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -360,7 +360,8 @@ def _describe(path: Path, out_dir: Path) -> str:
 
 def make_test_set(speech_files: Sequence[str | Path], noise_files: Sequence[str | Path], out_dir: str | Path,
                   snrs_db: Sequence[float] = (0, 5, 10, 15, 20), per_snr: int = 5, seed: int = 0,
-                  sample_rate: int = 16000, min_seconds: float = 2.0, max_seconds: float = 4.0) -> Path:
+                  sample_rate: int = 16000, min_seconds: float = 2.0, max_seconds: float = 4.0,
+                  transcripts: Mapping[str | Path, str] | None = None) -> Path:
     """Write a fixed test set of speech x noise mixtures at given SNRs.
 
     For each SNR, ``per_snr`` mixtures are made; speech files are used in a seeded random order (cycled), each
@@ -371,8 +372,11 @@ def make_test_set(speech_files: Sequence[str | Path], noise_files: Sequence[str 
 
     Output: ``out_dir/clean/<name>.flac``, ``out_dir/noisy/<name>.flac`` (PCM_16, ``sample_rate``) and
     ``out_dir/manifest.csv`` with columns ``name, snr_db, speech, noise, speech_offset_s, noise_offset_s,
-    duration_s`` (speech/noise given relative to ``out_dir``'s parent when inside it). Idempotent: when the
-    existing manifest equals the planned one and all files exist, nothing is written.
+    duration_s`` (speech/noise given relative to ``out_dir``'s parent when inside it), plus ``transcript`` when
+    ``transcripts`` is given: the text of the speech file, written only for a mixture that holds the whole
+    utterance (a cropped one gets an empty transcript, since the text no longer matches; set ``max_seconds`` above
+    the longest utterance for a set that downstream recognisers score). Idempotent: when the existing manifest
+    equals the planned one and all files exist, nothing is written.
 
     Returns:
         ``out_dir`` as a Path.
@@ -396,6 +400,8 @@ def make_test_set(speech_files: Sequence[str | Path], noise_files: Sequence[str 
     s_order = list(rng.permutation(len(pool)))
     n_order = list(rng.permutation(len(noise_files)))
     max_len = int(round(max_seconds * sample_rate))
+    texts = {Path(k_).resolve(): v for k_, v in (transcripts or {}).items()}
+    fields = TEST_SET_FIELDS + (("transcript",) if transcripts is not None else ())
     plan, k = [], 0
     for snr in snrs_db:
         for _ in range(per_snr):
@@ -413,9 +419,10 @@ def make_test_set(speech_files: Sequence[str | Path], noise_files: Sequence[str 
                              noise=_describe(nz, out_dir), speech_offset_s=f"{s_off / sample_rate:.4f}",
                              noise_offset_s=f"{n_off / sample_rate:.4f}",
                              duration_s=f"{len(clean) / sample_rate:.4f}",
+                             transcript=texts.get(sp.resolve(), "") if len(clean) == len(x) else "",
                              _clean=clean, _noise=n, _n_off=n_off, _snr=float(snr)))
             k += 1
-    rows = [{f: p[f] for f in TEST_SET_FIELDS} for p in plan]
+    rows = [{f: p[f] for f in fields} for p in plan]
     manifest = out_dir / "manifest.csv"
     if manifest.is_file():
         with open(manifest, newline="", encoding="utf-8") as f:
@@ -437,7 +444,7 @@ def make_test_set(speech_files: Sequence[str | Path], noise_files: Sequence[str 
     from edm_se.atomic import atomic_path
 
     with atomic_path(manifest) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=TEST_SET_FIELDS)
+        w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
     return out_dir

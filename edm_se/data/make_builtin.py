@@ -18,7 +18,8 @@ speaker, by source + recording id and by audio fingerprint). What that means:
   most 10 s, from several recordings per split (about 80 s train, 15 s valid, 25 s test).
 
 Levels are normalised (speech -28 dBFS RMS, noise -35 dBFS) and everything is written as 16 kHz FLAC PCM_16.
-Finally the fixed test set ``builtin/testset/`` (25 mixtures at 0-20 dB) is written with
+Finally the fixed test set ``builtin/testset/`` (25 mixtures at 0-20 dB, each a whole utterance with its
+transcript, for the downstream recognisers) is written with
 :func:`edm_se.data.datasets.make_test_set`.
 
 Writes ``manifest.csv`` (columns :data:`FIELDS`; ``source`` and ``recording`` are the corpus's) and ``LICENSE.md``.
@@ -43,7 +44,7 @@ NOISE_MIN_SECONDS = 2.0
 NOISE_PER_RECORDING = 6.0
 NOISE_RMS_DBFS = -35.0
 SPEECH_RMS_DBFS = -28.0  # modest levels keep the FLAC files small (about 1 bit/sample per 6 dB)
-TEST_MAX_SECONDS = 2.6
+TEST_MAX_SECONDS = 4.5  # = the longest test utterance: every mixture holds a whole utterance (WER needs it)
 FIELDS = ("path", "kind", "split", "source", "speaker", "duration_s", "transcript", "licence", "recording")
 
 
@@ -202,7 +203,9 @@ def build(corpus: Path, out: Path, seed: int = 0, force: bool = False) -> Path:
     (out / "LICENSE.md").write_text(LICENSE_TEXT, encoding="utf-8")
     speech = [out / r["path"] for r in out_rows if r["kind"] == "speech" and r["split"] == "test"]
     noise = [out / r["path"] for r in out_rows if r["kind"] == "noise" and r["split"] == "test"]
-    make_test_set(speech, noise, out / "testset", seed=seed, sample_rate=SAMPLE_RATE, max_seconds=TEST_MAX_SECONDS)
+    texts = {out / r["path"]: r["transcript"] for r in out_rows if r["kind"] == "speech" and r["split"] == "test"}
+    make_test_set(speech, noise, out / "testset", seed=seed, sample_rate=SAMPLE_RATE, max_seconds=TEST_MAX_SECONDS,
+                  transcripts=texts)
     for kind in ("speech", "noise"):
         for split in ("train", "valid", "test"):
             sel = [r for r in out_rows if r["kind"] == kind and r["split"] == split]
