@@ -63,7 +63,8 @@ def conf_dir() -> str:
 def _user_error_types() -> tuple[type[BaseException], ...]:
     types: list[type[BaseException]] = [UserError]
     for mod, name in (("edm_se.audio", "AudioError"), ("edm_se.data.corpus", "CorpusError"),
-                      ("edm_se.checkpoint", "CheckpointError"), ("edm_se.validate", "ConfigError")):
+                      ("edm_se.checkpoint", "CheckpointError"), ("edm_se.validate", "ConfigError"),
+                      ("edm_se.asr", "MissingExtra")):
         try:
             types.append(getattr(importlib.import_module(mod), name))
         except (ImportError, AttributeError):

@@ -1,4 +1,5 @@
-"""``edm-se enhance``: enhance a file or a directory with any sampler and number of steps.
+"""``edm-se enhance``: enhance a file or a directory with any sampler and number of steps, or with a pretrained peer
+(``enhancer=dfn3|rnnoise|noisereduce``, :mod:`edm_se.enhancers`).
 
 Writes one enhanced file per input, with the same relative path and name, at the model's sample rate, each
 written atomically. Every input is validated before anything is written, so a bad file (missing, empty, silent,
@@ -41,8 +42,12 @@ def list_inputs(path: str | Path) -> tuple[Path, list[Path]]:
 
 def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=None, num_steps=None,
                   t_start: float = 1.0, seed: int = 0, progress: bool = True,
-                  on_mismatch: str = "resample") -> dict:
+                  on_mismatch: str = "resample", sample_rate: int = 16000) -> dict:
     """Enhance ``inputs`` with ``model`` and write them under ``output`` (same relative paths).
+
+    Args:
+        model: an :class:`edm_se.model.EnhancementModel` (sampler, num_steps, t_start and seed apply) or any
+            :class:`edm_se.enhancers.Enhancer` (a peer such as DeepFilterNet3; run at ``sample_rate``, NFE 0).
 
     Inputs at another sample rate are resampled to the model's with a logged notice (``on_mismatch="resample"``)
     or refused with :class:`edm_se.audio.AudioError` (``"error"``); multi-channel inputs are down-mixed.
@@ -54,7 +59,8 @@ def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=N
 
     from edm_se.audio import load_audio, save_audio
 
-    sr = model.sample_rate
+    diffusion = hasattr(model, "make_sampler")
+    sr = int(model.sample_rate) if diffusion else int(sample_rate)
     # Validate everything first, so nothing is written if one input is bad. Decoded waveforms are kept (up to
     # CACHE_SAMPLES in all) so each file is decoded once; beyond that budget the rest is decoded again below.
     cache: dict[Path, object] = {}
@@ -70,15 +76,20 @@ def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=N
         wave = cache.pop(f, None)
         if wave is None:
             wave = load_audio(f, sample_rate=sr, on_mismatch=on_mismatch)
-        res = model.enhance(wave, sr, sampler=sampler, num_steps=num_steps, t_start=t_start, seed=seed)
+        if diffusion:
+            res = model.enhance(wave, sr, sampler=sampler, num_steps=num_steps, t_start=t_start, seed=seed)
+            enhanced, seconds, nfe = res.waveform, res.seconds, res.nfe
+        else:
+            from edm_se.enhancers import timed_enhance
+
+            enhanced, seconds = timed_enhance(model, wave.numpy(), sr)
         dest = output / f.relative_to(root)
         if dest.suffix.lower() not in AUDIO_SUFFIXES:
             dest = dest.with_suffix(".wav")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        save_audio(dest, res.waveform, sr)
+        save_audio(dest, enhanced, sr)
         total_audio += wave.shape[-1] / sr
-        total_wall += res.seconds
-        nfe = res.nfe
+        total_wall += seconds
     return {"files": len(inputs), "nfe": nfe, "audio_seconds": total_audio, "wall_seconds": total_wall,
             "rtf": total_wall / max(total_audio, 1e-9)}
 
@@ -95,6 +106,19 @@ def main(cfg: DictConfig) -> None:
     if int(cfg.threads) > 0:
         torch.set_num_threads(int(cfg.threads))
     root, files = list_inputs(cfg.input)
+    if str(cfg.enhancer) != "diffusion":
+        from edm_se.enhancers import make_peer
+
+        peer = make_peer(str(cfg.enhancer))
+        start = time.perf_counter()
+        stats = enhance_files(peer, files, root, Path(cfg.output), progress=bool(cfg.progress),
+                              on_mismatch=str(cfg.on_rate_mismatch), sample_rate=int(cfg.sample_rate))
+        stats["total_seconds"] = time.perf_counter() - start
+        stats["enhancer"] = str(cfg.enhancer)
+        print(f"enhanced {stats['files']} file(s) with {peer.label} -> {cfg.output}  "
+              f"RTF={stats['rtf']:.3f} ({stats['wall_seconds']:.1f} s for {stats['audio_seconds']:.1f} s of audio)")
+        log.info("%s", json.dumps(stats))
+        return
     model = EnhancementModel.from_checkpoint(cfg.ckpt, device=cfg.device)
     sampler = OmegaConf.to_container(cfg.sampler, resolve=True) if cfg.get("sampler") else None
     num_steps = cfg.num_steps

@@ -49,7 +49,7 @@ def _audio_files(root: Path, what: str) -> dict[str, Path]:
 def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
                   noisy: str | os.PathLike | None = None, output_dir: str | os.PathLike | None = None,
                   num_workers: int = 2, metrics: Sequence[str] | None = None, sample_rate: int = 16000,
-                  progress: bool = True) -> dict[str, Any]:
+                  progress: bool = True, transcripts: str | os.PathLike | None = None) -> dict[str, Any]:
     """Score every estimate against its reference (and the noisy input, if given); write CSV + JSON.
 
     Args:
@@ -61,6 +61,11 @@ def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
         metrics: metric names (default ``("pesq", "estoi", "si_sdr")``; see :data:`edm_se.metrics.KNOWN_METRICS`).
         sample_rate: rate in Hz every file is loaded at (resampled when it differs).
         progress: show a tqdm bar while scoring.
+        transcripts: reference transcripts for the WER metrics (``wer_whisper``, ``wer_sphinx``): a CSV with
+            ``name`` + ``transcript`` columns, a directory of ``<name>.txt`` files or a test-set directory
+            (:func:`edm_se.testset.read_transcripts`). Default: the references directory's parent (a test set's
+            ``manifest.csv`` / ``txt/``). WER summaries are corpus-level WERs (%) with bootstrap CIs; the
+            recognisers' hypotheses are written to ``metrics.csv`` (``hyp_<recogniser>``).
 
     Returns:
         ``{"format", "num_files", "sample_rate", "metrics": [names], "estimates", "references", "noisy",
@@ -70,7 +75,8 @@ def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
     Raises:
         AudioError: a directory is missing / holds no audio, nothing matches, a matched file lacks its noisy
             counterpart, or a file is unreadable (see :func:`edm_se.audio.load_audio`).
-        ValueError: unknown metric name.
+        ValueError: unknown metric name, or a WER metric without a transcript for every file.
+        edm_se.asr.MissingExtra: a WER metric without the ``asr`` extra.
     """
     import numpy as np
 
@@ -99,6 +105,22 @@ def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
         if missing:
             raise AudioError(noisy_dir, f"no noisy file for {len(missing)} estimate(s), e.g. {missing[0]}")
 
+    from edm_se.metrics import WER_METRICS, summary_stat
+
+    texts: list[str | None] | None = None
+    words: list[int] | None = None
+    if any(m in WER_METRICS for m in metrics):
+        from edm_se.asr import reference_words
+        from edm_se.testset import read_transcripts
+
+        source = Path(transcripts) if transcripts is not None else ref_dir.resolve().parent
+        found = read_transcripts(source, keys)
+        missing = [k for k in keys if not found.get(k)]
+        if missing:
+            raise AudioError(source, f"no transcript for {len(missing)} of {len(keys)} file(s), e.g. {missing[0]} "
+                             "(WER needs transcripts=CSV_OR_DIR: a name,transcript CSV or <name>.txt files)")
+        texts = [found[k] for k in keys]
+        words = [reference_words(t) for t in texts]
     refs, ests, noisys = [], [], []
     for k in keys:
         ref = load_audio(ref_files[k], sample_rate=sample_rate)
@@ -119,14 +141,17 @@ def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
     all_refs, all_ests = refs + (refs if noisy_files is not None else []), ests + noisys
     frame, _ = score_pairs(all_refs, all_ests, sample_rate=sample_rate,
                            names=keys + (keys if noisy_files is not None else []), metrics=metrics,
-                           num_workers=num_workers, progress=progress)
-    from edm_se.metrics import mean_ci95
+                           num_workers=num_workers, progress=progress,
+                           transcripts=None if texts is None else texts * (2 if noisy_files is not None else 1))
+
+    def stat(m: str, values: Any) -> dict:
+        return summary_stat(m, values.to_numpy(dtype=np.float64), words)
 
     table = frame.iloc[: len(keys)].reset_index(drop=True)
     summary: dict[str, Any] = {
         "format": SUMMARY_FORMAT, "num_files": len(keys), "sample_rate": int(sample_rate), "metrics": list(metrics),
         "estimates": str(est_dir), "references": str(ref_dir), "noisy": str(noisy_dir) if noisy_dir else None,
-        "scores": {m: mean_ci95(table[m].to_numpy(dtype=np.float64)) for m in metrics},
+        "scores": {m: stat(m, table[m]) for m in metrics},
     }
     from edm_se.provenance import named_files_sha256, run_info
 
@@ -140,10 +165,13 @@ def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
         noisy_part = frame.iloc[len(keys):].reset_index(drop=True)
         for m in metrics:
             table[f"noisy_{m}"] = noisy_part[m].to_numpy()
+        for c in noisy_part.columns:
+            if c.startswith("hyp_"):
+                table[f"noisy_{c}"] = noisy_part[c].to_numpy()
         for m in metrics:
             table[f"delta_{m}"] = table[m] - table[f"noisy_{m}"]
-        summary["noisy_scores"] = {m: mean_ci95(table[f"noisy_{m}"].to_numpy(dtype=np.float64)) for m in metrics}
-        summary["delta"] = {m: mean_ci95(table[f"delta_{m}"].to_numpy(dtype=np.float64)) for m in metrics}
+        summary["noisy_scores"] = {m: stat(m, table[f"noisy_{m}"]) for m in metrics}
+        summary["delta"] = {m: stat(m, table[f"delta_{m}"]) for m in metrics}
 
     atomic_write_text(out_dir / "metrics.csv", table.to_csv(index=False, float_format="%.6g"))
     atomic_write_json(out_dir / "summary.json", summary, indent=2)

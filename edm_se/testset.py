@@ -144,3 +144,57 @@ def load_test_set(path: str | os.PathLike | None = None, max_files: int | None =
     transcripts = [text.get(n) for n in names] if text else None
     return TestSet(root=root, names=names, snr_db=[snr.get(n) for n in names], transcripts=transcripts)
 
+
+
+def read_transcripts(source: str | os.PathLike, keys: list[str]) -> dict[str, str]:
+    """Reference transcripts for the files ``keys`` (relative paths, with or without suffix) from ``source``:
+
+    * a CSV file with a ``transcript`` (or ``text``) column and a column naming the file (``name``, ``file``,
+      ``noisy``, ``path``), e.g. a test set's ``manifest.csv``;
+    * a directory of ``<stem>.txt`` files (VoiceBank-DEMAND's ``testset_txt/``), read as-is;
+    * a test-set directory holding either (``manifest.csv``, ``txt/``, ``testset_txt/``).
+
+    Returns:
+        ``{key: text}`` for the keys found (possibly empty).
+
+    Raises:
+        edm_se.audio.AudioError: ``source`` does not exist.
+    """
+    import csv
+
+    from edm_se.audio import AudioError
+
+    src = Path(source).expanduser()
+    if not src.exists():
+        raise AudioError(src, "no such transcripts file or directory")
+    lookup: dict[str, str] = {}
+    for k in keys:
+        for alias in (k, Path(k).with_suffix("").as_posix(), Path(k).name, Path(k).stem):
+            lookup.setdefault(alias, k)
+    out: dict[str, str] = {}
+    if src.is_file():
+        with open(src, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        if not rows:
+            return out
+        text_col = next((c for c in ("transcript", "text") if c in rows[0]), None)
+        name_cols = [c for c in ("name", "file", "noisy", "path", "noisy_path") if c in rows[0]]
+        if text_col is None:
+            raise AudioError(src, "has no `transcript` (or `text`) column")
+        for row in rows:
+            for col in name_cols:
+                value = row.get(col) or ""
+                k = (lookup.get(value) or lookup.get(Path(value).with_suffix("").as_posix())
+                     or lookup.get(Path(value).name) or lookup.get(Path(value).stem))
+                if k is not None and (row.get(text_col) or "").strip():
+                    out.setdefault(k, row[text_col].strip())
+        return out
+    for candidate in (src / "manifest.csv",):
+        if candidate.is_file():
+            out.update(read_transcripts(candidate, keys))
+    for sub in (src, src / "txt", src / "testset_txt"):
+        for k in keys:
+            f = sub / Path(k).with_suffix(".txt")
+            if k not in out and f.is_file():
+                out[k] = f.read_text(encoding="utf-8", errors="replace").strip()
+    return out

@@ -159,6 +159,10 @@ def enhance_config(cfg: DictConfig) -> None:
     int_at_least(cfg, ["num_steps"], 1, optional=True)
     int_at_least(cfg, ["threads", "seed"], 0)
     one_of(cfg, "on_rate_mismatch", ("resample", "error"))
+    from edm_se.enhancers import PEERS
+
+    one_of(cfg, "enhancer", ("diffusion", *PEERS))
+    int_at_least(cfg, ["sample_rate"], 8000)
     if cfg.get("sampler") is not None:
         _prefixed(lambda: sampler(cfg.sampler), "sampler")
 

@@ -334,3 +334,65 @@ def test_training_cell_with_changed_train_overrides_does_not_rescore_the_old_mod
     err = json.loads((out_dir / "error.json").read_text())
     assert err["type"] == "CheckpointError" and "data.train.snr_db" in err["message"]
     assert "resume=force" in err["message"]
+
+
+# ----------------------------------------------------------------------------------------------- WER and peers
+@pytest.fixture(scope="module")
+def whole_test_set(tmp_path_factory) -> Path:
+    """The two shortest whole utterances of the built-in test set, with their transcripts in manifest.csv."""
+    src = study.load_test_set(None)
+    order = sorted(range(len(src.names)), key=lambda i: sf.info(src.clean(src.names[i])).frames)[:2]
+    root = tmp_path_factory.mktemp("whole")
+    rows = []
+    for i in order:
+        name = src.names[i]
+        for sub, path in (("clean", src.clean(name)), ("noisy", src.noisy(name))):
+            (root / sub).mkdir(exist_ok=True)
+            (root / sub / name).write_bytes(path.read_bytes())
+        rows.append({"name": name, "snr_db": src.snr_db[i], "transcript": src.transcripts[i]})
+    with open(root / "manifest.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["name", "snr_db", "transcript"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+def test_study_with_a_wer_metric_and_a_peer_writes_both_to_the_table_and_the_figure(tiny_ckpt, whole_test_set,
+                                                                                      tmp_path):
+    from edm_se import plots
+
+    sweep = tmp_path / "wer"
+    args = ["study", "study=steps", f"ckpt={tiny_ckpt}", f"test_set={whole_test_set}", "study.name=wer",
+            f"hydra.sweep.dir={sweep}", "sampler=euler", "sampler.num_steps=1,2", "keep_audio=1",
+            "num_workers=1", "threads=1", "metrics=[si_sdr,wer_whisper]", "peers=[rnnoise]"]
+    res = run_cli(*args)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    table = pd.read_csv(sweep / "results.csv")
+    overall = table[table.snr_db.isna()]
+    kinds = {k: set(g.metric) for k, g in overall.groupby("kind")}
+    assert kinds == {"cell": {"si_sdr", "wer_whisper"}, "noisy": {"si_sdr", "wer_whisper"},
+                     "clean": {"wer_whisper"}, "peer": {"si_sdr", "wer_whisper"}}
+    assert set(overall[overall.kind == "peer"].cell) == {"RNNoise"}
+    clean = overall[(overall.kind == "clean")]["mean"].iloc[0]
+    noisy = overall[(overall.kind == "noisy") & (overall.metric == "wer_whisper")]["mean"].iloc[0]
+    assert 0.0 <= clean <= noisy  # the recogniser does no worse on the clean speech than on the noisy input
+    peer = overall[(overall.kind == "peer") & (overall.metric == "si_sdr")]
+    assert peer["delta_mean"].iloc[0] > 0 and peer["rtf"].iloc[0] > 0  # RNNoise improves SI-SDR here
+    # the per-file hypotheses are kept with the cell's scores
+    m = json.loads((sweep / "sampler.num_steps=1,sampler=euler" / "metrics.json").read_text())
+    assert len(m["points"][0]["per_file"]["hyp_whisper"]) == 2
+    md = (sweep / "results.md").read_text()
+    assert "WER Whisper (%)" in md and "| RNNoise |" in md and "| clean reference |" in md
+    # the figure: the WER panel holds the cell's line and the three reference lines, each labelled
+    fig = plots.plot_metric_curves(plots.load_results(sweep / "results.csv"), x="nfe")
+    wer_ax = next(ax for ax in fig.axes if "Whisper" in ax.get_title())
+    labels = [ln.get_label() for ln in wer_ax.get_lines()]
+    assert sorted(labels) == sorted(["euler", "noisy input", "clean reference", "RNNoise"])
+    si_ax = next(ax for ax in fig.axes if ax.get_title() == "SI-SDR")
+    assert len(si_ax.get_lines()) == 3  # no clean line outside the WER panels
+    assert "lower is better" in wer_ax.get_ylabel()
+    assert (sweep / "metric_vs_nfe.png").stat().st_size > 1000
+    # peers and the clean transcripts are cached per test set: a second study run re-scores nothing
+    before = _mtimes([sweep / "peers" / "rnnoise.json", sweep / "noisy_metrics.json"])
+    assert run_cli(*args).returncode == 0
+    assert _mtimes(before) == before
