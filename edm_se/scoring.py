@@ -183,14 +183,19 @@ def score_point(refs: list[Any], ests: list[Any], test_set: TestSet, metrics: li
     (when ``noisy_ref`` is given), per-file scores and the recognisers' hypotheses (``per_file["hyp_<name>"]``).
 
     The scoring step :func:`evaluate_point` (diffusion cells), :func:`noisy_reference` and :func:`peer_reference`
-    share; ``extra`` keys (``nfe``, ``rtf``, ...) are added to the point.
+    share; ``extra`` keys (``nfe``, ``rtf``, ...) are added to the point, and ``score_s`` is the wall time of
+    scoring (metrics and recognisers, in the worker pool).
     """
+    import time
+
     words = ref_words(test_set)
+    t0 = time.perf_counter()
     scores, hyps = score(refs, ests, test_set.names, sample_rate, metrics, num_workers=num_workers,
                          transcripts=test_set.transcripts)
+    score_s = time.perf_counter() - t0
     summary, per_snr = summarise(scores, test_set.snr_db, words)
     delta, delta_per_snr = improvement(scores, noisy_ref, test_set.names, test_set.snr_db, words)
-    return {**(extra or {}), "n": len(test_set.names), "metrics": summary, "per_snr": per_snr,
+    return {**(extra or {}), "n": len(test_set.names), "score_s": score_s, "metrics": summary, "per_snr": per_snr,
             "improvement": delta, "improvement_per_snr": delta_per_snr,
             "per_file": {"names": list(test_set.names), **scores, **{f"hyp_{k}": v for k, v in hyps.items()}}}
 

