@@ -232,6 +232,8 @@ def noisy_reference(test_set: TestSet, sweep_dir: Path, metrics: list[str], samp
     cached = read_json(path)
     if cached and cached.get("format") == NOISY_FORMAT and cached.get("test_set") == ident:
         return cached
+    log.info("scoring the noisy input%s on %d files (cached in %s)", " and the clean references' WER"
+             if any(m in WER_METRICS for m in metrics) else "", len(test_set.names), path)
     refs, noisies = _load_pairs(test_set, sample_rate)
     for name, clean, noisy in zip(test_set.names, refs, noisies):
         if name in keep:
@@ -275,6 +277,8 @@ def peer_reference(peer: str, test_set: TestSet, sweep_dir: Path, metrics: list[
     cached = read_json(path)
     if cached and cached.get("format") == NOISY_FORMAT and cached.get("test_set") == ident:
         return cached
+    log.info("scoring peer %s (%s %s) on %d files (cached in %s)", peer, enhancer.label, version,
+             len(test_set.names), path)
     refs, noisies = _load_pairs(test_set, sample_rate)
     ests, wall, audio_s, kept = [], 0.0, 0.0, []
     for name, noisy in zip(test_set.names, noisies):

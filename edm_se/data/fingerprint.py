@@ -47,6 +47,18 @@ def _bands() -> np.ndarray:
     return _BAND_MATRIX
 
 
+_WINDOW = None
+
+
+def _window():
+    global _WINDOW
+    if _WINDOW is None:
+        import torch
+
+        _WINDOW = torch.hann_window(FRAME)
+    return _WINDOW
+
+
 @dataclasses.dataclass(frozen=True)
 class Fingerprint:
     """Sub-fingerprints of one file.
@@ -83,9 +95,13 @@ def fingerprint(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Fingerprint:
         return Fingerprint(np.zeros(0, np.uint32), np.zeros(0, bool))
     import torch
 
-    spec = torch.stft(torch.from_numpy(np.ascontiguousarray(x)), FRAME, HOP, window=torch.hann_window(FRAME),
-                      center=False, return_complex=True).abs().square().numpy().T  # (n, F)
-    energy = spec @ _bands()  # (n, 33)
+    bands = _bands()
+    used = np.flatnonzero(bands.any(axis=1))  # only the bins of 300-3000 Hz enter the bands
+    lo, hi = int(used[0]), int(used[-1]) + 1
+    spec = torch.stft(torch.from_numpy(np.ascontiguousarray(x)), FRAME, HOP, window=_window(),
+                      center=False, return_complex=True)[lo:hi]  # (hi - lo, n)
+    power = (spec.real.square() + spec.imag.square()).numpy().T  # (n, hi - lo)
+    energy = power @ bands[lo:hi]  # (n, 33)
     total = energy.sum(axis=1)
     d = energy[:, :-1] - energy[:, 1:]  # (n, 32)
     bits = (d[1:] - d[:-1]) > 0  # (n-1, 32)
