@@ -7,7 +7,8 @@ Figures (PNG and PDF, next to ``results.csv`` unless ``output=DIR``):
   1, 2, 4, ..., and labelled horizontal reference lines: the noisy input (dashed), the clean reference (dotted, WER
   panels: the recogniser's floor) and each pretrained peer (DeepFilterNet3, RNNoise, noisereduce; dash-dot). When the NFE is constant within every line (the ``t_start``
   study) the x axis is the swept parameter instead (``metric_vs_t_start``).
-* ``metric_vs_rtf``: the same against the measured real-time factor (wall time / audio duration, log axis).
+* ``metric_vs_rtf``: the same against the measured real-time factor (wall time / audio duration, log axis); here
+  each peer is a star at its own real-time factor.
 * ``spectrograms``: clean / noisy / enhanced at a few NFE for one kept test file (needs the study's ``audio/``
   directories beside ``results.csv``; skipped with a notice otherwise).
 
@@ -254,12 +255,22 @@ def plot_metric_curves(frame: pd.DataFrame, x: str = "nfe", metrics: Sequence[st
             if value is None or not np.isfinite(float(value)):
                 continue
             if r.kind == "peer":
-                style = dict(color=PEER_COLORS[peers.index(r.cell) % len(PEER_COLORS)], ls="-.", lw=1.3)
+                color = PEER_COLORS[peers.index(r.cell) % len(PEER_COLORS)]
+                if x == "rtf" and r.rtf is not None and np.isfinite(float(r.rtf)) and float(r.rtf) > 0:
+                    # against cost, a peer is a point: its quality at its own real-time factor
+                    (h,) = ax.plot([float(r.rtf)], [float(value)], ls="none", marker="*", ms=11, color=color,
+                                   label=str(r.cell))
+                    handles.setdefault(str(r.cell), h)
+                    continue
+                style = dict(color=color, ls="-.", lw=1.3)
             else:
                 style = REFERENCE_STYLE[r.kind]
             h = ax.axhline(float(value), label=str(r.cell), **style)
             handles.setdefault(str(r.cell), h)
         xv = sub[x].to_numpy(float)
+        if x == "rtf":  # the peers' stars must be inside the axis too
+            peer_rtf = refs[(refs["kind"] == "peer") & (refs["metric"] == metric)]["rtf"].to_numpy(float)
+            xv = np.concatenate([xv, peer_rtf[np.isfinite(peer_rtf) & (peer_rtf > 0)]])
         if x == "nfe":
             _log2_axis(ax, xv)
         elif x == "rtf":

@@ -391,6 +391,13 @@ def test_study_with_a_wer_metric_and_a_peer_writes_both_to_the_table_and_the_fig
     si_ax = next(ax for ax in fig.axes if ax.get_title() == "SI-SDR")
     assert len(si_ax.get_lines()) == 3  # no clean line outside the WER panels
     assert "lower is better" in wer_ax.get_ylabel()
+    # against cost the peer is one point at its own real-time factor, inside the axis
+    fig = plots.plot_metric_curves(plots.load_results(sweep / "results.csv"), x="rtf")
+    si_ax = next(ax for ax in fig.axes if ax.get_title() == "SI-SDR")
+    (star,) = [ln for ln in si_ax.get_lines() if ln.get_label() == "RNNoise"]
+    peer_rtf = float(peer["rtf"].iloc[0])
+    assert list(star.get_xdata()) == [pytest.approx(peer_rtf)]
+    assert si_ax.get_xlim()[0] < peer_rtf < si_ax.get_xlim()[1]
     assert (sweep / "metric_vs_nfe.png").stat().st_size > 1000
     # the peer and the noisy/clean transcripts are scored once per test set, not once per cell
     log = res.stdout + res.stderr
