@@ -20,9 +20,10 @@ A study is a Hydra multirun over the axes that a preset (``conf/study/<name>.yam
                     "edm_se_version", "git_commit", "torch_version"},
      "test_set": {...},
      "points": [{"label", "sampler", "num_steps", "nfe", "s_churn", "s_noise", "t_start", "sde", "precond",
-                 "design", "n", "wall_s", "audio_s", "rtf",
+                 "design", "n", "wall_s", "audio_s", "rtf", "score_s",
                  "metrics": {name: {"mean", "ci95", "n"}}, "per_snr": {name: {snr_db: mean}},
-                 "improvement": {name: {"mean", "ci95", "n"}}, "per_file": {"names": [...], name: [...]},
+                 "improvement": {name: {"mean", "ci95", "n"}},
+                 "per_file": {"names": [...], name: [...], "hyp_<recogniser>": [transcript, ...]},
                  "audio": [...]}],
      "started", "finished"}
 
