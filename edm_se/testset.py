@@ -85,7 +85,6 @@ def load_test_set(path: str | os.PathLike | None = None, max_files: int | None =
         edm_se.audio.AudioError: the directory or its ``clean/`` / ``noisy/`` sub-directories are missing, or no
             noisy file has a clean reference.
     """
-    import csv
 
     from edm_se.audio import AudioError
 
@@ -109,38 +108,13 @@ def load_test_set(path: str | os.PathLike | None = None, max_files: int | None =
     if max_files is not None:
         names = names[: int(max_files)]
     snr: dict[str, float] = {}
-    text: dict[str, str] = {}
-    manifest = root / "manifest.csv"
-    if manifest.exists():
-        with open(manifest, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-        if rows:
-            snr_col = next((c for c in ("snr_db", "snr") if c in rows[0]), None)
-            text_col = next((c for c in ("transcript", "text") if c in rows[0]), None)
-            name_cols = [c for c in ("name", "file", "noisy", "path", "noisy_path") if c in rows[0]]
-            by_key = {}
-            for n in names:
-                by_key.setdefault(n, n)
-                by_key.setdefault(Path(n).name, n)
-                by_key.setdefault(Path(n).stem, n)
-            for row in rows:
-                for col in name_cols:
-                    value = row.get(col) or ""
-                    n = by_key.get(value) or by_key.get(Path(value).name) or by_key.get(Path(value).stem)
-                    if n is None:
-                        continue
-                    if snr_col:
-                        try:
-                            snr[n] = float(row[snr_col])
-                        except (TypeError, ValueError):
-                            pass
-                    if text_col and (row.get(text_col) or "").strip():
-                        text[n] = row[text_col].strip()
-    for sub in ("txt", "testset_txt"):
-        for n in names:
-            f = root / sub / Path(n).with_suffix(".txt")
-            if n not in text and f.is_file():
-                text[n] = f.read_text(encoding="utf-8", errors="replace").strip()
+    for n, row in _manifest_rows(root / "manifest.csv", names).items():
+        value = row.get("snr_db", row.get("snr"))
+        try:
+            snr[n] = float(value)
+        except (TypeError, ValueError):
+            pass
+    text = read_transcripts(root, names)
     transcripts = [text.get(n) for n in names] if text else None
     return TestSet(root=root, names=names, snr_db=[snr.get(n) for n in names], transcripts=transcripts)
 
@@ -160,41 +134,57 @@ def read_transcripts(source: str | os.PathLike, keys: list[str]) -> dict[str, st
     Raises:
         edm_se.audio.AudioError: ``source`` does not exist.
     """
-    import csv
-
     from edm_se.audio import AudioError
 
     src = Path(source).expanduser()
     if not src.exists():
         raise AudioError(src, "no such transcripts file or directory")
-    lookup: dict[str, str] = {}
-    for k in keys:
-        for alias in (k, Path(k).with_suffix("").as_posix(), Path(k).name, Path(k).stem):
-            lookup.setdefault(alias, k)
     out: dict[str, str] = {}
     if src.is_file():
-        with open(src, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-        if not rows:
-            return out
-        text_col = next((c for c in ("transcript", "text") if c in rows[0]), None)
-        name_cols = [c for c in ("name", "file", "noisy", "path", "noisy_path") if c in rows[0]]
-        if text_col is None:
+        rows = _manifest_rows(src, keys)
+        if rows and not any(c in next(iter(rows.values())) for c in ("transcript", "text")):
             raise AudioError(src, "has no `transcript` (or `text`) column")
-        for row in rows:
-            for col in name_cols:
-                value = row.get(col) or ""
-                k = (lookup.get(value) or lookup.get(Path(value).with_suffix("").as_posix())
-                     or lookup.get(Path(value).name) or lookup.get(Path(value).stem))
-                if k is not None and (row.get(text_col) or "").strip():
-                    out.setdefault(k, row[text_col].strip())
-        return out
-    for candidate in (src / "manifest.csv",):
-        if candidate.is_file():
-            out.update(read_transcripts(candidate, keys))
+        return _texts(rows)
+    if (src / "manifest.csv").is_file():
+        out.update(_texts(_manifest_rows(src / "manifest.csv", keys)))
     for sub in (src, src / "txt", src / "testset_txt"):
         for k in keys:
             f = sub / Path(k).with_suffix(".txt")
             if k not in out and f.is_file():
                 out[k] = f.read_text(encoding="utf-8", errors="replace").strip()
+    return out
+
+
+def _manifest_rows(manifest: Path, keys: list[str]) -> dict[str, dict]:
+    """``{key: row}`` of a CSV manifest, a row matched to a key by any column naming the file (``name``, ``file``,
+    ``noisy``, ``path``, ``noisy_path``; with or without directories and suffix). Empty when the file is missing."""
+    import csv
+
+    if not manifest.is_file():
+        return {}
+    with open(manifest, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    lookup: dict[str, str] = {}
+    for k in keys:
+        for alias in (k, Path(k).with_suffix("").as_posix(), Path(k).name, Path(k).stem):
+            lookup.setdefault(alias, k)
+    out: dict[str, dict] = {}
+    for row in rows:
+        for col in ("name", "file", "noisy", "path", "noisy_path"):
+            value = row.get(col) or ""
+            k = (lookup.get(value) or lookup.get(Path(value).with_suffix("").as_posix())
+                 or lookup.get(Path(value).name) or lookup.get(Path(value).stem)) if value else None
+            if k is not None:
+                out.setdefault(k, row)
+                break
+    return out
+
+
+def _texts(rows: dict[str, dict]) -> dict[str, str]:
+    """The non-empty ``transcript`` (or ``text``) of each matched manifest row."""
+    out = {}
+    for k, row in rows.items():
+        text = (row.get("transcript") or row.get("text") or "").strip()
+        if text:
+            out[k] = text
     return out

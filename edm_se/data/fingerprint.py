@@ -32,6 +32,7 @@ N_BANDS = 33
 F_LOW, F_HIGH = 300.0, 3000.0
 
 _BAND_MATRIX: np.ndarray | None = None
+_BAND_BINS: tuple[int, int] = (0, FRAME // 2 + 1)  # [first, last + 1) rfft bin inside the bands, set by _bands()
 
 
 def _bands() -> np.ndarray:
@@ -44,6 +45,9 @@ def _bands() -> np.ndarray:
         for b in range(N_BANDS):
             m[(freqs >= edges[b]) & (freqs < edges[b + 1]), b] = 1.0
         _BAND_MATRIX = m
+        used = np.flatnonzero(m.any(axis=1))
+        global _BAND_BINS
+        _BAND_BINS = (int(used[0]), int(used[-1]) + 1)
     return _BAND_MATRIX
 
 
@@ -96,8 +100,7 @@ def fingerprint(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Fingerprint:
     import torch
 
     bands = _bands()
-    used = np.flatnonzero(bands.any(axis=1))  # only the bins of 300-3000 Hz enter the bands
-    lo, hi = int(used[0]), int(used[-1]) + 1
+    lo, hi = _BAND_BINS  # only the bins of 300-3000 Hz enter the bands
     spec = torch.stft(torch.from_numpy(np.ascontiguousarray(x)), FRAME, HOP, window=_window(),
                       center=False, return_complex=True)[lo:hi]  # (hi - lo, n)
     power = (spec.real.square() + spec.imag.square()).numpy().T  # (n, hi - lo)
