@@ -132,3 +132,29 @@ def test_real_corpus_heldout_by_fingerprint(corpus: Path):
     # nothing of the built-in valid/test files or test mixtures is in the corpus's train split either
     builtin_held = {**_builtin_prints(lambda s: s in HELD), **_testset_prints()}
     assert find_matches(train, builtin_held) == []
+
+
+def test_heldout_rows_of_a_speaker_with_training_rows_are_left_out_and_train_is_untouched():
+    from edm_se.data.corpus import drop_heldout_shared_speakers
+
+    def row(path, split, speaker, source="fillets_cs"):
+        return {"path": path, "split": split, "speaker": speaker, "source": source, "kind": "speech"}
+
+    rows = [row("a", "train", "font_parrot"), row("b", "valid", "font_parrot"),  # one character, two levels
+            row("c", "valid", "font_crab"), row("d", "test", "font_parrot", source="other"),  # other source
+            row("e", "train", ""), row("f", "valid", "")]  # no speaker id: nothing to match
+    kept, dropped = drop_heldout_shared_speakers(rows)
+    assert [r["path"] for r in dropped] == ["b"] and dropped[0]["matched"] == "speaker font_parrot in train"
+    assert [r["path"] for r in kept] == ["a", "c", "d", "e", "f"]
+
+
+@pytest.mark.slow
+def test_real_corpus_fillets_characters_are_one_speaker_across_levels(corpus: Path):
+    from edm_se.data.corpus import read_manifest
+
+    rows = [r for r in read_manifest(corpus / "manifest.csv") if r["source"] == "fillets_cs"]
+    # the speaker is the character (font), never "<level>/<font>", so a recurring role is one speaker
+    assert rows and not any("/" in r["speaker"] for r in rows)
+    by_split = {s: {r["speaker"] for r in rows if r["split"] == s} for s in ("train", "valid", "test")}
+    assert "font_parrot" in by_split["train"] | by_split["valid"]
+    assert not by_split["train"] & (by_split["valid"] | by_split["test"])

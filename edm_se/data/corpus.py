@@ -82,14 +82,19 @@ class Item:
     Attributes:
         path: absolute path of the file inside the fetched tree.
         recording: source recording id (unique within the source; used for file naming and splitting).
-        speaker: speaker id ("" where unknown or not speech).
+        speaker: speaker id ("" where unknown or not speech): the voice, as coarse as needed so that one person
+            never has two ids (held-out rows of a speaker who also has training rows are left out).
         transcript: text spoken ("" where unknown).
+        group: for ``split_by="speaker"`` sources, the unit that is split (default: the speaker); finer than the
+            speaker where a source's speaker key merges roles that may be distinct people (fillets-ng's font
+            colours), so that the split can still balance.
     """
 
     path: Path
     recording: str
     speaker: str = ""
     transcript: str = ""
+    group: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -408,9 +413,11 @@ def _items_fillets(root: Path) -> list[Item]:
         font, text = dialogs.get(p.stem, ("", ""))
         if not font:  # file names mark the fish: "<level>-m-..." small (mala), "<level>-v-..." big (velka)
             font = {"m": "font_small", "v": "font_big"}.get(p.stem.split("-")[1] if "-" in p.stem else "", "")
-        # The two fish (font_small / font_big) are the same actors in every level; others are per-level roles.
-        speaker = font if font in ("font_small", "font_big") else f"{level}/{font or 'unknown'}"
-        items.append(Item(p, f"{level}/{p.stem}", speaker, text))
+        # The two fish (font_small / font_big) are the same actors in every level. Other roles are split per level
+        # (the group), but their speaker is the font across levels: a recurring character (the parrot, the
+        # vikings) or a colour that may be reused by one actor. Lines without a dialog entry are speaker "unknown".
+        group = font if font in ("font_small", "font_big") else f"{level}/{font or 'unknown'}"
+        items.append(Item(p, f"{level}/{p.stem}", font or "unknown", text, group=group))
     return items
 
 
@@ -686,6 +693,7 @@ def _convert_source(src: Source, root: Path, out_dir: Path, max_minutes: float |
             converted += 1
         for p in pieces:
             rows.append({"path": p["path"], "kind": src.kind, "source": src.name, "speaker": item.speaker,
+                         "group": item.group or item.speaker,
                          "duration_s": p["duration_s"], "transcript": item.transcript, "licence": src.licence,
                          "recording": item.recording})
             total_s += p["duration_s"]
@@ -766,7 +774,12 @@ def assign_splits(rows: list[dict], seed: int, sources: Mapping[str, "Source"] |
         src = sources.get(name)
         fractions = tuple(src.fractions) if src is not None else SPLIT_FRACTIONS
         by_speaker = src is not None and src.split_by == "speaker"
-        group_of = (lambda r: "spk:" + r["speaker"]) if by_speaker else (lambda r: r["recording"])
+        if by_speaker:
+            def group_of(r: dict) -> str:
+                return "spk:" + (r.get("group") or r["speaker"])
+        else:
+            def group_of(r: dict) -> str:
+                return r["recording"]
         weights: dict[str, float] = {}
         for r in srows:
             g = group_of(r)
@@ -824,6 +837,28 @@ def drop_train_copies(rows: list[dict], root: Path, cache_dir: Path | None = Non
             kept.append(r)
     for r in dropped:
         log.info("left out of train: %s (same audio as held-out %s)", r["path"], r["matched"])
+    return kept, dropped
+
+
+def drop_heldout_shared_speakers(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Leave out every valid/test speech row whose speaker (within its source) also has training rows.
+
+    Runs after :func:`drop_train_copies`, so that the training split is what it would be without this step; it
+    catches a speaker whose roles were split apart (a recurring fillets-ng character in two levels).
+
+    Returns:
+        (kept rows, dropped rows); each dropped row gets ``matched`` = ``"speaker <id> in train"``.
+    """
+    trained = {(r["source"], r["speaker"]) for r in rows if r["split"] == "train" and r.get("speaker")}
+    kept, dropped = [], []
+    for r in rows:
+        if r["split"] != "train" and r.get("speaker") and (r["source"], r["speaker"]) in trained:
+            dropped.append({**r, "matched": f"speaker {r['speaker']} in train"})
+        else:
+            kept.append(r)
+    if dropped:
+        log.info("left out of valid/test: %d file(s) of speakers who also have training files (%s)", len(dropped),
+                 ", ".join(sorted({f"{r['source']}:{r['speaker']}" for r in dropped})))
     return kept, dropped
 
 
@@ -969,6 +1004,7 @@ def build_corpus(out_dir: str | os.PathLike, seed: int = 0, max_minutes: float |
 
     assign_splits(rows, seed, {s.name: s for s in selected})
     rows, dropped = drop_train_copies(rows, out_dir, out_dir / ".cache" / "fingerprints")
+    rows, shared = drop_heldout_shared_speakers(rows)
     manifest = write_manifest(out_dir / "manifest.csv", rows)
     counts, minutes = _summary(rows)
     info = {
@@ -977,6 +1013,7 @@ def build_corpus(out_dir: str | os.PathLike, seed: int = 0, max_minutes: float |
         "sources": built,
         "skipped_sources": skipped,
         "left_out_of_train": {r["path"]: r["matched"] for r in dropped},
+        "left_out_of_heldout": [{k: r[k] for k in (*MANIFEST_COLUMNS, "matched")} for r in shared],
         "licences": {s.name: s.licence for s in selected if s.name in built},
         "package_versions": dict(sorted(fetcher.versions.items())),
         "sample_rate": SAMPLE_RATE,

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -86,8 +87,17 @@ def _pick_round_robin(rng: np.random.Generator, rows: list[dict], budget: float,
     return taken
 
 
-def build_speech(corpus: Path, rows: list[dict], out: Path, rng: np.random.Generator) -> list[dict]:
+def build_speech(corpus: Path, rows: list[dict], out: Path, rng: np.random.Generator,
+                 left_out: list[dict] | None = None) -> list[dict]:
+    """Pick and level the speech of each split.
+
+    ``left_out`` are the corpus's held-out rows left out for a speaker shared with train (``build_info.json``'s
+    ``left_out_of_heldout``): they stay in the pool that is drawn from and are dropped when picked, so that a
+    new exclusion removes files without re-shuffling the picks of the other splits.
+    """
     out_rows = []
+    excluded = {r["path"] for r in left_out or ()}
+    rows = sorted([*rows, *(left_out or ())], key=lambda r: str(r["path"]))
     for split in ("train", "valid", "test"):
         lo, hi = SPEECH_DURATION[split]
         pool = [r for r in rows if r["kind"] == "speech" and r["split"] == split and r["transcript"]
@@ -101,6 +111,8 @@ def build_speech(corpus: Path, rows: list[dict], out: Path, rng: np.random.Gener
         else:
             chosen = _pick_round_robin(rng, pool, budget, "source")
         for r in sorted(chosen, key=lambda r: r["path"]):
+            if r["path"] in excluded:
+                continue
             x = _level(_load(corpus / r["path"]), SPEECH_RMS_DBFS)
             name = f"{r['source']}_{r['recording']}".replace("/", "-")
             rel = Path("speech") / split / f"{name}.flac"
@@ -194,7 +206,9 @@ def build(corpus: Path, out: Path, seed: int = 0, force: bool = False) -> Path:
         if (out / sub).exists():
             shutil.rmtree(out / sub)
     rng = np.random.default_rng(seed)
-    out_rows = build_speech(Path(corpus), rows, out, rng)
+    info = json.loads((Path(corpus) / "build_info.json").read_text())
+    left_out = [{**r, "duration_s": float(r["duration_s"])} for r in info.get("left_out_of_heldout") or []]
+    out_rows = build_speech(Path(corpus), rows, out, rng, left_out)
     out_rows += build_noise(Path(corpus), rows, out, rng)
     with open(out / "manifest.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS, lineterminator="\n")
