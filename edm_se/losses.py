@@ -127,7 +127,9 @@ class DenoisingLoss:
         self.prior_fraction = float(prior_fraction)
 
     def __call__(self, denoiser, sde, x0: torch.Tensor, y: torch.Tensor,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, return_estimate: bool = False):
+        """Per-example loss (B,); with ``return_estimate`` also the clean estimate ``y + D`` at the sampled noise
+        level (same shape as ``x0``, differentiable), the enhancer's one-step output that task paradigms can use."""
         if x0.shape != y.shape:
             raise ValueError(f"x0 {tuple(x0.shape)} and y {tuple(y.shape)} differ in shape")
         batch = x0.shape[0]
@@ -150,6 +152,8 @@ class DenoisingLoss:
         per_example = err.reshape(batch, -1).mean(dim=1)
         inner = getattr(denoiser, "module", denoiser)
         weight = self.weighting(sigma, inner.precond).to(per_example.device, per_example.dtype)
+        if return_estimate:
+            return weight * per_example, y + denoised
         return weight * per_example
 
     def __repr__(self) -> str:

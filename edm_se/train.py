@@ -30,7 +30,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -120,9 +120,25 @@ def _collate(items: list[dict]) -> dict[str, Any]:
     lengths = {int(it["clean"].shape[-1]) for it in items}
     if len(lengths) != 1:
         raise ValueError(f"training examples have different lengths {sorted(lengths)}; set data segment_seconds")
-    return {"clean": torch.stack([torch.as_tensor(it["clean"]) for it in items]),
-            "noisy": torch.stack([torch.as_tensor(it["noisy"]) for it in items]),
-            "name": [it.get("name", "") for it in items]}
+    batch = {"clean": torch.stack([torch.as_tensor(it["clean"]) for it in items]),
+             "noisy": torch.stack([torch.as_tensor(it["noisy"]) for it in items]),
+             "name": [it.get("name", "") for it in items]}
+    if all("label" in it for it in items):  # task data (edm_se.tasks.data): keyword labels, transcripts
+        batch["label"] = torch.tensor([int(it["label"]) for it in items], dtype=torch.long)
+    if all("text" in it for it in items):
+        batch["text"] = [str(it["text"]) for it in items]
+    return batch
+
+
+class SpecBatch(NamedTuple):
+    """A training batch in the enhancer's domain: ``x0``, ``y`` (B, 1, F, T_pad) complex, the per-example peak
+    ``scale`` (B, 1), the unpadded frame count and the waveform length in samples."""
+
+    x0: torch.Tensor
+    y: torch.Tensor
+    scale: torch.Tensor
+    num_frames: int
+    length: int
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -207,6 +223,25 @@ class CSVLog:
         self._rewrite()
 
 
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+DEFAULT_PARADIGM = {"_target_": "edm_se.tasks.paradigms.Denoising"}
+
+
+def build_paradigm(cfg: DictConfig):
+    """The run's training paradigm (``cfg.paradigm``, :mod:`edm_se.tasks.paradigms`; absent: plain denoising)."""
+    from hydra.utils import instantiate
+
+    from edm_se.tasks.paradigms import Denoising
+
+    node = cfg.get("paradigm")
+    if node is None:
+        return Denoising()
+    return instantiate(node, _convert_="all", _recursive_=True)
+
+
 # ----------------------------------------------------------------------------------------------- trainer
 class Trainer:
     """Owns the run: model, EMA, optimizer, data, logging, checkpoints. See the module docstring."""
@@ -254,6 +289,8 @@ class Trainer:
         self.step = 0
         self.best = -math.inf
         self.use_amp = bool(self.tc.amp) and self.device.type == "cuda"
+        self.paradigm = build_paradigm(cfg)
+        self.paradigm.bind(self)
 
     # ---------------------------------------------------------------- checkpoints
     def _model_config(self) -> dict:
@@ -277,6 +314,7 @@ class Trainer:
             "best": self.best,
             "rng_cpu": torch.get_rng_state(),
             "world_size": self.world,
+            "paradigm": {"name": self.paradigm.name, "state": self.paradigm.state_dict()},
         }
 
     def save(self, name: str) -> Path:
@@ -291,6 +329,7 @@ class Trainer:
         ckpt = load_checkpoint(last, map_location=self.device)
         stored = ckpt.get("train_config")
         if isinstance(stored, dict):
+            stored = {"paradigm": DEFAULT_PARADIGM, **stored}  # runs from before paradigms were denoising runs
             changed = config_diff(stored, to_container(self.cfg), RESUME_IGNORED)
             if changed and str(self.cfg.resume) != "force":
                 shown = ", ".join(changed[:8]) + (f" (+{len(changed) - 8} more)" if len(changed) > 8 else "")
@@ -317,6 +356,7 @@ class Trainer:
         self.step = int(ckpt["step"])
         self.best = float(ckpt["best"])
         torch.set_rng_state(ckpt["rng_cpu"])
+        self.paradigm.load_state_dict((ckpt.get("paradigm") or {}).get("state") or {})
         if self.is_main:
             log.info("resumed from %s at step %d", last, self.step)
         return True
@@ -335,7 +375,9 @@ class Trainer:
                                              prefetch_factor=4 if workers > 0 else None)
         return iter(loader)
 
-    def _spec_batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def spectra(self, batch: dict) -> SpecBatch:
+        """Peak-normalise the noisy batch (the clean one by the same factor) and take their padded compressed
+        STFTs, as enhancement does (:meth:`edm_se.model.EnhancementModel.enhance`)."""
         from edm_se.model import peak_normalize
         from edm_se.stft import pad_frames
 
@@ -344,9 +386,66 @@ class Trainer:
         noisy, scale = peak_normalize(noisy)
         clean = clean / scale
         factor = int(getattr(self.parts.net, "downsample_factor", 1))
-        x0, _ = pad_frames(self.parts.stft.forward(clean), factor)
+        x0, num_frames = pad_frames(self.parts.stft.forward(clean), factor)
         y, _ = pad_frames(self.parts.stft.forward(noisy), factor)
-        return x0, y
+        return SpecBatch(x0, y, scale, int(num_frames), int(noisy.shape[-1]))
+
+    def to_waveform(self, spec: torch.Tensor, batch: SpecBatch) -> torch.Tensor:
+        """A spectral estimate of :meth:`spectra`'s batch back to (B, L) waveforms at the input level
+        (differentiable)."""
+        from edm_se.stft import crop_frames
+
+        return self.parts.stft.inverse(crop_frames(spec, batch.num_frames), batch.length) * batch.scale
+
+    def enhancer_update(self, loss: torch.Tensor | None, grads: dict | None = None) -> float:
+        """One optimizer step of the enhancer: back-propagate ``loss`` (or install ``grads``, parameter ->
+        gradient, for paradigms that combine gradients themselves), clip to ``trainer.grad_clip``, step the
+        optimizer and the LR schedule, update the EMA. Returns the gradient norm before clipping.
+
+        Raises:
+            FloatingPointError: a non-finite loss or gradient.
+        """
+        if grads is None:
+            if loss is None or not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss at step {self.step}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            for p, g in grads.items():
+                if not torch.isfinite(g).all():
+                    raise FloatingPointError(f"non-finite gradient at step {self.step}")
+                p.grad = g.detach().to(p.dtype)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.denoiser.parameters(), float(self.tc.grad_clip))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.ema.update_parameters(self.denoiser)
+        return float(grad_norm)
+
+    def load_enhancer_weights(self, path: str | os.PathLike) -> None:
+        """Start the enhancer (weights and EMA) from an enhancer checkpoint's EMA weights (fine-tuning).
+
+        Raises:
+            CheckpointError: missing file or weights that do not fit this run's model config.
+        """
+        ckpt = load_checkpoint(Path(path), map_location=self.device)
+        try:
+            self.denoiser.load_state_dict(ckpt.get("ema") or ckpt["model"])
+            self.ema.module.load_state_dict(ckpt.get("ema") or ckpt["model"])
+        except RuntimeError as err:
+            raise CheckpointError(f"{path}: weights do not fit this run's model config "
+                                  f"({str(err).splitlines()[0][:120]})") from None
+        if self.is_main:
+            log.info("enhancer initialised from %s (step %s)", path, ckpt.get("step"))
+
+    def autocast(self):
+        """bf16 autocast for forward passes on CUDA when ``trainer.amp`` (a no-op elsewhere)."""
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_amp)
+
+    def epoch(self) -> int:
+        """The current epoch: examples seen so far over the training set's size."""
+        n = len(getattr(self, "_train_set", None) or ())
+        return (self.step * int(self.tc.batch_size) * self.world) // n if n else 0
 
     # ---------------------------------------------------------------- validation
     def validate(self) -> dict[str, float]:
@@ -412,39 +511,32 @@ class Trainer:
         bar = tqdm(total=max_steps, initial=self.step, disable=not self.is_main or not self.tc.progress,
                    desc="train", dynamic_ncols=True)
         self.denoiser.train()
-        t_last, steps_since, losses = time.perf_counter(), 0, []
+        t_last, steps_since, logged = time.perf_counter(), 0, {}
         while self.step < max_steps:
             batch = next(batches)
-            x0, y = self._spec_batch(batch)
             gen = torch.Generator(device=self.device).manual_seed(
                 int(self.cfg.seed) * 1_000_003 + self.step * 1009 + self.rank)
-            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
-                per_example = self.loss_fn(self.model, self.parts.sde, x0, y, generator=gen)
-            loss = per_example.float().mean()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss at step {self.step}")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.denoiser.parameters(), float(self.tc.grad_clip))
-            self.optimizer.step()
-            self.scheduler.step()
-            self.ema.update_parameters(self.denoiser)
+            values = self.paradigm.step(batch, gen)
             self.step += 1
             steps_since += 1
-            losses.append(float(loss.detach()))
+            for k, v in values.items():
+                logged.setdefault(k, []).append(float(v))
             bar.update(1)
             if self.is_main and (self.step % int(self.tc.log_every) == 0 or self.step == max_steps):
                 now = time.perf_counter()
-                row = {"step": self.step, "loss": sum(losses) / len(losses),
-                       "lr": self.scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
-                       "steps_per_s": steps_since / max(now - t_last, 1e-9)}
+                row = {"step": self.step, "loss": _mean(logged.pop("loss", [])),
+                       "lr": self.scheduler.get_last_lr()[0]}
+                if "grad_norm" in logged:
+                    row["grad_norm"] = logged.pop("grad_norm")[-1]
+                row.update({k: _mean(v) for k, v in logged.items()})
+                row["steps_per_s"] = steps_since / max(now - t_last, 1e-9)
                 bar.set_postfix(loss=f"{row['loss']:.4f}", sps=f"{row['steps_per_s']:.2f}")
                 csv_log.append(row)  # type: ignore[union-attr]
                 if tb is not None:
                     for k, v in row.items():
                         if k != "step":
                             tb.add_scalar(f"train/{k}", v, self.step)
-                t_last, steps_since, losses = now, 0, []
+                t_last, steps_since, logged = now, 0, {}
             val_due = int(self.tc.val_every) > 0 and (self.step % int(self.tc.val_every) == 0
                                                       or self.step == max_steps)
             if val_due and self.is_main:

