@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str, str, bool]] = {
                  "score a directory of estimates against references (PESQ, ESTOI, SI-SDR, DNSMOS)", False),
     "study": ("study", "edm_se.study:main",
               "run a design-space study (sampler x steps, churn, t_start, SDE x precond) and plot it", True),
+    "paradigms": ("paradigms", "edm_se.tasks.study:main",
+                  "train and compare task-weighting paradigms on keywords (Milling et al. 2024, Tables 1-2)", False),
     "plot": ("plot", "edm_se.plots:main",
              "draw metric-vs-NFE / metric-vs-RTF curves and spectrograms from a results.csv", False),
 }

@@ -42,6 +42,7 @@ def data_tasks_main(cfg: DictConfig) -> None:
 
     validate.int_at_least(cfg, ["max_sentences"], 1, optional=True)
     voices = tuple(OmegaConf.to_container(cfg.voices)) if cfg.voices is not None else None
+    tasks = tuple(OmegaConf.to_container(cfg.tasks)) if cfg.get("tasks") is not None else ("keywords", "sentences")
     out = build_task_corpus(Path(cfg.out_dir), voices=voices, max_sentences=cfg.max_sentences,
-                            cache_dir=cfg.get("cache_dir"))
+                            cache_dir=cfg.get("cache_dir"), tasks=tasks)
     print(f"task data ready in {out}: {out / 'keywords' / 'manifest.csv'}, {out / 'sentences' / 'manifest.csv'}")

@@ -366,3 +366,77 @@ def test_paradigm_run_resumes_bit_exactly_after_sigkill(tmp_path, task_root):
         assert torch.equal(a["paradigm"]["state"]["task"][name], value), f"task.{name}"
     assert a["paradigm"]["state"]["task_optimizer"]["state"].keys() == b["paradigm"]["state"]["task_optimizer"][
         "state"].keys()
+
+
+@pytest.mark.parametrize("override, message", [
+    (["paradigm.enhancer_output.mode=final"], "paradigm.enhancer_output.mode=final: must be one of"),
+    (["paradigm.method=PCGRAD"], "paradigm.method=PCGRAD: must be one of CLSO, SRPR, GCLB, D4AM"),
+    (["paradigm.task.name=wav2vec"], "paradigm.task.name=wav2vec: must be one of ctc, m5"),
+    (["paradigm.loss_weight=-1"], "paradigm.loss_weight=-1: must be a number >= 0"),
+    (["paradigm.task_grad_clip=0"], "paradigm.task_grad_clip=0: must be a number > 0"),
+])
+def test_bad_paradigm_values_are_one_line_config_errors(tmp_path, task_root, override, message):
+    from edm_se import validate
+
+    name = "d4am" if "method" in override[0] else "multi_task"
+    with pytest.raises(validate.ConfigError, match="^" + message.replace("(", "\\(")):
+        validate.train_config(_cfg(tmp_path, task_root, name, *override))
+
+
+def test_a_task_paradigm_without_task_data_or_with_the_wrong_target_is_refused(tmp_path, task_root):
+    from hydra import compose, initialize_config_dir
+
+    from edm_se import validate
+    from edm_se.cli import conf_dir
+
+    with initialize_config_dir(config_dir=conf_dir(), version_base=None):
+        cfg = compose(config_name="train", overrides=["paradigm=iterative"])  # data=builtin: no labels
+    with pytest.raises(validate.ConfigError, match="paradigm=iterative: needs task data"):
+        validate.train_config(cfg)
+    with pytest.raises(validate.ConfigError, match="data.train.target=label: must be text"):
+        validate.train_config(_cfg(tmp_path, task_root, "multi_task", "paradigm.task={name: ctc}"))
+    validate.train_config(_cfg(tmp_path, task_root, "iterative"))  # a good one passes
+
+
+def test_paradigms_study_trains_scores_caches_rescores_a_changed_checkpoint_and_refuses_a_changed_budget(
+        tmp_path, task_root):
+    from omegaconf import OmegaConf
+
+    from edm_se.tasks.study import run_study
+
+    cfg = OmegaConf.load(REPO / "conf" / "paradigms.yaml")
+    cfg.pop("hydra")
+    cfg.pop("defaults")
+    cfg.out_dir, cfg.task_root, cfg.test_split = str(tmp_path / "study"), str(task_root), "valid"
+    cfg.test_noise, cfg.snrs_db, cfg.peers, cfg.nfe_steps, cfg.threads = "builtin:test", [0, 20], [], [1], 1
+    cfg.train_overrides = [*TINY_TRAIN, "data=keywords", f"data.root={task_root}", "data.train.noise=builtin:train",
+                           "data.valid.noise=builtin:valid", "trainer.max_steps=2", "paradigm.task.channels=8"]
+    cfg.cells = {"baseline": {"paradigm": "baseline"}, "iterative": {"paradigm": "iterative",
+                                                                     "enhancer_checkpoint": False}}
+    first = run_study(cfg)
+    rows = {r["row"]: r for r in first["rows"]}
+    assert set(rows) == {"baseline", "iterative", "clean reference"}
+    assert rows["iterative"]["front_end"] == "diffusion" and rows["baseline"]["front_end"] == "none"
+    for r in rows.values():
+        assert r["overall"]["n"] == 60 and set(r["per_snr"]) == {"0", "20"}  # 30 clips x 2 SNRs
+        assert 0 <= r["overall"]["mean"] <= 100 and r["provenance"]["test_sha256"] == first["test_sha256"]
+    out = Path(cfg.out_dir)
+    for name in ("results.csv", "results.md", "summary.json", "accuracy_vs_snr.png", "accuracy_vs_nfe.png"):
+        assert (out / name).stat().st_size > 0, name
+    # a second run trains nothing and re-uses every score; a retrained checkpoint is scored again
+    eval_json = out / "cells" / "iterative" / "eval.json"
+    stamp = eval_json.stat().st_mtime_ns
+    run_study(cfg)
+    assert eval_json.stat().st_mtime_ns == stamp
+    from edm_se.checkpoint import atomic_torch_save
+
+    last = out / "cells" / "iterative" / "checkpoints" / "last.pt"
+    ckpt = load_checkpoint(last)
+    first_key = next(iter(ckpt["paradigm"]["state"]["task"]))
+    ckpt["paradigm"]["state"]["task"][first_key] += 0.5  # same path and step, other content
+    atomic_torch_save(ckpt, last)
+    run_study(cfg)
+    assert eval_json.stat().st_mtime_ns != stamp
+    cfg.train_overrides = [*cfg.train_overrides[:-2], "trainer.max_steps=3", "paradigm.task.channels=8"]
+    with pytest.raises(Exception, match="changed: trainer.max_steps"):  # the trainer refuses a changed config
+        run_study(cfg)

@@ -68,7 +68,7 @@ VOICES = {
 # training variants: (flite mean F0 in Hz or piper length scale, duration stretch, pitch factor)
 _FLITE_TRAIN = [(f0, st, pf) for f0 in (90, 105, 120, 140) for st in (0.9, 1.1) for pf in (0.94, 1.0, 1.06)]
 _PIPER_TRAIN = [(ls, 1.0, pf) for ls in (0.8, 0.95, 1.1, 1.3) for pf in (0.92, 1.0, 1.08)]
-_HELD_VARIANTS = [(None, 1.0, 1.0)]  # valid/test voices: the voice as it is
+_HELD_VARIANTS = [(None, 1.0, 1.0), (None, 0.9, 1.0), (None, 1.15, 1.0)]  # valid/test: the voice, 3 tempi
 
 
 class TaskDataError(RuntimeError):
@@ -201,7 +201,8 @@ def _write_manifest(path: Path, rows: list[dict]) -> None:
 
 def build_task_corpus(out_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
                       voices: Sequence[str] | None = None, max_sentences: int | None = None,
-                      max_variants: int | None = None, progress: bool = True) -> Path:
+                      max_variants: int | None = None, tasks: Sequence[str] = ("keywords", "sentences"),
+                      progress: bool = True) -> Path:
     """Synthesise (and, for Allison, convert) the keyword and sentence clips of every voice (idempotent).
 
     Args:
@@ -211,6 +212,7 @@ def build_task_corpus(out_dir: str | os.PathLike, cache_dir: str | os.PathLike |
             extra is missing).
         max_sentences: cap on the sentences per voice (None: all of a split's sentences).
         max_variants: cap on the variants per training voice (None: all; the tests use a few).
+        tasks: which of ``keywords`` / ``sentences`` to build (the other's manifest is left as it is).
         progress: show a tqdm bar.
 
     Returns:
@@ -226,6 +228,8 @@ def build_task_corpus(out_dir: str | os.PathLike, cache_dir: str | os.PathLike |
 
     out = Path(out_dir)
     names = list(VOICES) if voices is None else [str(v) for v in voices]
+    if not tasks or any(t not in ("keywords", "sentences") for t in tasks):
+        raise TaskDataError(f"tasks must be a non-empty subset of [keywords, sentences], got {list(tasks)}")
     unknown = [v for v in names if v not in VOICES]
     if unknown:
         raise TaskDataError(f"unknown voice(s) {unknown}; known: {sorted(VOICES)}")
@@ -247,12 +251,12 @@ def build_task_corpus(out_dir: str | os.PathLike, cache_dir: str | os.PathLike |
         engine, _, split, _ = VOICES[voice]
         variants = (_PIPER_TRAIN if engine == "piper" else _FLITE_TRAIN) if split == "train" else _HELD_VARIANTS
         variants = variants[:max_variants] if max_variants else variants
-        for label, word in enumerate(KEYWORDS):
-            for variant in (variants if engine != "recorded" else _HELD_VARIANTS):
+        for label, word in enumerate(KEYWORDS if "keywords" in tasks else ()):
+            for variant in (variants if engine != "recorded" else _HELD_VARIANTS[:1]):
                 jobs.append(("keywords", voice, word, label, variant))
-        if engine != "recorded":
+        if engine != "recorded" and "sentences" in tasks:
             texts = [t for t in sentences if text_split[t] == split][:max_sentences]
-            variant_cycle = variants if split == "train" else _HELD_VARIANTS
+            variant_cycle = variants if split == "train" else _HELD_VARIANTS[:1]
             for i, text in enumerate(texts):
                 jobs.append(("sentences", voice, text, -1, variant_cycle[i % len(variant_cycle)]))
     allison = _allison_digits(fetcher) if "allison" in names else {}

@@ -1,0 +1,98 @@
+"""Scoring a downstream task model behind an optional front end, per SNR, with 95% confidence intervals.
+
+Keyword accuracy gets Wilson's score interval (a proportion); the CTC recogniser's corpus WER a bootstrap interval
+over files (:func:`edm_se.asr.weighted_mean_ci95`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from edm_se.tasks.models import TaskModel
+
+__all__ = ["wilson_ci95", "evaluate_task", "enhance_items"]
+
+
+def wilson_ci95(successes: int, n: int) -> dict[str, float]:
+    """Proportion ``successes / n`` in percent with the half-width of Wilson's 95% score interval (Wilson 1927),
+    reported around the proportion (the larger of the two sides). ``{"mean", "ci95", "n"}``; NaN for n = 0."""
+    if n <= 0:
+        return {"mean": float("nan"), "ci95": float("nan"), "n": 0}
+    z = 1.959963984540054
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    lo, hi = centre - half, centre + half
+    return {"mean": 100.0 * p, "ci95": 100.0 * max(p - lo, hi - p), "n": int(n)}
+
+
+def enhance_items(items: Sequence[dict], front_end: Any, sample_rate: int = 16000) -> list[np.ndarray]:
+    """The noisy waveforms of ``items`` through ``front_end`` (an :class:`edm_se.enhancers.Enhancer`), or as they
+    are when it is None, or the clean references when it is ``"clean"``."""
+    out = []
+    for it in items:
+        if front_end == "clean":
+            out.append(np.asarray(it["clean"], dtype=np.float32))
+        elif front_end is None:
+            out.append(np.asarray(it["noisy"], dtype=np.float32))
+        else:
+            out.append(np.asarray(front_end.enhance(np.asarray(it["noisy"], dtype=np.float32), sample_rate),
+                                  dtype=np.float32))
+    return out
+
+
+@torch.no_grad()
+def evaluate_task(task: TaskModel, items: Sequence[dict], waves: Sequence[np.ndarray] | None = None,
+                  batch_size: int = 16) -> dict:
+    """Score ``task`` on ``items`` (from :func:`edm_se.tasks.data.make_task_test_set`).
+
+    Args:
+        task: a trained task model (set to eval mode here).
+        items: test items with ``snr_db`` and ``label`` or ``text``.
+        waves: the inputs to score (e.g. a front end's output, :func:`enhance_items`); None: the noisy mixtures.
+        batch_size: examples per forward pass (waveforms of a batch are zero-padded to the longest).
+
+    Returns:
+        ``{"metric": "accuracy" | "wer", "overall": {mean, ci95, n}, "per_snr": {snr: {...}}, "per_file":
+        [{name, snr_db, target, prediction, correct | errors}]}``.
+    """
+    from edm_se.asr import corpus_wer, reference_words, weighted_mean_ci95, word_errors
+
+    task.eval()
+    waves = [np.asarray(it["noisy"], np.float32) for it in items] if waves is None else list(waves)
+    if len(waves) != len(items):
+        raise ValueError(f"{len(waves)} waveforms for {len(items)} items")
+    predictions: list[Any] = []
+    for i in range(0, len(items), batch_size):
+        chunk = waves[i:i + batch_size]
+        n = max(len(w) for w in chunk)
+        x = torch.tensor(np.stack([np.pad(w, (0, n - len(w))) for w in chunk]))
+        predictions += task.predict(task(x))
+    keyword = "label" in items[0]
+    rows = []
+    for it, pred in zip(items, predictions):
+        row = {"name": it.get("name", ""), "snr_db": float(it["snr_db"])}
+        if keyword:
+            row.update(target=int(it["label"]), prediction=int(pred), correct=int(int(pred) == int(it["label"])))
+        else:
+            e = word_errors(it["text"], pred)
+            row.update(target=it["text"], prediction=pred, errors=e.errors, words=e.reference_words)
+        rows.append(row)
+
+    def summary(sel: list[dict]) -> dict:
+        if keyword:
+            return wilson_ci95(sum(r["correct"] for r in sel), len(sel))
+        refs = [r["target"] for r in sel]
+        ci = weighted_mean_ci95([100.0 * r["errors"] / max(r["words"], 1) for r in sel],
+                                [reference_words(t) for t in refs])
+        return {"mean": corpus_wer(refs, [r["prediction"] for r in sel]), "ci95": ci["ci95"], "n": len(sel)}
+
+    snrs = sorted({r["snr_db"] for r in rows})
+    return {"metric": "accuracy" if keyword else "wer", "overall": summary(rows),
+            "per_snr": {f"{s:g}": summary([r for r in rows if r["snr_db"] == s]) for s in snrs},
+            "per_file": rows}
+
