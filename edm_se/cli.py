@@ -20,9 +20,7 @@ from typing import Callable
 # command -> (config name, "module:function", one-line summary, whether -m multirun makes sense)
 COMMANDS: dict[str, tuple[str, str, str, bool]] = {
     "data": ("data_build", "edm_se.commands:data_build_main",
-             "build the larger real-audio corpus from offline sources (`edm-se data build`)", False),
-    "data_tasks": ("data_tasks", "edm_se.commands:data_tasks_main",
-                   "build the downstream task data (`edm-se data tasks`)", False),
+             "build the real-audio corpus (`edm-se data build`) or the task data (`edm-se data tasks`)", False),
     "train": ("train", "edm_se.train:main",
               "train a diffusion enhancer (SDE x preconditioning x backbone x loss), resumable", True),
     "enhance": ("enhance", "edm_se.enhance:main",
@@ -35,6 +33,12 @@ COMMANDS: dict[str, tuple[str, str, str, bool]] = {
                   "train and compare task-weighting paradigms on keywords (Milling et al. 2024, Tables 1-2)", False),
     "plot": ("plot", "edm_se.plots:main",
              "draw metric-vs-NFE / metric-vs-RTF curves and spectrograms from a results.csv", False),
+}
+
+# `edm-se data <sub-command>`: sub-command -> (config name, "module:function")
+DATA_SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "build": ("data_build", "edm_se.commands:data_build_main"),
+    "tasks": ("data_tasks", "edm_se.commands:data_tasks_main"),
 }
 
 USAGE = """usage: edm-se <command> [hydra overrides ...] [--help] [-m]
@@ -100,11 +104,14 @@ def report_user_errors(command: str) -> Callable[[Callable], Callable]:
     return deco
 
 
-def run_hydra(command: str, argv: list[str]) -> None:
-    """Run subcommand ``command`` as a Hydra app with the overrides in ``argv``."""
+def run_hydra(command: str, argv: list[str], spec: tuple[str, str] | None = None) -> None:
+    """Run subcommand ``command`` as a Hydra app with the overrides in ``argv`` (``spec``: another
+    ``(config name, "module:function")`` than ``COMMANDS[command]``'s, for ``data`` sub-commands)."""
     import hydra
 
     config_name, target, _summary, multirun_ok = COMMANDS[command]
+    if spec is not None:
+        config_name, target = spec
     if not multirun_ok and any(a in ("-m", "--multirun") for a in argv):
         print(f"edm-se {command}: error: -m/--multirun is not supported by this command", file=sys.stderr)
         raise SystemExit(2)
@@ -137,7 +144,7 @@ def run_hydra(command: str, argv: list[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``edm-se`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = "\n".join(f"  {name:<9} {spec[2]}" for name, spec in COMMANDS.items() if "_" not in name)
+    commands = "\n".join(f"  {name:<9} {spec[2]}" for name, spec in COMMANDS.items())
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE.format(commands=commands))
         raise SystemExit(0 if argv else 2)
@@ -147,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"edm-se {__version__}")
         return
     command, rest = argv[0], argv[1:]
-    if command not in COMMANDS or "_" in command:
+    if command not in COMMANDS:
         print(f"edm-se: error: unknown command {command!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
         raise SystemExit(2)
     if command == "data":
@@ -159,11 +166,12 @@ def main(argv: list[str] | None = None) -> None:
                   "tasks: spoken digits and sentences by voices split into train/valid/test (flite, piper,\n"
                   "Allison's recorded digits) for the downstream task models. Both are idempotent.")
             raise SystemExit(0 if rest else 2)
-        if rest[0] not in ("build", "tasks"):
-            print(f"edm-se data: error: unknown sub-command {rest[0]!r}; choose build or tasks", file=sys.stderr)
+        if rest[0] not in DATA_SUBCOMMANDS:
+            print(f"edm-se data: error: unknown sub-command {rest[0]!r}; choose {' or '.join(DATA_SUBCOMMANDS)}",
+                  file=sys.stderr)
             raise SystemExit(2)
-        command = "data_tasks" if rest[0] == "tasks" else command
-        rest = rest[1:]
+        run_hydra(command, rest[1:], DATA_SUBCOMMANDS[rest[0]])
+        return
     run_hydra(command, rest)
 
 

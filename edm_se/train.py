@@ -524,8 +524,9 @@ class Trainer:
             bar.update(1)
             if self.is_main and (self.step % int(self.tc.log_every) == 0 or self.step == max_steps):
                 now = time.perf_counter()
-                row = {"step": self.step, "loss": _mean(logged.pop("loss", [])),
-                       "lr": self.scheduler.get_last_lr()[0]}
+                # the enhancer's learning rate; NaN for paradigms that do not train it (the task's is logged apart)
+                lr = self.scheduler.get_last_lr()[0] if self.paradigm.trains_enhancer else float("nan")
+                row = {"step": self.step, "loss": _mean(logged.pop("loss", [])), "lr": lr}
                 if "grad_norm" in logged:
                     row["grad_norm"] = logged.pop("grad_norm")[-1]
                 row.update({k: _mean(v) for k, v in logged.items()})

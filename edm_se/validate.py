@@ -209,50 +209,6 @@ def enhance_config(cfg: DictConfig) -> None:
     int_at_least(cfg, ["sample_rate"], 8000)
     if cfg.get("sampler") is not None:
         _prefixed(lambda: sampler(cfg.sampler), "sampler")
-    paradigm(cfg)
-
-
-def paradigm(cfg: DictConfig) -> None:
-    """Check ``paradigm.*`` (:mod:`edm_se.tasks.paradigms`) and that a task paradigm has task data.
-
-    Raises:
-        ConfigError: the first bad value.
-    """
-    node = cfg.get("paradigm")
-    if node is None:
-        return
-    from edm_se.tasks.models import TASK_KINDS
-    from edm_se.tasks.paradigms import D4AM, PARADIGMS, EnhancerOutput
-
-    known = {f"edm_se.tasks.paradigms.{c.__name__}": n for n, c in PARADIGMS.items()}
-    target = node.get("_target_")
-    check(cfg, "paradigm._target_", lambda v: v in known, "a paradigm of edm_se.tasks.paradigms (paradigm=" +
-          "|".join(PARADIGMS) + ")")
-    if known[target] == "denoising":
-        return
-    one_of(cfg, "paradigm.task.name", sorted(TASK_KINDS))
-    if cfg.paradigm.task.name == "m5":
-        int_at_least(cfg, ["paradigm.task.num_classes"], 2)
-    one_of(cfg, "paradigm.enhancer_output.mode", EnhancerOutput.MODES)
-    int_at_least(cfg, ["paradigm.enhancer_output.num_steps"], 1)
-    check(cfg, "paradigm.task_grad_clip", lambda v: _is_num(v) and v > 0, "a number > 0")
-    check(cfg, "paradigm.loss_weight", lambda v: _is_num(v) and v >= 0, "a number >= 0")
-    check(cfg, "paradigm.optimizer.lr", lambda v: _is_num(v) and v > 0, "a number > 0", optional=True)
-    check(cfg, "paradigm.train_task", lambda v: isinstance(v, bool), "true or false")
-    one_of(cfg, "paradigm.method", D4AM.METHODS)
-    check(cfg, "paradigm.alpha", lambda v: _is_num(v) and v >= 0, "a number >= 0")
-    check(cfg, "paradigm.alpha_lr", lambda v: _is_num(v) and v >= 0, "a number >= 0")
-    int_at_least(cfg, ["paradigm.alpha_every"], 1)
-    check(cfg, "paradigm.front_end", lambda v: v in ("diffusion", "dfn3", "rnnoise", "noisereduce"),
-          "diffusion, dfn3, rnnoise or noisereduce")
-    check(cfg, "paradigm.recogniser", lambda v: v in ("whisper", "sphinx"), "whisper or sphinx")
-    train = cfg.data.get("train") if cfg.get("data") is not None else None
-    if train is None or "TaskMixingDataset" not in str(train.get("_target_", "")):
-        raise ConfigError(f"paradigm={known[target]}: needs task data (data=keywords or data=sentences), got "
-                          f"data.train._target_={train.get('_target_') if train is not None else None}")
-    want = "text" if cfg.paradigm.task.name == "ctc" or known[target] == "blackbox_iterative" else "label"
-    check(cfg, "data.train.target", lambda v: v == want, f"{want} for paradigm={known[target]} with "
-          f"task {cfg.paradigm.task.name} (data={'sentences' if want == 'text' else 'keywords'})")
 
 
 def study_config(cfg: DictConfig) -> None:

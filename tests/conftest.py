@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -78,3 +80,26 @@ def _sde_factories() -> dict:
 
 
 SDES = _sde_factories()  # every SDE class, with theta = 0 variants: name -> factory
+
+
+def sigkill_at_checkpoint(proc: subprocess.Popen, last: Path, min_step: int, max_step: int,
+                          timeout: float = 300) -> int | None:
+    """SIGKILL ``proc`` once its checkpoint ``last`` holds a step in ``[min_step, max_step)``; returns that step, or
+    None when the run ended first. Waits for the process to die."""
+    from edm_se.checkpoint import load_checkpoint
+
+    deadline = time.time() + timeout
+    killed = None
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists():
+            try:
+                step = load_checkpoint(last)["step"]
+            except Exception:  # noqa: BLE001 - being written (atomic rename makes this rare)
+                step = 0
+            if min_step <= step < max_step:
+                proc.send_signal(signal.SIGKILL)
+                killed = step
+                break
+        time.sleep(0.05)
+    proc.wait(timeout=60)
+    return killed

@@ -5,9 +5,7 @@ resume of a two-model paradigm after SIGKILL."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ from edm_se.checkpoint import load_checkpoint
 from edm_se.tasks.models import CTCRecognizer, M5, TaskTargets, encode_text, greedy_ctc_decode
 from edm_se.tasks.paradigms import (PARADIGMS, calibrate_gradient, importance_weights, srpr_alpha_gradient)
 
-from conftest import REPO, TINY_TRAIN, edm_se_cmd
+from conftest import REPO, TINY_TRAIN, edm_se_cmd, sigkill_at_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -338,20 +336,7 @@ def test_paradigm_run_resumes_bit_exactly_after_sigkill(tmp_path, task_root):
     proc = subprocess.Popen(edm_se_cmd(*args(run)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                             cwd=REPO)
     last = run / "checkpoints" / "last.pt"
-    killed = None
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if last.exists():
-            try:
-                step = load_checkpoint(last)["step"]
-            except Exception:  # noqa: BLE001 - being written
-                step = 0
-            if 2 <= step < steps:
-                proc.send_signal(signal.SIGKILL)
-                killed = step
-                break
-        time.sleep(0.05)
-    proc.wait(timeout=60)
+    killed = sigkill_at_checkpoint(proc, last, 2, steps)
     if killed is None:
         pytest.skip("training finished before it could be killed")
     res = subprocess.run(edm_se_cmd(*args(run), "resume=true"), capture_output=True, text=True, env=env,

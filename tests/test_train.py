@@ -10,11 +10,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
-from conftest import REPO, TINY_TRAIN, edm_se_cmd, run_cli
+from conftest import REPO, TINY_TRAIN, edm_se_cmd, run_cli, sigkill_at_checkpoint
 
 from edm_se.checkpoint import load_checkpoint
 
@@ -63,20 +62,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     proc = subprocess.Popen(edm_se_cmd(*_train_args(run_dir, steps)), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=env, cwd=REPO)
     last = run_dir / "checkpoints" / "last.pt"
-    deadline = time.time() + 300
-    killed_at = None
-    while time.time() < deadline and proc.poll() is None:
-        if last.exists():
-            try:
-                step = load_checkpoint(last)["step"]
-            except Exception:  # noqa: BLE001 - being written (atomic rename makes this rare)
-                step = 0
-            if 3 <= step < steps:
-                proc.send_signal(signal.SIGKILL)
-                killed_at = step
-                break
-        time.sleep(0.05)
-    proc.wait(timeout=60)
+    killed_at = sigkill_at_checkpoint(proc, last, 3, steps)
     if killed_at is None:
         pytest.skip("training finished before it could be killed (machine too fast for this test's polling)")
     assert proc.returncode == -signal.SIGKILL

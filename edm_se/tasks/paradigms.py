@@ -299,6 +299,9 @@ class TaskParadigm(Paradigm):
         self.task_optimizer.step()
         return float(norm)
 
+    def task_lr(self) -> float:
+        return float(self.task_optimizer.param_groups[0]["lr"]) if self.task_optimizer is not None else float("nan")
+
     def enhanced_waveform(self, spec: torch.Tensor, batch_spec) -> torch.Tensor:
         return self.trainer.to_waveform(spec, batch_spec)
 
@@ -330,7 +333,8 @@ class _TaskOnly(TaskParadigm):
             wave = self.source(batch, generator)
         loss = self.task_losses(wave, targets).float().mean()
         norm = self.task_update(loss)
-        return {"loss": float(loss.detach()), "task_loss": float(loss.detach()), "task_grad_norm": norm}
+        return {"loss": float(loss.detach()), "task_loss": float(loss.detach()), "task_grad_norm": norm,
+                "task_lr": self.task_lr()}
 
 
 class Baseline(_TaskOnly):
