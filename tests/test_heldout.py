@@ -146,6 +146,10 @@ def test_heldout_rows_of_a_speaker_with_training_rows_are_left_out_and_train_is_
     kept, dropped = drop_heldout_shared_speakers(rows)
     assert [r["path"] for r in dropped] == ["b"] and dropped[0]["matched"] == "speaker font_parrot in train"
     assert [r["path"] for r in kept] == ["a", "c", "d", "e", "f"]
+    # only the sources split by speaker are checked when they are named (a source split by recording declares
+    # its speaker not to be the unit)
+    kept, dropped = drop_heldout_shared_speakers(rows, by_speaker=["other"])
+    assert dropped == [] and len(kept) == len(rows)
 
 
 @pytest.mark.slow

@@ -840,19 +840,27 @@ def drop_train_copies(rows: list[dict], root: Path, cache_dir: Path | None = Non
     return kept, dropped
 
 
-def drop_heldout_shared_speakers(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+def drop_heldout_shared_speakers(rows: list[dict], by_speaker: Iterable[str] | None = None
+                                 ) -> tuple[list[dict], list[dict]]:
     """Leave out every valid/test speech row whose speaker (within its source) also has training rows.
 
     Runs after :func:`drop_train_copies`, so that the training split is what it would be without this step; it
     catches a speaker whose roles were split apart (a recurring fillets-ng character in two levels).
 
+    Args:
+        rows: manifest rows with ``split``.
+        by_speaker: the sources split by speaker (``Source.split_by == "speaker"``), the only ones checked; None
+            checks every source.
+
     Returns:
         (kept rows, dropped rows); each dropped row gets ``matched`` = ``"speaker <id> in train"``.
     """
+    checked = None if by_speaker is None else set(by_speaker)
     trained = {(r["source"], r["speaker"]) for r in rows if r["split"] == "train" and r.get("speaker")}
     kept, dropped = [], []
     for r in rows:
-        if r["split"] != "train" and r.get("speaker") and (r["source"], r["speaker"]) in trained:
+        if (r["split"] != "train" and r.get("speaker") and (r["source"], r["speaker"]) in trained
+                and (checked is None or r["source"] in checked)):
             dropped.append({**r, "matched": f"speaker {r['speaker']} in train"})
         else:
             kept.append(r)
@@ -1004,7 +1012,7 @@ def build_corpus(out_dir: str | os.PathLike, seed: int = 0, max_minutes: float |
 
     assign_splits(rows, seed, {s.name: s for s in selected})
     rows, dropped = drop_train_copies(rows, out_dir, out_dir / ".cache" / "fingerprints")
-    rows, shared = drop_heldout_shared_speakers(rows)
+    rows, shared = drop_heldout_shared_speakers(rows, [s.name for s in selected if s.split_by == "speaker"])
     manifest = write_manifest(out_dir / "manifest.csv", rows)
     counts, minutes = _summary(rows)
     info = {
