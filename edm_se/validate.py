@@ -183,8 +183,9 @@ def paradigm(cfg: DictConfig) -> None:
     check(cfg, "paradigm.alpha", lambda v: _is_num(v) and v >= 0, "a number >= 0")
     check(cfg, "paradigm.alpha_lr", lambda v: _is_num(v) and v >= 0, "a number >= 0")
     int_at_least(cfg, ["paradigm.alpha_every"], 1)
-    check(cfg, "paradigm.front_end", lambda v: v in ("diffusion", "dfn3", "rnnoise", "noisereduce"),
-          "diffusion, dfn3, rnnoise or noisereduce")
+    from edm_se.enhancers import PEERS
+
+    check(cfg, "paradigm.front_end", lambda v: v in ("diffusion", *PEERS), "one of diffusion, " + ", ".join(PEERS))
     check(cfg, "paradigm.recogniser", lambda v: v in ("whisper", "sphinx"), "whisper or sphinx")
     train = cfg.data.get("train") if cfg.get("data") is not None else None
     if train is None or "TaskMixingDataset" not in str(train.get("_target_", "")):

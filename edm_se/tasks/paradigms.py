@@ -302,9 +302,6 @@ class TaskParadigm(Paradigm):
     def task_lr(self) -> float:
         return float(self.task_optimizer.param_groups[0]["lr"]) if self.task_optimizer is not None else float("nan")
 
-    def enhanced_waveform(self, spec: torch.Tensor, batch_spec) -> torch.Tensor:
-        return self.trainer.to_waveform(spec, batch_spec)
-
     def enhancer_pass(self, batch: dict, generator: torch.Generator, grad: bool):
         """Denoising loss (B,) and the enhancer's output waveform (B, L) for ``batch``; with ``grad`` False
         nothing is recorded for autograd."""
@@ -559,13 +556,10 @@ class BlackBoxIterative(TaskParadigm):
         if not texts or len(names) != len(texts):
             raise ValueError("paradigm=blackbox_iterative needs examples with a 'text' (transcript) and a 'name'")
         epoch = tr.epoch()
-        spec = tr.spectra(batch)
-        x0, y = spec[:2]
+        x0, y = tr.spectra(batch)[:2]
         stale = [i for i, n in enumerate(names) if self.cache.get(n, (-1, 0.0))[0] != epoch]
         if stale:
-            with torch.no_grad():
-                _, estimate = tr.loss_fn(tr.model, tr.parts.sde, x0, y, generator=generator, return_estimate=True)
-                wave = tr.to_waveform(self.output.spectrum(tr, y, generator, estimate), spec)
+            _, wave = self.enhancer_pass(batch, generator, grad=False)
             for i in stale:
                 self.cache[names[i]] = (epoch, self._wer(wave[i], texts[i]))
         wers = torch.tensor([self.cache[n][1] + self.floor for n in names])

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 __all__ = ["run_study", "main", "TASK_TRAINED"]
 
 # cells whose task model comes from another cell's run (its last.pt), trained first
-TASK_TRAINED = {"cold_cascade": None, "d4am": "baseline"}
+TASK_TRAINED = {"d4am": "baseline"}
 
 
 def _compose_train(overrides: Sequence[str]) -> DictConfig:
