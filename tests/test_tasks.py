@@ -394,34 +394,58 @@ def test_paradigms_study_trains_scores_caches_rescores_a_changed_checkpoint_and_
     cfg.pop("defaults")
     cfg.out_dir, cfg.task_root, cfg.test_split = str(tmp_path / "study"), str(task_root), "valid"
     cfg.test_noise, cfg.snrs_db, cfg.peers, cfg.nfe_steps, cfg.threads = "builtin:test", [0, 20], [], [1], 1
-    cfg.train_overrides = [*TINY_TRAIN, "data=keywords", f"data.root={task_root}", "data.train.noise=builtin:train",
-                           "data.valid.noise=builtin:valid", "trainer.max_steps=2", "paradigm.task.channels=8"]
-    cfg.cells = {"baseline": {"paradigm": "baseline"}, "iterative": {"paradigm": "iterative",
-                                                                     "enhancer_checkpoint": False}}
+    cfg.train_overrides = [*TINY_TRAIN, f"data.root={task_root}", "data.train.noise=builtin:train",
+                           "data.valid.noise=builtin:valid", "trainer.max_steps=2"]
+    cfg.tasks.keywords.overrides = ["data=keywords", "paradigm.task.channels=8"]
+    cfg.tasks.keywords.cells = ["baseline", "iterative"]
+    cfg.tasks.sentences.overrides = [o for o in cfg.tasks.sentences.overrides
+                                   if "max_steps" not in o and "high_snr" not in o]
+    cfg.tasks.sentences.overrides += ["data.train.segment_seconds=4.08", "+paradigm.task.hidden=16"]
+    cfg.tasks.sentences.cells, cfg.tasks.sentences.max_clips = ["baseline", "blackbox_iterative"], 3
+    cfg.tasks.sentences.cell_overrides = {"baseline": ["trainer.max_steps=3"]}
+    cfg.cells.iterative.enhancer_checkpoint = False
+    cfg.cells.blackbox_iterative.enhancer_checkpoint = False
     first = run_study(cfg)
-    rows = {r["row"]: r for r in first["rows"]}
-    assert set(rows) == {"baseline", "iterative", "clean reference"}
-    assert rows["iterative"]["front_end"] == "diffusion" and rows["baseline"]["front_end"] == "none"
-    for r in rows.values():
+    rows = {(r["task"], r["row"], r["metric"]): r for r in first["rows"]}
+    kw = {k[1]: r for k, r in rows.items() if k[0] == "keywords"}
+    assert set(kw) == {"baseline", "iterative", "clean reference"}
+    assert kw["iterative"]["front_end"] == "diffusion" and kw["baseline"]["front_end"] == "none"
+    for r in kw.values():
         assert r["overall"]["n"] == 60 and set(r["per_snr"]) == {"0", "20"}  # 30 clips x 2 SNRs
-        assert 0 <= r["overall"]["mean"] <= 100 and r["provenance"]["test_sha256"] == first["test_sha256"]
+        assert 0 <= r["overall"]["mean"] <= 100 and r["metric"] == "accuracy"
+        assert r["provenance"]["test_sha256"] == first["tests"]["keywords"]["test_sha256"]
+    # sentences: the CTC model's WER and Whisper's on the same inputs, 3 clips per SNR
+    sent = {k[1:]: r for k, r in rows.items() if k[0] == "sentences"}
+    assert set(sent) == {(row, m) for row in ("baseline", "blackbox_iterative", "clean reference")
+                         for m in ("wer", "wer_whisper")}
+    for r in sent.values():
+        assert r["overall"]["n"] == 6 and r["overall"]["mean"] >= 0
+    assert sent[("clean reference", "wer_whisper")]["overall"]["mean"] < 50  # Whisper reads clean flite speech
+    assert sent[("baseline", "wer")]["overall"]["mean"] > 50  # a CTC model after 3 steps cannot
     out = Path(cfg.out_dir)
-    for name in ("results.csv", "results.md", "summary.json", "accuracy_vs_snr.png", "accuracy_vs_nfe.png"):
+    base = load_checkpoint(out / "sentences" / "cells" / "baseline" / "checkpoints" / "last.pt")
+    bb = load_checkpoint(out / "sentences" / "cells" / "blackbox_iterative" / "checkpoints" / "last.pt")
+    assert int(base["step"]) == 3 and int(bb["step"]) == 2  # cell_overrides reach one cell only
+    assert len(bb["paradigm"]["state"]["wer_cache"]) == 4  # Whisper's WER of 2 x 2 training examples
+    for t, k in bb["paradigm"]["state"]["task"].items():  # its frozen task model is the baseline's
+        assert torch.equal(k, base["paradigm"]["state"]["task"][t]), t
+    for name in ("results.csv", "results.md", "summary.json", "keywords_accuracy_vs_snr.png",
+                 "sentences_wer_whisper_vs_snr.png", "keywords_vs_nfe.png"):
         assert (out / name).stat().st_size > 0, name
     # a second run trains nothing and re-uses every score; a retrained checkpoint is scored again
-    eval_json = out / "cells" / "iterative" / "eval.json"
+    eval_json = out / "keywords" / "cells" / "iterative" / "eval.json"
     stamp = eval_json.stat().st_mtime_ns
     run_study(cfg)
     assert eval_json.stat().st_mtime_ns == stamp
     from edm_se.checkpoint import atomic_torch_save
 
-    last = out / "cells" / "iterative" / "checkpoints" / "last.pt"
+    last = out / "keywords" / "cells" / "iterative" / "checkpoints" / "last.pt"
     ckpt = load_checkpoint(last)
     first_key = next(iter(ckpt["paradigm"]["state"]["task"]))
     ckpt["paradigm"]["state"]["task"][first_key] += 0.5  # same path and step, other content
     atomic_torch_save(ckpt, last)
     run_study(cfg)
     assert eval_json.stat().st_mtime_ns != stamp
-    cfg.train_overrides = [*cfg.train_overrides[:-2], "trainer.max_steps=3", "paradigm.task.channels=8"]
+    cfg.train_overrides = [*cfg.train_overrides[:-1], "trainer.max_steps=3"]
     with pytest.raises(Exception, match="changed: trainer.max_steps"):  # the trainer refuses a changed config
         run_study(cfg)

@@ -532,7 +532,6 @@ class BlackBoxIterative(TaskParadigm):
         super().__init__(*args, **kwargs)
         self.recogniser_name, self.floor = str(recogniser), float(floor)
         self.cache: dict[str, tuple[int, float]] = {}
-        self._recogniser = None
 
     def state_dict(self):
         return {**super().state_dict(), "wer_cache": dict(self.cache)}
@@ -542,11 +541,10 @@ class BlackBoxIterative(TaskParadigm):
         self.cache = {k: (int(v[0]), float(v[1])) for k, v in state.get("wer_cache", {}).items()}
 
     def _wer(self, waveform: torch.Tensor, text: str) -> float:
-        from edm_se.asr import get_recogniser, wer
+        from edm_se.asr import transcribe, wer
 
-        if self._recogniser is None:
-            self._recogniser = get_recogniser(self.recogniser_name)
-        hyp = self._recogniser.transcribe(waveform.detach().cpu().numpy(), int(self.trainer.cfg.sample_rate))
+        hyp = transcribe(self.recogniser_name, waveform.detach().float().cpu().numpy(),
+                         int(self.trainer.cfg.sample_rate))
         return float(wer(text, hyp))
 
     def step(self, batch, generator):

@@ -42,7 +42,9 @@ log = logging.getLogger(__name__)
 __all__ = ["run_study", "main", "TASK_TRAINED"]
 
 # cells whose task model comes from another cell's run (its last.pt), trained first
-TASK_TRAINED = {"d4am": "baseline"}
+TASK_TRAINED = {"d4am": "baseline", "blackbox_iterative": "baseline"}
+# cells that fine-tune an enhancer (from ``enhancer_checkpoint``); at test time it sits in front of the cell's task model
+JOINT = ("multi_task", "iterative", "d4am", "blackbox_iterative")
 
 
 def _compose_train(overrides: Sequence[str]) -> DictConfig:
@@ -56,20 +58,21 @@ def _compose_train(overrides: Sequence[str]) -> DictConfig:
         return compose(config_name="train", overrides=list(overrides))
 
 
-def _train_cell(name: str, cfg: DictConfig, out: Path, deps: dict[str, Path]) -> Path:
-    """Train (or resume, or skip when finished) one paradigm cell; returns its checkpoint."""
+def _train_cell(name: str, cfg: DictConfig, tcfg: DictConfig, out: Path, deps: dict[str, Path]) -> Path:
+    """Train (or resume, or skip when finished) one paradigm cell of a task; returns its checkpoint."""
     from edm_se import validate
     from edm_se.checkpoint import load_checkpoint
     from edm_se.train import train
 
     run_dir = out / "cells" / name
     paradigm = str(cfg.cells[name].paradigm)
-    overrides = [*cfg.train_overrides, f"paradigm={paradigm}", f"run_dir={run_dir}", "resume=true",
-                 f"seed={int(cfg.seed)}", *cfg.cells[name].get("overrides", [])]
-    dep = TASK_TRAINED.get(paradigm)
+    overrides = [*cfg.train_overrides, *(tcfg.get("overrides") or []), f"paradigm={paradigm}", f"run_dir={run_dir}",
+                 "resume=true", f"seed={int(cfg.seed)}", *cfg.cells[name].get("overrides", []),
+                 *((tcfg.get("cell_overrides") or {}).get(name) or [])]
+    dep = _task_source(name, cfg, tcfg)
     if dep is not None:
         overrides.append(f"paradigm.task_checkpoint={deps[dep]}")
-    if cfg.cells[name].get("enhancer_checkpoint", True) and paradigm in ("multi_task", "iterative", "d4am"):
+    if cfg.cells[name].get("enhancer_checkpoint", True) and paradigm in JOINT:
         from edm_se.model import default_checkpoint_path
 
         overrides.append(f"paradigm.enhancer_checkpoint={cfg.enhancer_checkpoint or default_checkpoint_path()}")
@@ -84,6 +87,16 @@ def _train_cell(name: str, cfg: DictConfig, out: Path, deps: dict[str, Path]) ->
     train(train_cfg)
     (run_dir / "train_seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
     return last
+
+
+def _task_source(name: str, cfg: DictConfig, tcfg: DictConfig) -> str | None:
+    """The cell whose task model ``name`` starts from: D4AM's and the black-box cell's frozen task model is the
+    baseline's (:data:`TASK_TRAINED`); a task's ``task_init`` (e.g. ``baseline``) starts every joint cell from it."""
+    paradigm = str(cfg.cells[name].paradigm)
+    if paradigm in TASK_TRAINED:
+        return TASK_TRAINED[paradigm]
+    init = tcfg.get("task_init")
+    return str(init) if init and paradigm in JOINT and name != init else None
 
 
 def _front_end_for(name: str, paradigm: str, ckpt: Path, cfg: DictConfig):
@@ -103,6 +116,16 @@ def _front_end_for(name: str, paradigm: str, ckpt: Path, cfg: DictConfig):
     return DiffusionEnhancer(model, sampler=model.make_sampler(None, num_steps=int(cfg.eval_num_steps)))  # NFE
 
 
+def _front_end_id(front) -> dict:
+    from edm_se.provenance import checkpoint_identity
+
+    if front is None or front == "clean":
+        return {"name": "none" if front is None else "clean"}
+    return {"name": getattr(front, "name", type(front).__name__),
+            **({"checkpoint": checkpoint_identity(Path(front.model.info["path"])), "sampler": repr(front.sampler)}
+               if hasattr(front, "model") else {})}
+
+
 def _cached_eval(path: Path, key: dict, compute) -> dict:
     from edm_se.atomic import atomic_write_json
 
@@ -111,95 +134,179 @@ def _cached_eval(path: Path, key: dict, compute) -> dict:
         if old.get("key") == key:
             return old["result"]
     result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, {"key": key, "result": result})
     return result
 
 
-def _test_items(cfg: DictConfig) -> tuple[list[dict], str]:
+def _test_items(cfg: DictConfig, task: str, tcfg: DictConfig) -> tuple[list[dict], str]:
+    """The task's fixed test mixtures (every ``max_clips``-th subset of the clips when set, the same clips at every
+    SNR) and their SHA-256 (audio and targets)."""
     import hashlib
 
     from edm_se.tasks.data import make_task_test_set
 
-    items = make_task_test_set(Path(cfg.task_root) / "keywords" / "manifest.csv", cfg.test_noise,
-                               snrs_db=list(cfg.snrs_db), split=str(cfg.get("test_split", "test")),
-                               segment_seconds=None)
+    target = str(tcfg.get("target", "label"))
+    items = make_task_test_set(Path(cfg.task_root) / str(tcfg.get("manifest", task)) / "manifest.csv",
+                               cfg.test_noise, snrs_db=list(cfg.snrs_db), split=str(cfg.get("test_split", "test")),
+                               target=target, segment_seconds=None)
+    cap = tcfg.get("max_clips")
+    per_snr = len(items) // len(cfg.snrs_db)
+    if cap is not None and int(cap) < per_snr:
+        keep = set(np.linspace(0, per_snr - 1, int(cap)).round().astype(int).tolist())
+        items = [it for i, it in enumerate(items) if i % per_snr in keep]
     h = hashlib.sha256()
     for it in items:
         h.update(it["noisy"].numpy().tobytes())
-        h.update(str(it["label"]).encode())
+        h.update(str(it.get(target)).encode())
     return items, h.hexdigest()
 
 
+def _blackbox_wer(recogniser: str, items: Sequence[dict], waves: Sequence[np.ndarray], threads: int) -> dict:
+    """Corpus WER (%) of a black-box recogniser on ``waves`` against the items' transcripts, overall and per SNR,
+    with bootstrap 95% intervals over files (:func:`edm_se.asr.weighted_mean_ci95`)."""
+    from tqdm.auto import tqdm
+
+    from edm_se.asr import corpus_wer, reference_words, transcribe, weighted_mean_ci95, word_errors
+
+    opts = {"threads": max(int(threads), 1)} if recogniser == "whisper" else {}
+    rows = []
+    for it, w in tqdm(list(zip(items, waves)), desc=f"{recogniser} WER", unit="file", leave=False):
+        hyp = transcribe(recogniser, w, 16000, **opts)
+        e = word_errors(it["text"], hyp)
+        rows.append({"snr_db": float(it["snr_db"]), "ref": it["text"], "hyp": hyp, "errors": e.errors,
+                     "words": e.reference_words})
+
+    def summary(sel):
+        ci = weighted_mean_ci95([100.0 * r["errors"] / max(r["words"], 1) for r in sel],
+                                [reference_words(r["ref"]) for r in sel])
+        return {"mean": corpus_wer([r["ref"] for r in sel], [r["hyp"] for r in sel]), "ci95": ci["ci95"],
+                "n": len(sel)}
+
+    snrs = sorted({r["snr_db"] for r in rows})
+    return {"metric": f"wer_{recogniser}", "overall": summary(rows),
+            "per_snr": {f"{s:g}": summary([r for r in rows if r["snr_db"] == s]) for s in snrs}, "per_file": rows}
+
+
+def _tasks(cfg: DictConfig) -> dict[str, DictConfig]:
+    from edm_se import validate
+
+    tasks = cfg.get("tasks") or {}
+    validate.check(cfg, "tasks", lambda v: v is not None and len(v) > 0, "a non-empty map of task name -> "
+                   "{manifest, target, overrides, cells, blackbox}")
+    for name, t in tasks.items():
+        validate.check(cfg, f"tasks.{name}.target", lambda v: v in ("label", "text"), "label (keywords) or text "
+                       "(sentences)")
+        validate.check(cfg, f"tasks.{name}.cells", lambda v: v is not None and all(c in cfg.cells for c in v),
+                       f"a list of names of `cells` ({', '.join(cfg.cells)})")
+        validate.check(cfg, f"tasks.{name}.blackbox", lambda v: v is None or all(r in ("whisper", "sphinx")
+                                                                               for r in v),
+                       "a list of black-box recognisers (whisper, sphinx)")
+        if t.get("blackbox") and t.target != "text":
+            raise validate.ConfigError(f"tasks.{name}.blackbox={list(t.blackbox)}: black-box WER needs transcripts "
+                                       "(target=text)")
+    return dict(tasks)
+
+
 def run_study(cfg: DictConfig) -> dict:
-    """Train every cell, score every row, write the tables and figures; returns the summary dict."""
-    from edm_se.atomic import atomic_write_text
-    from edm_se.enhancers import make_peer, peer_available
-    from edm_se.provenance import checkpoint_identity, run_info
-    from edm_se.tasks.checkpoint import load_task_model
-    from edm_se.tasks.evaluate import enhance_items, evaluate_task
+    """Train every cell of every task, score every row, write the tables and figures; returns the summary dict."""
+    from edm_se.atomic import atomic_write_json, atomic_write_text
+    from edm_se.provenance import run_info
 
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(int(cfg.threads)) if int(cfg.threads) > 0 else None
-    items, test_sha = _test_items(cfg)
-    log.info("test set: %d mixtures (%s), sha256 %s", len(items), ", ".join(f"{s:g} dB" for s in cfg.snrs_db),
-             test_sha[:12])
-    ckpts: dict[str, Path] = {}
-    order = sorted(cfg.cells, key=lambda n: TASK_TRAINED.get(str(cfg.cells[n].paradigm)) is not None)
-    for name in order:
-        ckpts[name] = _train_cell(name, cfg, out, {str(cfg.cells[n].paradigm): ckpts[n] for n in ckpts})
+    tasks = _tasks(cfg)
     rows: list[dict] = []
+    nfe: dict[str, list[dict]] = {}
+    shas: dict[str, dict] = {}
+    for task, tcfg in tasks.items():
+        t_rows, t_nfe, sha, n = _run_task(cfg, task, tcfg, out / task)
+        rows += t_rows
+        nfe[task] = t_nfe
+        shas[task] = {"test_sha256": sha, "n_test": n}
+    _write_results(out, rows, nfe, cfg)
+    summary = {"rows": [{k: v for k, v in r.items() if k != "per_file"} for r in rows], "nfe": nfe,
+               "tests": shas, "config": OmegaConf.to_container(cfg, resolve=True), **run_info()}
+    atomic_write_json(out / "summary.json", summary)
+    atomic_write_text(out / "results.md", _markdown(rows, nfe, shas))
+    return summary
 
-    def score(row: str, task_ckpt: Path, front, front_id: dict, cache: Path, task_from: str) -> None:
-        key = {"task": checkpoint_identity(task_ckpt), "front_end": front_id, "test_sha256": test_sha}
+
+def _run_task(cfg: DictConfig, task: str, tcfg: DictConfig, out: Path) -> tuple[list[dict], list[dict], str, int]:
+    from edm_se.enhancers import make_peer, peer_available
+    from edm_se.provenance import checkpoint_identity
+    from edm_se.tasks.checkpoint import load_task_model
+    from edm_se.tasks.evaluate import enhance_items, evaluate_task
+
+    out.mkdir(parents=True, exist_ok=True)
+    items, test_sha = _test_items(cfg, task, tcfg)
+    log.info("task %s: %d test mixtures (%s), sha256 %s", task, len(items),
+             ", ".join(f"{s:g} dB" for s in cfg.snrs_db), test_sha[:12])
+    cells = list(tcfg.cells)
+    ckpts: dict[str, Path] = {}
+    for name in sorted(cells, key=lambda n: _task_source(n, cfg, tcfg) is not None):
+        ckpts[name] = _train_cell(name, cfg, tcfg, out, {**{str(cfg.cells[n].paradigm): ckpts[n] for n in ckpts},
+                                                         **ckpts})
+    rows: list[dict] = []
+    waves_of: dict[str, list[np.ndarray]] = {}  # front-end identity -> its outputs (this process only)
+
+    def waves(front, fid: dict) -> list[np.ndarray]:
+        k = json.dumps(fid, sort_keys=True)
+        if k not in waves_of:
+            waves_of[k] = enhance_items(items, front)
+        return waves_of[k]
+
+    def score(row: str, task_ckpt: Path, front, cache: Path, task_from: str) -> None:
+        fid = _front_end_id(front)
+        key = {"task": checkpoint_identity(task_ckpt), "front_end": fid, "test_sha256": test_sha}
 
         def compute():
-            task = load_task_model(task_ckpt)
             t0 = time.time()
-            waves = enhance_items(items, front)
-            res = evaluate_task(task, items, waves)
+            res = evaluate_task(load_task_model(task_ckpt), items, waves(front, fid))
             res["seconds"] = round(time.time() - t0, 1)
             return res
 
         res = _cached_eval(cache, key, compute)
-        rows.append({"row": row, "task_model": task_from, "front_end": front_id.get("name", "none"), **res,
-                     "provenance": key})
+        base = {"task": task, "row": row, "task_model": task_from, "front_end": fid.get("name", "none")}
+        rows.append({**base, **res, "provenance": key})
+        for rec in tcfg.get("blackbox") or []:  # the same front end's output scored by a frozen recogniser
+            bkey = {"recogniser": rec, "front_end": fid, "test_sha256": test_sha}
+            digest = _digest(bkey)
+            bres = _cached_eval(out / "blackbox" / f"{rec}_{digest}.json", bkey,
+                                lambda rec=rec: _blackbox_wer(rec, items, waves(front, fid), int(cfg.threads)))
+            rows.append({**base, "task_model": rec, **bres, "provenance": bkey})
 
-    baseline = next((n for n in cfg.cells if str(cfg.cells[n].paradigm) == "baseline"), None)
-    for name in cfg.cells:
+    for name in cells:
         paradigm = str(cfg.cells[name].paradigm)
         front = _front_end_for(name, paradigm, ckpts[name], cfg)
-        front_id = ({"name": "none"} if front is None else
-                    {"name": getattr(front, "name", type(front).__name__),
-                     **({"checkpoint": checkpoint_identity(Path(front.model.info["path"])),
-                         "sampler": repr(front.sampler)} if hasattr(front, "model") else {})})
-        # d4am's run holds the frozen task model it was trained against (loaded from the baseline cell)
-        score(name, ckpts[name], front, front_id, out / "cells" / name / "eval.json", name)
+        # d4am's and blackbox_iterative's runs hold the frozen task model they were trained against (the baseline's)
+        score(name, ckpts[name], front, out / "cells" / name / "eval.json", name)
+    baseline = next((n for n in cells if str(cfg.cells[n].paradigm) == "baseline"), None)
     if baseline is not None:
         base = ckpts[baseline]
-        score("clean reference", base, "clean", {"name": "clean"}, out / "references_clean.json", baseline)
+        score("clean reference", base, "clean", out / "references_clean.json", baseline)
         for peer in [p for p in (cfg.peers or []) if peer_available(p)]:
-            score(f"{peer} + baseline", base, make_peer(peer), {"name": peer}, out / f"peer_{peer}.json", baseline)
-    nfe = _accuracy_vs_nfe(cfg, ckpts, items, test_sha, out) if cfg.nfe_curve else []
-    _write_results(out, rows, nfe, cfg)
-    summary = {"rows": [{k: v for k, v in r.items() if k != "per_file"} for r in rows], "nfe": nfe,
-               "test_sha256": test_sha, "n_test": len(items), "config": OmegaConf.to_container(cfg, resolve=True),
-               **run_info()}
-    from edm_se.atomic import atomic_write_json
-
-    atomic_write_json(out / "summary.json", summary)
-    atomic_write_text(out / "results.md", _markdown(rows, nfe, cfg, test_sha))
-    return summary
+            score(f"{peer} + baseline", base, make_peer(peer), out / f"peer_{peer}.json", baseline)
+    nfe = _accuracy_vs_nfe(cfg, cells, ckpts, items, test_sha, out) if cfg.nfe_curve else []
+    return rows, nfe, test_sha, len(items)
 
 
-def _accuracy_vs_nfe(cfg, ckpts, items, test_sha, out) -> list[dict]:
+def _digest(obj: dict) -> str:
+    """12 hex digits of the SHA-256 of ``obj`` as sorted JSON (a cache file name)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _accuracy_vs_nfe(cfg, cells, ckpts, items, test_sha, out) -> list[dict]:
     from edm_se.enhancers import DiffusionEnhancer
     from edm_se.model import EnhancementModel
     from edm_se.provenance import checkpoint_identity
     from edm_se.tasks.checkpoint import load_task_model
     from edm_se.tasks.evaluate import enhance_items, evaluate_task
 
-    name = next((n for n in cfg.cells if str(cfg.cells[n].paradigm) == "iterative"), None)
+    name = next((n for n in cells if str(cfg.cells[n].paradigm) == "iterative"), None)
     if name is None:
         return []
     res = []
@@ -218,15 +325,19 @@ def _accuracy_vs_nfe(cfg, ckpts, items, test_sha, out) -> list[dict]:
     return res
 
 
-def _write_results(out: Path, rows: list[dict], nfe: list[dict], cfg) -> None:
+METRIC_LABEL = {"accuracy": "keyword accuracy (%), higher is better", "wer": "CTC WER (%), lower is better",
+                "wer_whisper": "Whisper WER (%), lower is better", "wer_sphinx": "PocketSphinx WER (%), lower is better"}
+
+
+def _write_results(out: Path, rows: list[dict], nfe: dict[str, list[dict]], cfg) -> None:
     from edm_se.atomic import atomic_write_text
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["row", "task_model", "front_end", "snr_db", "metric", "mean", "ci95", "n"])
+    w.writerow(["task", "row", "task_model", "front_end", "snr_db", "metric", "mean", "ci95", "n"])
     for r in rows:
         for snr, v in [*r["per_snr"].items(), ("all", r["overall"])]:
-            w.writerow([r["row"], r["task_model"], r["front_end"], snr, r["metric"], f"{v['mean']:.4g}",
+            w.writerow([r["task"], r["row"], r["task_model"], r["front_end"], snr, r["metric"], f"{v['mean']:.4g}",
                         f"{v['ci95']:.4g}", v["n"]])
     atomic_write_text(out / "results.csv", buf.getvalue())
     try:
@@ -235,61 +346,74 @@ def _write_results(out: Path, rows: list[dict], nfe: list[dict], cfg) -> None:
         log.warning("matplotlib missing: no figures")
 
 
-def _plots(out: Path, rows: list[dict], nfe: list[dict]) -> None:
+def _plots(out: Path, rows: list[dict], nfe: dict[str, list[dict]]) -> None:
+    """``<task>_<metric>_vs_snr.{png,pdf}`` per task and metric, ``<task>_vs_nfe.{png,pdf}`` per task."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in rows:
-        snrs = [float(s) for s in r["per_snr"]]
-        mean = np.array([v["mean"] for v in r["per_snr"].values()])
-        ci = np.array([v["ci95"] for v in r["per_snr"].values()])
-        style = ":" if r["row"] == "clean reference" else "-." if "+" in r["row"] else "-"
-        line, = ax.plot(snrs, mean, style, marker="o", ms=3, label=r["row"])
-        ax.fill_between(snrs, mean - ci, mean + ci, color=line.get_color(), alpha=0.08)
-    ax.set_xlabel("test SNR (dB)")
-    ax.set_ylabel("keyword accuracy (%), higher is better")
-    ax.set_title("paradigms: keyword accuracy vs SNR (95% Wilson bands)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    for ext in ("png", "pdf"):
-        fig.savefig(out / f"accuracy_vs_snr.{ext}", dpi=130)
-    plt.close(fig)
-    if nfe:
+    for task, metric in dict.fromkeys((r["task"], r["metric"]) for r in rows):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for r in [r for r in rows if r["task"] == task and r["metric"] == metric]:
+            snrs = [float(s) for s in r["per_snr"]]
+            mean = np.array([v["mean"] for v in r["per_snr"].values()])
+            ci = np.array([v["ci95"] for v in r["per_snr"].values()])
+            style = ":" if r["row"] == "clean reference" else "-." if "+" in r["row"] else "-"
+            line, = ax.plot(snrs, mean, style, marker="o", ms=3, label=r["row"])
+            ax.fill_between(snrs, mean - ci, mean + ci, color=line.get_color(), alpha=0.08)
+        ax.set_xlabel("test SNR (dB)")
+        ax.set_ylabel(METRIC_LABEL.get(metric, metric))
+        ax.set_title(f"paradigms, {task}: {metric} vs SNR (95% bands)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        for ext in ("png", "pdf"):
+            fig.savefig(out / f"{task}_{metric}_vs_snr.{ext}", dpi=130)
+        plt.close(fig)
+    for task, points in nfe.items():
+        if not points:
+            continue
+        metric = points[0].get("metric", "accuracy")
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        xs = [p["nfe"] for p in nfe]
-        ys = np.array([p["overall"]["mean"] for p in nfe])
-        cis = np.array([p["overall"]["ci95"] for p in nfe])
+        xs = [p["nfe"] for p in points]
+        ys = np.array([p["overall"]["mean"] for p in points])
+        cis = np.array([p["overall"]["ci95"] for p in points])
         ax.errorbar(xs, ys, yerr=cis, marker="o", capsize=3)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("NFE (the iterative enhancer's default sampler)")
-        ax.set_ylabel("keyword accuracy (%)")
-        ax.set_title("iterative: accuracy vs NFE (all SNRs)")
+        ax.set_ylabel(METRIC_LABEL.get(metric, metric))
+        ax.set_title(f"iterative, {task}: {metric} vs NFE (all SNRs)")
         ax.grid(alpha=0.3)
         fig.tight_layout()
         for ext in ("png", "pdf"):
-            fig.savefig(out / f"accuracy_vs_nfe.{ext}", dpi=130)
+            fig.savefig(out / f"{task}_vs_nfe.{ext}", dpi=130)
         plt.close(fig)
 
 
-def _markdown(rows: list[dict], nfe: list[dict], cfg, test_sha: str) -> str:
-    snrs = list(rows[0]["per_snr"]) if rows else []
-    head = "| row | front end | " + " | ".join(f"{s} dB" for s in snrs) + " | all |"
-    lines = [f"# paradigms: keyword accuracy (%) +- 95% Wilson half-width, test set sha256 {test_sha[:12]}", "",
-             head, "|" + "---|" * (len(snrs) + 3)]
-    for r in rows:
-        cells = [f"{v['mean']:.1f} ± {v['ci95']:.1f}" for v in r["per_snr"].values()]
-        lines.append(f"| {r['row']} | {r['front_end']} | " + " | ".join(cells) +
-                     f" | **{r['overall']['mean']:.1f} ± {r['overall']['ci95']:.1f}** |")
-    if nfe:
-        lines += ["", "iterative enhancer, accuracy vs NFE (all SNRs):", "", "| steps | NFE | accuracy |",
-                  "|---|---|---|"]
-        lines += [f"| {p['steps']} | {p['nfe']} | {p['overall']['mean']:.1f} ± {p['overall']['ci95']:.1f} |"
-                  for p in nfe]
-    return "\n".join(lines) + "\n"
+def _markdown(rows: list[dict], nfe: dict[str, list[dict]], shas: dict[str, dict]) -> str:
+    lines: list[str] = ["# paradigms: each cell with its 95% interval (Wilson for accuracy, bootstrap over files for "
+                        "WER)", ""]
+    for task, metric in dict.fromkeys((r["task"], r["metric"]) for r in rows):
+        sel = [r for r in rows if r["task"] == task and r["metric"] == metric]
+        snrs = list(sel[0]["per_snr"])
+        lines += [f"## {task}: {METRIC_LABEL.get(metric, metric)}; test set sha256 "
+                  f"{shas[task]['test_sha256'][:12]} ({shas[task]['n_test']} mixtures)", "",
+                  "| row | front end | " + " | ".join(f"{s} dB" for s in snrs) + " | all |",
+                  "|" + "---|" * (len(snrs) + 3)]
+        for r in sel:
+            cells = [f"{v['mean']:.1f} ± {v['ci95']:.1f}" for v in r["per_snr"].values()]
+            lines.append(f"| {r['row']} | {r['front_end']} | " + " | ".join(cells) +
+                         f" | **{r['overall']['mean']:.1f} ± {r['overall']['ci95']:.1f}** |")
+        lines.append("")
+    for task, points in nfe.items():
+        if points:
+            lines += [f"## {task}: the iterative enhancer, {points[0].get('metric', 'accuracy')} vs NFE (all SNRs)", "",
+                      "| steps | NFE | value |", "|---|---|---|"]
+            lines += [f"| {p['steps']} | {p['nfe']} | {p['overall']['mean']:.1f} ± {p['overall']['ci95']:.1f} |"
+                      for p in points]
+            lines.append("")
+    return "\n".join(lines)
 
 
 def main(cfg: DictConfig) -> None:
@@ -299,6 +423,7 @@ def main(cfg: DictConfig) -> None:
     validate.int_at_least(cfg, ["threads"], 0)
     validate.check(cfg, "snrs_db", lambda v: len(v) > 0, "a non-empty list of SNRs in dB")
     summary = run_study(cfg)
-    print(f"edm-se paradigms: {len(summary['rows'])} rows scored on {summary['n_test']} test mixtures; "
+    n = ", ".join(f"{t}: {v['n_test']}" for t, v in summary["tests"].items())
+    print(f"edm-se paradigms: {len(summary['rows'])} rows scored (test mixtures {n}); "
           f"{Path(cfg.out_dir) / 'results.md'}")
 
