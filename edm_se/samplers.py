@@ -1,4 +1,5 @@
-"""Reverse-process samplers: EDM Heun with churn, Euler, Euler-Maruyama and SGMSE+'s predictor-corrector.
+"""Reverse-process samplers: EDM Heun with churn, Euler, Euler-Maruyama, SGMSE+'s predictor-corrector and the
+bridge posterior sampler (Schrödinger bridge SDE sampler).
 
 Every sampler is called as ``sampler(denoiser, sde, y, *, x_init=None, t_start=1.0, generator=None)`` and returns
 :class:`SampleOutput` with the absolute clean estimate ``x0_hat`` (same shape and dtype as ``y``), the number of
@@ -22,7 +23,7 @@ import torch
 from edm_se.schedules import Karras, Schedule, Uniform
 from edm_se.sde import batch_view, randn_like
 
-__all__ = ["SampleOutput", "Sampler", "EDMHeun", "Euler", "EulerMaruyama", "PC"]
+__all__ = ["SampleOutput", "Sampler", "EDMHeun", "Euler", "EulerMaruyama", "PC", "Posterior"]
 
 
 @dataclass
@@ -259,3 +260,30 @@ class PC(Sampler):
         if float(t_next) == 0.0:
             return x_mean  # SGMSE+'s output: the last predictor mean
         return x_mean + noise_std * randn_like(x, generator)
+
+
+class Posterior(PC):
+    """Ancestral sampling from the exact Gaussian posterior of the forward process, given the denoiser's clean
+    estimate: in the residual ``x_tilde = (x - y) / s``, a Brownian motion with variance ``sigma(t)^2`` started at
+    ``x0 - y``, the step from ``sigma_c`` to ``sigma_n`` draws
+
+        x_tilde_n ~ N(D + (sigma_n^2 / sigma_c^2) (x_tilde_c - D), sigma_n^2 (1 - sigma_n^2 / sigma_c^2)),
+
+    then maps back with ``s(t_n)``. On :class:`edm_se.sde.SBVE` this is the Schrödinger bridge's SDE sampler
+    (Jukić et al. 2024, eq. 19; sgmse's ``get_sb_sampler(sampler_type="sde")``): ``x_n = (v_n / v_c) x_c +
+    (1 - v_n / v_c) D + sqrt(v_n (1 - v_n / v_c)) z`` with ``v`` the VE reference variance (tested against sgmse's
+    weights). Its deterministic counterpart, the SB-ODE sampler, is :class:`Euler` (first order in sigma). For
+    every other SDE of the signal model it is DDPM-style ancestral sampling (:class:`PC` with no corrector).
+    The denoiser is evaluated at the current state's own time; sgmse evaluates it at the next time instead. The
+    last step returns the clean estimate. ``nfe = N``.
+
+    Args:
+        num_steps: N (sgmse's SB default: 50).
+        schedule: default uniform in t from ``t_max`` down to ``sde.t_eps`` (sgmse: ``linspace(1, 1e-4)``).
+    """
+
+    def __init__(self, num_steps: int = 16, schedule: Schedule | None = None, float64: bool = True,
+                 return_trajectory: bool = False) -> None:
+        super().__init__(num_steps, schedule, snr=0.0, corrector_steps=0, final_denoise=True,
+                         predictor_in_sigma=True, float64=float64, return_trajectory=return_trajectory)
+

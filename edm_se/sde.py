@@ -23,7 +23,8 @@ import math
 
 import torch
 
-__all__ = ["as_float64", "batch_view", "SDE", "EDM", "VE", "VP", "OUVE", "OUVEDecoupled", "OUVP", "OUCosine", "BBED", "randn_like"]
+__all__ = ["as_float64", "batch_view", "SDE", "EDM", "VE", "VP", "OUVE", "OUVEDecoupled", "OUVP", "OUCosine", "BBED", "SBVE",
+           "FlowMatching", "randn_like"]
 
 
 def as_float64(t: torch.Tensor | float) -> torch.Tensor:
@@ -420,3 +421,106 @@ class BBED(SDE):
 
     def g(self, t):
         return self.c * torch.exp(0.5 * self._a * as_float64(t))
+
+
+class SBVE(SDE):
+    """Schrödinger bridge with a variance-exploding reference process (Jukić et al. 2024, "Schrödinger bridge for
+    generative speech enhancement", Table 1 and eq. 9-11; sgmse's ``sbve``).
+
+    The reference process is VE with ``f = 0``, ``g = sqrt(c) k^t``, so ``v(t) = int_0^t g^2 = c (k^(2t) - 1) /
+    (2 ln k)``. Pinned at ``x0`` (t = 0) and ``y`` (t = 1), its marginal is Gaussian with mean ``(vbar / v1) x0 +
+    (v / v1) y`` and variance ``v vbar / v1`` (``vbar = v1 - v``): a member of the signal model with
+
+        s(t) = vbar(t) / v1 = (k^2 - k^(2t)) / (k^2 - 1),   sigma(t)^2 = v1 v(t) / vbar(t),
+
+    and the bridge's forward SDE ``dx = f (y - x) dt + g dw`` with ``f = g^2 / vbar = 2 ln k k^(2t) / (k^2 -
+    k^(2t))`` (the h-transform drift toward the end point ``y``). ``s(1) = 0`` and ``sigma(1) = inf``: the process
+    ends exactly at ``y`` (``std(1) = 0``), so ``t_max < 1`` (default 0.999, as :class:`BBED`); sgmse integrates to
+    ``t_eps = 1e-4``.
+
+    Args:
+        k: base of the exploding diffusion coefficient (> 1; paper: 2.6).
+        c: scale of the diffusion coefficient (> 0; paper: 0.4).
+        t_max: the final time used (< 1).
+    """
+
+    t_eps = 1e-4
+
+    def __init__(self, k: float = 2.6, c: float = 0.4, t_max: float = 0.999) -> None:
+        if k <= 1 or c <= 0 or not 0 < t_max < 1:
+            raise ValueError(f"need k > 1, c > 0, 0 < t_max < 1; got {k}, {c}, {t_max}")
+        self.k, self.c, self.t_max = float(k), float(c), float(t_max)
+        self._log_k = math.log(k)
+        self._scale = self.c / (2 * self._log_k)  # v(t) = scale (k^(2t) - 1)
+
+    def v(self, t):
+        """Variance ``c (k^(2t) - 1) / (2 ln k)`` of the VE reference process (sgmse's ``sigma_t**2``)."""
+        return self._scale * torch.expm1(2 * self._log_k * as_float64(t))
+
+    def v_bar(self, t):
+        """``v(1) - v(t) = c (k^2 - k^(2t)) / (2 ln k)`` (sgmse's ``sigma_bart**2`` without its eps)."""
+        t = as_float64(t)
+        return self._scale * (self.k ** 2 - torch.exp(2 * self._log_k * t))
+
+    def s(self, t):
+        return self.v_bar(t) / (self._scale * (self.k ** 2 - 1))
+
+    def sigma(self, t):
+        return torch.sqrt(self._scale * (self.k ** 2 - 1) * self.v(t) / self.v_bar(t))
+
+    def sigma_inv(self, sigma):
+        # r = sigma^2 / v1 = (u - 1) / (k^2 - u) with u = k^(2t)
+        r = as_float64(sigma) ** 2 / (self._scale * (self.k ** 2 - 1))
+        return torch.log((1 + r * self.k ** 2) / (1 + r)) / (2 * self._log_k)
+
+    def f(self, t):
+        t = as_float64(t)
+        u = torch.exp(2 * self._log_k * t)
+        return 2 * self._log_k * u / (self.k ** 2 - u)
+
+    def g(self, t):
+        return math.sqrt(self.c) * torch.exp(self._log_k * as_float64(t))
+
+
+class FlowMatching(SDE):
+    """Conditional flow matching between the clean and the noisy speech (FlowSE and its kin: Lee et al. 2025;
+    Cross & Ragni 2025), a straight mean path with a linear noise schedule:
+
+        x_t = (1 - t) x0 + t y + sigma_t noise,   sigma_t = (1 - t) sigma_min + t sigma_max,
+
+    i.e. the signal model with ``s(t) = 1 - t`` and ``sigma(t) = sigma_t / (1 - t) = sigma_min + sigma_max t / (1 -
+    t)``; ``f = 1 / (1 - t)``, ``g^2 = s^2 d(sigma^2)/dt = 2 sigma_max sigma(t)``. Its probability-flow ODE is the
+    conditional flow ``dx/dt = y - x0 + sigma_t' noise`` with the denoiser's estimate of ``x0``: :class:`Euler` and
+    :class:`EDMHeun` are its ODE samplers. ``sigma_min = 0`` (default) starts exactly at ``x0``; ``sigma_min > 0``
+    (a time-independent variance when equal to ``sigma_max``, Cross & Ragni's ICFM) keeps ``sigma(0) = sigma_min``.
+    ``s(1) = 0``, so ``t_max < 1`` (default 0.999, as :class:`BBED`).
+
+    Args:
+        sigma_max: noise std at y (t = 1), in units of the compressed STFT (> 0).
+        sigma_min: noise std at x0 (t = 0), >= 0.
+        t_max: the final time used (< 1).
+    """
+
+    def __init__(self, sigma_max: float = 0.5, sigma_min: float = 0.0, t_max: float = 0.999) -> None:
+        if sigma_max <= 0 or sigma_min < 0 or not 0 < t_max < 1:
+            raise ValueError(f"need sigma_max > 0, sigma_min >= 0, 0 < t_max < 1; got {sigma_max}, {sigma_min}, "
+                             f"{t_max}")
+        self.sigma_max_, self.sigma_min, self.t_max = float(sigma_max), float(sigma_min), float(t_max)
+
+    def s(self, t):
+        return 1 - as_float64(t)
+
+    def sigma(self, t):
+        t = as_float64(t)
+        return self.sigma_min + self.sigma_max_ * t / (1 - t)
+
+    def sigma_inv(self, sigma):
+        q = (as_float64(sigma) - self.sigma_min) / self.sigma_max_
+        return q / (1 + q)
+
+    def f(self, t):
+        return 1 / (1 - as_float64(t))
+
+    def g(self, t):
+        return torch.sqrt(2 * self.sigma_max_ * self.sigma(t))
+

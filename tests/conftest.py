@@ -76,6 +76,8 @@ def _sde_factories() -> dict:
         "oucosine": lambda: S.OUCosine(theta=0.0),
         "oucosine_theta": lambda: S.OUCosine(theta=1.5),
         "bbed": lambda: S.BBED(),
+        "sbve": lambda: S.SBVE(),
+        "flow": lambda: S.FlowMatching(),
     }
 
 

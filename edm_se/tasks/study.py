@@ -1,26 +1,34 @@
 """``edm-se paradigms``: the training paradigms of Milling et al. 2024 (Tables 1-2) side by side, at our scale.
 
-Rows: each paradigm (``cells``, trained with the same task model, data, budget and seed), the pretrained peers as
-cold-cascade front ends of the baseline task model (``peers``), and the references (the baseline task model on the
-clean and on the noisy test clips). Columns: the keyword accuracy at each test SNR (0-25 dB) and on average, each
-with a 95% Wilson interval; the test clips are the test voices (flite slt / awb, Allison's recorded digits), never
-trained on, mixed with the corpus's test noise.
+Per task of ``tasks`` (``keywords``: the M5 classifier on spoken digits; ``sentences``: the CTC recogniser on
+clauses): rows are the task's ``cells`` (each paradigm trained with the same task model, data, budget and seed),
+the pretrained peers as cold-cascade front ends of the baseline task model (``peers``), and the clean reference
+(the baseline task model on the clean clips). Columns: the task metric at each test SNR (0-25 dB) and on average,
+each with a 95% interval (Wilson's for keyword accuracy, a bootstrap over files for WER). A task's ``blackbox``
+recognisers (e.g. Whisper) add, for every row, their WER on the same inputs (the row's front end's output): how a
+frozen recogniser that nobody trained against fares behind each enhancer (D4AM's "unseen recogniser" question).
+The test clips are the test voices (flite slt / awb, Allison's recorded digits), never trained on, mixed with the
+corpus's test noise; ``max_clips`` keeps an evenly spaced subset of them (the same clips at every SNR).
 
-Every cell trains in ``out_dir/cells/<name>/`` with ``resume=true`` (interrupt at any time; a changed training
-configuration is refused by the trainer) and is scored once per checkpoint and test set (``eval.json`` records
-both hashes; a different checkpoint or test set is re-scored). ``results.csv`` (tidy: row x SNR), ``results.md``
-and the figures ``accuracy_vs_snr.{png,pdf}`` and ``accuracy_vs_nfe.{png,pdf}`` (the iterative enhancer with 1-8
-Euler steps) are rewritten at the end.
+Every cell trains in ``out_dir/<task>/cells/<name>/`` with ``resume=true`` (interrupt at any time; a changed
+training configuration is refused by the trainer) and is scored once per checkpoint and test set (``eval.json``
+and ``blackbox/*.json`` record the hashes; a different checkpoint or test set is re-scored). ``results.csv`` (tidy:
+task x row x metric x SNR), ``results.md``, ``<task>_<metric>_vs_snr.{png,pdf}`` and ``<task>_vs_nfe.{png,pdf}``
+(the iterative enhancer with 1-8 steps of its sampler) are rewritten at the end.
 
 Which enhancer sits in front of which task model at test time:
 
-====================  ===============================================================
-baseline, data_aug.   none (the noisy input)
-cold_cascade(_da)     the front end (default: the bundled diffusion model, NFE 1)
-multi_task,           the cell's own fine-tuned enhancer (EMA weights, its default sampler) in front of its own
-iterative, d4am       task model (D4AM's is the frozen baseline task model it was trained against)
-peers                 DFN3 / RNNoise in front of the baseline task model
-====================  ===============================================================
+=========================  ==========================================================================================
+baseline, data_aug.        none (the noisy input)
+cold_cascade(_da)          the front end (default: the bundled diffusion model, NFE 1)
+multi_task, iterative,     the cell's own fine-tuned enhancer (EMA weights, its default sampler, ``eval_num_steps``)
+d4am, blackbox_iterative   in front of its own task model (D4AM's and the black-box cell's: the frozen baseline's)
+peers                      DFN3 / RNNoise in front of the baseline task model
+=========================  ==========================================================================================
+
+A task's ``task_init: baseline`` starts every joint cell's task model from the baseline cell's (fine-tuning both
+models); ``cell_overrides`` gives single cells their own training overrides (e.g. a longer budget for the task
+model alone).
 """
 
 from __future__ import annotations

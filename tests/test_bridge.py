@@ -1,0 +1,140 @@
+"""The Schrödinger bridge (SBVE) in the signal model, checked against sgmse's own code (its PyPI wheel)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edm_se import samplers as SM
+from edm_se import sde as S
+from sgmse_reference import sgmse_module
+
+GRID = torch.linspace(1e-3, 0.995, 200, dtype=torch.float64)
+
+
+def _sgmse_sbve(k=2.6, c=0.4):
+    return sgmse_module("sdes").SBVESDE(k=k, c=c, eps=0.0)
+
+
+@pytest.mark.parametrize("k,c", [(2.6, 0.4), (1.5, 1.2)])
+def test_sbve_marginal_equals_sgmse_closed_form_on_a_grid(k, c):
+    ours, theirs = S.SBVE(k=k, c=c), _sgmse_sbve(k, c)
+    one, zero = torch.ones(GRID.numel(), 1, 1, 1, dtype=torch.float64), torch.zeros(GRID.numel(), 1, 1, 1,
+                                                                                    dtype=torch.float64)
+    # sgmse takes log(k) in float32 (torch.log(torch.tensor(k))): agreement to float32 precision, not beyond
+    tol = {"rtol": 2e-6, "atol": 1e-9}
+    torch.testing.assert_close(ours.mean(one, zero, GRID), theirs._mean(one, zero, GRID), **tol)  # w_x(t)
+    torch.testing.assert_close(ours.mean(zero, one, GRID), theirs._mean(zero, one, GRID), **tol)  # w_y(t)
+    torch.testing.assert_close(ours.std(GRID), theirs._std(GRID), **tol)
+    sigma_t, sigma_T, sigma_bart = theirs._sigmas_alphas(GRID)[:3]
+    torch.testing.assert_close(ours.v(GRID), sigma_t ** 2, **tol)
+    torch.testing.assert_close(ours.v_bar(GRID), sigma_bart ** 2, **tol)
+    _, g = theirs.sde(None, None, GRID)
+    torch.testing.assert_close(ours.g(GRID), g.to(torch.float64), rtol=1e-6, atol=0)  # theirs: sqrt in float32
+    assert float(ours.std(torch.tensor(1.0 - 1e-12, dtype=torch.float64))) < 1e-5  # the bridge ends at y
+
+
+class _Fixed:
+    """A denoiser returning a fixed residual estimate (the sampler's ``D - y``)."""
+
+    def __init__(self, d):
+        self.d = d
+
+    def __call__(self, x_tilde, y, sigma):
+        return self.d
+
+
+@pytest.mark.parametrize("t_cur,t_next", [(0.999, 0.9), (0.6, 0.45), (0.2, 0.01)])
+def test_posterior_step_is_the_sb_sde_update_of_sgmse(t_cur, t_next):
+    ours, theirs = S.SBVE(), _sgmse_sbve()
+    gen = torch.Generator().manual_seed(0)
+    y, x, est = (torch.randn(2, 1, 4, 3, dtype=torch.complex128, generator=gen) for _ in range(3))
+    tc, tn = torch.tensor(t_cur, dtype=torch.float64), torch.tensor(t_next, dtype=torch.float64)
+    den = SM._Counted(_Fixed(est - y), ours, y)
+    x_next = SM.Posterior(1)._step(den, ours, y, x, tc, tn, torch.Generator().manual_seed(7))
+    z = torch.randn(x.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(7))  # the same draw
+    sig_c, sig_n = (theirs._sigmas_alphas(t.reshape(1))[0] for t in (tc, tn))
+    w_prev = sig_n ** 2 / sig_c ** 2  # sgmse get_sb_sampler(sampler_type="sde"), VE: alpha = 1
+    tmp = 1 - sig_n ** 2 / sig_c ** 2
+    expected = w_prev * x + tmp * est + sig_n * torch.sqrt(tmp) * z
+    torch.testing.assert_close(x_next, expected, rtol=2e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("t_cur,t_next", [(0.99, 0.9), (0.6, 0.45), (0.2, 0.01)])
+def test_euler_step_is_the_sb_ode_update_of_sgmse(t_cur, t_next):
+    ours, theirs = S.SBVE(), _sgmse_sbve()
+    gen = torch.Generator().manual_seed(1)
+    y, x, est = (torch.randn(2, 1, 4, 3, dtype=torch.complex128, generator=gen) for _ in range(3))
+    tc, tn = torch.tensor(t_cur, dtype=torch.float64), torch.tensor(t_next, dtype=torch.float64)
+    x_next = SM.Euler(1)._step(SM._Counted(_Fixed(est - y), ours, y), ours, y, x, tc, tn, None)
+    (sp, sT, sbp), (st, _, sbt) = (theirs._sigmas_alphas(t.reshape(1))[:3] for t in (tc, tn))
+    w_prev = st * sbt / (sp * sbp)  # sgmse get_sb_sampler(sampler_type="ode"), VE: alpha = 1
+    w_est = (sbt ** 2 - sbp * st * sbt / sp) / sT ** 2
+    w_y = (st ** 2 - sp * st * sbt / sbp) / sT ** 2
+    torch.testing.assert_close(x_next, w_prev * x + w_est * est + w_y * y, rtol=2e-6, atol=1e-9)
+
+
+def _ancestral_std(sde, n: int, tau2: float) -> float:
+    """Exact std of N-step ancestral sampling with the exact denoiser for x0 - y ~ N(mu, tau2): the variance
+    recursion of x_tilde through the posterior steps (it undershoots tau, as ancestral sampling with a point
+    estimate does, and reaches tau as N grows)."""
+    from edm_se.schedules import Uniform
+
+    sig = [float(v) for v in sde.sigma(Uniform()(n, sde))]
+    var = sig[0] ** 2  # the prior
+    for sc, sn in zip(sig[:n - 1], sig[1:n]):
+        rho = sn ** 2 / sc ** 2
+        a = (1 - rho) * tau2 / (tau2 + sc ** 2) + rho  # x_tilde_n = (1 - rho) D(x_tilde_c) + rho x_tilde_c + noise
+        var = a * a * var + sn ** 2 * (1 - rho)
+    return (tau2 / (tau2 + sig[n - 1] ** 2)) * var ** 0.5  # the last step returns D
+
+
+@pytest.mark.parametrize("n", [16, 200])
+def test_posterior_sampler_on_the_bridge_matches_the_exact_ancestral_recursion(n):
+    """Gaussian data x0 - y ~ N(mu, tau^2), the exact denoiser, 20000 samples: mean mu, and the std the exact
+    recursion predicts (0.237 at N = 16, 0.289 at N = 200, toward tau = 0.3)."""
+    sde = S.SBVE()
+    mu, tau = 0.7, 0.3
+    y = torch.zeros(20000, dtype=torch.float64)
+
+    def exact(x_tilde, y_, sigma):  # E[x0 - y | x_tilde] for x0 - y ~ N(mu, tau^2)
+        s2 = sigma.reshape(-1, *([1] * (x_tilde.ndim - 1))) ** 2
+        return (tau ** 2 * x_tilde + s2 * mu) / (tau ** 2 + s2)
+
+    out = SM.Posterior(n)(exact, sde, y, generator=torch.Generator().manual_seed(3))
+    assert out.nfe == n
+    expected = _ancestral_std(sde, n, tau ** 2)
+    assert abs(float(out.x0_hat.mean()) - mu) < 0.01  # standard error 0.002
+    assert abs(float(out.x0_hat.std()) - expected) < 0.006  # standard error 0.0015
+    assert (expected < tau - 0.05) if n == 16 else (tau - 0.015 < expected < tau)
+    again = SM.Posterior(n)(exact, sde, y, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(out.x0_hat, again.x0_hat)
+
+
+# ----------------------------------------------------------------------------------------------- flow matching
+@pytest.mark.parametrize("sigma_min", [0.0, 0.2])
+def test_flow_matching_marginal_is_the_straight_path(sigma_min):
+    sde = S.FlowMatching(sigma_max=0.5, sigma_min=sigma_min)
+    x0 = torch.randn(GRID.numel(), 1, 3, 2, dtype=torch.float64)
+    y = torch.randn_like(x0)
+    t = GRID.reshape(-1, 1, 1, 1)
+    torch.testing.assert_close(sde.mean(x0, y, GRID), (1 - t) * x0 + t * y, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(sde.std(GRID), (1 - GRID) * sigma_min + GRID * 0.5, rtol=1e-12, atol=1e-12)
+    noise = torch.randn_like(x0)
+    torch.testing.assert_close(sde.perturb(x0, y, GRID, noise), (1 - t) * x0 + t * y + (
+        (1 - t) * sigma_min + t * 0.5) * noise, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("sampler", ["euler", "heun"])
+def test_flow_matching_ode_step_is_the_conditional_flow_euler_update(sampler):
+    """dx/dt = y - x0 + (sigma_max - sigma_min) eps (the conditional vector field of flow matching, with the
+    denoiser's x0 and eps = (x - mu_t) / sigma_t); a fixed estimate makes the path straight, so Euler and Heun
+    both land on it exactly."""
+    sde = S.FlowMatching(sigma_max=0.5, sigma_min=0.1)
+    gen = torch.Generator().manual_seed(2)
+    y, x, est = (torch.randn(2, 1, 4, 3, dtype=torch.float64, generator=gen) for _ in range(3))
+    tc, tn = torch.tensor(0.7, dtype=torch.float64), torch.tensor(0.4, dtype=torch.float64)
+    step = (SM.Euler(1) if sampler == "euler" else SM.EDMHeun(1))._step
+    x_next = step(SM._Counted(_Fixed(est - y), sde, y), sde, y, x, tc, tn, None)
+    eps = (x - ((1 - tc) * est + tc * y)) / sde.std(tc)
+    torch.testing.assert_close(x_next, x + (tn - tc) * (y - est + (0.5 - 0.1) * eps), rtol=1e-12, atol=1e-12)
