@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -27,6 +28,18 @@ TINY_TRAIN = [
     "trainer.threads=1",
     "data.train.segment_seconds=0.51",
 ]
+
+
+@contextlib.contextmanager
+def shared_lock(name: str):
+    """An inter-process lock on ``data_cache/.locks/<name>.lock``: the tests run in parallel workers (pytest-xdist),
+    and the real corpus, its download cache and the sgmse wheel are built once, by whichever worker comes first."""
+    from filelock import FileLock
+
+    locks = REPO / "data_cache" / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(locks / f"{name}.lock")):
+        yield
 
 
 def edm_se_cmd(*args: str) -> list[str]:

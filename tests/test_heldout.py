@@ -18,6 +18,7 @@ import pytest
 import torch
 import torchaudio.functional as AF
 
+from conftest import shared_lock
 from edm_se.audio import load_audio
 from edm_se.data import builtin_manifest, builtin_root, builtin_test_set
 from edm_se.data.corpus import fingerprint_rows
@@ -93,12 +94,13 @@ def test_builtin_test_set_mixtures_come_from_test_files_only():
 @pytest.fixture(scope="module")
 def corpus() -> Path:
     root = Path(os.environ.get("EDM_SE_CORPUS", REPO / "data_cache" / "corpus"))
-    if not (root / "manifest.csv").exists():
-        if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
-            pytest.skip("no built corpus and no apt-get/dpkg to build one (edm-se data build)")
-        from edm_se.data.corpus import build_corpus
+    with shared_lock("corpus"):  # another worker may be building it
+        if not (root / "manifest.csv").exists():
+            if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
+                pytest.skip("no built corpus and no apt-get/dpkg to build one (edm-se data build)")
+            from edm_se.data.corpus import build_corpus
 
-        build_corpus(root, progress=False)
+            build_corpus(root, progress=False)
     return root
 
 

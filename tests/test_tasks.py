@@ -16,7 +16,7 @@ from edm_se.checkpoint import load_checkpoint
 from edm_se.tasks.models import CTCRecognizer, M5, TaskTargets, encode_text, greedy_ctc_decode
 from edm_se.tasks.paradigms import (PARADIGMS, calibrate_gradient, importance_weights, srpr_alpha_gradient)
 
-from conftest import REPO, TINY_TRAIN, edm_se_cmd, sigkill_at_checkpoint
+from conftest import REPO, TINY_TRAIN, edm_se_cmd, shared_lock, sigkill_at_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -26,8 +26,9 @@ def task_root(tmp_path_factory) -> Path:
     from edm_se.tasks.data import build_task_corpus
 
     out = tmp_path_factory.mktemp("tasks")
-    return build_task_corpus(out, cache_dir=REPO / "data_cache" / "corpus" / ".cache", voices=["kal16", "rms"],
-                             max_sentences=6, max_variants=6, progress=False)
+    with shared_lock("corpus"):  # the corpus's download cache is shared with its build
+        return build_task_corpus(out, cache_dir=REPO / "data_cache" / "corpus" / ".cache", voices=["kal16", "rms"],
+                                 max_sentences=6, max_variants=6, progress=False)
 
 
 # ----------------------------------------------------------------------------------------------- pure math
