@@ -35,6 +35,11 @@ COMMANDS: dict[str, tuple[str, str, str, bool]] = {
              "draw metric-vs-NFE / metric-vs-RTF curves and spectrograms from a results.csv", False),
 }
 
+# commands that are not Hydra apps: command -> ("module:function" taking argv and returning the exit status, summary)
+PLAIN_COMMANDS: dict[str, tuple[str, str]] = {
+    "import": ("edm_se.sgmse_import:main", "convert a checkpoint of another toolkit (`edm-se import sgmse CKPT OUT`)"),
+}
+
 # `edm-se data <sub-command>`: sub-command -> (config name, "module:function")
 DATA_SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "build": ("data_build", "edm_se.commands:data_build_main"),
@@ -144,7 +149,8 @@ def run_hydra(command: str, argv: list[str], spec: tuple[str, str] | None = None
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``edm-se`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = "\n".join(f"  {name:<9} {spec[2]}" for name, spec in COMMANDS.items())
+    commands = "\n".join([f"  {name:<9} {spec[2]}" for name, spec in COMMANDS.items()] +
+                         [f"  {name:<9} {spec[1]}" for name, spec in PLAIN_COMMANDS.items()])
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE.format(commands=commands))
         raise SystemExit(0 if argv else 2)
@@ -154,8 +160,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"edm-se {__version__}")
         return
     command, rest = argv[0], argv[1:]
+    if command in PLAIN_COMMANDS:
+        module_name, func_name = PLAIN_COMMANDS[command][0].split(":")
+        raise SystemExit(getattr(importlib.import_module(module_name), func_name)(rest))
     if command not in COMMANDS:
-        print(f"edm-se: error: unknown command {command!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
+        print(f"edm-se: error: unknown command {command!r}; choose from {', '.join([*COMMANDS, *PLAIN_COMMANDS])}",
+              file=sys.stderr)
         raise SystemExit(2)
     if command == "data":
         if not rest or rest[0] in ("-h", "--help"):

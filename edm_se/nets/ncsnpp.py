@@ -236,6 +236,10 @@ class NCSNpp(nn.Module):
         skip_rescale: divide residual sums by sqrt(2).
         init_scale: init scale of the last conv of each residual / attention block and of the output-pyramid convs
             (0 -> variance scale 1e-10, i.e. practically zero, as in SGMSE+).
+        output_bias_times_t: multiply ``output_layer``'s bias by ``t = exp(c_noise)``. SGMSE+ divides by ``t``
+            *before* its output layer, so its bias is not divided by ``t``; with ``precond=sgmse`` (``c_noise =
+            ln t``, ``c_out`` carrying ``1 / t``) this reproduces an imported SGMSE+ network exactly
+            (:mod:`edm_se.sgmse_import` sets it). False (default): a plain output layer.
 
     Only SGMSE+'s choices are implemented (BigGAN blocks, FIR resampling, ``output_skip`` / ``input_skip`` with
     ``sum``, Fourier embedding, conditional); there are no switches for the alternatives.
@@ -245,8 +249,9 @@ class NCSNpp(nn.Module):
                  ch_mult: Sequence[int] = (1, 1, 2, 2, 2, 2, 2), num_res_blocks: int = 2,
                  attn_resolutions: Sequence[int] = (16,), image_size: int = 256,
                  fir_kernel: Sequence[float] = (1, 3, 3, 1), fourier_scale: float = 16.0, dropout: float = 0.0,
-                 skip_rescale: bool = True, init_scale: float = 0.0) -> None:
+                 skip_rescale: bool = True, init_scale: float = 0.0, output_bias_times_t: bool = False) -> None:
         super().__init__()
+        self.output_bias_times_t = bool(output_bias_times_t)
         ch_mult = [int(m) for m in ch_mult]
         attn_resolutions = [int(r) for r in attn_resolutions]
         self.in_channels = in_channels
@@ -357,4 +362,7 @@ class NCSNpp(nn.Module):
             pyramid = pyramid_h if pyramid is None else fir_upsample_2d(pyramid, self.fir_kernel) + pyramid_h
             if level != 0:
                 h = self.dec_up[i](h, temb)
+        if self.output_bias_times_t:
+            bias = self.output_layer.bias[None, :, None, None] * torch.exp(c_noise)[:, None, None, None]
+            return F.conv2d(pyramid, self.output_layer.weight) + bias
         return self.output_layer(pyramid)
