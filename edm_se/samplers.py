@@ -286,4 +286,3 @@ class Posterior(PC):
                  return_trajectory: bool = False) -> None:
         super().__init__(num_steps, schedule, snr=0.0, corrector_steps=0, final_denoise=True,
                          predictor_in_sigma=True, float64=float64, return_trajectory=return_trajectory)
-

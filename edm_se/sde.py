@@ -523,4 +523,3 @@ class FlowMatching(SDE):
 
     def g(self, t):
         return torch.sqrt(2 * self.sigma_max_ * self.sigma(t))
-

@@ -76,12 +76,17 @@ def convert_ncsnpp_state(theirs: dict[str, torch.Tensor], net) -> dict[str, torc
     """
     from edm_se.nets.ncsnpp import AttnBlock, BigGANResBlock
 
-    ours: dict[str, torch.Tensor] = {"embed.W": theirs["all_modules.0.W"],
-                                     "output_layer.weight": theirs["output_layer.weight"],
-                                     "output_layer.bias": theirs["output_layer.bias"]}
+    direct = {"embed.W": "all_modules.0.W", "output_layer.weight": "output_layer.weight",
+              "output_layer.bias": "output_layer.bias"}
+    missing_keys = [k for k in direct.values() if k not in theirs]
+    if missing_keys:
+        raise CheckpointError(f"sgmse NCSN++ weights lack {missing_keys[:3]}")
+    ours: dict[str, torch.Tensor] = {k: theirs[v] for k, v in direct.items()}
+    used = set(direct.values())
     for idx, (name, module) in enumerate(ncsnpp_forward_modules(net), start=1):
         prefix = f"all_modules.{idx}."
         sub = {k[len(prefix):]: v for k, v in theirs.items() if k.startswith(prefix)}
+        used.update(prefix + k for k in sub)
         if isinstance(module, BigGANResBlock):
             for k, v in sub.items():
                 part, _, leaf = k.partition(".")
@@ -103,9 +108,6 @@ def convert_ncsnpp_state(theirs: dict[str, torch.Tensor], net) -> dict[str, torc
             for k, v in sub.items():
                 ours[f"{name}.{k.removeprefix('Conv_0.')}"] = v
     expected = net.state_dict()
-    used = {"all_modules.0.W", "output_layer.weight", "output_layer.bias"} | {
-        k for k in theirs if k.split(".")[1].isdigit() and 1 <= int(k.split(".")[1]) <= len(
-            ncsnpp_forward_modules(net))}
     left = sorted(set(theirs) - used)
     missing = sorted(set(expected) - set(ours))
     extra = sorted(set(ours) - set(expected))

@@ -14,7 +14,7 @@ import torch
 
 from edm_se.tasks.models import TaskModel
 
-__all__ = ["wilson_ci95", "evaluate_task", "enhance_items"]
+__all__ = ["wilson_ci95", "evaluate_task", "enhance_items", "evaluate_recogniser", "wer_summary"]
 
 
 def wilson_ci95(successes: int, n: int) -> dict[str, float]:
@@ -60,7 +60,7 @@ def evaluate_task(task: TaskModel, items: Sequence[dict], waves: Sequence[np.nda
         ``{"metric": "accuracy" | "wer", "overall": {mean, ci95, n}, "per_snr": {snr: {...}}, "per_file":
         [{name, snr_db, target, prediction, correct | errors}]}``.
     """
-    from edm_se.asr import corpus_wer, reference_words, weighted_mean_ci95, word_errors
+    from edm_se.asr import word_errors
 
     task.eval()
     waves = [np.asarray(it["noisy"], np.float32) for it in items] if waves is None else list(waves)
@@ -84,15 +84,41 @@ def evaluate_task(task: TaskModel, items: Sequence[dict], waves: Sequence[np.nda
         rows.append(row)
 
     def summary(sel: list[dict]) -> dict:
-        if keyword:
-            return wilson_ci95(sum(r["correct"] for r in sel), len(sel))
-        refs = [r["target"] for r in sel]
-        ci = weighted_mean_ci95([100.0 * r["errors"] / max(r["words"], 1) for r in sel],
-                                [reference_words(t) for t in refs])
-        return {"mean": corpus_wer(refs, [r["prediction"] for r in sel]), "ci95": ci["ci95"], "n": len(sel)}
+        return wilson_ci95(sum(r["correct"] for r in sel), len(sel)) if keyword else wer_summary(sel)
 
+    return _per_snr("accuracy" if keyword else "wer", rows, summary)
+
+
+def wer_summary(rows: Sequence[dict]) -> dict[str, float]:
+    """Corpus WER (%) of rows ``{target, prediction, errors, words}`` with the bootstrap 95% half-width over files
+    (:func:`edm_se.asr.weighted_mean_ci95`, weighted by reference words): ``{"mean", "ci95", "n"}``."""
+    from edm_se.asr import corpus_wer, reference_words, weighted_mean_ci95
+
+    refs = [r["target"] for r in rows]
+    ci = weighted_mean_ci95([100.0 * r["errors"] / max(r["words"], 1) for r in rows],
+                            [reference_words(t) for t in refs])
+    return {"mean": corpus_wer(refs, [r["prediction"] for r in rows]), "ci95": ci["ci95"], "n": len(rows)}
+
+
+def _per_snr(metric: str, rows: list[dict], summary) -> dict:
     snrs = sorted({r["snr_db"] for r in rows})
-    return {"metric": "accuracy" if keyword else "wer", "overall": summary(rows),
-            "per_snr": {f"{s:g}": summary([r for r in rows if r["snr_db"] == s]) for s in snrs},
-            "per_file": rows}
+    return {"metric": metric, "overall": summary(rows),
+            "per_snr": {f"{s:g}": summary([r for r in rows if r["snr_db"] == s]) for s in snrs}, "per_file": rows}
+
+
+def evaluate_recogniser(recogniser: str, items: Sequence[dict], waves: Sequence[np.ndarray],
+                        sample_rate: int = 16000, **options: Any) -> dict:
+    """WER of a frozen black-box recogniser (``whisper`` / ``sphinx``, :func:`edm_se.asr.transcribe`) on ``waves``
+    against the items' transcripts: the dict of :func:`evaluate_task` with ``metric = "wer_<recogniser>"``."""
+    from tqdm.auto import tqdm
+
+    from edm_se.asr import transcribe, word_errors
+
+    rows = []
+    for it, w in tqdm(list(zip(items, waves)), desc=f"{recogniser} WER", unit="file", leave=False):
+        hyp = transcribe(recogniser, w, sample_rate, **options)
+        e = word_errors(it["text"], hyp)
+        rows.append({"name": it.get("name", ""), "snr_db": float(it["snr_db"]), "target": it["text"],
+                     "prediction": hyp, "errors": e.errors, "words": e.reference_words})
+    return _per_snr(f"wer_{recogniser}", rows, wer_summary)
 

@@ -170,32 +170,6 @@ def _test_items(cfg: DictConfig, task: str, tcfg: DictConfig) -> tuple[list[dict
     return items, h.hexdigest()
 
 
-def _blackbox_wer(recogniser: str, items: Sequence[dict], waves: Sequence[np.ndarray], threads: int) -> dict:
-    """Corpus WER (%) of a black-box recogniser on ``waves`` against the items' transcripts, overall and per SNR,
-    with bootstrap 95% intervals over files (:func:`edm_se.asr.weighted_mean_ci95`)."""
-    from tqdm.auto import tqdm
-
-    from edm_se.asr import corpus_wer, reference_words, transcribe, weighted_mean_ci95, word_errors
-
-    opts = {"threads": max(int(threads), 1)} if recogniser == "whisper" else {}
-    rows = []
-    for it, w in tqdm(list(zip(items, waves)), desc=f"{recogniser} WER", unit="file", leave=False):
-        hyp = transcribe(recogniser, w, 16000, **opts)
-        e = word_errors(it["text"], hyp)
-        rows.append({"snr_db": float(it["snr_db"]), "ref": it["text"], "hyp": hyp, "errors": e.errors,
-                     "words": e.reference_words})
-
-    def summary(sel):
-        ci = weighted_mean_ci95([100.0 * r["errors"] / max(r["words"], 1) for r in sel],
-                                [reference_words(r["ref"]) for r in sel])
-        return {"mean": corpus_wer([r["ref"] for r in sel], [r["hyp"] for r in sel]), "ci95": ci["ci95"],
-                "n": len(sel)}
-
-    snrs = sorted({r["snr_db"] for r in rows})
-    return {"metric": f"wer_{recogniser}", "overall": summary(rows),
-            "per_snr": {f"{s:g}": summary([r for r in rows if r["snr_db"] == s]) for s in snrs}, "per_file": rows}
-
-
 def _tasks(cfg: DictConfig) -> dict[str, DictConfig]:
     from edm_se import validate
 
@@ -245,7 +219,7 @@ def _run_task(cfg: DictConfig, task: str, tcfg: DictConfig, out: Path) -> tuple[
     from edm_se.enhancers import make_peer, peer_available
     from edm_se.provenance import checkpoint_identity
     from edm_se.tasks.checkpoint import load_task_model
-    from edm_se.tasks.evaluate import enhance_items, evaluate_task
+    from edm_se.tasks.evaluate import enhance_items, evaluate_recogniser, evaluate_task
 
     out.mkdir(parents=True, exist_ok=True)
     items, test_sha = _test_items(cfg, task, tcfg)
@@ -282,7 +256,8 @@ def _run_task(cfg: DictConfig, task: str, tcfg: DictConfig, out: Path) -> tuple[
             bkey = {"recogniser": rec, "front_end": fid, "test_sha256": test_sha}
             digest = _digest(bkey)
             bres = _cached_eval(out / "blackbox" / f"{rec}_{digest}.json", bkey,
-                                lambda rec=rec: _blackbox_wer(rec, items, waves(front, fid), int(cfg.threads)))
+                                lambda rec=rec: evaluate_recogniser(rec, items, waves(front, fid), **(
+                                    {"threads": max(int(cfg.threads), 1)} if rec == "whisper" else {})))
             rows.append({**base, "task_model": rec, **bres, "provenance": bkey})
 
     for name in cells:
