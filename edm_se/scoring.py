@@ -197,7 +197,8 @@ def score_point(refs: list[Any], ests: list[Any], test_set: TestSet, metrics: li
     delta, delta_per_snr = improvement(scores, noisy_ref, test_set.names, test_set.snr_db, words)
     return {**(extra or {}), "n": len(test_set.names), "score_s": score_s, "metrics": summary, "per_snr": per_snr,
             "improvement": delta, "improvement_per_snr": delta_per_snr,
-            "per_file": {"names": list(test_set.names), **scores, **{f"hyp_{k}": v for k, v in hyps.items()}}}
+            "per_file": {"names": list(test_set.names), **scores, **{f"hyp_{k}": v for k, v in hyps.items()},
+                         **({"ref_words": list(words)} if words is not None else {})}}
 
 
 def _load_pairs(test_set: TestSet, sample_rate: int) -> tuple[list[Any], list[Any]]:

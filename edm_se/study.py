@@ -23,7 +23,7 @@ A study is a Hydra multirun over the axes that a preset (``conf/study/<name>.yam
                  "design", "n", "wall_s", "audio_s", "rtf", "score_s",
                  "metrics": {name: {"mean", "ci95", "n"}}, "per_snr": {name: {snr_db: mean}},
                  "improvement": {name: {"mean", "ci95", "n"}},
-                 "per_file": {"names": [...], name: [...], "hyp_<recogniser>": [transcript, ...]},
+                 "per_file": {"names": [...], name: [...], "hyp_<recogniser>": [transcript, ...], "ref_words": [...]},
                  "audio": [...]}],
      "started", "finished"}
 
@@ -307,10 +307,13 @@ class GatherCallback(Callback):
             print(f"edm-se study: nothing was written to {sweep_dir}")
             return
         out = gather(sweep_dir)
+        from edm_se.study_best import write_best
+
+        _, best_md = write_best(sweep_dir, config.study.get("compare_to"))
         print(f"edm-se study: {out['cells']} finished cell(s), {len(out['failed'])} failed")
         for cell, msg in out["failed"]:
             print(f"  failed cell {cell}: {msg} (see its error.json)")
-        print(f"results: {out['results']}  and  {out['markdown']}")
+        print(f"results: {out['results']}  and  {out['markdown']}  (best point per metric: {best_md})")
         pngs = [p for p in out["figures"] if p.suffix == ".png"]
         if pngs:
             print("figures: " + "  ".join(str(p) for p in pngs) + "  (+ PDF)")

@@ -555,6 +555,8 @@ class Trainer:
             if self.is_main and (self.step % int(self.tc.ckpt_every) == 0 or self.step == max_steps):
                 self.save("last.pt")
         bar.close()
+        if self.is_main and not (self.ckpt_dir / "last.pt").exists():
+            self.save("last.pt")  # max_steps=0: the initial (e.g. fine-tuning's loaded) weights, as a checkpoint
         result = {"run_dir": str(self.run_dir), "step": self.step}
         if self.distributed:
             import torch.distributed as dist

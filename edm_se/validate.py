@@ -164,11 +164,29 @@ def paradigm(cfg: DictConfig) -> None:
     from edm_se.tasks.models import TASK_KINDS
     from edm_se.tasks.paradigms import D4AM, PARADIGMS, EnhancerOutput
 
+    from edm_se.crp import CRP_LOSSES
+
     known = {f"edm_se.tasks.paradigms.{c.__name__}": n for n, c in PARADIGMS.items()}
+    known["edm_se.crp.CRP"] = "crp"
     target = node.get("_target_")
-    check(cfg, "paradigm._target_", lambda v: v in known, "a paradigm of edm_se.tasks.paradigms (paradigm=" +
-          "|".join(PARADIGMS) + ")")
+    check(cfg, "paradigm._target_", lambda v: v in known, "a paradigm of edm_se.tasks.paradigms or edm_se.crp "
+          "(paradigm=" + "|".join(known.values()) + ")")
     if known[target] == "denoising":
+        return
+    if known[target] == "crp":
+        from pathlib import Path
+
+        from edm_se.cli import conf_dir
+
+        def steps_ok(v: Any) -> bool:
+            values = list(v) if OmegaConf.is_list(v) or isinstance(v, (list, tuple)) else [v]
+            return bool(values) and all(_is_int(n) and n >= 1 for n in values)
+
+        check(cfg, "paradigm.num_steps", steps_ok, "an integer >= 1 or a non-empty list of them")
+        number_in(cfg, "paradigm.t_start", 0.0, 1.0, low_open=True)
+        one_of(cfg, "paradigm.loss", CRP_LOSSES)
+        check(cfg, "paradigm.sampler", lambda v: isinstance(v, str) and (Path(conf_dir()) / "sampler" /
+              f"{v}.yaml").exists(), "a conf/sampler name (euler, edm_heun, pc, ...)")
         return
     one_of(cfg, "paradigm.task.name", sorted(TASK_KINDS))
     if cfg.paradigm.task.name == "m5":
@@ -224,6 +242,9 @@ def study_config(cfg: DictConfig) -> None:
 
     check(cfg, "peers", lambda v: all(str(p) in PEERS for p in v), "a list of " + ", ".join(PEERS) + " (or [])",
           optional=True)
+    cells = list((cfg.study.get("cells") or {}).keys()) if cfg.get("study") is not None else []
+    check(cfg, "study.compare_to", lambda v: str(v) in cells, "null or a cell of this study (" +
+          ", ".join(cells) + ")", optional=True)
 
 
 def evaluate_config(cfg: DictConfig) -> None:

@@ -402,3 +402,49 @@ def test_study_with_a_wer_metric_and_a_peer_writes_both_to_the_table_and_the_fig
     # the peer and the noisy/clean transcripts are scored once per test set, not once per cell
     log = res.stdout + res.stderr
     assert log.count("scoring peer rnnoise") == 1 and log.count("scoring the noisy input") == 1, log[-3000:]
+
+
+# ----------------------------------------------------------------------------------------------- few_step (CRP)
+def test_few_step_study_fine_tunes_scores_and_pairs_each_point_with_the_untuned_model(tiny_test_set, tmp_path):
+    """`study=few_step` through the CLI with a tiny model: the `none` cell is the starting model (0 steps, weights
+    unchanged), `crp_n2` fine-tunes it through 2 Euler steps, and best.md pairs crp_n2's point with none's."""
+    from conftest import TINY_TRAIN
+
+    start = tmp_path / "start"
+    res = run_cli("train", f"run_dir={start}", "trainer.max_steps=2", *TINY_TRAIN)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ckpt = start / "checkpoints" / "last.pt"
+    overrides = ",".join(f'"{o}"' for o in [*TINY_TRAIN, "paradigm=crp", f"paradigm.enhancer_checkpoint={ckpt}",
+                                            "trainer.max_steps=2"])
+    sweep = tmp_path / "fs"
+    res = run_cli("study", "study=few_step", f"test_set={tiny_test_set}", f"hydra.sweep.dir={sweep}",
+                  f"study.train_overrides=[{overrides}]", "cell=none,crp_n2",
+                  "metrics=[si_sdr,estoi]", "peers=[]", "num_workers=1", "keep_audio=0", timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    none = json.loads((sweep / "cell=none" / "metrics.json").read_text())
+    tuned = json.loads((sweep / "cell=crp_n2" / "metrics.json").read_text())
+    assert [(p["sampler"], p["nfe"]) for p in none["points"]][:5] == [("euler", n) for n in range(1, 6)]
+    assert [(p["sampler"], p["num_steps"]) for p in tuned["points"]] == [("euler", 2)]
+    from edm_se.checkpoint import load_checkpoint
+
+    untuned = load_checkpoint(sweep / "cell=none" / "checkpoints" / "last.pt")
+    src = load_checkpoint(ckpt)
+    assert untuned["step"] == 0 and all(torch.equal(untuned["ema"][k], v) for k, v in src["ema"].items())
+    moved = load_checkpoint(sweep / "cell=crp_n2" / "checkpoints" / "last.pt")
+    assert moved["step"] == 2 and not all(torch.equal(moved["model"][k], v) for k, v in src["ema"].items())
+    best = json.loads((sweep / "best.json").read_text())
+    assert best["compare_to"] == "none" and set(best["metrics"]) == {"estoi", "si_sdr"}
+    (pair,) = [c for c in best["comparisons"] if c["metric"] == "si_sdr"]
+    assert pair["label"].startswith("crp_n2 / euler 2") and pair["baseline"].startswith("none / euler 2")
+    base_sdr = next(p for p in none["points"] if p["sampler"] == "euler" and p["num_steps"] == 2)
+    want = np.mean(np.subtract(tuned["points"][0]["per_file"]["si_sdr"], base_sdr["per_file"]["si_sdr"]))
+    assert pair["mean"] == pytest.approx(want)
+    assert "## Against `none`" in (sweep / "best.md").read_text()
+    assert "best point per metric" in res.stdout
+
+
+def test_compare_to_must_name_a_cell(tiny_test_set, tmp_path):
+    res = run_cli("study", "study=few_step", f"test_set={tiny_test_set}", f"hydra.sweep.dir={tmp_path / 'x'}",
+                  "study.compare_to=nothing", "peers=[]")
+    assert res.returncode == 2
+    assert "study.compare_to=nothing: must be null or a cell of this study (none, crp_n1" in res.stderr

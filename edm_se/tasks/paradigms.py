@@ -159,19 +159,23 @@ class EnhancerOutput:
             step; memory grows with the steps).
         sampler: sampler config name for ``"sample"`` (``conf/sampler``), e.g. ``"edm_heun"`` or ``"euler"``.
         num_steps: steps of ``"sample"``.
+        t_start: ``"sample"`` starts the reverse process at ``t_start * t_max`` (1.0: the prior).
 
     Raises:
-        ValueError: unknown mode or num_steps < 1.
+        ValueError: unknown mode, num_steps < 1 or t_start outside (0, 1].
     """
 
     MODES = ("one_step", "prior", "sample")
 
-    def __init__(self, mode: str = "prior", sampler: str = "euler", num_steps: int = 1) -> None:
+    def __init__(self, mode: str = "prior", sampler: str = "euler", num_steps: int = 1, t_start: float = 1.0) -> None:
         if mode not in self.MODES:
             raise ValueError(f"enhancer_output.mode must be one of {self.MODES}, got {mode!r}")
         if int(num_steps) < 1:
             raise ValueError(f"enhancer_output.num_steps must be >= 1, got {num_steps}")
+        if not 0 < float(t_start) <= 1:
+            raise ValueError(f"enhancer_output.t_start must be in (0, 1], got {t_start}")
         self.mode, self.sampler_name, self.num_steps = mode, str(sampler), int(num_steps)
+        self.t_start = float(t_start)
         self._sampler = None
 
     def _make_sampler(self):
@@ -195,7 +199,8 @@ class EnhancerOutput:
         sampler = self._make_sampler()
         run = type(sampler).__call__
         run = getattr(run, "__wrapped__", run)  # the samplers run under no_grad; unwrap for gradients
-        out = run(sampler, trainer.model, trainer.parts.sde, y, generator=generator)
+        t_start = self.t_start if self.mode == "sample" else 1.0
+        out = run(sampler, trainer.model, trainer.parts.sde, y, t_start=t_start, generator=generator)
         return out.x0_hat.to(y.dtype)
 
 
