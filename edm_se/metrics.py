@@ -168,8 +168,11 @@ def dnsmos(est: Any, sample_rate: int) -> dict[str, float]:
 
 def _score_one(job: tuple) -> dict[str, Any]:
     """All wanted metrics for one pair (runs in a worker process). WER metrics add ``hyp_<recogniser>``."""
+    import time
+
     ref, est, sample_rate, metrics, transcript = job
     row: dict[str, Any] = {}
+    t0 = time.perf_counter()
     if "pesq" in metrics:
         row["pesq"] = pesq_wb(ref, est, sample_rate)
     if "estoi" in metrics:
@@ -179,6 +182,7 @@ def _score_one(job: tuple) -> dict[str, Any]:
     if any(m in metrics for m in DNSMOS_METRICS):
         scores = dnsmos(est, sample_rate)
         row.update({m: scores[m] for m in DNSMOS_METRICS if m in metrics})
+    t1 = time.perf_counter()
     for m in metrics:
         if m in WER_METRICS:
             from edm_se import asr
@@ -187,6 +191,7 @@ def _score_one(job: tuple) -> dict[str, Any]:
             hyp = asr.transcribe(name, est, sample_rate)
             row[m] = asr.word_errors(transcript or "", hyp).wer
             row[f"hyp_{name}"] = hyp
+    row["time_metrics_s"], row["time_recognisers_s"] = t1 - t0, time.perf_counter() - t1
     return row
 
 
@@ -253,7 +258,8 @@ def score_pairs(references: Sequence[Any], estimates: Sequence[Any], sample_rate
     Returns:
         (DataFrame with a ``name`` column, one column per metric and, for each WER metric, ``hyp_<recogniser>``
         (the hypothesis) and ``ref_words``, in input order; summary ``{metric: {"mean", "ci95", "n"}}`` over the
-        finite values, see :func:`summary_stat`).
+        finite values, see :func:`summary_stat`). ``frame.attrs["seconds"]`` holds ``metrics_s`` and
+        ``recognisers_s``: the time spent on the signal metrics and on the recognisers, summed over files.
 
     Raises:
         ValueError: unknown metric, sequences of different lengths, a malformed pair, or a WER metric without a
@@ -323,5 +329,8 @@ def score_pairs(references: Sequence[Any], estimates: Sequence[Any], sample_rate
         words = [asr.reference_words(t or "") for t in texts]
         rows = [{**r, "ref_words": w} for r, w in zip(rows, words)]
     frame = pd.DataFrame([{"name": n, **r} for n, r in zip(names, rows)], columns=["name", *metrics, *extra])
+    # seconds the workers spent on the signal metrics and on the recognisers, summed over files (CPU, not wall)
+    frame.attrs["seconds"] = {"metrics_s": float(sum(r["time_metrics_s"] for r in rows)),
+                              "recognisers_s": float(sum(r["time_recognisers_s"] for r in rows))}
     summary = {m: summary_stat(m, frame[m].to_numpy(dtype=np.float64), words) for m in metrics}
     return frame, summary

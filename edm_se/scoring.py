@@ -4,6 +4,7 @@ paired per-file improvement over the noisy input (the statistic that tells sampl
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,8 @@ def ref_words(test_set: TestSet) -> list[int] | None:
 
 
 def score(references: list[Any], estimates: list[Any], names: list[str], sample_rate: int,
-          metrics: list[str], num_workers: int = 2,
-          transcripts: list[str | None] | None = None) -> tuple[dict[str, list[float]], dict[str, list[str]]]:
+          metrics: list[str], num_workers: int = 2, transcripts: list[str | None] | None = None,
+          timings: dict | None = None) -> tuple[dict[str, list[float]], dict[str, list[str]]]:
     """Per-file scores for ``metrics`` (see :func:`edm_se.metrics.score_pairs`; filter them first with
     :func:`wanted_metrics`).
 
@@ -57,6 +58,8 @@ def score(references: list[Any], estimates: list[Any], names: list[str], sample_
         names: file names, same order.
         metrics: metric names (``pesq``, ``estoi``, ``si_sdr``, ``dnsmos_ovrl``, ``wer_whisper``, ...).
         transcripts: reference transcripts, same order (for the WER metrics).
+        timings: if given, filled with ``metrics_s`` and ``recognisers_s``: the seconds the workers spent on the
+            signal metrics and on the recognisers, summed over files (CPU time in parallel workers, not wall time).
 
     Returns:
         ``({metric: [value per file]}, {recogniser: [hypothesis per file]})``.
@@ -74,6 +77,8 @@ def score(references: list[Any], estimates: list[Any], names: list[str], sample_
         if m in frame.columns:
             out[m] = [float(v) for v in frame[m].tolist()]
     hyps = {c[4:]: [str(v) for v in frame[c].tolist()] for c in frame.columns if c.startswith("hyp_")}
+    if timings is not None:
+        timings.update(frame.attrs.get("seconds") or {})
     return out, hyps
 
 
@@ -155,11 +160,13 @@ def evaluate_point(model: Any, test_set: TestSet, sampler: dict, *, t_start: flo
         raise ValueError(f"t_start must be in (0, 1], got {t_start}")
     sr = model.sample_rate
     smp = model.make_sampler(sampler)
-    refs, ests, wall, audio_s, nfe = [], [], 0.0, 0.0, 0
+    refs, ests, wall, audio_s, nfe, io_s = [], [], 0.0, 0.0, 0, 0.0
     kept = []
     for name in tqdm(test_set.names, desc="enhance", disable=not progress, dynamic_ncols=True):
+        t_io = time.perf_counter()
         noisy = load_audio(test_set.noisy(name), sample_rate=sr)
         clean = load_audio(test_set.clean(name), sample_rate=sr)
+        io_s += time.perf_counter() - t_io
         res = model.enhance(noisy, sr, sampler=smp, t_start=float(t_start), seed=int(seed))
         n = min(clean.shape[-1], res.waveform.shape[-1])
         refs.append(clean[:n])
@@ -168,12 +175,14 @@ def evaluate_point(model: Any, test_set: TestSet, sampler: dict, *, t_start: flo
         audio_s += noisy.shape[-1] / sr
         nfe = max(nfe, int(res.nfe))
         if name in keep:
+            t_io = time.perf_counter()
             dest = audio_dir / Path(name).with_suffix(".flac")
             save_audio(dest, res.waveform, sr)
             kept.append(dest)
+            io_s += time.perf_counter() - t_io
     return score_point(refs, ests, test_set, metrics, sr, num_workers=num_workers, noisy_ref=noisy_ref,
                        extra={"nfe": nfe, "wall_s": wall, "audio_s": audio_s, "rtf": wall / max(audio_s, 1e-9),
-                              "audio": [str(p) for p in kept]})
+                              "io_s": io_s, "audio": [str(p) for p in kept]})
 
 
 def score_point(refs: list[Any], ests: list[Any], test_set: TestSet, metrics: list[str], sample_rate: int, *,
@@ -186,16 +195,16 @@ def score_point(refs: list[Any], ests: list[Any], test_set: TestSet, metrics: li
     share; ``extra`` keys (``nfe``, ``rtf``, ...) are added to the point, and ``score_s`` is the wall time of
     scoring (metrics and recognisers, in the worker pool).
     """
-    import time
-
     words = ref_words(test_set)
     t0 = time.perf_counter()
+    timings: dict = {}
     scores, hyps = score(refs, ests, test_set.names, sample_rate, metrics, num_workers=num_workers,
-                         transcripts=test_set.transcripts)
+                         transcripts=test_set.transcripts, timings=timings)
     score_s = time.perf_counter() - t0
     summary, per_snr = summarise(scores, test_set.snr_db, words)
     delta, delta_per_snr = improvement(scores, noisy_ref, test_set.names, test_set.snr_db, words)
-    return {**(extra or {}), "n": len(test_set.names), "score_s": score_s, "metrics": summary, "per_snr": per_snr,
+    return {**(extra or {}), "n": len(test_set.names), "score_s": score_s, "score_cpu_s": timings,
+            "metrics": summary, "per_snr": per_snr,
             "improvement": delta, "improvement_per_snr": delta_per_snr,
             "per_file": {"names": list(test_set.names), **scores, **{f"hyp_{k}": v for k, v in hyps.items()},
                          **({"ref_words": list(words)} if words is not None else {})}}

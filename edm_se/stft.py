@@ -58,15 +58,21 @@ class SpecTransform(nn.Module):
     def _window(self, ref: torch.Tensor) -> torch.Tensor:
         return self.window.to(device=ref.device, dtype=ref.real.dtype if ref.is_complex() else ref.dtype)
 
+    # Both maps scale X by a real factor of |X| instead of forming exp(i angle X): the same values (up to
+    # rounding) without a complex exp and an atan2 per bin, a third of the fixed cost of a one-step enhancement.
+    # |X| is clamped away from 0 where the factor has a negative power; there X = 0 and the product is 0.
+    _TINY = 1e-30
+
     def compress(self, spec: torch.Tensor) -> torch.Tensor:
-        """``beta * |X|^alpha * exp(i angle X)`` (SGMSE+ amplitude compression); complex in, complex out."""
-        mag = spec.abs()
-        return (self.beta * mag.pow(self.alpha)) * torch.exp(1j * spec.angle())
+        """``beta * |X|^alpha * exp(i angle X)`` (SGMSE+ amplitude compression), computed as
+        ``X * beta |X|^(alpha - 1)``; complex in, complex out."""
+        return spec * (self.beta * spec.abs().clamp_min(self._TINY).pow(self.alpha - 1.0))
 
     def decompress(self, spec: torch.Tensor) -> torch.Tensor:
-        """Exact inverse of :meth:`compress`: ``|Z / beta|^(1/alpha) exp(i angle Z)``."""
-        mag = (spec.abs() / self.beta).pow(1.0 / self.alpha)
-        return mag * torch.exp(1j * spec.angle())
+        """Exact inverse of :meth:`compress`: ``|Z / beta|^(1/alpha) exp(i angle Z)``, computed as
+        ``Z |Z|^(1/alpha - 1) / beta^(1/alpha)``."""
+        inv = 1.0 / self.alpha
+        return spec * (spec.abs().clamp_min(self._TINY).pow(inv - 1.0) / self.beta ** inv)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """Waveform -> compressed complex STFT.

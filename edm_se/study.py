@@ -308,12 +308,15 @@ class GatherCallback(Callback):
             return
         out = gather(sweep_dir)
         from edm_se.study_best import write_best
+        from edm_se.study_timing import write_timing
 
         _, best_md = write_best(sweep_dir, config.study.get("compare_to"))
+        write_timing(sweep_dir)
         print(f"edm-se study: {out['cells']} finished cell(s), {len(out['failed'])} failed")
         for cell, msg in out["failed"]:
             print(f"  failed cell {cell}: {msg} (see its error.json)")
-        print(f"results: {out['results']}  and  {out['markdown']}  (best point per metric: {best_md})")
+        print(f"results: {out['results']}  and  {out['markdown']}  (best point per metric: {best_md}; where the "
+              f"time went: {sweep_dir / 'timing.md'})")
         pngs = [p for p in out["figures"] if p.suffix == ".png"]
         if pngs:
             print("figures: " + "  ".join(str(p) for p in pngs) + "  (+ PDF)")

@@ -448,3 +448,23 @@ def test_compare_to_must_name_a_cell(tiny_test_set, tmp_path):
                   "study.compare_to=nothing", "peers=[]")
     assert res.returncode == 2
     assert "study.compare_to=nothing: must be null or a cell of this study (none, crp_n1" in res.stderr
+
+
+def test_timing_splits_each_cells_time_and_counts_cells_per_minute(tmp_path):
+    from edm_se.study_common import FORMAT
+    from edm_se.study_timing import timing_markdown, timing_summary
+
+    for i, (elapsed, wall, io, score) in enumerate([(60.0, 20.0, 1.0, 30.0), (120.0, 50.0, 2.0, 40.0)]):
+        d = tmp_path / f"cell={i}"
+        d.mkdir()
+        points = [{"wall_s": wall / 2, "io_s": io / 2, "score_s": score / 2,
+                   "score_cpu_s": {"metrics_s": 3.0, "recognisers_s": 10.0}}] * 2
+        (d / "metrics.json").write_text(json.dumps({"format": FORMAT, "cell": f"cell={i}", "points": points,
+                                                    "started": 1000.0, "finished": 1000.0 + elapsed}))
+    out = timing_summary(tmp_path)
+    assert out["cells"] == 2 and out["points"] == 4 and out["elapsed_s"] == 180.0
+    assert out["cells_per_minute"] == pytest.approx(2 / 3)
+    assert out["totals"] == {"network_s": 70.0, "io_s": 3.0, "scoring_wall_s": 70.0, "other_s": 37.0}
+    assert sum(out["fractions"].values()) == pytest.approx(1.0)
+    assert out["scoring_cpu_s"] == {"metrics_s": 12.0, "recognisers_s": 40.0}
+    assert "0.67 cells/min" in timing_markdown(out)
