@@ -167,11 +167,12 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _checksum(module: torch.nn.Module) -> str:
+def _checksum(*modules: torch.nn.Module) -> str:
     h = hashlib.sha256()
-    for name, p in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    for i, module in enumerate(modules):
+        for name, p in sorted(module.state_dict().items()):
+            h.update(f"{i}.{name}".encode())
+            h.update(p.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -276,7 +277,11 @@ class Trainer:
         if self.loss_fn is None:
             raise ValueError("loss config needs a _target_")
         self.model = self.denoiser
-        if self.distributed:
+        # the paradigm decides how gradients meet across processes: plain denoising (one forward, one backward)
+        # uses DDP's hooks; paradigms that call the enhancer several times per backward (an unrolled sampler, a
+        # task model behind it) or combine gradients themselves use the raw module and all_reduce_mean().
+        self.paradigm = build_paradigm(cfg)
+        if self.distributed and self.paradigm.uses_ddp_wrapper:
             self.model = torch.nn.parallel.DistributedDataParallel(
                 self.denoiser, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         from torch.optim.swa_utils import AveragedModel
@@ -289,7 +294,6 @@ class Trainer:
         self.step = 0
         self.best = -math.inf
         self.use_amp = bool(self.tc.amp) and self.device.type == "cuda"
-        self.paradigm = build_paradigm(cfg)
         self.paradigm.bind(self)
 
     # ---------------------------------------------------------------- checkpoints
@@ -397,10 +401,41 @@ class Trainer:
 
         return self.parts.stft.inverse(crop_frames(spec, batch.num_frames), batch.length) * batch.scale
 
+    def all_reduce_mean(self, tensors: list[torch.Tensor]) -> None:
+        """Average ``tensors`` in place over the processes of a multi-process run (one flat all-reduce; a no-op in
+        one process). Floating-point tensors only."""
+        if not self.distributed or not tensors:
+            return
+        import torch.distributed as dist
+
+        flat = torch.cat([t.detach().reshape(-1).to(torch.float64) for t in tensors])
+        dist.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for t in tensors:
+            n = t.numel()
+            t.copy_(flat[offset:offset + n].reshape(t.shape).to(t.dtype))
+            offset += n
+
+    def all_reduce_sum(self, value: torch.Tensor) -> torch.Tensor:
+        """The sum of ``value`` over the processes (a copy; ``value`` itself in one process)."""
+        if not self.distributed:
+            return value
+        import torch.distributed as dist
+
+        out = value.detach().clone()
+        dist.all_reduce(out)
+        return out
+
     def enhancer_update(self, loss: torch.Tensor | None, grads: dict | None = None) -> float:
         """One optimizer step of the enhancer: back-propagate ``loss`` (or install ``grads``, parameter ->
         gradient, for paradigms that combine gradients themselves), clip to ``trainer.grad_clip``, step the
         optimizer and the LR schedule, update the EMA. Returns the gradient norm before clipping.
+
+        Multi-process runs: the gradient of ``loss`` is averaged over the processes here (by DDP's hooks for
+        paradigms with ``uses_ddp_wrapper``, else by :meth:`all_reduce_mean`); installed ``grads`` must already
+        be the average (a paradigm combining gradients averages its ingredients first, so that every process
+        combines the same ones).
 
         Raises:
             FloatingPointError: a non-finite loss or gradient.
@@ -410,6 +445,12 @@ class Trainer:
                 raise FloatingPointError(f"non-finite loss at step {self.step}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if self.distributed and not self.paradigm.uses_ddp_wrapper:
+                params = [p for p in self.denoiser.parameters() if p.requires_grad]
+                for p in params:
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                self.all_reduce_mean([p.grad for p in params])
         else:
             self.optimizer.zero_grad(set_to_none=True)
             for p, g in grads.items():
@@ -561,7 +602,7 @@ class Trainer:
         if self.distributed:
             import torch.distributed as dist
 
-            local = _checksum(self.denoiser)
+            local = _checksum(self.denoiser, *self.paradigm.replicated_modules())
             gathered: list[str] = [""] * self.world
             dist.all_gather_object(gathered, local)
             result["replica_checksums"] = gathered

@@ -450,3 +450,25 @@ def test_paradigms_study_trains_scores_caches_rescores_a_changed_checkpoint_and_
     cfg.train_overrides = [*cfg.train_overrides[:-1], "trainer.max_steps=3"]
     with pytest.raises(Exception, match="changed: trainer.max_steps"):  # the trainer refuses a changed config
         run_study(cfg)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
+@pytest.mark.parametrize("paradigm, port", [("iterative", 29531), ("d4am", 29532)])
+def test_two_process_task_paradigm_keeps_both_models_identical(tmp_path, task_root, paradigm, port):
+    """Two processes see different examples; the enhancer, the task model and its batch-norm statistics stay the
+    same in both (the checksum covers all of them), so the gradients and buffers were averaged."""
+    import json
+    import sys
+
+    run = tmp_path / paradigm
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+           "-m", "edm_se.cli", "train", f"run_dir={run}", "trainer.max_steps=3", *TINY_TRAIN, "data=keywords",
+           f"data.root={task_root}", "data.train.noise=builtin:train", "data.valid.noise=builtin:valid",
+           f"paradigm={paradigm}", "paradigm.task.channels=8", "device=cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    assert res.returncode == 0, res.stderr[-3000:]
+    check = json.loads((run / "ddp_check.json").read_text())
+    assert check["world_size"] == 2 and check["identical"], check
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert ckpt["step"] == 3 and ckpt["world_size"] == 2 and "task" in ckpt["paradigm"]["state"]

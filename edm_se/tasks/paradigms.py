@@ -120,9 +120,17 @@ class Paradigm:
 
     name = "denoising"
     trains_enhancer = True
+    #: multi-process runs: True wraps the enhancer in DDP (one forward and one backward per step); False leaves it
+    #: raw and :meth:`edm_se.train.Trainer.enhancer_update` averages its gradients explicitly
+    uses_ddp_wrapper = False
 
     def bind(self, trainer: "Trainer") -> None:
         self.trainer = trainer
+
+    def replicated_modules(self) -> list[torch.nn.Module]:
+        """Modules besides the enhancer that every process must hold identically (checked at the end of a
+        multi-process run)."""
+        return []
 
     def step(self, batch: dict, generator: torch.Generator) -> dict[str, float]:  # pragma: no cover
         """Train on one batch; returns the numbers to log (``loss`` first)."""
@@ -138,6 +146,8 @@ class Paradigm:
 
 class Denoising(Paradigm):
     """Plain denoising score matching: ``loss = mean_i L_AE,i`` (the trainer's loss)."""
+
+    uses_ddp_wrapper = True
 
     def step(self, batch, generator):
         tr = self.trainer
@@ -247,15 +257,17 @@ class TaskParadigm(Paradigm):
     # ---------------------------------------------------------------- set-up
     def bind(self, trainer):
         super().bind(trainer)
-        if trainer.distributed:
-            raise ValueError(f"paradigm={self.name} runs in one process (multi-process task paradigms are not "
-                             "implemented)")
         cfg = {k: v for k, v in self.task_config.items() if k != "name"}
         self.task: TaskModel = build_task_model(str(self.task_config["name"]), **cfg).to(trainer.device)
         if self.task_checkpoint:
             from edm_se.tasks.checkpoint import load_task_model
 
             self.task.load_state_dict(load_task_model(self.task_checkpoint).state_dict())
+        if trainer.distributed:  # every process starts from rank 0's task model
+            import torch.distributed as dist
+
+            for t in [*self.task.parameters(), *self.task.buffers()]:
+                dist.broadcast(t.data, src=0)
         for p in self.task.parameters():
             p.requires_grad_(self.train_task)
         self.task.train(self.train_task)  # a frozen task model keeps its batch-norm statistics
@@ -269,6 +281,9 @@ class TaskParadigm(Paradigm):
         if not self.trains_enhancer:
             for p in trainer.denoiser.parameters():
                 p.requires_grad_(False)
+
+    def replicated_modules(self):
+        return [self.task]
 
     def state_dict(self):
         state = {"task": self.task.state_dict(), "task_config": dict(self.task_config)}
@@ -300,9 +315,41 @@ class TaskParadigm(Paradigm):
             raise FloatingPointError(f"non-finite task loss at step {self.trainer.step}")
         self.task_optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.sync_task_grads()
         norm = torch.nn.utils.clip_grad_norm_(self.task.parameters(), self.task_grad_clip)
         self.task_optimizer.step()
+        self.sync_task_buffers()
         return float(norm)
+
+    def sync_task_grads(self) -> None:
+        """Multi-process runs: average the task model's gradients over the processes (a no-op in one)."""
+        if self.trainer.distributed:
+            params = [p for p in self.task.parameters() if p.requires_grad]
+            for p in params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+            self.trainer.all_reduce_mean([p.grad for p in params])
+
+    def sync_task_buffers(self) -> None:
+        """Multi-process runs: average the task model's floating-point buffers (batch-norm running statistics,
+        which each process updates on its own batch); integer counters advance alike everywhere."""
+        if self.trainer.distributed:
+            self.trainer.all_reduce_mean([b for b in self.task.buffers() if b.is_floating_point()])
+
+    def batch_weights(self, task_losses: torch.Tensor) -> torch.Tensor:
+        """Sample importance (002 eq. 2-3) over the whole batch of the step: :func:`importance_weights` in one
+        process; in ``W`` processes ``w_i = W L_i / sum_{all processes} L_j``, so that the averaged gradient of
+        ``sum_i w_i L_AE,i`` is that of the global batch's weighted loss (each process's weights sum to ``W``
+        times its share)."""
+        weights = importance_weights(task_losses)  # validates the losses
+        tr = self.trainer
+        if not tr.distributed:
+            return weights
+        losses = task_losses.detach().to(torch.float64)
+        total = float(tr.all_reduce_sum(losses.sum()))
+        if total <= 0:
+            return torch.ones_like(weights) / weights.numel()
+        return (losses * tr.world / total).to(torch.float32)
 
     def task_lr(self) -> float:
         return float(self.task_optimizer.param_groups[0]["lr"]) if self.task_optimizer is not None else float("nan")
@@ -411,8 +458,10 @@ class MultiTask(TaskParadigm):
         grad_norm = self.trainer.enhancer_update(loss)
         task_norm = float("nan")
         if self.task_optimizer is not None:
+            self.sync_task_grads()
             task_norm = float(torch.nn.utils.clip_grad_norm_(self.task.parameters(), self.task_grad_clip))
             self.task_optimizer.step()
+            self.sync_task_buffers()
         return {"loss": float(loss.detach()), "ae_loss": float(ae_loss.detach()),
                 "task_loss": float(task_loss.detach()), "grad_norm": grad_norm, "task_grad_norm": task_norm}
 
@@ -442,7 +491,7 @@ class Iterative(TaskParadigm):
         with torch.no_grad():
             was_training = self.task.training
             self.task.eval()
-            weights = importance_weights(self.task_losses(wave, targets))
+            weights = self.batch_weights(self.task_losses(wave, targets))
             self.task.train(was_training)
         loss = (weights.to(per_example.device) * per_example.float()).sum()
         grad_norm = tr.enhancer_update(loss)
@@ -496,6 +545,7 @@ class D4AM(TaskParadigm):
         g_reg = torch.autograd.grad(reg_loss, params, allow_unused=True)
         g_cls = [torch.zeros_like(p) if g is None else g for g, p in zip(g_cls, params)]
         g_reg = [torch.zeros_like(p) if g is None else g for g, p in zip(g_reg, params)]
+        tr.all_reduce_mean([*g_cls, *g_reg])  # every process calibrates the same (averaged) gradients
         proj = 0.0
         if self.method in ("GCLB", "D4AM"):
             g_cls, proj = calibrate_gradient(g_cls, g_reg)
@@ -566,7 +616,7 @@ class BlackBoxIterative(TaskParadigm):
             for i in stale:
                 self.cache[names[i]] = (epoch, self._wer(wave[i], texts[i]))
         wers = torch.tensor([self.cache[n][1] + self.floor for n in names])
-        weights = importance_weights(wers)
+        weights = self.batch_weights(wers)
         per_example = tr.loss_fn(tr.model, tr.parts.sde, x0, y, generator=generator)
         loss = (weights.to(per_example.device) * per_example.float()).sum()
         grad_norm = tr.enhancer_update(loss)
