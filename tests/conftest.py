@@ -53,6 +53,16 @@ def run_cli(*args: str, timeout: float = 300, env: dict | None = None, cwd: Path
                           cwd=cwd or REPO)
 
 
+def trainer_and_batches(cfg):
+    """A :class:`edm_se.train.Trainer` for a composed train config, with its training data loaded, and the iterator
+    of its batches (what ``fit`` would draw), for stepping a paradigm by hand."""
+    from edm_se.train import Trainer, instantiate_data
+
+    tr = Trainer(cfg)
+    tr._train_set = instantiate_data(cfg.data.train)
+    return tr, tr._loader()
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A checkpoint trained for 4 steps with the tiny net (real training code path, seconds on a CPU)."""

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_TRAIN, run_cli
+from conftest import TINY_TRAIN, run_cli, trainer_and_batches
 from hydra import compose, initialize_config_dir
 
 from edm_se.checkpoint import load_checkpoint
@@ -27,14 +27,6 @@ def _cfg(tmp_path, *overrides, tiny_ckpt=None):
         base = ["+experiment=cpu_demo", *[o for o in base if o != "net=tiny"]]
     with initialize_config_dir(config_dir=conf_dir(), version_base=None):
         return compose(config_name="train", overrides=[*base, *overrides])
-
-
-def _trainer(cfg):
-    from edm_se.train import Trainer, instantiate_data
-
-    tr = Trainer(cfg)
-    tr._train_set = instantiate_data(cfg.data.train)
-    return tr, tr._loader()
 
 
 def test_neg_si_sdr_matches_the_metric_and_ignores_the_scale():
@@ -55,7 +47,7 @@ def test_neg_si_sdr_matches_the_metric_and_ignores_the_scale():
 def test_crp_gradient_goes_through_every_unrolled_step(tmp_path, tiny_checkpoint):
     """d loss / d theta along a direction equals the central finite difference of the whole N-step sample (float64);
     a gradient that stopped at each step's input (the trajectory treated as a constant) does not."""
-    tr, batches = _trainer(_cfg(tmp_path, "paradigm.num_steps=3", "paradigm.loss=spec_si_sdr",
+    tr, batches = trainer_and_batches(_cfg(tmp_path, "paradigm.num_steps=3", "paradigm.loss=spec_si_sdr",
                                 tiny_ckpt=tiny_checkpoint))
     para: CRP = tr.paradigm
     tr.denoiser.double()
@@ -105,7 +97,7 @@ def test_crp_fine_tuning_lowers_its_loss_on_real_audio(tmp_path):
     """The bundled model fine-tuned through 2 Euler steps on one real batch: the predictive loss falls."""
     cfg = _cfg(tmp_path, "paradigm.num_steps=2", "trainer.optimizer.lr=1e-3", "trainer.warmup_steps=0",
                "trainer.lr_schedule=constant")
-    tr, batches = _trainer(cfg)
+    tr, batches = trainer_and_batches(cfg)
     batch = next(batches)
     losses = [tr.paradigm.step(batch, torch.Generator().manual_seed(3))["loss"] for _ in range(12)]
     assert losses[-1] < 0.8 * losses[0], losses

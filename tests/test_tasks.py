@@ -16,7 +16,7 @@ from edm_se.checkpoint import load_checkpoint
 from edm_se.tasks.models import CTCRecognizer, M5, TaskTargets, encode_text, greedy_ctc_decode
 from edm_se.tasks.paradigms import (PARADIGMS, calibrate_gradient, importance_weights, srpr_alpha_gradient)
 
-from conftest import REPO, TINY_TRAIN, edm_se_cmd, shared_lock, sigkill_at_checkpoint
+from conftest import REPO, TINY_TRAIN, edm_se_cmd, shared_lock, sigkill_at_checkpoint, trainer_and_batches
 
 
 @pytest.fixture(scope="session")
@@ -85,6 +85,26 @@ def _clips(task_root: Path, voice: str = "kal16"):
         return y
 
     return rows, load
+
+
+def test_espeak_voices_synthesise_every_digit_in_the_training_split(tmp_path):
+    """espeak-ng from Debian's packages (extracted, not installed): each digit at two tempi of its first voice, all
+    training data, spoken (not silent, under 2 s), the slower tempo longer."""
+    import soundfile as sf
+
+    from edm_se.tasks.data import build_task_corpus, read_task_manifest
+
+    with shared_lock("corpus"):
+        out = build_task_corpus(tmp_path / "t", cache_dir=REPO / "data_cache" / "corpus" / ".cache",
+                                voices=["espeak"], max_variants=2, tasks=["keywords"], progress=False)
+    rows = read_task_manifest(out / "keywords" / "manifest.csv")
+    assert len(rows) == 20 and {r["split"] for r in rows} == {"train"} and {r["voice"] for r in rows} == {"espeak"}
+    assert sorted({r["label"] for r in rows}) == list(range(10))
+    assert {r["variant"] for r in rows} == {"en-us_m1-0.85", "en-us_m1-1.15"}
+    waves = {(r["text"], r["variant"]): sf.read(out / "keywords" / r["path"])[0] for r in rows}
+    assert all(0.15 < len(w) / 16000 < 2.0 and np.sqrt(np.mean(w ** 2)) > 0.03 for w in waves.values())
+    fast, slow = waves[("seven", "en-us_m1-1.15")], waves[("seven", "en-us_m1-0.85")]
+    assert len(fast) > len(slow) * 1.15  # the 1.15 stretch speaks slower
 
 
 def test_m5_learns_real_spoken_digits_in_seconds(task_root):
@@ -164,14 +184,6 @@ def _cfg(tmp_path, task_root, paradigm, *overrides, data="keywords"):
         return compose(config_name="train", overrides=[*base, *overrides])
 
 
-def _trainer(cfg):
-    from edm_se.train import Trainer, instantiate_data
-
-    tr = Trainer(cfg)
-    tr._train_set = instantiate_data(cfg.data.train)
-    return tr, tr._loader()
-
-
 def _snap(module):
     return [p.detach().clone() for p in module.parameters()]
 
@@ -186,7 +198,7 @@ def _gen(step=0):
 
 def test_iterative_freezes_the_enhancer_in_the_task_step_and_the_task_model_in_the_enhancer_step(
         tmp_path, task_root, monkeypatch):
-    tr, batches = _trainer(_cfg(tmp_path, task_root, "iterative"))
+    tr, batches = trainer_and_batches(_cfg(tmp_path, task_root, "iterative"))
     para = tr.paradigm
     events = []
     task_update, enhancer_update = para.task_update, tr.enhancer_update
@@ -214,7 +226,7 @@ def test_iterative_freezes_the_enhancer_in_the_task_step_and_the_task_model_in_t
 def test_iterative_weights_the_enhancer_loss_by_the_task_loss(tmp_path, task_root, monkeypatch):
     import edm_se.tasks.paradigms as P
 
-    tr, batches = _trainer(_cfg(tmp_path, task_root, "iterative", "trainer.batch_size=4"))
+    tr, batches = trainer_and_batches(_cfg(tmp_path, task_root, "iterative", "trainer.batch_size=4"))
     seen = {}
     weights_fn = P.importance_weights
 
@@ -245,7 +257,8 @@ def test_iterative_weights_the_enhancer_loss_by_the_task_loss(tmp_path, task_roo
 
 def _enhancer_after_one_multitask_step(tmp_path, task_root, weight):
     torch.manual_seed(0)
-    tr, batches = _trainer(_cfg(tmp_path / f"w{weight}", task_root, "multi_task", f"paradigm.loss_weight={weight}"))
+    tr, batches = trainer_and_batches(_cfg(tmp_path / f"w{weight}", task_root, "multi_task",
+                                           f"paradigm.loss_weight={weight}"))
     before = _snap(tr.denoiser)
     tr.paradigm.step(next(batches), _gen())
     return before, _snap(tr.denoiser)
@@ -257,7 +270,7 @@ def test_multi_task_gradients_reach_the_enhancer_and_cold_cascade_ones_do_not(tm
     assert _same(b0, b1)  # same start
     assert not _same(a0, a1)  # the task term changed the enhancer's update
     for name in ("cold_cascade", "cold_cascade_da"):
-        tr, batches = _trainer(_cfg(tmp_path, task_root, name))
+        tr, batches = trainer_and_batches(_cfg(tmp_path, task_root, name))
         enh, task = _snap(tr.denoiser), _snap(tr.paradigm.task)
         tr.paradigm.step(next(batches), _gen())
         assert _same(enh, _snap(tr.denoiser)) and not _same(task, _snap(tr.paradigm.task)), name
@@ -274,7 +287,7 @@ PAIRS = {"oucosine+edm": ["sde=oucosine", "sde.theta=0.0", "precond=edm", "loss=
 @pytest.mark.parametrize("pair", sorted(PAIRS))
 @pytest.mark.parametrize("name", sorted(set(PARADIGMS) - {"blackbox_iterative", "cold_cascade_da"}))
 def test_every_paradigm_composes_with_two_sde_precond_pairs(tmp_path, task_root, name, pair):
-    tr, batches = _trainer(_cfg(tmp_path, task_root, name, *PAIRS[pair]))
+    tr, batches = trainer_and_batches(_cfg(tmp_path, task_root, name, *PAIRS[pair]))
     para = tr.paradigm
     enh = _snap(tr.denoiser)
     task = _snap(para.task) if hasattr(para, "task") else None
@@ -291,7 +304,7 @@ def test_d4am_methods_combine_the_gradients_as_named(tmp_path, task_root, monkey
 
     captured = {}
     for method in P.D4AM.METHODS:
-        tr, batches = _trainer(_cfg(tmp_path / method, task_root, "d4am", f"paradigm.method={method}",
+        tr, batches = trainer_and_batches(_cfg(tmp_path / method, task_root, "d4am", f"paradigm.method={method}",
                                     "paradigm.alpha=0.5"))
         monkeypatch.setattr(tr, "enhancer_update", lambda loss, grads=None: captured.__setitem__(method, grads)
                             or 0.0)
@@ -308,7 +321,7 @@ def test_d4am_methods_combine_the_gradients_as_named(tmp_path, task_root, monkey
 
 
 def test_blackbox_iterative_weights_by_cached_per_utterance_wer(tmp_path, task_root, monkeypatch):
-    tr, batches = _trainer(_cfg(tmp_path, task_root, "blackbox_iterative", "trainer.batch_size=3",
+    tr, batches = trainer_and_batches(_cfg(tmp_path, task_root, "blackbox_iterative", "trainer.batch_size=3",
                                 "data.train.segment_seconds=4.08", data="sentences"))
     para = tr.paradigm
     calls = []

@@ -10,6 +10,9 @@ voice      what                                    split     why
 kal16      flite diphone voice (US male), variants train
 joe        piper ``en_US-joe-medium`` (VITS),       train     optional: the ``tasks`` extra (``piper-tts``)
            variants
+espeak     espeak-ng (formant synthesis): 6         train     speaker variety: 96 synthetic voices (vocal-tract
+           English accents x 16 voice variants x 2            and pitch settings), none of them a test speaker
+           tempi
 rms        flite clunits voice (US male)           valid
 slt, awb   flite voices built from CMU ARCTIC's    test      the enhancement test set holds real ARCTIC slt/awb
            slt / awb                                         recordings: these speakers are test-only everywhere
@@ -61,6 +64,7 @@ TASK_COLUMNS = ("path", "split", "voice", "engine", "text", "label", "variant", 
 VOICES = {
     "kal16": ("flite", "kal16", "train", "flite (BSD-style, CMU)"),
     "joe": ("piper", "joe", "train", "MIT (piper en_US-joe-medium)"),
+    "espeak": ("espeak", "", "train", "GPL-3.0-or-later (espeak-ng, Debian)"),
     "rms": ("flite", "rms", "valid", "flite (BSD-style, CMU)"),
     "slt": ("flite", "slt", "test", "flite (BSD-style, CMU; voice from CMU ARCTIC slt)"),
     "awb": ("flite", "awb", "test", "flite (BSD-style, CMU; voice from CMU ARCTIC awb)"),
@@ -70,6 +74,13 @@ VOICES = {
 _FLITE_TRAIN = [(f0, st, pf) for f0 in (90, 105, 120, 140) for st in (0.9, 1.1) for pf in (0.94, 1.0, 1.06)]
 _PIPER_TRAIN = [(ls, 1.0, pf) for ls in (0.8, 0.95, 1.1, 1.3) for pf in (0.92, 1.0, 1.08)]
 _HELD_VARIANTS = [(None, 1.0, 1.0), (None, 0.9, 1.0), (None, 1.15, 1.0)]  # valid/test: the voice, 3 tempi
+# espeak-ng voices "<accent>+<variant>"; a training variant is (index into _ESPEAK_VOICES, duration stretch, 1.0)
+_ESPEAK_ACCENTS = ("en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-us-nyc")
+_ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt2", "klatt4",
+                    "Andy", "Annie")
+_ESPEAK_VOICES = [f"{a}+{v}" for a in _ESPEAK_ACCENTS for v in _ESPEAK_VARIANTS]
+_ESPEAK_TRAIN = [(i, st, 1.0) for i in range(len(_ESPEAK_VOICES)) for st in (0.85, 1.15)]
+_TRAIN_VARIANTS = {"flite": _FLITE_TRAIN, "piper": _PIPER_TRAIN, "espeak": _ESPEAK_TRAIN}
 
 
 class TaskDataError(RuntimeError):
@@ -131,6 +142,44 @@ class _Flite:
             res = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=120)
             if res.returncode != 0 or not out.exists():
                 raise TaskDataError(f"flite -voice {voice} failed: {(res.stderr or res.stdout).strip()[:200]}")
+            x, sr = sf.read(str(out), dtype="float32")
+        return x, int(sr)
+
+
+class _Espeak:
+    """espeak-ng from Debian's packages (no install): the binary, its voices and the shared libraries it links
+    (PulseAudio's client library is linked but never used for ``-w``; libsndfile comes from the soundfile wheel)."""
+
+    PACKAGES = ("espeak-ng", "libespeak-ng1", "espeak-ng-data", "libpcaudio0", "libsonic0", "libpulse0",
+                "libasyncns0")
+
+    def __init__(self, fetcher) -> None:
+        import soundfile
+
+        roots = [fetcher.deb(p) for p in self.PACKAGES]
+        self.binary = roots[0] / "usr" / "bin" / "espeak-ng"
+        data = [p for r in roots for p in (r / "usr" / "lib").glob("*-linux-gnu/espeak-ng-data")]
+        if not self.binary.exists() or not data:
+            raise TaskDataError(f"{self.binary}: espeak-ng or its data missing in the Debian packages")
+        self.data_path = data[0].parent
+        shim = fetcher.cache_dir / "espeak-shim"
+        shim.mkdir(parents=True, exist_ok=True)
+        lib_name = str(getattr(soundfile, "_packaged_libname", ""))
+        packaged = Path(soundfile.__file__).parent / "_soundfile_data" / lib_name
+        if packaged.is_file() and not (shim / "libsndfile.so.1").exists():
+            (shim / "libsndfile.so.1").symlink_to(packaged)
+        libs = [str(shim)] + [str(d) for r in roots for d in (r / "usr" / "lib").glob("*-linux-gnu")]
+        libs += [str(d) for r in roots for d in (r / "usr" / "lib").glob("*-linux-gnu/pulseaudio")]
+        self.env = {**os.environ, "LD_LIBRARY_PATH": ":".join([*libs, os.environ.get("LD_LIBRARY_PATH", "")])}
+
+    def say(self, voice: str, text: str, stretch: float) -> tuple[np.ndarray, int]:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "x.wav"
+            cmd = [str(self.binary), f"--path={self.data_path}", "-v", voice, "-s", str(int(round(175 / stretch))),
+                   "-w", str(out), "--stdin"]  # text on stdin: a text starting with "--" is not an option
+            res = subprocess.run(cmd, env=self.env, input=text, capture_output=True, text=True, timeout=60)
+            if res.returncode != 0 or not out.exists():
+                raise TaskDataError(f"espeak-ng -v {voice} failed: {(res.stderr or res.stdout).strip()[:200]}")
             x, sr = sf.read(str(out), dtype="float32")
         return x, int(sr)
 
@@ -247,12 +296,13 @@ def build_task_corpus(out_dir: str | os.PathLike, cache_dir: str | os.PathLike |
                 raise
             log.warning("skipping voice joe: %s", err)
             names.remove("joe")
+    espeak = _Espeak(fetcher) if "espeak" in names else None
     sentences = alice_sentences(flite.alice())
     text_split = _split_texts(sentences)
     jobs: list[tuple[str, str, str, int, tuple]] = []  # (task, voice, text, label, variant)
     for voice in names:
         engine, _, split, _ = VOICES[voice]
-        variants = (_PIPER_TRAIN if engine == "piper" else _FLITE_TRAIN) if split == "train" else _HELD_VARIANTS
+        variants = _TRAIN_VARIANTS.get(engine, _FLITE_TRAIN) if split == "train" else _HELD_VARIANTS
         variants = variants[:max_variants] if max_variants else variants
         for label, word in enumerate(KEYWORDS if "keywords" in tasks else ()):
             for variant in (variants if engine != "recorded" else _HELD_VARIANTS[:1]):
@@ -269,6 +319,8 @@ def build_task_corpus(out_dir: str | os.PathLike, cache_dir: str | os.PathLike |
         engine, engine_voice, split, licence = VOICES[voice]
         a, stretch, pitch = variant
         tag = "base" if a is None else f"{a:g}-{stretch:g}-{pitch:g}"
+        if engine == "espeak":
+            tag = f"{_ESPEAK_VOICES[a]}-{stretch:g}".replace("+", "_")
         stem = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:32]
         if task == "sentences":  # the text's hash keeps names unique where clauses share their start
             stem = f"{hash_text(text) % 10 ** 8:08d}_{stem}"
@@ -282,6 +334,8 @@ def build_task_corpus(out_dir: str | os.PathLike, cache_dir: str | os.PathLike |
                 x, sr = decode_g722(allison[text])
             elif engine == "piper":
                 x, sr = piper.say(text, a if a is not None else 1.0)  # type: ignore[union-attr]
+            elif engine == "espeak":
+                x, sr = espeak.say(_ESPEAK_VOICES[a], text, stretch)  # type: ignore[union-attr]
             else:
                 x, sr = flite.say(engine_voice, text, a, stretch)
             dur = _write(path, _finish(x, sr, pitch))
