@@ -190,7 +190,10 @@ def paradigm(cfg: DictConfig) -> None:
         return
     one_of(cfg, "paradigm.task.name", sorted(TASK_KINDS))
     if cfg.paradigm.task.name == "m5":
+        from edm_se.tasks.models import M5
+
         int_at_least(cfg, ["paradigm.task.num_classes"], 2)
+        one_of(cfg, "paradigm.task.norm", M5.NORMS)
     one_of(cfg, "paradigm.enhancer_output.mode", EnhancerOutput.MODES)
     int_at_least(cfg, ["paradigm.enhancer_output.num_steps"], 1)
     check(cfg, "paradigm.task_grad_clip", lambda v: _is_num(v) and v > 0, "a number > 0")

@@ -107,6 +107,24 @@ def test_espeak_voices_synthesise_every_digit_in_the_training_split(tmp_path):
     assert len(fast) > len(slow) * 1.15  # the 1.15 stretch speaks slower
 
 
+def test_instance_norm_m5_scores_each_example_alone_in_either_mode():
+    """norm=instance: an example's logits do not depend on the rest of the batch or on train/eval mode (no running
+    statistics to mismatch); the paper's batch norm depends on both."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 8000)
+    for norm, coupled in (("instance", False), ("batch", True)):
+        m = M5(num_classes=10, channels=8, norm=norm).train()
+        alone = m(x[:1])
+        together = m(x)[:1]
+        m.eval()
+        evaluated = m(x[:1])
+        assert torch.allclose(alone, together, atol=1e-5) is not coupled, norm
+        assert torch.allclose(alone, evaluated, atol=1e-5) is not coupled, norm
+    assert not any(isinstance(b, torch.Tensor) for b in M5(10, 8, norm="instance").buffers())
+    with pytest.raises(ValueError, match="norm must be one of"):
+        M5(10, norm="layer")
+
+
 def test_m5_learns_real_spoken_digits_in_seconds(task_root):
     rows, load = _clips(task_root)
     train = [r for r in rows if not r["variant"].endswith("-1")]  # pitch factors 0.94, 1.06
@@ -373,6 +391,7 @@ def test_paradigm_run_resumes_bit_exactly_after_sigkill(tmp_path, task_root):
     (["paradigm.task.name=wav2vec"], "paradigm.task.name=wav2vec: must be one of ctc, m5"),
     (["paradigm.loss_weight=-1"], "paradigm.loss_weight=-1: must be a number >= 0"),
     (["paradigm.task_grad_clip=0"], "paradigm.task_grad_clip=0: must be a number > 0"),
+    (["+paradigm.task.norm=layer"], "paradigm.task.norm=layer: must be one of batch, instance"),
 ])
 def test_bad_paradigm_values_are_one_line_config_errors(tmp_path, task_root, override, message):
     from edm_se import validate

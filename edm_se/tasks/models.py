@@ -67,22 +67,33 @@ class M5(TaskModel):
         channels: width of the first block (the second is the same, the last two double it; 32 as in the paper's
             M5 with 0.5 M parameters at 128).
         stride: stride of the first convolution (kernel 80 = 5 ms at 16 kHz).
+        norm: ``"batch"`` (the paper's batch norm) or ``"instance"`` (each example's channels normalised over
+            time, ``GroupNorm(C, C)``: no running statistics, so no mismatch between the training voices' statistics
+            and a new voice's at test time).
 
     Shapes: ``forward((B, L) float32) -> (B, num_classes)``; ``L`` at least about 0.1 s.
+
+    Raises:
+        ValueError: ``num_classes < 2`` or an unknown ``norm``.
     """
 
     kind = "keyword"
+    NORMS = ("batch", "instance")
 
-    def __init__(self, num_classes: int, channels: int = 32, stride: int = 4) -> None:
+    def __init__(self, num_classes: int, channels: int = 32, stride: int = 4, norm: str = "batch") -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-        self._config = {"num_classes": int(num_classes), "channels": int(channels), "stride": int(stride)}
+        if norm not in self.NORMS:
+            raise ValueError(f"norm must be one of {self.NORMS}, got {norm!r}")
+        self._config = {"num_classes": int(num_classes), "channels": int(channels), "stride": int(stride),
+                        "norm": str(norm)}
         c = int(channels)
         widths = [(1, c, 80, stride), (c, c, 3, 1), (c, 2 * c, 3, 1), (2 * c, 2 * c, 3, 1)]
         layers: list[nn.Module] = []
         for cin, cout, k, s in widths:
-            layers += [nn.Conv1d(cin, cout, k, stride=s, padding=k // 2), nn.BatchNorm1d(cout), nn.ReLU(),
+            layers += [nn.Conv1d(cin, cout, k, stride=s, padding=k // 2),
+                       nn.BatchNorm1d(cout) if norm == "batch" else nn.GroupNorm(cout, cout), nn.ReLU(),
                        nn.MaxPool1d(4, ceil_mode=True)]
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(2 * c, int(num_classes))
