@@ -14,27 +14,15 @@ import time
 
 import torch
 
+from _enhance_setup import add_model_args, model_and_input  # benchmarks/ (the script's own directory)
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt", default=None, help="checkpoint (default: the bundled model)")
-    parser.add_argument("--seconds", type=float, default=4.0, help="length of the test input in seconds")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
+    add_model_args(parser, repeats=3)
     parser.add_argument("--csv", default=None)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-
-    from edm_se.audio import load_audio
-    from edm_se.data import builtin_test_set
-    from edm_se.model import EnhancementModel
-
-    model = EnhancementModel.from_checkpoint(args.ckpt, device=args.device)
-    noisy = sorted((builtin_test_set() / "noisy").glob("*.flac"))[0]
-    wave = load_audio(noisy, sample_rate=model.sample_rate)
-    n = int(args.seconds * model.sample_rate)
-    wave = wave.repeat(n // wave.shape[-1] + 1)[:n]
+    model, wave = model_and_input(args)
     grid = [("edm_heun", s) for s in (1, 2, 4, 8, 16)] + [("euler", s) for s in (1, 4, 16)] + [("pc", s) for s in (4, 30)]
     rows = []
     model.enhance(wave, model.sample_rate, sampler="euler", num_steps=1)  # warm-up

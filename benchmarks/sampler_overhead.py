@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from _enhance_setup import add_model_args, model_and_input  # benchmarks/ (the script's own directory)
+
 # (sampler, num_steps) per target NFE n in {1, 4, 16, 60}: Euler, Posterior and PC without correctors make N calls,
 # EDM Heun 2N - 1 (the nearest odd NFE), PC with one corrector 2N.
 GRID = {
@@ -33,25 +35,13 @@ GRID = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt", default=None, help="checkpoint (default: the bundled model)")
-    parser.add_argument("--seconds", type=float, default=4.0, help="length of the test input in seconds")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
+    add_model_args(parser, repeats=5)
     parser.add_argument("--nfe", type=int, nargs="+", default=[1, 4, 16, 60], help="target NFEs (of 1 4 16 60)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    from edm_se.model import peak_normalize
 
-    from edm_se.audio import load_audio
-    from edm_se.data import builtin_test_set
-    from edm_se.model import EnhancementModel, peak_normalize
-
-    model = EnhancementModel.from_checkpoint(args.ckpt, device=args.device)
-    noisy = sorted((builtin_test_set() / "noisy").glob("*.flac"))[0]
-    wave = load_audio(noisy, sample_rate=model.sample_rate)
-    n = int(args.seconds * model.sample_rate)
-    wave = wave.repeat(n // wave.shape[-1] + 1)[:n]
+    model, wave = model_and_input(args)
     dev = torch.device(args.device)
 
     def sync():

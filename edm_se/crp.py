@@ -23,7 +23,6 @@ Memory grows linearly with the unrolled network calls (``N`` for Euler, ``2N - 1
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
@@ -32,8 +31,6 @@ from edm_se.tasks.paradigms import EnhancerOutput, Paradigm
 
 if TYPE_CHECKING:  # pragma: no cover
     from edm_se.train import Trainer
-
-log = logging.getLogger(__name__)
 
 __all__ = ["CRP", "CRP_LOSSES", "neg_si_sdr"]
 
@@ -127,16 +124,16 @@ class CRP(Paradigm):
                                                       t_start=self.t_start)
         return self._outputs[num_steps]
 
-    def per_example_loss(self, estimate: torch.Tensor, spec: Any) -> torch.Tensor:
-        """(B,) predictive loss of the final spectral estimate ``estimate`` against the batch's clean target."""
+    def per_example_loss(self, estimate: torch.Tensor, spec: Any, clean: torch.Tensor) -> torch.Tensor:
+        """(B,) predictive loss of the final spectral estimate ``estimate`` against the batch's clean target:
+        ``spec.x0`` (the clean spectrum) and ``clean`` (the (B, L) clean waveform at the input level)."""
         tr = self.trainer
         batch = estimate.shape[0]
         mse = (estimate - spec.x0).abs().pow(2).reshape(batch, -1).mean(dim=1)
         if self.loss == "spec_mse":
             return mse
         wave = tr.to_waveform(estimate, spec)
-        clean = tr.to_waveform(spec.x0, spec)
-        sdr = neg_si_sdr(wave, clean.to(wave.dtype))
+        sdr = neg_si_sdr(wave, clean.to(wave.device, wave.dtype))
         return sdr if self.loss == "si_sdr" else mse + 1e-3 * sdr
 
     def step(self, batch, generator):
@@ -145,6 +142,6 @@ class CRP(Paradigm):
         num_steps = self.draw_num_steps(generator)
         with tr.autocast():
             estimate = self.output(num_steps).spectrum(tr, spec.y, generator)
-        loss = self.per_example_loss(estimate, spec).mean()
+        loss = self.per_example_loss(estimate, spec, batch["clean"]).mean()
         grad_norm = tr.enhancer_update(loss)
         return {"loss": float(loss.detach()), "grad_norm": grad_norm, "crp_num_steps": float(num_steps)}

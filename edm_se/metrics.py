@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Sequence
 
@@ -168,8 +169,6 @@ def dnsmos(est: Any, sample_rate: int) -> dict[str, float]:
 
 def _score_one(job: tuple) -> dict[str, Any]:
     """All wanted metrics for one pair (runs in a worker process). WER metrics add ``hyp_<recogniser>``."""
-    import time
-
     ref, est, sample_rate, metrics, transcript = job
     row: dict[str, Any] = {}
     t0 = time.perf_counter()

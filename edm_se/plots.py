@@ -29,7 +29,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
+
+from edm_se.study_common import METRIC_ORDER, metric_sort_key  # noqa: E402,F401 (METRIC_ORDER: re-exported)
 
 log = logging.getLogger("edm_se.plots")
 
@@ -47,8 +50,6 @@ METRIC_LABELS = {
 }
 METRIC_TITLES = {"pesq": "PESQ", "estoi": "ESTOI", "si_sdr": "SI-SDR", "wer": "WER",
                  "wer_whisper": "WER, Whisper tiny.en ↓", "wer_sphinx": "WER, PocketSphinx ↓"}
-METRIC_ORDER = ("pesq", "estoi", "si_sdr", "wer_whisper", "wer_sphinx", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak",
-                "dnsmos_p808")
 # Reference lines drawn in every panel (results.csv rows of these kinds): style per kind; peers get one colour each.
 REFERENCE_STYLE = {"noisy": dict(color="0.35", ls="--", lw=1.3), "clean": dict(color="0.1", ls=":", lw=1.4)}
 PEER_COLORS = ("#b8860b", "#8b008b", "#2f4f4f", "#a0522d")
@@ -100,7 +101,7 @@ def metrics_present(frame: pd.DataFrame, wanted: Sequence[str] | None = None) ->
     have = list(dict.fromkeys(cells["metric"].dropna()))
     if wanted:
         return [m for m in wanted if m in have]
-    return sorted(have, key=lambda m: (METRIC_ORDER.index(m) if m in METRIC_ORDER else len(METRIC_ORDER), m))
+    return sorted(have, key=metric_sort_key)
 
 
 def choose_x(frame: pd.DataFrame, x: str = "auto") -> str:

@@ -21,7 +21,7 @@ from typing import Any
 
 from edm_se.atomic import atomic_write_json, atomic_write_text
 from edm_se.metrics import LOWER_IS_BETTER, WER_METRICS
-from edm_se.study_common import FORMAT, METRIC_ORDER, read_json
+from edm_se.study_common import finished_cells, metric_sort_key
 
 __all__ = ["paired_difference", "best_points", "best_markdown", "write_best"]
 
@@ -62,12 +62,10 @@ def paired_difference(a: dict, b: dict, metric: str) -> dict[str, float] | None:
 
 def _collect(sweep_dir: Path) -> list[tuple[str, dict]]:
     points = []
-    for path in sorted(sweep_dir.rglob("metrics.json")):
-        result = read_json(path)
-        if result and result.get("format") == FORMAT:
-            cell = str(result.get("cell"))  # a training study's cell directory is "cell=<name>"
-            cell = cell[len("cell="):] if cell.startswith("cell=") and "," not in cell else cell
-            points += [(cell, p) for p in result.get("points", [])]
+    for _, result in finished_cells(sweep_dir):
+        cell = str(result.get("cell"))  # a training study's cell directory is "cell=<name>"
+        cell = cell[len("cell="):] if cell.startswith("cell=") and "," not in cell else cell
+        points += [(cell, p) for p in result.get("points", [])]
     return points
 
 
@@ -88,7 +86,7 @@ def best_points(sweep_dir: str | os.PathLike, compare_to: str | None = None) -> 
     sweep_dir = Path(sweep_dir)
     points = _collect(sweep_dir)
     metrics = sorted({m for _, p in points for m in (p.get("metrics") or {})},
-                     key=lambda m: (METRIC_ORDER.index(m) if m in METRIC_ORDER else len(METRIC_ORDER), m))
+                     key=metric_sort_key)
     out: dict[str, Any] = {"metrics": {}, "compare_to": compare_to, "comparisons": []}
     for m in metrics:
         higher = m not in LOWER_IS_BETTER

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 FORMAT = "edm_se.study/1"
@@ -23,6 +24,22 @@ def read_json(path: str | os.PathLike) -> dict | None:
         return obj if isinstance(obj, dict) else None
     except (OSError, ValueError):
         return None
+
+
+def metric_sort_key(m: str) -> tuple[int, str]:
+    """Sort key of metric names: the order of :data:`METRIC_ORDER`, unknown names after it, alphabetically."""
+    return (METRIC_ORDER.index(m) if m in METRIC_ORDER else len(METRIC_ORDER), m)
+
+
+def finished_cells(sweep_dir: str | os.PathLike) -> list[tuple[Path, dict]]:
+    """``(path, content)`` of every finished cell's ``metrics.json`` under ``sweep_dir`` (format :data:`FORMAT`),
+    in sorted path order; unreadable or foreign files are skipped."""
+    out = []
+    for path in sorted(Path(sweep_dir).rglob("metrics.json")):
+        result = read_json(path)
+        if result and result.get("format") == FORMAT:
+            out.append((path, result))
+    return out
 
 
 def _short_target(node: Any) -> str | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from edm_se.atomic import atomic_write_text
 from edm_se.metrics import LOWER_IS_BETTER
-from edm_se.study_common import FORMAT, METRIC_ORDER, RESULT_COLUMNS, read_json
+from edm_se.study_common import FORMAT, RESULT_COLUMNS, finished_cells, metric_sort_key, read_json
 
 
 def _rows_of(result: dict, cell_dir: Path, base: Path) -> list[dict]:
@@ -59,10 +59,6 @@ def _relative(path: Path, base: Path) -> str:
         return str(path)
 
 
-def _metric_sort_key(m: str) -> tuple[int, str]:
-    return (METRIC_ORDER.index(m) if m in METRIC_ORDER else len(METRIC_ORDER), m)
-
-
 def gather(sweep_dir: str | os.PathLike, plot: bool = True) -> dict:
     """Collect every cell's ``metrics.json`` under ``sweep_dir`` into ``results.csv`` and ``results.md``.
 
@@ -85,10 +81,7 @@ def gather(sweep_dir: str | os.PathLike, plot: bool = True) -> dict:
     cells = 0
     failed: list[tuple[str, str]] = []
     study = None
-    for path in sorted(sweep_dir.rglob("metrics.json")):
-        result = read_json(path)
-        if not result or result.get("format") != FORMAT:
-            continue
+    for path, result in finished_cells(sweep_dir):
         cells += 1
         study = study or result.get("study")
         rows += _rows_of(result, path.parent, sweep_dir)
@@ -113,7 +106,7 @@ def gather(sweep_dir: str | os.PathLike, plot: bool = True) -> dict:
     for col in ("num_steps", "nfe", "n"):  # integers, empty where not applicable
         frame[col] = pd.to_numeric(frame[col], errors="coerce").round().astype("Int64")
     if len(frame):
-        frame["_m"] = frame["metric"].map(_metric_sort_key)
+        frame["_m"] = frame["metric"].map(metric_sort_key)
         frame = frame.sort_values(["kind", "_m", "design", "sampler", "s_churn", "s_noise", "t_start", "nfe",
                                    "snr_db"], na_position="first", kind="stable").drop(columns="_m")
     csv_path = sweep_dir / "results.csv"
@@ -132,7 +125,7 @@ def results_markdown(frame: Any, failed: list[tuple[str, str]], study: str | Non
     lines = [f"# Study `{study or '?'}`", ""]
     overall = frame[frame["snr_db"].isna()] if len(frame) else frame
     if len(overall):
-        metrics = sorted(overall["metric"].dropna().unique(), key=_metric_sort_key)
+        metrics = sorted(overall["metric"].dropna().unique(), key=metric_sort_key)
         keys = ["design", "sampler", "num_steps", "nfe", "s_churn", "s_noise", "t_start"]
         cellrows = overall[overall["kind"] == "cell"]
         show = [k for k in keys if cellrows[k].notna().any() and (k in ("sampler", "nfe")

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from edm_se.atomic import atomic_write_json, atomic_write_text
-from edm_se.study_common import FORMAT, read_json
+from edm_se.study_common import finished_cells
 
 __all__ = ["timing_summary", "timing_markdown", "write_timing"]
 
@@ -25,9 +25,8 @@ def timing_summary(sweep_dir: str | os.PathLike) -> dict:
     """``{"cells", "points", "elapsed_s", "cells_per_minute", "points_per_minute", "totals": {part: s},
     "fractions": {part: share of elapsed}, "scoring_cpu_s": {"metrics_s", "recognisers_s"}, "per_cell": [...]}``."""
     per_cell = []
-    for path in sorted(Path(sweep_dir).rglob("metrics.json")):
-        result = read_json(path)
-        if not result or result.get("format") != FORMAT or "started" not in result:
+    for _, result in finished_cells(sweep_dir):
+        if "started" not in result:
             continue
         points = result.get("points", [])
         elapsed = float(result["finished"]) - float(result["started"])

@@ -417,6 +417,17 @@ class Trainer:
             t.copy_(flat[offset:offset + n].reshape(t.shape).to(t.dtype))
             offset += n
 
+    def average_grads(self, module: torch.nn.Module) -> None:
+        """Average the gradients of ``module``'s trainable parameters over the processes (a parameter without a
+        gradient counts as zero; a no-op in one process)."""
+        if not self.distributed:
+            return
+        params = [p for p in module.parameters() if p.requires_grad]
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        self.all_reduce_mean([p.grad for p in params])
+
     def all_reduce_sum(self, value: torch.Tensor) -> torch.Tensor:
         """The sum of ``value`` over the processes (a copy; ``value`` itself in one process)."""
         if not self.distributed:
@@ -445,12 +456,8 @@ class Trainer:
                 raise FloatingPointError(f"non-finite loss at step {self.step}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if self.distributed and not self.paradigm.uses_ddp_wrapper:
-                params = [p for p in self.denoiser.parameters() if p.requires_grad]
-                for p in params:
-                    if p.grad is None:
-                        p.grad = torch.zeros_like(p)
-                self.all_reduce_mean([p.grad for p in params])
+            if not self.paradigm.uses_ddp_wrapper:
+                self.average_grads(self.denoiser)
         else:
             self.optimizer.zero_grad(set_to_none=True)
             for p, g in grads.items():

@@ -174,9 +174,7 @@ def paradigm(cfg: DictConfig) -> None:
     if known[target] == "denoising":
         return
     if known[target] == "crp":
-        from pathlib import Path
-
-        from edm_se.cli import conf_dir
+        from edm_se.model import sampler_from_name
 
         def steps_ok(v: Any) -> bool:
             values = list(v) if OmegaConf.is_list(v) or isinstance(v, (list, tuple)) else [v]
@@ -185,8 +183,8 @@ def paradigm(cfg: DictConfig) -> None:
         check(cfg, "paradigm.num_steps", steps_ok, "an integer >= 1 or a non-empty list of them")
         number_in(cfg, "paradigm.t_start", 0.0, 1.0, low_open=True)
         one_of(cfg, "paradigm.loss", CRP_LOSSES)
-        check(cfg, "paradigm.sampler", lambda v: isinstance(v, str) and (Path(conf_dir()) / "sampler" /
-              f"{v}.yaml").exists(), "a conf/sampler name (euler, edm_heun, pc, ...)")
+        check(cfg, "paradigm.sampler", lambda v: isinstance(v, str) and sampler_from_name(v) is not None,
+              "a conf/sampler name (euler, edm_heun, pc, ...)")
         return
     one_of(cfg, "paradigm.task.name", sorted(TASK_KINDS))
     if cfg.paradigm.task.name == "m5":

@@ -51,7 +51,9 @@ def test_crp_gradient_goes_through_every_unrolled_step(tmp_path, tiny_checkpoint
                                 tiny_ckpt=tiny_checkpoint))
     para: CRP = tr.paradigm
     tr.denoiser.double()
-    spec = tr.spectra(next(batches))
+    batch = next(batches)
+    clean = batch["clean"].double()
+    spec = tr.spectra(batch)
     spec = spec._replace(x0=spec.x0.to(torch.complex128), y=spec.y.to(torch.complex128),
                          scale=spec.scale.double())
     params = [p for p in tr.denoiser.parameters() if p.requires_grad]
@@ -67,7 +69,7 @@ def test_crp_gradient_goes_through_every_unrolled_step(tmp_path, tiny_checkpoint
         tr.model = wrapped
         try:
             gen = torch.Generator().manual_seed(7)
-            return para.per_example_loss(para.output(3).spectrum(tr, spec.y, gen), spec).mean()
+            return para.per_example_loss(para.output(3).spectrum(tr, spec.y, gen), spec, clean).mean()
         finally:
             tr.model = model
 

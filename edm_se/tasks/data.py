@@ -115,15 +115,21 @@ def _split_texts(texts: Sequence[str], seed: int = 0) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------------------------- synthesis
+def _library_env(roots: Sequence[Path], subdirs: Sequence[str] = ("*-linux-gnu",),
+                 first: Sequence[Path] = ()) -> dict[str, str]:
+    """The environment for running a binary from extracted Debian packages: ``LD_LIBRARY_PATH`` lists ``first``,
+    then every ``usr/lib/<subdir>`` of ``roots`` that exists, then the caller's own ``LD_LIBRARY_PATH``."""
+    libs = [str(d) for d in first] + [str(d) for sub in subdirs for r in roots for d in (r / "usr" / "lib").glob(sub)]
+    return {**os.environ, "LD_LIBRARY_PATH": ":".join([*libs, os.environ.get("LD_LIBRARY_PATH", "")])}
+
+
 class _Flite:
     def __init__(self, fetcher) -> None:
         self.roots = [fetcher.deb("flite"), fetcher.deb("libflite1")]
         self.binary = self.roots[0] / "usr" / "bin" / "flite"
         if not self.binary.exists():
             raise TaskDataError(f"{self.binary}: flite binary missing in the Debian package")
-        libs = [str(r / "usr" / "lib" / "x86_64-linux-gnu") for r in self.roots]
-        libs += [str(p) for r in self.roots for p in (r / "usr" / "lib").glob("*-linux-gnu")]
-        self.env = {**os.environ, "LD_LIBRARY_PATH": ":".join([*libs, os.environ.get("LD_LIBRARY_PATH", "")])}
+        self.env = _library_env(self.roots)
 
     def alice(self) -> str:
         path = self.roots[0] / "usr" / "share" / "doc" / "flite" / "examples" / "alice"
@@ -168,9 +174,7 @@ class _Espeak:
         packaged = Path(soundfile.__file__).parent / "_soundfile_data" / lib_name
         if packaged.is_file() and not (shim / "libsndfile.so.1").exists():
             (shim / "libsndfile.so.1").symlink_to(packaged)
-        libs = [str(shim)] + [str(d) for r in roots for d in (r / "usr" / "lib").glob("*-linux-gnu")]
-        libs += [str(d) for r in roots for d in (r / "usr" / "lib").glob("*-linux-gnu/pulseaudio")]
-        self.env = {**os.environ, "LD_LIBRARY_PATH": ":".join([*libs, os.environ.get("LD_LIBRARY_PATH", "")])}
+        self.env = _library_env(roots, ("*-linux-gnu", "*-linux-gnu/pulseaudio"), first=[shim])
 
     def say(self, voice: str, text: str, stretch: float) -> tuple[np.ndarray, int]:
         with tempfile.TemporaryDirectory() as tmp:

@@ -323,12 +323,7 @@ class TaskParadigm(Paradigm):
 
     def sync_task_grads(self) -> None:
         """Multi-process runs: average the task model's gradients over the processes (a no-op in one)."""
-        if self.trainer.distributed:
-            params = [p for p in self.task.parameters() if p.requires_grad]
-            for p in params:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-            self.trainer.all_reduce_mean([p.grad for p in params])
+        self.trainer.average_grads(self.task)
 
     def sync_task_buffers(self) -> None:
         """Multi-process runs: average the task model's floating-point buffers (batch-norm running statistics,
