@@ -6,6 +6,11 @@ excess at NFE 1 is the fixed cost (STFT, normalisation, float64 state, inverse S
 Timings are medians of ``--repeats`` runs, interleaved over the grid (every repeat walks the whole grid, so a
 slower moment of a shared machine hits every point alike). Writes JSON with ``--json``.
 
+On a shared machine one bare call varies by +-15% from minute to minute, which moves that ratio by as much. So every
+enhancement also times its own network calls (a wrapper around the denoiser): ``in_run_ratio`` is the wall time over
+the time spent inside those calls, and ``sampler_ms_per_nfe`` the time outside them per NFE beyond the lowest NFE's fixed
+cost, both measured in the same run and so free of the drift.
+
     python benchmarks/sampler_overhead.py [--ckpt PATH] [--seconds 4] [--repeats 5] [--threads 2] [--json out.json]
 """
 
@@ -60,25 +65,56 @@ def main(argv: list[str] | None = None) -> int:
         sync()
         return time.perf_counter() - t0
 
+    class Timed:
+        """The denoiser, timing its calls (``seconds``: total inside them since the last reset)."""
+
+        def __init__(self, denoiser) -> None:
+            self.denoiser, self.seconds = denoiser, 0.0
+
+        def __call__(self, *args):
+            t0 = time.perf_counter()
+            out = self.denoiser(*args)
+            sync()
+            self.seconds += time.perf_counter() - t0
+            return out
+
+    timed = Timed(model.parts.denoiser)
+
+    def enhance(sampler: str, steps: int):
+        model.parts.denoiser, timed.seconds = timed, 0.0
+        try:
+            res = model.enhance(wave, model.sample_rate, sampler=sampler, num_steps=steps)
+            sync()
+        finally:
+            model.parts.denoiser = timed.denoiser
+        return res, timed.seconds
+
     points = [(s, target, steps) for s, grid in GRID.items() for target, steps in grid.items() if target in args.nfe]
     calls: list[float] = []
     times: dict[tuple[str, int], list[float]] = {(s, k): [] for s, _, k in points}
+    inside: dict[tuple[str, int], list[float]] = {(s, k): [] for s, _, k in points}
     nfes: dict[tuple[str, int], int] = {}
     one_call(), model.enhance(wave, model.sample_rate, sampler="euler", num_steps=1)  # warm-up
     for _ in range(args.repeats):
         calls += [one_call() for _ in range(3)]
         for s, _, steps in points:
-            res = model.enhance(wave, model.sample_rate, sampler=s, num_steps=steps)
-            sync()
+            res, in_net = enhance(s, steps)
             times[(s, steps)].append(res.seconds)
+            inside[(s, steps)].append(res.seconds / in_net)
             nfes[(s, steps)] = int(res.nfe)
     call = statistics.median(calls)
     rows = []
     for s, target, steps in points:
         wall = statistics.median(times[(s, steps)])
         nfe = nfes[(s, steps)]
+        ratio_in = statistics.median(inside[(s, steps)])
         rows.append({"sampler": s, "num_steps": steps, "nfe": nfe, "seconds": wall,
-                     "overhead_ratio": wall / (nfe * call), "fixed_ms": 1e3 * (wall - nfe * call)})
+                     "overhead_ratio": wall / (nfe * call), "fixed_ms": 1e3 * (wall - nfe * call),
+                     "in_run_ratio": ratio_in, "outside_ms": 1e3 * wall * (1 - 1 / ratio_in)})
+    for r in rows:  # time outside the network per NFE beyond the same sampler's lowest-NFE point (the fixed cost)
+        first = min((q for q in rows if q["sampler"] == r["sampler"]), key=lambda q: q["nfe"])
+        r["sampler_ms_per_nfe"] = (None if r["nfe"] == first["nfe"] else
+                                   (r["outside_ms"] - first["outside_ms"]) / (r["nfe"] - first["nfe"]))
     result = {"device": args.device, "threads": args.threads, "input_seconds": args.seconds,
               "spec_shape": list(y.shape), "repeats": args.repeats, "denoiser_call_seconds": call,
               "net_parameters": sum(p.numel() for p in model.parts.net.parameters()), "rows": rows,
@@ -86,10 +122,12 @@ def main(argv: list[str] | None = None) -> int:
               "machine": platform.processor() or platform.machine(), "cpu_count": __import__("os").cpu_count()}
     print(f"one denoiser call on {tuple(y.shape)}: {call * 1e3:.1f} ms  (device={args.device}, "
           f"threads={args.threads}, torch {torch.__version__})")
-    print(f"{'sampler':<16}{'steps':>6}{'NFE':>5}{'wall s':>9}{'ratio':>8}{'fixed ms':>10}")
+    print(f"{'sampler':<16}{'steps':>6}{'NFE':>5}{'wall s':>9}{'ratio':>8}{'fixed ms':>10}{'in-run':>8}"
+          f"{'ms/NFE':>8}")
     for r in rows:
+        per = "" if r["sampler_ms_per_nfe"] is None else f"{r['sampler_ms_per_nfe']:.2f}"
         print(f"{r['sampler']:<16}{r['num_steps']:>6}{r['nfe']:>5}{r['seconds']:>9.3f}{r['overhead_ratio']:>8.3f}"
-              f"{r['fixed_ms']:>10.1f}")
+              f"{r['fixed_ms']:>10.1f}{r['in_run_ratio']:>8.3f}{per:>8}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     return 0

@@ -30,10 +30,15 @@ COMMANDS: dict[str, tuple[str, str, str, bool]] = {
     "study": ("study", "edm_se.study:main",
               "run a design-space study (sampler x steps, churn, t_start, SDE x precond) and plot it", True),
     "paradigms": ("paradigms", "edm_se.tasks.study:main",
-                  "train and compare task-weighting paradigms on keywords (Milling et al. 2024, Tables 1-2)", False),
+                  "the `paradigms` study (= `edm-se study study=paradigms`): task-weighting paradigms on keywords "
+                  "and sentences (Milling et al. 2024, Tables 1-2)", False),
     "plot": ("plot", "edm_se.plots:main",
              "draw metric-vs-NFE / metric-vs-RTF curves and spectrograms from a results.csv", False),
 }
+
+# study presets that are apps of their own (their cells train two models each and are scored per SNR, so they are
+# not one Hydra multirun of `edm-se study`): `edm-se study study=<preset> ...` runs command <preset>'s app
+STUDY_APPS: dict[str, str] = {"paradigms": "paradigms"}
 
 # commands that are not Hydra apps: command -> ("module:function" taking argv and returning the exit status, summary)
 PLAIN_COMMANDS: dict[str, tuple[str, str]] = {
@@ -109,14 +114,16 @@ def report_user_errors(command: str) -> Callable[[Callable], Callable]:
     return deco
 
 
-def run_hydra(command: str, argv: list[str], spec: tuple[str, str] | None = None) -> None:
+def run_hydra(command: str, argv: list[str], spec: tuple[str, str] | None = None, name: str | None = None) -> None:
     """Run subcommand ``command`` as a Hydra app with the overrides in ``argv`` (``spec``: another
-    ``(config name, "module:function")`` than ``COMMANDS[command]``'s, for ``data`` sub-commands)."""
+    ``(config name, "module:function")`` than ``COMMANDS[command]``'s, for ``data`` sub-commands; ``name``: the
+    command shown in messages, e.g. ``study`` for ``edm-se study study=paradigms``)."""
     import hydra
 
     config_name, target, _summary, multirun_ok = COMMANDS[command]
     if spec is not None:
         config_name, target = spec
+    command = name or command
     if not multirun_ok and any(a in ("-m", "--multirun") for a in argv):
         print(f"edm-se {command}: error: -m/--multirun is not supported by this command", file=sys.stderr)
         raise SystemExit(2)
@@ -182,6 +189,11 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(2)
         run_hydra(command, rest[1:], DATA_SUBCOMMANDS[rest[0]])
         return
+    if command == "study":
+        preset = next((a.split("=", 1)[1] for a in rest if a.startswith("study=")), None)
+        if preset in STUDY_APPS:
+            run_hydra(STUDY_APPS[preset], [a for a in rest if a != f"study={preset}"], name="study")
+            return
     run_hydra(command, rest)
 
 

@@ -9,8 +9,10 @@ oracle in tests). Tensors may be real or complex, of any shape with a leading ba
 
 The step grid comes from a :mod:`edm_se.schedules` object: ``t_0 = t_start t_max > ... > t_{N-1} > t_N = 0``.
 Starting part-way (``t_start < 1``) begins from ``y + std(t_0) noise`` (as BBED and CRP do), unless ``x_init`` is
-given. Arithmetic runs in float64 (complex128) when ``float64=True`` (as NVlabs/edm does); the network sees its own
-dtype.
+given. The state arithmetic runs in float64 (complex128) when ``float64=True``; as in NVlabs/edm, the denoiser (its
+preconditioning and network) sees the caller's dtype of ``y``, and its output is cast back. Steps in sigma work on
+the residual ``x_tilde = (x - y) / s`` with fused interpolations, so a step costs a few passes over the state besides
+its network calls (``benchmarks/sampler_overhead.py`` measures the ratio).
 """
 
 from __future__ import annotations
@@ -42,17 +44,39 @@ class SampleOutput:
 
 
 class _Counted:
-    """Denoiser wrapper that counts calls and returns the absolute clean estimate at time ``t``."""
+    """Denoiser wrapper that counts network calls.
 
-    def __init__(self, denoiser, sde, y: torch.Tensor) -> None:
+    ``residual(x_tilde, t)`` is ``D = E[x0 - y | x_tilde]`` at time ``t``, and ``__call__(x, t)`` the absolute clean
+    estimate ``y + D((x - y) / s(t))``; both return the dtype of the sampler's state (float64 / complex128 with
+    ``float64=True``). The denoiser itself sees ``y_net`` and its dtype, the caller's ``y``: as in NVlabs/edm, the
+    preconditioning and the network run in the network's precision and only the state arithmetic in double.
+    """
+
+    def __init__(self, denoiser, sde, y: torch.Tensor, y_net: torch.Tensor | None = None) -> None:
         self.denoiser, self.sde, self.y, self.nfe = denoiser, sde, y, 0
+        self.y_net = y if y_net is None else y_net
+
+    def residual(self, x_tilde: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        self.nfe += 1
+        sigma = self.sde.sigma(t).expand(x_tilde.shape[0])
+        return self.denoiser(x_tilde.to(self.y_net.dtype), self.y_net, sigma).to(x_tilde.dtype)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        self.nfe += 1
-        s = batch_view(self.sde.s(t), x)
-        sigma = self.sde.sigma(t).expand(x.shape[0])
-        d = self.denoiser((x - self.y) / s, self.y, sigma)
-        return self.y + d.to(x.dtype)
+        return self.y + self.residual(_to_residual(x, self.y, self.sde.s(t)), t)
+
+
+def _to_residual(x: torch.Tensor, y: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """``(x - y) / s`` for a scalar or (B,) ``s`` (one pass fewer than a division for a scalar)."""
+    if s.numel() == 1:
+        return (x - y) * (1.0 / float(s))
+    return (x - y) / batch_view(s, x)
+
+
+def _from_residual(x_tilde: torch.Tensor, y: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """``y + s x_tilde`` for a scalar or (B,) ``s``."""
+    if s.numel() == 1:
+        return torch.add(y, x_tilde, alpha=float(s))
+    return y + batch_view(s, x_tilde) * x_tilde
 
 
 class Sampler:
@@ -81,7 +105,7 @@ class Sampler:
             if x_init.shape != y.shape:
                 raise ValueError(f"x_init {tuple(x_init.shape)} and y {tuple(y.shape)} differ in shape")
             x = x_init.to(work.dtype)
-        return _Counted(denoiser, sde, work), work, x, ts
+        return _Counted(denoiser, sde, work, y), work, x, ts
 
     @torch.no_grad()
     def __call__(self, denoiser, sde, y: torch.Tensor, *, x_init: torch.Tensor | None = None, t_start: float = 1.0,
@@ -141,28 +165,34 @@ class EDMHeun(Sampler):
         sigma_cur = float(sde.sigma(t_cur))
         in_range = self.s_min <= sigma_cur <= self.s_max
         gamma = min(self.s_churn / self.num_steps, math.sqrt(2) - 1) if in_range else 0.0
-        t_hat, x_hat = t_cur, x
+        t_hat, x_hat, xt_hat = t_cur, x, None
         if gamma > 0:
             t_hat = torch.clamp(sde.sigma_inv(torch.tensor(sigma_cur * (1 + gamma), dtype=torch.float64)),
                                 max=sde.t_max)
             sigma_hat = float(sde.sigma(t_hat))
-            x_tilde = (x - yw) / batch_view(sde.s(t_cur), x)
-            x_tilde = x_tilde + math.sqrt(max(sigma_hat ** 2 - sigma_cur ** 2, 0.0)) * self.s_noise * randn_like(
-                x, generator)
-            x_hat = yw + batch_view(sde.s(t_hat), x) * x_tilde
+            xt_hat = torch.add(_to_residual(x, yw, sde.s(t_cur)), randn_like(x, generator),
+                               alpha=math.sqrt(max(sigma_hat ** 2 - sigma_cur ** 2, 0.0)) * self.s_noise)
+            x_hat = _from_residual(xt_hat, yw, sde.s(t_hat)) if not self.steps_in_sigma else None
+        if self.steps_in_sigma:
+            # the ODE in sigma on the residual: d x_tilde / d sigma = (x_tilde - D) / sigma, so an Euler step is
+            # the interpolation D + (sigma_next / sigma) (x_tilde - D), one pass over the state
+            if xt_hat is None:
+                xt_hat = _to_residual(x, yw, sde.s(t_hat))
+            d1 = den.residual(xt_hat, t_hat)
+            if float(t_next) == 0.0:
+                return yw + d1  # Euler step in sigma to sigma = 0: the clean estimate
+            sig_hat, sig_next = float(sde.sigma(t_hat)), float(sde.sigma(t_next))
+            xt_next = torch.lerp(d1, xt_hat, sig_next / sig_hat)
+            if self.heun:
+                # x_tilde + (h / 2) [(x_tilde - D1) / sig_hat + (x_euler - D2) / sig_next], h = sig_next - sig_hat
+                d2 = den.residual(xt_next, t_next)
+                h = sig_next - sig_hat
+                xt_next = torch.add(torch.lerp(d1, xt_hat, 1.0 + 0.5 * h / sig_hat), xt_next - d2,
+                                    alpha=0.5 * h / sig_next)
+            return _from_residual(xt_next, yw, sde.s(t_next))
         denoised = den(x_hat, t_hat)
         if float(t_next) == 0.0:
             return denoised  # Euler step in sigma to sigma = 0
-        if self.steps_in_sigma:
-            sig_hat, sig_next = sde.sigma(t_hat), sde.sigma(t_next)
-            s_next = batch_view(sde.s(t_next), x)
-            xt_hat = (x_hat - yw) / batch_view(sde.s(t_hat), x)
-            d = (xt_hat - (denoised - yw)) / sig_hat
-            xt_next = xt_hat + (sig_next - sig_hat) * d
-            if self.heun:
-                d2 = (xt_next - (den(yw + s_next * xt_next, t_next) - yw)) / sig_next
-                xt_next = xt_hat + (sig_next - sig_hat) * (0.5 * d + 0.5 * d2)
-            return yw + s_next * xt_next
         d = sde.probability_flow(x_hat, yw, denoised, t_hat)
         x_next = x_hat + (t_next - t_hat) * d
         if self.heun:
@@ -236,30 +266,39 @@ class PC(Sampler):
         self.predictor_in_sigma = bool(predictor_in_sigma)
 
     def _step(self, den, sde, yw, x, t_cur, t_next, generator):
-        std = float(sde.std(t_cur))
-        for _ in range(self.corrector_steps):
-            score = sde.score(x, yw, den(x, t_cur), t_cur)
-            step = 2 * (self.snr * std) ** 2
-            x = x + step * score + math.sqrt(2 * step) * randn_like(x, generator)
-        denoised = den(x, t_cur)
-        if float(t_next) == 0.0 and self.final_denoise:
-            return denoised
         if self.predictor_in_sigma:
-            s_cur, s_next = batch_view(sde.s(t_cur), x), batch_view(sde.s(t_next), x)
-            sig, sig_next = float(sde.sigma(t_cur)), float(sde.sigma(t_next))
-            x_tilde, d_tilde = (x - yw) / s_cur, denoised - yw
+            x_tilde = _to_residual(x, yw, sde.s(t_cur))
+            sig = float(sde.sigma(t_cur))
+            for _ in range(self.corrector_steps):
+                # the Langevin step below in the residual: with std = s sigma and score = -(x_tilde - D) / (s
+                # sigma^2), x_tilde + (step score + sqrt(2 step) z) / s = x_tilde - 2 r^2 (x_tilde - D) + 2 r sigma z
+                x_tilde = torch.add(torch.lerp(x_tilde, den.residual(x_tilde, t_cur), 2 * self.snr ** 2),
+                                    randn_like(x, generator), alpha=2 * self.snr * sig)
+            d_tilde = den.residual(x_tilde, t_cur)
+            if float(t_next) == 0.0 and self.final_denoise:
+                return yw + d_tilde
+            s_next = sde.s(t_next)
+            sig_next = float(sde.sigma(t_next))
             # ancestral step: the Gaussian posterior of x_tilde at sigma_next given x_tilde and D
             sigma_up = sig_next * math.sqrt(max(1.0 - sig_next ** 2 / sig ** 2, 0.0))
             sigma_down = math.sqrt(max(sig_next ** 2 - sigma_up ** 2, 0.0))
-            x_mean = yw + s_next * (d_tilde + (x_tilde - d_tilde) * (sigma_down / sig))
+            x_mean = _from_residual(torch.lerp(d_tilde, x_tilde, sigma_down / sig), yw, s_next)
             noise_std = s_next * sigma_up
         else:
+            std = float(sde.std(t_cur))
+            for _ in range(self.corrector_steps):  # SGMSE+'s annealed Langevin corrector, in x
+                score = sde.score(x, yw, den(x, t_cur), t_cur)
+                step = 2 * (self.snr * std) ** 2
+                x = x + step * score + math.sqrt(2 * step) * randn_like(x, generator)
+            denoised = den(x, t_cur)
+            if float(t_next) == 0.0 and self.final_denoise:
+                return denoised
             dt = t_cur - t_next
             x_mean = x - sde.reverse_drift(x, yw, denoised, t_cur) * dt
-            noise_std = batch_view(sde.g(t_cur), x) * torch.sqrt(dt)
+            noise_std = sde.g(t_cur) * torch.sqrt(dt)
         if float(t_next) == 0.0:
             return x_mean  # SGMSE+'s output: the last predictor mean
-        return x_mean + noise_std * randn_like(x, generator)
+        return _from_residual(randn_like(x, generator), x_mean, noise_std)
 
 
 class Posterior(PC):

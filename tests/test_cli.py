@@ -60,3 +60,19 @@ def test_train_prints_composed_config_without_running():
     assert res.returncode == 0, res.stderr
     assert "edm_se.sde.OUVE" in res.stdout
     assert "SGMSE" in res.stdout
+
+
+def test_study_paradigms_is_the_paradigms_app_under_edm_se_study(tmp_path):
+    """`edm-se study study=paradigms` runs the paradigms study (conf/paradigms.yaml), not a multirun of
+    conf/study.yaml: its config prints, its help is its own, its user errors are one line naming `edm-se study`."""
+    res = run_cli("study", "study=paradigms", "--cfg", "job")
+    assert res.returncode == 0, res.stderr
+    assert "tasks:" in res.stdout and "keywords:" in res.stdout and "hydra" not in res.stdout
+    assert "edm-se study study=paradigms" in run_cli("study", "study=paradigms", "--help").stdout
+    assert "paradigms" in run_cli("study", "--help").stdout
+    res = run_cli("study", "study=paradigms", f"task_root={tmp_path / 'none'}", f"out_dir={tmp_path / 'out'}")
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [res.stderr.strip()]
+    assert res.stderr.startswith("edm-se study: error:") and "manifest.csv: task manifest not found" in res.stderr
+    res = run_cli("study", "study=paradigms", "-m")
+    assert res.returncode == 2 and "multirun is not supported" in res.stderr

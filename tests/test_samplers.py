@@ -275,3 +275,23 @@ def test_constant_denoiser_trajectory_is_the_exact_ode_solution(sampler):
         sig, s = float(sde.sigma(ts[i])), float(sde.s(ts[i]))
         torch.testing.assert_close(x, y + s * (r + sig / sig0 * (x0_tilde - r)), rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(out.x0_hat, y + r)
+
+
+@pytest.mark.parametrize("name", ["edm_heun", "euler", "posterior", "pc"])
+def test_denoiser_sees_the_callers_dtype_while_the_state_is_double(name):
+    """With float64=True the state is complex128 but the denoiser gets complex64 x_tilde and y (the caller's
+    dtype, as NVlabs/edm's network side runs float32); the result equals the float32 oracle's to float32 precision."""
+    seen = []
+    y = torch.randn(2, 1, 8, 4, dtype=torch.complex64, generator=torch.Generator().manual_seed(0))
+    r = 0.1 * torch.randn(2, 1, 8, 4, dtype=torch.complex64, generator=torch.Generator().manual_seed(1))
+
+    def den(x_tilde, yy, sigma):
+        seen.append((x_tilde.dtype, yy.dtype))
+        return r
+
+    make = {"edm_heun": lambda: SM.EDMHeun(3), "euler": lambda: SM.Euler(3), "posterior": lambda: SM.Posterior(3),
+            "pc": lambda: SM.PC(2)}[name]
+    out = make()(den, S.OUVE(), y, generator=torch.Generator().manual_seed(0))
+    assert set(seen) == {(torch.complex64, torch.complex64)} and len(seen) == out.nfe
+    assert out.x0_hat.dtype == torch.complex64
+    torch.testing.assert_close(out.x0_hat, y + r)  # a constant residual estimate: the clean estimate is y + r

@@ -1,4 +1,5 @@
-"""``edm-se paradigms``: the training paradigms of Milling et al. 2024 (Tables 1-2) side by side, at our scale.
+"""``edm-se study study=paradigms`` (alias ``edm-se paradigms``): the training paradigms of Milling et al. 2024
+(Tables 1-2) side by side, at our scale.
 
 Per task of ``tasks`` (``keywords``: the M5 classifier on spoken digits; ``sentences``: the CTC recogniser on
 clauses): rows are the task's ``cells`` (each paradigm trained with the same task model, data, budget and seed),
@@ -400,7 +401,7 @@ def _markdown(rows: list[dict], nfe: dict[str, list[dict]], shas: dict[str, dict
 
 
 def main(cfg: DictConfig) -> None:
-    """Hydra task of ``edm-se paradigms``."""
+    """Hydra task of ``edm-se study study=paradigms`` (``edm-se paradigms``)."""
     from edm_se import validate
 
     validate.int_at_least(cfg, ["threads"], 0)
