@@ -125,6 +125,27 @@ def test_instance_norm_m5_scores_each_example_alone_in_either_mode():
         M5(10, norm="layer")
 
 
+def test_task_scores_of_a_clip_do_not_depend_on_its_batch():
+    """evaluate_task batches clips of one length only: each prediction equals the clip scored alone. Zero padding to
+    the batch's longest clip (the old way) changes the instance-norm M5's logits, so that check can fail."""
+    from edm_se.tasks.evaluate import evaluate_task
+
+    torch.manual_seed(0)
+    m = M5(num_classes=10, channels=8, norm="instance")
+    g = np.random.default_rng(0)
+    waves = [g.standard_normal(n).astype(np.float32) for n in (4000, 9000, 4000, 6500, 9000, 5200)]
+    items = [{"name": f"c{i}", "snr_db": 0.0, "label": i % 10} for i in range(len(waves))]
+    together = [r["prediction"] for r in evaluate_task(m, items, waves, batch_size=16)["per_file"]]
+    alone = [r["prediction"] for r in evaluate_task(m, items, waves, batch_size=1)["per_file"]]
+    with torch.no_grad():
+        direct = [int(m.predict(m(torch.from_numpy(w)[None]))[0]) for w in waves]
+        padded = m(torch.tensor(np.stack([np.pad(w, (0, 9000 - len(w))) for w in waves])))
+    assert together == alone == direct
+    with torch.no_grad():  # what padding would have done: other logits for the short clips
+        short = m(torch.from_numpy(waves[0])[None])[0]
+    assert not torch.allclose(short, padded[0], atol=1e-3)
+
+
 def test_m5_learns_real_spoken_digits_in_seconds(task_root):
     rows, load = _clips(task_root)
     train = [r for r in rows if not r["variant"].endswith("-1")]  # pitch factors 0.94, 1.06

@@ -17,6 +17,11 @@ from edm_se.tasks.models import TaskModel
 __all__ = ["wilson_ci95", "evaluate_task", "enhance_items", "evaluate_recogniser", "wer_summary"]
 
 
+# the scoring method's version, stored in every cached score of the paradigms study: a cached score of another
+# version is computed again. 2: batches of one clip length only (1 zero-padded the batch to its longest clip).
+SCORING_VERSION = 2
+
+
 def wilson_ci95(successes: int, n: int) -> dict[str, float]:
     """Proportion ``successes / n`` in percent with the half-width of Wilson's 95% score interval (Wilson 1927),
     reported around the proportion (the larger of the two sides). ``{"mean", "ci95", "n"}``; NaN for n = 0."""
@@ -54,7 +59,8 @@ def evaluate_task(task: TaskModel, items: Sequence[dict], waves: Sequence[np.nda
         task: a trained task model (set to eval mode here).
         items: test items with ``snr_db`` and ``label`` or ``text``.
         waves: the inputs to score (e.g. a front end's output, :func:`enhance_items`); None: the noisy mixtures.
-        batch_size: examples per forward pass (waveforms of a batch are zero-padded to the longest).
+        batch_size: examples per forward pass; a batch holds waveforms of one length only (no padding), so every
+            prediction equals that of the clip alone.
 
     Returns:
         ``{"metric": "accuracy" | "wer", "overall": {mean, ci95, n}, "per_snr": {snr: {...}}, "per_file":
@@ -66,12 +72,17 @@ def evaluate_task(task: TaskModel, items: Sequence[dict], waves: Sequence[np.nda
     waves = [np.asarray(it["noisy"], np.float32) for it in items] if waves is None else list(waves)
     if len(waves) != len(items):
         raise ValueError(f"{len(waves)} waveforms for {len(items)} items")
-    predictions: list[Any] = []
-    for i in range(0, len(items), batch_size):
-        chunk = waves[i:i + batch_size]
-        n = max(len(w) for w in chunk)
-        x = torch.tensor(np.stack([np.pad(w, (0, n - len(w))) for w in chunk]))
-        predictions += task.predict(task(x))
+    # batches hold waveforms of one length only: zero padding would change a clip's prediction (instance norm and
+    # pooling over time, the CTC model's GRU), so that it would depend on which clips share its batch
+    predictions: list[Any] = [None] * len(waves)
+    by_length: dict[int, list[int]] = {}
+    for i, w in enumerate(waves):
+        by_length.setdefault(len(w), []).append(i)
+    for idx in by_length.values():
+        for j in range(0, len(idx), batch_size):
+            chunk = idx[j:j + batch_size]
+            for i, pred in zip(chunk, task.predict(task(torch.tensor(np.stack([waves[i] for i in chunk]))))):
+                predictions[i] = pred
     keyword = "label" in items[0]
     rows = []
     for it, pred in zip(items, predictions):

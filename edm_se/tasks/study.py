@@ -220,7 +220,7 @@ def _run_task(cfg: DictConfig, task: str, tcfg: DictConfig, out: Path) -> tuple[
     from edm_se.enhancers import make_peer, peer_available
     from edm_se.provenance import checkpoint_identity
     from edm_se.tasks.checkpoint import load_task_model
-    from edm_se.tasks.evaluate import enhance_items, evaluate_recogniser, evaluate_task
+    from edm_se.tasks.evaluate import SCORING_VERSION, enhance_items, evaluate_recogniser, evaluate_task
 
     out.mkdir(parents=True, exist_ok=True)
     items, test_sha = _test_items(cfg, task, tcfg)
@@ -242,7 +242,8 @@ def _run_task(cfg: DictConfig, task: str, tcfg: DictConfig, out: Path) -> tuple[
 
     def score(row: str, task_ckpt: Path, front, cache: Path, task_from: str) -> None:
         fid = _front_end_id(front)
-        key = {"task": checkpoint_identity(task_ckpt), "front_end": fid, "test_sha256": test_sha}
+        key = {"task": checkpoint_identity(task_ckpt), "front_end": fid, "test_sha256": test_sha,
+               "scoring": SCORING_VERSION}
 
         def compute():
             t0 = time.time()
@@ -288,14 +289,15 @@ def _accuracy_vs_nfe(cfg, cells, ckpts, items, test_sha, out) -> list[dict]:
     from edm_se.model import EnhancementModel
     from edm_se.provenance import checkpoint_identity
     from edm_se.tasks.checkpoint import load_task_model
-    from edm_se.tasks.evaluate import enhance_items, evaluate_task
+    from edm_se.tasks.evaluate import SCORING_VERSION, enhance_items, evaluate_task
 
     name = next((n for n in cells if str(cfg.cells[n].paradigm) == "iterative"), None)
     if name is None:
         return []
     res = []
     for steps in cfg.nfe_steps:
-        key = {"task": checkpoint_identity(ckpts[name]), "steps": int(steps), "test_sha256": test_sha}
+        key = {"task": checkpoint_identity(ckpts[name]), "steps": int(steps), "test_sha256": test_sha,
+               "scoring": SCORING_VERSION}
 
         def compute(steps=steps):
             model = EnhancementModel.from_checkpoint(ckpts[name], device="cpu")
