@@ -349,16 +349,19 @@ class TaskParadigm(Paradigm):
     def task_lr(self) -> float:
         return float(self.task_optimizer.param_groups[0]["lr"]) if self.task_optimizer is not None else float("nan")
 
-    def enhancer_pass(self, batch: dict, generator: torch.Generator, grad: bool):
+    def enhancer_pass(self, batch: dict, generator: torch.Generator, grad: bool, output_grad: bool | None = None):
         """Denoising loss (B,) and the enhancer's output waveform (B, L) for ``batch``; with ``grad`` False
-        nothing is recorded for autograd."""
+        nothing is recorded for autograd; ``output_grad`` False (default: ``grad``) keeps the loss differentiable
+        but makes the output a constant."""
         tr = self.trainer
         spec = tr.spectra(batch)
         x0, y = spec[:2]
+        output_grad = grad if output_grad is None else output_grad
         with torch.set_grad_enabled(grad):
             per_example, estimate = tr.loss_fn(tr.model, tr.parts.sde, x0, y, generator=generator,
                                                return_estimate=True)
-            out = self.output.spectrum(tr, y, generator, estimate)
+        with torch.set_grad_enabled(output_grad):
+            out = self.output.spectrum(tr, y, generator, estimate if output_grad else estimate.detach())
             wave = tr.to_waveform(out, spec)
         return per_example, wave
 
@@ -472,13 +475,8 @@ class Iterative(TaskParadigm):
     def step(self, batch, generator):
         targets = self.targets(batch)
         tr = self.trainer
-        spec = tr.spectra(batch)
-        x0, y = spec[:2]
         # the enhancer's forward pass of step (2), made first: the enhancer does not change in step (1)
-        per_example, estimate = tr.loss_fn(tr.model, tr.parts.sde, x0, y, generator=generator,
-                                           return_estimate=True)
-        with torch.no_grad():
-            wave = tr.to_waveform(self.output.spectrum(tr, y, generator, estimate.detach()), spec)
+        per_example, wave = self.enhancer_pass(batch, generator, grad=True, output_grad=False)
         # (1) task step on the enhancer's output; the enhancer is frozen (its output is a constant here)
         task_loss = self.task_losses(wave, targets).float().mean()
         task_norm = self.task_update(task_loss) if self.task_optimizer is not None else float("nan")
