@@ -4,6 +4,7 @@ resume of a two-model paradigm after SIGKILL."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -503,6 +504,44 @@ def test_paradigms_study_trains_scores_caches_rescores_a_changed_checkpoint_and_
     cfg.train_overrides = [*cfg.train_overrides[:-1], "trainer.max_steps=3"]
     with pytest.raises(Exception, match="changed: trainer.max_steps"):  # the trainer refuses a changed config
         run_study(cfg)
+
+
+def test_paradigms_study_trains_every_cell_again_per_extra_seed_and_reports_the_spread(tmp_path, task_root):
+    """seeds=[1]: the cells train again with seed 1 in <task>/seed1/ (other weights), score on the same test set,
+    and the seed table's mean and t-interval are those of the two seeds' all-SNR values."""
+    from omegaconf import OmegaConf
+
+    from edm_se.metrics import mean_ci95
+    from edm_se.tasks.study import run_study
+
+    cfg = OmegaConf.load(REPO / "conf" / "paradigms.yaml")
+    cfg.pop("hydra")
+    cfg.pop("defaults")
+    cfg.out_dir, cfg.task_root, cfg.test_split = str(tmp_path / "study"), str(task_root), "valid"
+    cfg.test_noise, cfg.snrs_db, cfg.peers, cfg.threads, cfg.nfe_curve = "builtin:test", [0, 20], [], 1, False
+    cfg.train_overrides = [*TINY_TRAIN, f"data.root={task_root}", "data.train.noise=builtin:train",
+                           "data.valid.noise=builtin:valid", "trainer.max_steps=30"]
+    cfg.tasks.keywords.overrides = ["data=keywords", "paradigm.task.channels=8"]
+    cfg.tasks.keywords.cells, cfg.tasks.keywords.cell_overrides = ["baseline"], {}
+    cfg.tasks.pop("sentences")
+    cfg.tasks.keywords.seeds = [0, 1]  # a task's own seeds; seed 0 is the study's seed: trained once
+    summary = run_study(cfg)
+    out = Path(cfg.out_dir) / "keywords"
+    a = load_checkpoint(out / "cells" / "baseline" / "checkpoints" / "last.pt")
+    b = load_checkpoint(out / "seed1" / "cells" / "baseline" / "checkpoints" / "last.pt")
+    assert not (out / "seed0").exists()
+    assert any(not torch.equal(v, b["paradigm"]["state"]["task"][k]) for k, v in a["paradigm"]["state"]["task"].items())
+    table = {(t["row"], t["metric"]): t for t in summary["seeds"]}
+    assert set(table) == {("baseline", "accuracy"), ("clean reference", "accuracy")}
+    own = {r["row"]: r["overall"]["mean"] for r in summary["rows"]}
+    seed1 = json.loads((out / "seed1" / "cells" / "baseline" / "eval.json").read_text())
+    assert seed1["key"]["test_sha256"] == summary["tests"]["keywords"]["test_sha256"]
+    t = table[("baseline", "accuracy")]
+    assert t["per_seed"] == {"0": own["baseline"], "1": seed1["result"]["overall"]["mean"]}
+    assert (t["mean"], t["ci95"], t["n"]) == tuple(mean_ci95(t["per_seed"].values()).values())
+    md = (Path(cfg.out_dir) / "results.md").read_text()
+    assert "per training seed" in md and "| seed 0 | seed 1 |" in md
+    assert (Path(cfg.out_dir) / "seeds.csv").read_text().count("\n") == 1 + 2 * 2
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")

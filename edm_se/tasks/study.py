@@ -34,8 +34,6 @@ model alone).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import time
@@ -192,27 +190,51 @@ def _tasks(cfg: DictConfig) -> dict[str, DictConfig]:
 
 
 def run_study(cfg: DictConfig) -> dict:
-    """Train every cell of every task, score every row, write the tables and figures; returns the summary dict."""
+    """Train every cell of every task, score every row, write the tables and figures; returns the summary dict.
+
+    With ``seeds`` (extra training seeds; a task's own ``seeds`` replaces them for that task), every cell of the task
+    is trained and scored again once per seed in
+    ``out_dir/<task>/seed<k>/`` (the same test set; no NFE curve), and ``results.md`` / ``seeds.csv`` /
+    ``summary.json`` gain each row's all-SNR value per seed with the mean and 95% t-interval over the seeds."""
     from edm_se.atomic import atomic_write_json, atomic_write_text
     from edm_se.provenance import run_info
+    from edm_se.tasks.report import markdown, seed_markdown, seed_table, write_results, write_seed_csv
 
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(int(cfg.threads)) if int(cfg.threads) > 0 else None
     tasks = _tasks(cfg)
     rows: list[dict] = []
+    seed_rows: list[dict] = []
     nfe: dict[str, list[dict]] = {}
     shas: dict[str, dict] = {}
+    any_extra = False
     for task, tcfg in tasks.items():
+        seeds = tcfg.get("seeds") if tcfg.get("seeds") is not None else cfg.get("seeds")
+        extra = [int(k) for k in dict.fromkeys(seeds or []) if int(k) != int(cfg.seed)]
+        any_extra = any_extra or bool(extra)
         t_rows, t_nfe, sha, n = _run_task(cfg, task, tcfg, out / task)
         rows += t_rows
+        seed_rows += [{**r, "seed": int(cfg.seed)} for r in t_rows] if extra else []
         nfe[task] = t_nfe
         shas[task] = {"test_sha256": sha, "n_test": n}
-    _write_results(out, rows, nfe, cfg)
+        for k in extra:
+            kcfg = cfg.copy()
+            kcfg.seed, kcfg.nfe_curve = k, False
+            log.info("task %s: seed %d", task, k)
+            k_rows, _, k_sha, _ = _run_task(kcfg, task, tcfg, out / task / f"seed{k}")
+            if k_sha != sha:  # pragma: no cover - the test set does not depend on the training seed
+                raise RuntimeError(f"task {task}: seed {k} scored another test set ({k_sha[:12]} != {sha[:12]})")
+            seed_rows += [{**r, "seed": k} for r in k_rows]
+    write_results(out, rows, nfe)
+    seeds = seed_table(seed_rows) if any_extra else []
     summary = {"rows": [{k: v for k, v in r.items() if k != "per_file"} for r in rows], "nfe": nfe,
                "tests": shas, "config": OmegaConf.to_container(cfg, resolve=True), **run_info()}
+    if seeds:
+        summary["seeds"] = seeds
+        write_seed_csv(out, seeds)
     atomic_write_json(out / "summary.json", summary)
-    atomic_write_text(out / "results.md", _markdown(rows, nfe, shas))
+    atomic_write_text(out / "results.md", markdown(rows, nfe, shas) + (seed_markdown(seeds) if seeds else ""))
     return summary
 
 
@@ -311,102 +333,14 @@ def _accuracy_vs_nfe(cfg, cells, ckpts, items, test_sha, out) -> list[dict]:
     return res
 
 
-METRIC_LABEL = {"accuracy": "keyword accuracy (%), higher is better", "wer": "CTC WER (%), lower is better",
-                "wer_whisper": "Whisper WER (%), lower is better", "wer_sphinx": "PocketSphinx WER (%), lower is better"}
-
-
-def _write_results(out: Path, rows: list[dict], nfe: dict[str, list[dict]], cfg) -> None:
-    from edm_se.atomic import atomic_write_text
-
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["task", "row", "task_model", "front_end", "snr_db", "metric", "mean", "ci95", "n"])
-    for r in rows:
-        for snr, v in [*r["per_snr"].items(), ("all", r["overall"])]:
-            w.writerow([r["task"], r["row"], r["task_model"], r["front_end"], snr, r["metric"], f"{v['mean']:.4g}",
-                        f"{v['ci95']:.4g}", v["n"]])
-    atomic_write_text(out / "results.csv", buf.getvalue())
-    try:
-        _plots(out, rows, nfe)
-    except ImportError:  # pragma: no cover - matplotlib is a dependency
-        log.warning("matplotlib missing: no figures")
-
-
-def _plots(out: Path, rows: list[dict], nfe: dict[str, list[dict]]) -> None:
-    """``<task>_<metric>_vs_snr.{png,pdf}`` per task and metric, ``<task>_vs_nfe.{png,pdf}`` per task."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    for task, metric in dict.fromkeys((r["task"], r["metric"]) for r in rows):
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for r in [r for r in rows if r["task"] == task and r["metric"] == metric]:
-            snrs = [float(s) for s in r["per_snr"]]
-            mean = np.array([v["mean"] for v in r["per_snr"].values()])
-            ci = np.array([v["ci95"] for v in r["per_snr"].values()])
-            style = ":" if r["row"] == "clean reference" else "-." if "+" in r["row"] else "-"
-            line, = ax.plot(snrs, mean, style, marker="o", ms=3, label=r["row"])
-            ax.fill_between(snrs, mean - ci, mean + ci, color=line.get_color(), alpha=0.08)
-        ax.set_xlabel("test SNR (dB)")
-        ax.set_ylabel(METRIC_LABEL.get(metric, metric))
-        ax.set_title(f"paradigms, {task}: {metric} vs SNR (95% bands)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
-        fig.tight_layout()
-        for ext in ("png", "pdf"):
-            fig.savefig(out / f"{task}_{metric}_vs_snr.{ext}", dpi=130)
-        plt.close(fig)
-    for task, points in nfe.items():
-        if not points:
-            continue
-        metric = points[0].get("metric", "accuracy")
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        xs = [p["nfe"] for p in points]
-        ys = np.array([p["overall"]["mean"] for p in points])
-        cis = np.array([p["overall"]["ci95"] for p in points])
-        ax.errorbar(xs, ys, yerr=cis, marker="o", capsize=3)
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("NFE (the iterative enhancer's default sampler)")
-        ax.set_ylabel(METRIC_LABEL.get(metric, metric))
-        ax.set_title(f"iterative, {task}: {metric} vs NFE (all SNRs)")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        for ext in ("png", "pdf"):
-            fig.savefig(out / f"{task}_vs_nfe.{ext}", dpi=130)
-        plt.close(fig)
-
-
-def _markdown(rows: list[dict], nfe: dict[str, list[dict]], shas: dict[str, dict]) -> str:
-    lines: list[str] = ["# paradigms: each cell with its 95% interval (Wilson for accuracy, bootstrap over files for "
-                        "WER)", ""]
-    for task, metric in dict.fromkeys((r["task"], r["metric"]) for r in rows):
-        sel = [r for r in rows if r["task"] == task and r["metric"] == metric]
-        snrs = list(sel[0]["per_snr"])
-        lines += [f"## {task}: {METRIC_LABEL.get(metric, metric)}; test set sha256 "
-                  f"{shas[task]['test_sha256'][:12]} ({shas[task]['n_test']} mixtures)", "",
-                  "| row | front end | " + " | ".join(f"{s} dB" for s in snrs) + " | all |",
-                  "|" + "---|" * (len(snrs) + 3)]
-        for r in sel:
-            cells = [f"{v['mean']:.1f} ± {v['ci95']:.1f}" for v in r["per_snr"].values()]
-            lines.append(f"| {r['row']} | {r['front_end']} | " + " | ".join(cells) +
-                         f" | **{r['overall']['mean']:.1f} ± {r['overall']['ci95']:.1f}** |")
-        lines.append("")
-    for task, points in nfe.items():
-        if points:
-            lines += [f"## {task}: the iterative enhancer, {points[0].get('metric', 'accuracy')} vs NFE (all SNRs)", "",
-                      "| steps | NFE | value |", "|---|---|---|"]
-            lines += [f"| {p['steps']} | {p['nfe']} | {p['overall']['mean']:.1f} ± {p['overall']['ci95']:.1f} |"
-                      for p in points]
-            lines.append("")
-    return "\n".join(lines)
-
-
 def main(cfg: DictConfig) -> None:
     """Hydra task of ``edm-se study study=paradigms`` (``edm-se paradigms``)."""
     from edm_se import validate
 
     validate.int_at_least(cfg, ["threads"], 0)
+    for key in ["seeds", *[f"tasks.{t}.seeds" for t in (cfg.get("tasks") or {})]]:
+        validate.check(cfg, key, lambda v: v is None or all(isinstance(k, int) and k >= 0 for k in v),
+                       "a list of training seeds (integers >= 0), e.g. [1,2]")
     validate.check(cfg, "snrs_db", lambda v: len(v) > 0, "a non-empty list of SNRs in dB")
     summary = run_study(cfg)
     n = ", ".join(f"{t}: {v['n_test']}" for t, v in summary["tests"].items())
