@@ -506,6 +506,22 @@ def test_paradigms_study_trains_scores_caches_rescores_a_changed_checkpoint_and_
         run_study(cfg)
 
 
+def test_paradigms_study_task_sources_are_cells_of_the_same_task():
+    """D4AM's frozen task model is the task's baseline cell (whatever its name); task_init starts the joint cells;
+    a D4AM cell without a baseline cell in its task is a one-line config error."""
+    from omegaconf import OmegaConf
+
+    from edm_se import validate
+    from edm_se.tasks.study import _task_source
+
+    cfg = OmegaConf.load(REPO / "conf" / "paradigms.yaml")
+    cfg.cells.clean_m5 = {"paradigm": "baseline"}
+    tcfg = OmegaConf.create({"cells": ["clean_m5", "d4am", "iterative", "cold_cascade"], "task_init": "clean_m5"})
+    assert [_task_source(n, cfg, tcfg) for n in tcfg.cells] == [None, "clean_m5", "clean_m5", None]
+    with pytest.raises(validate.ConfigError, match="cell d4am .paradigm=d4am. needs a baseline cell"):
+        _task_source("d4am", cfg, OmegaConf.create({"cells": ["d4am"]}))
+
+
 def test_paradigms_study_trains_every_cell_again_per_extra_seed_and_reports_the_spread(tmp_path, task_root):
     """seeds=[1]: the cells train again with seed 1 in <task>/seed1/ (other weights), score on the same test set,
     and the seed table's mean and t-interval are those of the two seeds' all-SNR values."""

@@ -100,8 +100,14 @@ def _task_source(name: str, cfg: DictConfig, tcfg: DictConfig) -> str | None:
     """The cell whose task model ``name`` starts from: D4AM's and the black-box cell's frozen task model is the
     baseline's (:data:`TASK_TRAINED`); a task's ``task_init`` (e.g. ``baseline``) starts every joint cell from it."""
     paradigm = str(cfg.cells[name].paradigm)
-    if paradigm in TASK_TRAINED:
-        return TASK_TRAINED[paradigm]
+    if paradigm in TASK_TRAINED:  # the task's cell of that paradigm
+        want = TASK_TRAINED[paradigm]
+        cell = next((n for n in tcfg.cells if str(cfg.cells[n].paradigm) == want), None)
+        if cell is None:
+            from edm_se.validate import ConfigError
+
+            raise ConfigError(f"tasks.cells: cell {name} (paradigm={paradigm}) needs a {want} cell in the same task")
+        return cell
     init = tcfg.get("task_init")
     return str(init) if init and paradigm in JOINT and name != init else None
 
@@ -251,8 +257,7 @@ def _run_task(cfg: DictConfig, task: str, tcfg: DictConfig, out: Path) -> tuple[
     cells = list(tcfg.cells)
     ckpts: dict[str, Path] = {}
     for name in sorted(cells, key=lambda n: _task_source(n, cfg, tcfg) is not None):
-        ckpts[name] = _train_cell(name, cfg, tcfg, out, {**{str(cfg.cells[n].paradigm): ckpts[n] for n in ckpts},
-                                                         **ckpts})
+        ckpts[name] = _train_cell(name, cfg, tcfg, out, ckpts)
     rows: list[dict] = []
     waves_of: dict[str, list[np.ndarray]] = {}  # front-end identity -> its outputs (this process only)
 
