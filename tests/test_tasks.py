@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -375,6 +376,48 @@ def test_blackbox_iterative_weights_by_cached_per_utterance_wer(tmp_path, task_r
     tr.step += 10 ** 6  # a later epoch: recomputed
     para.step(batch, _gen(2))
     assert len(calls) == 6
+
+
+def test_blackbox_iterative_names_the_example_whose_wer_is_undefined(tmp_path, task_root, monkeypatch):
+    tr, batches = trainer_and_batches(_cfg(tmp_path, task_root, "blackbox_iterative", "trainer.batch_size=2",
+                                "data.train.segment_seconds=4.08", data="sentences"))
+    batch = next(batches)
+    monkeypatch.setattr(tr.paradigm, "_wer", lambda wave, text: float("nan"))  # asr.wer of a wordless reference
+    with pytest.raises(ValueError, match=f"example {re.escape(batch['name'][0])}: its transcript .* no words"):
+        tr.paradigm.step(batch, _gen())
+
+
+def test_spoken_text_keeps_parenthesised_words_and_drops_wordless_clauses():
+    from edm_se.asr import normalise_text
+    from edm_se.tasks.data import spoken_text
+
+    # the book's parentheses are spoken; the WER normaliser would delete their words as annotations
+    assert normalise_text("(though she very seldom followed it),") == ""
+    assert spoken_text("(though she very seldom followed it),") == "though she very seldom followed it,"
+    assert normalise_text(spoken_text("I should think!' (Dinah was the cat.) 'I hope")) == \
+        "i should think dinah was the cat i hope"
+    assert spoken_text("* * * * * * * * * *") == ""
+    assert spoken_text("Down, down, down.") == "Down, down, down."
+
+
+def test_sentence_dataset_leaves_out_transcripts_without_words(tmp_path, task_root):
+    import csv
+
+    from edm_se.tasks.data import TaskMixingDataset, read_task_manifest
+
+    rows = read_task_manifest(task_root / "sentences" / "manifest.csv")
+    manifest = tmp_path / "sentences" / "manifest.csv"
+    manifest.parent.mkdir()
+    (tmp_path / "sentences" / "kal16").symlink_to(task_root / "sentences" / "kal16")
+    with open(manifest, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        train = [r for r in rows if r["split"] == "train"]
+        for i, r in enumerate(train):
+            w.writerow({**r, "text": "* * *" if i == 0 else r["text"]})
+    ds = TaskMixingDataset(manifest, "train", "builtin:train", target="text")
+    assert len(ds.rows) == len(train) - 1
+    assert train[0]["path"] not in {r["path"] for r in ds.rows}
 
 
 def test_paradigm_run_resumes_bit_exactly_after_sigkill(tmp_path, task_root):

@@ -55,7 +55,7 @@ from edm_se.data.datasets import MixingDataset
 log = logging.getLogger(__name__)
 
 __all__ = ["KEYWORDS", "VOICES", "TASK_COLUMNS", "build_task_corpus", "read_task_manifest", "TaskMixingDataset",
-           "make_task_test_set", "alice_sentences"]
+           "make_task_test_set", "alice_sentences", "spoken_text"]
 
 SAMPLE_RATE = 16000
 KEYWORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -102,6 +102,19 @@ def alice_sentences(text: str, max_words: int = 10, min_words: int = 3) -> list[
                 if len(chunk) >= min_words:
                     out.append(" ".join(chunk))
     return out
+
+
+def spoken_text(clause: str) -> str:
+    """The transcript of what a synthesiser says for a clause of the book: its parentheses are prose, so they
+    are removed and their words kept (the WER normaliser drops bracketed text as non-speech annotations, which
+    would delete spoken words from the reference: ``"(though she very seldom followed it),"`` would have no words).
+
+    Returns ``""`` for a clause without a letter or digit (``"* * * *"``): it is not a sentence to recognise.
+    """
+    if not re.search(r"[A-Za-z0-9]", clause):
+        return ""
+    text = re.sub(r"\s+", " ", re.sub(r"[()\[\]{}<>]", " ", clause)).strip()
+    return re.sub(r"\s+([,.;:!?])", r"\1", text)
 
 
 def _split_texts(texts: Sequence[str], seed: int = 0) -> dict[str, str]:
@@ -315,7 +328,8 @@ def build_task_corpus(out_dir: str | os.PathLike, cache_dir: str | os.PathLike |
             texts = [t for t in sentences if text_split[t] == split][:max_sentences]
             variant_cycle = variants if split == "train" else _HELD_VARIANTS[:1]
             for i, text in enumerate(texts):
-                jobs.append(("sentences", voice, text, -1, variant_cycle[i % len(variant_cycle)]))
+                if spoken_text(text):  # (skipped after the variant is assigned: the others keep theirs)
+                    jobs.append(("sentences", voice, text, -1, variant_cycle[i % len(variant_cycle)]))
     allison = _allison_digits(fetcher) if "allison" in names else {}
     rows: dict[str, list[dict]] = {"keywords": [], "sentences": []}
     done = made = 0
@@ -345,7 +359,8 @@ def build_task_corpus(out_dir: str | os.PathLike, cache_dir: str | os.PathLike |
             dur = _write(path, _finish(x, sr, pitch))
             made += 1
         rows[task].append({"path": rel.relative_to(task).as_posix(), "split": split, "voice": voice,
-                           "engine": engine, "text": text, "label": label if task == "keywords" else "",
+                           "engine": engine, "text": spoken_text(text) if task == "sentences" else text,
+                           "label": label if task == "keywords" else "",
                            "variant": tag, "duration_s": dur, "licence": licence})
     for task, task_rows in rows.items():
         if task_rows:
@@ -419,6 +434,16 @@ class TaskMixingDataset(MixingDataset):
                          float(seg))
             if not rows:
                 raise TaskDataError(f"{manifest}: no {split} clip fits segment_seconds={seg}")
+        if target == "text":  # a transcript without words has no WER (asr.wer gives nan) and no CTC target
+            from edm_se.asr import normalise_text
+
+            empty = [r["path"] for r in rows if not normalise_text(r["text"])]
+            rows = [r for r in rows if normalise_text(r["text"])]
+            if empty:
+                log.warning("%s %s: %d clip(s) whose transcript has no words left out (first: %s)", manifest,
+                            split, len(empty), empty[0])
+            if not rows:
+                raise TaskDataError(f"{manifest}: no {split} clip has a transcript with words")
         root = Path(manifest).parent
         self.rows = rows
         self.target = target

@@ -37,6 +37,7 @@ learning rate means the same as in ``denoising`` (002's eq. 3 has an extra ``1/N
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
@@ -607,7 +608,11 @@ class BlackBoxIterative(TaskParadigm):
         if stale:
             _, wave = self.enhancer_pass(batch, generator, grad=False)
             for i in stale:
-                self.cache[names[i]] = (epoch, self._wer(wave[i], texts[i]))
+                wer_i = self._wer(wave[i], texts[i])
+                if not math.isfinite(wer_i):
+                    raise ValueError(f"paradigm=blackbox_iterative: example {names[i]}: its transcript "
+                                     f"{texts[i]!r} has no words, so its WER is undefined")
+                self.cache[names[i]] = (epoch, wer_i)
         wers = torch.tensor([self.cache[n][1] + self.floor for n in names])
         weights = self.batch_weights(wers)
         per_example = tr.loss_fn(tr.model, tr.parts.sde, x0, y, generator=generator)
