@@ -316,6 +316,7 @@ def build_task_corpus(out_dir: str | os.PathLike, cache_dir: str | os.PathLike |
     espeak = _Espeak(fetcher) if "espeak" in names else None
     sentences = alice_sentences(flite.alice())
     text_split = _split_texts(sentences)
+    spoken = {t: spoken_text(t) for t in sentences}  # the transcript of each clause ("" : left out)
     jobs: list[tuple[str, str, str, int, tuple]] = []  # (task, voice, text, label, variant)
     for voice in names:
         engine, _, split, _ = VOICES[voice]
@@ -328,7 +329,7 @@ def build_task_corpus(out_dir: str | os.PathLike, cache_dir: str | os.PathLike |
             texts = [t for t in sentences if text_split[t] == split][:max_sentences]
             variant_cycle = variants if split == "train" else _HELD_VARIANTS[:1]
             for i, text in enumerate(texts):
-                if spoken_text(text):  # (skipped after the variant is assigned: the others keep theirs)
+                if spoken[text]:  # (skipped after the variant is assigned: the others keep theirs)
                     jobs.append(("sentences", voice, text, -1, variant_cycle[i % len(variant_cycle)]))
     allison = _allison_digits(fetcher) if "allison" in names else {}
     rows: dict[str, list[dict]] = {"keywords": [], "sentences": []}
@@ -359,7 +360,7 @@ def build_task_corpus(out_dir: str | os.PathLike, cache_dir: str | os.PathLike |
             dur = _write(path, _finish(x, sr, pitch))
             made += 1
         rows[task].append({"path": rel.relative_to(task).as_posix(), "split": split, "voice": voice,
-                           "engine": engine, "text": spoken_text(text) if task == "sentences" else text,
+                           "engine": engine, "text": spoken[text] if task == "sentences" else text,
                            "label": label if task == "keywords" else "",
                            "variant": tag, "duration_s": dur, "licence": licence})
     for task, task_rows in rows.items():
@@ -437,8 +438,9 @@ class TaskMixingDataset(MixingDataset):
         if target == "text":  # a transcript without words has no WER (asr.wer gives nan) and no CTC target
             from edm_se.asr import normalise_text
 
-            empty = [r["path"] for r in rows if not normalise_text(r["text"])]
-            rows = [r for r in rows if normalise_text(r["text"])]
+            has_words = [bool(normalise_text(r["text"])) for r in rows]
+            empty = [r["path"] for r, w in zip(rows, has_words) if not w]
+            rows = [r for r, w in zip(rows, has_words) if w]
             if empty:
                 log.warning("%s %s: %d clip(s) whose transcript has no words left out (first: %s)", manifest,
                             split, len(empty), empty[0])
