@@ -23,7 +23,9 @@ def model_and_input(args: argparse.Namespace):
     from edm_se.audio import load_audio
     from edm_se.data import builtin_test_set
     from edm_se.model import EnhancementModel
+    from edm_se.runtime import tune_malloc
 
+    args.malloc_tuned = tune_malloc()  # as the `edm-se` command does (EDM_SE_MALLOC=default: glibc's default)
     torch.set_num_threads(args.threads)
     model = EnhancementModel.from_checkpoint(args.ckpt, device=args.device)
     noisy = sorted((builtin_test_set() / "noisy").glob("*.flac"))[0]

@@ -115,13 +115,14 @@ def main(argv: list[str] | None = None) -> int:
         first = min((q for q in rows if q["sampler"] == r["sampler"]), key=lambda q: q["nfe"])
         r["sampler_ms_per_nfe"] = (None if r["nfe"] == first["nfe"] else
                                    (r["outside_ms"] - first["outside_ms"]) / (r["nfe"] - first["nfe"]))
-    result = {"device": args.device, "threads": args.threads, "input_seconds": args.seconds,
+    result = {"device": args.device, "malloc_tuned": args.malloc_tuned, "threads": args.threads,
+              "input_seconds": args.seconds,
               "spec_shape": list(y.shape), "repeats": args.repeats, "denoiser_call_seconds": call,
               "net_parameters": sum(p.numel() for p in model.parts.net.parameters()), "rows": rows,
               "torch": torch.__version__, "python": platform.python_version(),
               "machine": platform.processor() or platform.machine(), "cpu_count": __import__("os").cpu_count()}
     print(f"one denoiser call on {tuple(y.shape)}: {call * 1e3:.1f} ms  (device={args.device}, "
-          f"threads={args.threads}, torch {torch.__version__})")
+          f"threads={args.threads}, torch {torch.__version__}, malloc tuned: {args.malloc_tuned})")
     print(f"{'sampler':<16}{'steps':>6}{'NFE':>5}{'wall s':>9}{'ratio':>8}{'fixed ms':>10}{'in-run':>8}"
           f"{'ms/NFE':>8}")
     for r in rows:

@@ -31,8 +31,10 @@ def child(net: str, steps: int, warmup: int, batch: int, threads: int, device: s
     from hydra import compose, initialize_config_dir
 
     from edm_se.cli import conf_dir
+    from edm_se.runtime import tune_malloc
     from edm_se.train import Trainer, instantiate_data
 
+    malloc_tuned = tune_malloc()  # as `edm-se train` does (EDM_SE_MALLOC=default: glibc's default allocator)
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp, initialize_config_dir(config_dir=conf_dir(), version_base=None):
         cfg = compose(config_name="train", overrides=[
@@ -57,7 +59,8 @@ def child(net: str, steps: int, warmup: int, batch: int, threads: int, device: s
         seconds = time.perf_counter() - t0
         peak = (torch.cuda.max_memory_allocated() / 2**20 if tr.device.type == "cuda"
                 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-        return {"net": net, "parameters": sum(p.numel() for p in tr.denoiser.parameters()), "batch": batch,
+        return {"malloc_tuned": malloc_tuned, "net": net,
+                "parameters": sum(p.numel() for p in tr.denoiser.parameters()), "batch": batch,
                 "segment_seconds": float(cfg.data.train.segment_seconds), "steps": steps,
                 "steps_per_s": steps / seconds, "seconds_per_step": seconds / steps, "peak_memory_mib": peak,
                 "peak_memory_kind": "cuda max_memory_allocated" if tr.device.type == "cuda" else "process max RSS",

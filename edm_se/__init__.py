@@ -11,6 +11,14 @@ with ``x0`` the clean and ``y`` the noisy compressed complex STFT.
 __version__ = "0.1.0"
 
 
+def tune_malloc() -> bool:
+    """Keep freed tensor memory in the process: about 2x faster network calls on the CPU with glibc. See
+    :func:`edm_se.runtime.tune_malloc` (the ``edm-se`` command calls it on start)."""
+    from edm_se.runtime import tune_malloc as _tune
+
+    return _tune()
+
+
 def load(ckpt=None, device: str = "auto"):
     """Load a trained enhancer (``None``: the bundled default). See :func:`edm_se.model.load`."""
     from edm_se.model import load as _load

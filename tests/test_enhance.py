@@ -62,6 +62,22 @@ def test_python_api_counts_nfe_and_resamples(tiny_checkpoint, noisy_dir):
     torch.testing.assert_close(res.waveform, again.waveform)  # seeded: reproducible
 
 
+def test_make_sampler_caches_by_name_and_returns_independent_copies(tiny_checkpoint):
+    from edm_se.samplers import EDMHeun, Euler
+
+    model = EnhancementModel.from_checkpoint(tiny_checkpoint, device="cpu")
+    a = model.make_sampler("euler", 3)
+    a.num_steps = 99  # a caller changing its copy must not change the next one
+    b = model.make_sampler("euler", 3)
+    assert isinstance(b, Euler) and b.num_steps == 3 and b is not a
+    churn = model.make_sampler("edm_heun", 2, s_churn=0.5)
+    assert isinstance(churn, EDMHeun) and churn.s_churn == 0.5 and churn.num_steps == 2
+    assert model.make_sampler("edm_heun", 2).s_churn == 0.0
+    assert model.make_sampler(None) is model.sampler
+    with pytest.raises(KeyError, match="no_such"):
+        model.make_sampler("euler", 3, no_such=1)
+
+
 def test_chunked_processing_has_no_seams(tiny_checkpoint, monkeypatch):
     model = EnhancementModel.from_checkpoint(tiny_checkpoint, device="cpu")
     # An identity "enhancer" per block exposes any gap or double-counting in the overlap-add.

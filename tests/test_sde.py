@@ -126,3 +126,29 @@ def test_invalid_parameters_raise():
         S.BBED(t_max=1.0)
     with pytest.raises(ValueError):
         S.OUCosine(theta=-1)
+
+
+@pytest.mark.parametrize("shape,dtype", [((1, 1, 256, 64), torch.complex128), ((3, 1, 7, 5), torch.complex128),
+                                         ((1003,), torch.float64), ((16,), torch.float64), ((2, 3), torch.float64),
+                                         ((5,), torch.complex128), ((4, 8), torch.complex64)])
+def test_randn_like_reproduces_torch_randn_and_generator_state(shape, dtype):
+    # the vectorised float64 Box-Muller must give torch.randn's values (to a few ulp, never another sample) and leave
+    # the generator where torch.randn leaves it, including the n % 16 tail and the n < 16 path
+    assert S._fast_normal_ok()
+    for seed in (0, 7):
+        g1, g2 = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+        ref = torch.randn(shape, dtype=dtype, generator=g1)
+        z = S.randn_like(torch.empty(shape, dtype=dtype), g2)
+        assert z.shape == ref.shape and z.dtype == ref.dtype
+        zr, rr = (torch.view_as_real(z), torch.view_as_real(ref)) if dtype.is_complex else (z, ref)
+        assert torch.all((zr - rr).abs() <= 1e-15 * rr.abs()), (zr - rr).abs().max()
+        assert torch.equal(g1.get_state(), g2.get_state())
+        # the next draw after it is the same too
+        assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g2))
+
+
+def test_randn_like_falls_back_to_torch_randn(monkeypatch):
+    monkeypatch.setattr(S, "_FAST_NORMAL", False)
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    x = torch.empty(2, 1, 8, 9, dtype=torch.complex128)
+    assert torch.equal(S.randn_like(x, g1), torch.randn(x.shape, dtype=x.dtype, generator=g2))
