@@ -11,8 +11,9 @@ The step grid comes from a :mod:`edm_se.schedules` object: ``t_0 = t_start t_max
 Starting part-way (``t_start < 1``) begins from ``y + std(t_0) noise`` (as BBED and CRP do), unless ``x_init`` is
 given. The state arithmetic runs in float64 (complex128) when ``float64=True``; as in NVlabs/edm, the denoiser (its
 preconditioning and network) sees the caller's dtype of ``y``, and its output is cast back. Steps in sigma work on
-the residual ``x_tilde = (x - y) / s`` with fused interpolations, so a step costs a few passes over the state besides
-its network calls (``benchmarks/sampler_overhead.py`` measures the ratio).
+the residual ``x_tilde = (x - y) / s`` with fused interpolations, and the next step takes the residual the last one
+made instead of recomputing it from ``x``, so a step costs a few passes over the state besides its network calls
+(``benchmarks/sampler_overhead.py`` measures the ratio).
 """
 
 from __future__ import annotations
@@ -55,6 +56,21 @@ class _Counted:
     def __init__(self, denoiser, sde, y: torch.Tensor, y_net: torch.Tensor | None = None) -> None:
         self.denoiser, self.sde, self.y, self.nfe = denoiser, sde, y, 0
         self.y_net = y if y_net is None else y_net
+        self._last: tuple[torch.Tensor, float, torch.Tensor] | None = None  # (x, s, x_tilde) of from_residual
+
+    def from_residual(self, x_tilde: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """The state ``y + s x_tilde``, remembering ``x_tilde`` for :meth:`to_residual` of the next step."""
+        x = _from_residual(x_tilde, self.y, s)
+        self._last = (x, float(s), x_tilde) if s.numel() == 1 else None
+        return x
+
+    def to_residual(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """``(x - y) / s``; when ``x`` is the state :meth:`from_residual` just made at the same ``s`` (the next
+        step of a sampler in sigma), its ``x_tilde`` itself: two passes over the state fewer, and no rounding."""
+        last = self._last
+        if last is not None and last[0] is x and s.numel() == 1 and last[1] == float(s):
+            return last[2]
+        return _to_residual(x, self.y, s)
 
     def residual(self, x_tilde: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         self.nfe += 1
@@ -170,14 +186,14 @@ class EDMHeun(Sampler):
             t_hat = torch.clamp(sde.sigma_inv(torch.tensor(sigma_cur * (1 + gamma), dtype=torch.float64)),
                                 max=sde.t_max)
             sigma_hat = float(sde.sigma(t_hat))
-            xt_hat = torch.add(_to_residual(x, yw, sde.s(t_cur)), randn_like(x, generator),
+            xt_hat = torch.add(den.to_residual(x, sde.s(t_cur)), randn_like(x, generator),
                                alpha=math.sqrt(max(sigma_hat ** 2 - sigma_cur ** 2, 0.0)) * self.s_noise)
             x_hat = _from_residual(xt_hat, yw, sde.s(t_hat)) if not self.steps_in_sigma else None
         if self.steps_in_sigma:
             # the ODE in sigma on the residual: d x_tilde / d sigma = (x_tilde - D) / sigma, so an Euler step is
             # the interpolation D + (sigma_next / sigma) (x_tilde - D), one pass over the state
             if xt_hat is None:
-                xt_hat = _to_residual(x, yw, sde.s(t_hat))
+                xt_hat = den.to_residual(x, sde.s(t_hat))
             d1 = den.residual(xt_hat, t_hat)
             if float(t_next) == 0.0:
                 return yw + d1  # Euler step in sigma to sigma = 0: the clean estimate
@@ -189,7 +205,7 @@ class EDMHeun(Sampler):
                 h = sig_next - sig_hat
                 xt_next = torch.add(torch.lerp(d1, xt_hat, 1.0 + 0.5 * h / sig_hat), xt_next - d2,
                                     alpha=0.5 * h / sig_next)
-            return _from_residual(xt_next, yw, sde.s(t_next))
+            return den.from_residual(xt_next, sde.s(t_next))
         denoised = den(x_hat, t_hat)
         if float(t_next) == 0.0:
             return denoised  # Euler step in sigma to sigma = 0
@@ -267,7 +283,7 @@ class PC(Sampler):
 
     def _step(self, den, sde, yw, x, t_cur, t_next, generator):
         if self.predictor_in_sigma:
-            x_tilde = _to_residual(x, yw, sde.s(t_cur))
+            x_tilde = den.to_residual(x, sde.s(t_cur))
             sig = float(sde.sigma(t_cur))
             for _ in range(self.corrector_steps):
                 # the Langevin step below in the residual: with std = s sigma and score = -(x_tilde - D) / (s
@@ -282,8 +298,11 @@ class PC(Sampler):
             # ancestral step: the Gaussian posterior of x_tilde at sigma_next given x_tilde and D
             sigma_up = sig_next * math.sqrt(max(1.0 - sig_next ** 2 / sig ** 2, 0.0))
             sigma_down = math.sqrt(max(sig_next ** 2 - sigma_up ** 2, 0.0))
-            x_mean = _from_residual(torch.lerp(d_tilde, x_tilde, sigma_down / sig), yw, s_next)
-            noise_std = s_next * sigma_up
+            xt_mean = torch.lerp(d_tilde, x_tilde, sigma_down / sig)
+            if float(t_next) == 0.0:
+                return _from_residual(xt_mean, yw, s_next)  # SGMSE+'s output: the last predictor mean
+            # y + s_next (xt_mean + sigma_up z): the state stays a residual for the next step's to_residual
+            return den.from_residual(torch.add(xt_mean, randn_like(x, generator), alpha=sigma_up), s_next)
         else:
             std = float(sde.std(t_cur))
             for _ in range(self.corrector_steps):  # SGMSE+'s annealed Langevin corrector, in x
@@ -296,9 +315,9 @@ class PC(Sampler):
             dt = t_cur - t_next
             x_mean = x - sde.reverse_drift(x, yw, denoised, t_cur) * dt
             noise_std = sde.g(t_cur) * torch.sqrt(dt)
-        if float(t_next) == 0.0:
-            return x_mean  # SGMSE+'s output: the last predictor mean
-        return _from_residual(randn_like(x, generator), x_mean, noise_std)
+            if float(t_next) == 0.0:
+                return x_mean  # SGMSE+'s output: the last predictor mean
+            return _from_residual(randn_like(x, generator), x_mean, noise_std)
 
 
 class Posterior(PC):

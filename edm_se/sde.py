@@ -63,9 +63,7 @@ def _box_muller16(u: torch.Tensor, std: float) -> torch.Tensor:
     out = torch.empty_like(u)
     torch.mul(r, torch.cos(theta), out=out[:, 0])
     torch.mul(r, torch.sin(theta), out=out[:, 1])
-    if std != 1.0:
-        out.mul_(std)
-    return out
+    return out.mul_(std) if std != 1.0 else out
 
 
 def _normal_fill_float64(n: int, generator: torch.Generator | None, std: float) -> torch.Tensor:
@@ -76,11 +74,12 @@ def _normal_fill_float64(n: int, generator: torch.Generator | None, std: float) 
     1 / sqrt(2). Returns a (n,) float64 tensor."""
     u = torch.rand(n, dtype=torch.float64, generator=generator)
     m = n - n % 16
+    if m == n:  # (a complex STFT state always: 2 F T values with F = 256)
+        return _box_muller16(u.view(-1, 2, 8), std).view(-1)
     out = torch.empty(n, dtype=torch.float64)
     out[:m] = _box_muller16(u[:m].view(-1, 2, 8), std).view(-1)
-    if m != n:
-        tail = torch.rand(16, dtype=torch.float64, generator=generator)
-        out[n - 16:] = _box_muller16(tail.view(1, 2, 8), std).view(-1)
+    tail = torch.rand(16, dtype=torch.float64, generator=generator)
+    out[n - 16:] = _box_muller16(tail.view(1, 2, 8), std).view(-1)
     return out
 
 
