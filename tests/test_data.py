@@ -178,6 +178,29 @@ def test_mixing_rir(tmp_path):
         MixingDataset(speech, "builtin:valid", rir_prob=0.5)
 
 
+def test_mixing_speed_perturb_resamples_the_utterance_and_keeps_the_other_draws(tmp_path):
+    # a 200 Hz tone played f times faster becomes a 200 f Hz tone of len / f samples; with the option off (or at
+    # 1.0) every item is the same as without it
+    t = np.arange(16000) / 16000
+    save_audio(tmp_path / "tone.wav", (0.5 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), 16000)
+    plain = MixingDataset([tmp_path / "tone.wav"], "builtin:valid", segment_seconds=None, seed=3, gain_db=None)
+    same = MixingDataset([tmp_path / "tone.wav"], "builtin:valid", segment_seconds=None, seed=3, gain_db=None,
+                         speed_perturb=(1.0, 1.0))
+    fast = MixingDataset([tmp_path / "tone.wav"], "builtin:valid", segment_seconds=None, seed=3, gain_db=None,
+                         speed_perturb=(1.25, 1.25))
+    assert torch.equal(plain[0]["noisy"], same[0]["noisy"])
+    clean = fast[0]["clean"].numpy()
+    assert clean.shape[0] == 12800  # 16000 / 1.25
+    spectrum = np.abs(np.fft.rfft(clean))
+    assert abs(np.argmax(spectrum) * 16000 / len(clean) - 250.0) <= 2.0
+    assert fast[0]["snr_db"] == plain[0]["snr_db"]
+    varied = MixingDataset([tmp_path / "tone.wav"], "builtin:valid", segment_seconds=None, seed=3, gain_db=None,
+                           speed_perturb=(0.85, 1.15), length=20)
+    assert len({varied[i]["clean"].shape[0] for i in range(20)}) > 5
+    with pytest.raises(ValueError, match="speed_perturb"):
+        MixingDataset([tmp_path / "tone.wav"], "builtin:valid", speed_perturb=(1.2, 0.9))
+
+
 def test_resolve_files_specs(tmp_path):
     corpus = tmp_path / "corpus"
     (corpus / "speech").mkdir(parents=True)

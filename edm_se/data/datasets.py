@@ -129,7 +129,9 @@ class MixingDataset(torch.utils.data.Dataset):
     probability ``rir_prob`` a random room impulse response convolved with the speech
     (``scipy.signal.fftconvolve``; the reverberant speech is then the clean TARGET, i.e. the task stays denoising),
     an SNR uniform in ``snr_db`` and a gain uniform in ``gain_db`` applied to clean and noisy alike. Mixtures whose
-    peak exceeds 1 are scaled down (clean and noisy by the same factor, so the SNR is unchanged).
+    peak exceeds 1 are scaled down (clean and noisy by the same factor, so the SNR is unchanged). With
+    ``speed_perturb`` the utterance is first resampled by a factor uniform in that range (Ko et al. 2015, "Audio
+    augmentation for speech recognition": tempo, pitch and formants move together, as between speakers).
 
     ``unbounded_index`` is True: any int index >= 0 is valid (``len`` is only the epoch size).
 
@@ -147,6 +149,9 @@ class MixingDataset(torch.utils.data.Dataset):
         high_snr_fraction: share of examples mixed at a nearly clean SNR drawn uniformly from ``high_snr_db``
             instead of ``snr_db``, so that the model learns to leave clean speech alone (0 disables).
         high_snr_db: (low, high) SNR range in dB of those examples.
+        speed_perturb: (low, high) speed factors, e.g. (0.9, 1.1), or None. A factor ``f`` plays the utterance
+            ``f`` times faster (``scipy.signal.resample_poly`` to ``len / f`` samples, ``f`` rounded to 1/40);
+            drawn after every other draw, so the other draws of an item do not depend on this option.
 
     Raises:
         edm_se.audio.AudioError: unreadable sources (at construction, audio is preloaded).
@@ -159,7 +164,7 @@ class MixingDataset(torch.utils.data.Dataset):
                  segment_seconds: float | None = 2.0, sample_rate: int = 16000, rir: Any = None,
                  rir_prob: float = 0.0, length: int | None = None, seed: int = 0,
                  gain_db: Sequence[float] | None = (-6.0, 6.0), high_snr_fraction: float = 0.0,
-                 high_snr_db: Sequence[float] = (30.0, 50.0)):
+                 high_snr_db: Sequence[float] = (30.0, 50.0), speed_perturb: Sequence[float] | None = None):
         snr_db = tuple(float(v) for v in snr_db)
         if len(snr_db) != 2 or snr_db[0] > snr_db[1]:
             raise ValueError(f"snr_db must be (low, high) with low <= high, got {snr_db}")
@@ -180,6 +185,12 @@ class MixingDataset(torch.utils.data.Dataset):
         high_snr_db = tuple(float(v) for v in high_snr_db)
         if len(high_snr_db) != 2 or high_snr_db[0] > high_snr_db[1]:
             raise ValueError(f"high_snr_db must be (low, high) with low <= high, got {high_snr_db}")
+        if speed_perturb is not None:
+            speed_perturb = tuple(float(v) for v in speed_perturb)
+            if len(speed_perturb) != 2 or not 0.5 <= speed_perturb[0] <= speed_perturb[1] <= 2.0:
+                raise ValueError(f"speed_perturb must be (low, high) with 0.5 <= low <= high <= 2, got "
+                                 f"{speed_perturb}")
+        self.speed_perturb = speed_perturb
         self.snr_db = snr_db
         self.high_snr_fraction = float(high_snr_fraction)
         self.high_snr_db = high_snr_db
@@ -221,6 +232,12 @@ class MixingDataset(torch.utils.data.Dataset):
             u_high, snr_high = rng.random(), float(rng.uniform(*self.high_snr_db))
             if u_high < self.high_snr_fraction:
                 snr = snr_high
+        if self.speed_perturb is not None:  # drawn last too
+            factor = round(float(rng.uniform(*self.speed_perturb)) * 40) / 40
+            if factor != 1.0:
+                from scipy.signal import resample_poly
+
+                x = resample_poly(np.asarray(x, dtype=np.float64), 40, int(round(factor * 40)))
 
         if use_rir:
             h = self.rir[rir_idx].astype(np.float64)
