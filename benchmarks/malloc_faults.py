@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from _env import environment  # benchmarks/ (the script's own directory)
 
 _CHILD = r"""
 import argparse, json, resource, statistics, sys, time
@@ -70,13 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             key: statistics.median(r[key] for r in sel) for key in ("call_ms", "call_faults", "euler4_ms", "euler4_faults")}
     print("medians:", json.dumps(summary))
     if args.json:
-        import torch
-
         Path(args.json).write_text(json.dumps({"rows": rows, "medians": summary, "seconds": args.seconds,
-                                               "threads": args.threads, "torch": torch.__version__,
-                                               "python": platform.python_version(),
-                                               "machine": platform.processor() or platform.machine()}, indent=1)
-                                   + "\n")
+                                               "threads": args.threads, **environment()}, indent=1) + "\n")
     return 0
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from _env import environment  # benchmarks/ (the script's own directory)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -94,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         "output_relative_error": rel,
         "median_seconds": med, "all_seconds": times,
         "ratio_ours_over_theirs": {k: med[f"ours_{k}"] / med[f"theirs_{k}"] for k in ("forward", "forward_backward")},
-        "torch": torch.__version__, "python": platform.python_version(), "machine": platform.processor() or
-        platform.machine(), "cpu_count": __import__("os").cpu_count(),
+        **environment(),
     }
     print(json.dumps({k: v for k, v in result.items() if k != "all_seconds"}, indent=1))
     if args.json:

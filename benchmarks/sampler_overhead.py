@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 
 from _enhance_setup import add_model_args, model_and_input  # benchmarks/ (the script's own directory)
+from _env import environment
 
 # (sampler, num_steps) per target NFE n in {1, 4, 16, 60}: Euler, Posterior and PC without correctors make N calls,
 # EDM Heun 2N - 1 (the nearest odd NFE), PC with one corrector 2N.
@@ -119,8 +119,7 @@ def main(argv: list[str] | None = None) -> int:
               "input_seconds": args.seconds,
               "spec_shape": list(y.shape), "repeats": args.repeats, "denoiser_call_seconds": call,
               "net_parameters": sum(p.numel() for p in model.parts.net.parameters()), "rows": rows,
-              "torch": torch.__version__, "python": platform.python_version(),
-              "machine": platform.processor() or platform.machine(), "cpu_count": __import__("os").cpu_count()}
+              **environment()}
     print(f"one denoiser call on {tuple(y.shape)}: {call * 1e3:.1f} ms  (device={args.device}, "
           f"threads={args.threads}, torch {torch.__version__}, malloc tuned: {args.malloc_tuned})")
     print(f"{'sampler':<16}{'steps':>6}{'NFE':>5}{'wall s':>9}{'ratio':>8}{'fixed ms':>10}{'in-run':>8}"

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _env import environment  # benchmarks/ (the script's own directory)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -101,12 +102,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['segment_seconds']} s  device={row['device']} threads={row['threads']} amp={row['amp']} "
               f"compile={row['compile']}")
     if args.json:
-        import torch
-
-        Path(args.json).write_text(json.dumps({"rows": rows, "torch": torch.__version__,
-                                               "python": platform.python_version(),
-                                               "machine": platform.processor() or platform.machine()}, indent=1)
-                                   + "\n")
+        Path(args.json).write_text(json.dumps({"rows": rows, **environment()}, indent=1) + "\n")
     return 0
 
 
