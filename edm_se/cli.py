@@ -133,6 +133,9 @@ def run_hydra(command: str, argv: list[str], spec: tuple[str, str] | None = None
 
     @functools.wraps(inner)
     def task(cfg):  # noqa: ANN001
+        from edm_se.runtime import tune_malloc
+
+        tune_malloc()  # again here: a multirun launcher (joblib, Slurm) runs this in processes of its own
         started.append(True)
         return inner(cfg)
 
