@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from scipy.signal import fftconvolve
+from scipy.signal import fftconvolve, resample_poly
 
 from edm_se.audio import AUDIO_SUFFIXES, AudioError, load_audio, save_audio
 from edm_se.data.builtin import builtin_files, manifest_files, read_manifest
@@ -235,8 +235,6 @@ class MixingDataset(torch.utils.data.Dataset):
         if self.speed_perturb is not None:  # drawn last too
             factor = round(float(rng.uniform(*self.speed_perturb)) * 40) / 40
             if factor != 1.0:
-                from scipy.signal import resample_poly
-
                 x = resample_poly(np.asarray(x, dtype=np.float64), 40, int(round(factor * 40)))
 
         if use_rir:
