@@ -7,8 +7,8 @@ at every network call, so each call page-faults its memory in again: about 10,00
 pages zeroed by the kernel) per call of the bundled model on a 4 s input, measured with ``getrusage``, and 38% of
 the call's time (``benchmarks/malloc_faults.py``: 36.9 ms against 22.8 ms; README "Performance").
 :func:`tune_malloc` keeps freed blocks in the process instead, as jemalloc and tcmalloc do: blocks up to 32 MiB
-(glibc's largest mmap threshold on 64-bit) come from the heap, and up to 1 GiB of free heap is kept. The price is a resident size that stays at its
-peak rather than shrinking after it.
+(glibc's largest mmap threshold on 64-bit) come from the heap, and up to 1 GiB of free heap is kept. The price is
+a resident size that stays at its peak rather than shrinking after it.
 
 The ``edm-se`` command calls :func:`tune_malloc` on start; Python users call it once themselves
 (``edm_se.tune_malloc()``). ``EDM_SE_MALLOC=default`` in the environment leaves the allocator as it is.
