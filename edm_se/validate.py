@@ -192,6 +192,9 @@ def paradigm(cfg: DictConfig) -> None:
 
         int_at_least(cfg, ["paradigm.task.num_classes"], 2)
         one_of(cfg, "paradigm.task.norm", M5.NORMS)
+    else:  # ctc: its SpecAugment settings, when given
+        int_at_least(cfg, ["paradigm.task.freq_masks", "paradigm.task.time_masks", "paradigm.task.freq_mask_width",
+                           "paradigm.task.time_mask_width"], 0, optional=True)
     one_of(cfg, "paradigm.enhancer_output.mode", EnhancerOutput.MODES)
     int_at_least(cfg, ["paradigm.enhancer_output.num_steps"], 1)
     check(cfg, "paradigm.task_grad_clip", lambda v: _is_num(v) and v > 0, "a number > 0")

@@ -211,6 +211,37 @@ def test_ctc_recogniser_learns_real_sentences(task_root):
     assert scores["cer"] < 80.0, scores  # an empty output scores 100 (measured: 55 after 80 steps)
 
 
+def test_ctc_spec_augment_masks_in_training_only():
+    torch.manual_seed(0)
+    plain = CTCRecognizer(channels=16, hidden=16, layers=1)
+    aug = CTCRecognizer(channels=16, hidden=16, layers=1, freq_masks=2, time_masks=2, freq_mask_width=8,
+                        time_mask_width=20)
+    aug.load_state_dict(plain.state_dict())  # masking has no weights: the same model with and without it
+    x = torch.randn(4, 16000)
+    plain.eval(), aug.eval()
+    with torch.no_grad():
+        assert torch.equal(plain(x), aug(x))  # eval mode: no masks
+    feats = torch.ones(64, 40, 101)
+    masked = aug.spec_augment(feats)
+    zero_bands = (masked == 0).all(dim=2).sum(dim=1)  # (B,) bands masked over all frames
+    zero_frames = (masked == 0).all(dim=1).sum(dim=1)  # (B,) frames masked over all bands
+    assert int(zero_bands.max()) <= 2 * 7 and int(zero_frames.max()) <= 2 * 19  # widths drawn from [0, width)
+    assert int(zero_bands.sum()) > 0 and int(zero_frames.sum()) > 0
+    assert len({tuple(z.tolist()) for z in (masked[:, :, 0] == 0)}) > 1  # every example its own masks
+    off = (masked != 0)
+    assert torch.equal(masked[off], feats[off])  # the rest untouched
+    aug.train()
+    torch.manual_seed(1)
+    a = aug(x)
+    torch.manual_seed(1)
+    assert torch.equal(a, aug(x))  # drawn from torch's global generator: reproducible under a seed
+    assert not torch.equal(a, plain.train()(x))
+    with pytest.raises(ValueError, match="freq_mask_width"):
+        CTCRecognizer(n_mels=40, freq_mask_width=41)
+    with pytest.raises(ValueError, match="time_masks"):
+        CTCRecognizer(time_masks=-1)
+
+
 # ----------------------------------------------------------------------------------------------- paradigms
 def _cfg(tmp_path, task_root, paradigm, *overrides, data="keywords"):
     from hydra import compose, initialize_config_dir

@@ -428,11 +428,13 @@ class TaskMixingDataset(MixingDataset):
                 raise TaskDataError(f"{manifest}: no {split} rows of voices {list(voices)}")
         seg = kwargs.get("segment_seconds")
         if target == "text" and seg is not None:  # a crop would cut words off the transcript: whole clips only
-            longer = [r for r in rows if r["duration_s"] > float(seg)]
-            rows = [r for r in rows if r["duration_s"] <= float(seg)]
+            speed = kwargs.get("speed_perturb")  # the slowest factor lengthens a clip to duration / factor
+            slowest = round(float(speed[0]) * 40) / 40 if speed is not None else 1.0
+            longer = [r for r in rows if r["duration_s"] / slowest > float(seg)]
+            rows = [r for r in rows if r["duration_s"] / slowest <= float(seg)]
             if longer:
-                log.info("%s %s: %d clip(s) longer than segment_seconds=%g left out", manifest, split, len(longer),
-                         float(seg))
+                log.info("%s %s: %d clip(s) longer than segment_seconds=%g (at the slowest speed_perturb factor) "
+                         "left out", manifest, split, len(longer), float(seg))
             if not rows:
                 raise TaskDataError(f"{manifest}: no {split} clip fits segment_seconds={seg}")
         if target == "text":  # a transcript without words has no WER (asr.wer gives nan) and no CTC target

@@ -152,18 +152,37 @@ class CTCRecognizer(TaskModel):
         channels: conv width.
         hidden: GRU hidden size per direction.
         layers: GRU layers.
+        freq_masks, time_masks: SpecAugment (Park et al. 2019, "SpecAugment", policy without time warping) in
+            training mode only: that many frequency / time masks per example on the normalised log-mel features
+            (set to 0, their mean); 0 and 0 (the default) turn it off. Drawn from torch's global generator.
+        freq_mask_width: the largest frequency mask, in mel bands (F of the paper).
+        time_mask_width: the largest time mask, in 10 ms frames (T of the paper).
 
     Shapes: ``forward((B, L)) -> (B, T', len(CHARS) + 1)`` log-probabilities, ``T' = ceil(ceil(L / 160 + 1) / 4)``.
+
+    Raises:
+        ValueError: a negative mask count or width, or a frequency mask wider than ``n_mels``.
     """
 
     kind = "asr"
 
-    def __init__(self, n_mels: int = 40, channels: int = 96, hidden: int = 128, layers: int = 2) -> None:
+    def __init__(self, n_mels: int = 40, channels: int = 96, hidden: int = 128, layers: int = 2,
+                 freq_masks: int = 0, time_masks: int = 0, freq_mask_width: int = 8,
+                 time_mask_width: int = 20) -> None:
         super().__init__()
         import torchaudio
 
+        for key, v in (("freq_masks", freq_masks), ("time_masks", time_masks),
+                       ("freq_mask_width", freq_mask_width), ("time_mask_width", time_mask_width)):
+            if int(v) < 0:
+                raise ValueError(f"{key} must be >= 0, got {v}")
+        if int(freq_mask_width) > int(n_mels):
+            raise ValueError(f"freq_mask_width={freq_mask_width} exceeds n_mels={n_mels}")
         self._config = {"n_mels": int(n_mels), "channels": int(channels), "hidden": int(hidden),
-                        "layers": int(layers)}
+                        "layers": int(layers), "freq_masks": int(freq_masks), "time_masks": int(time_masks),
+                        "freq_mask_width": int(freq_mask_width), "time_mask_width": int(time_mask_width)}
+        self.freq_masking = torchaudio.transforms.FrequencyMasking(int(freq_mask_width), iid_masks=True)
+        self.time_masking = torchaudio.transforms.TimeMasking(int(time_mask_width), iid_masks=True)
         self.mel = torchaudio.transforms.MelSpectrogram(sample_rate=16000, n_fft=400, win_length=400,
                                                         hop_length=160, n_mels=int(n_mels))
         self.norm = nn.LayerNorm(int(n_mels))
@@ -179,9 +198,21 @@ class CTCRecognizer(TaskModel):
         x = x / x.abs().amax(dim=-1, keepdim=True).clamp_min(1e-4)
         feats = torch.log(self.mel(x) + 1e-6)  # (B, n_mels, T)
         feats = self.norm(feats.transpose(1, 2)).transpose(1, 2)
+        if self.training and (self._config["freq_masks"] or self._config["time_masks"]):
+            feats = self.spec_augment(feats)
         h = self.conv(feats).transpose(1, 2)  # (B, T', C)
         h, _ = self.rnn(h)
         return self.out(h).log_softmax(dim=-1)
+
+    def spec_augment(self, feats: torch.Tensor) -> torch.Tensor:
+        """SpecAugment masks on normalised features ``(B, n_mels, T)``: masked cells set to 0 (their mean after the
+        layer norm), each example its own masks."""
+        x = feats[:, None]  # (B, 1, F, T): torchaudio draws iid masks per example and channel of a 4-d input
+        for _ in range(self._config["freq_masks"]):
+            x = self.freq_masking(x, 0.0)
+        for _ in range(self._config["time_masks"]):
+            x = self.time_masking(x, 0.0)
+        return x[:, 0]
 
     def per_example_loss(self, logits, target):
         """CTC loss of each example divided by its number of target characters (so long and short utterances weigh
