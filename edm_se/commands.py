@@ -41,8 +41,10 @@ def data_tasks_main(cfg: DictConfig) -> None:
     from edm_se.tasks.data import build_task_corpus
 
     validate.int_at_least(cfg, ["max_sentences"], 1, optional=True)
+    validate.int_at_least(cfg, ["sentence_takes"], 1, optional=True)
     voices = tuple(OmegaConf.to_container(cfg.voices)) if cfg.voices is not None else None
     tasks = tuple(OmegaConf.to_container(cfg.tasks)) if cfg.get("tasks") is not None else ("keywords", "sentences")
     out = build_task_corpus(Path(cfg.out_dir), voices=voices, max_sentences=cfg.max_sentences,
-                            cache_dir=cfg.get("cache_dir"), tasks=tasks)
+                            cache_dir=cfg.get("cache_dir"), tasks=tasks,
+                            sentence_takes=int(cfg.get("sentence_takes") or 1))
     print(f"task data ready in {out}: {out / 'keywords' / 'manifest.csv'}, {out / 'sentences' / 'manifest.csv'}")

@@ -109,6 +109,33 @@ def test_espeak_voices_synthesise_every_digit_in_the_training_split(tmp_path):
     assert len(fast) > len(slow) * 1.15  # the 1.15 stretch speaks slower
 
 
+def test_sentence_takes_speak_each_training_sentence_in_distinct_variants(tmp_path):
+    """sentence_takes=2: every training sentence twice per training voice, in two different variants (the next two
+    of the cycle); the held-out voice still speaks each sentence once; takes < 1 is refused."""
+    from edm_se.tasks.data import TaskDataError, build_task_corpus, read_task_manifest
+
+    with shared_lock("corpus"):
+        out = build_task_corpus(tmp_path / "t", cache_dir=REPO / "data_cache" / "corpus" / ".cache",
+                                voices=["kal16", "rms"], max_sentences=3, max_variants=4, tasks=["sentences"],
+                                sentence_takes=2, progress=False)
+    rows = read_task_manifest(out / "sentences" / "manifest.csv")
+    train = [r for r in rows if r["split"] == "train"]
+    texts = {r["text"] for r in train}
+    assert len(texts) == 3 and len(train) == 6
+    for t in texts:
+        takes = [r["variant"] for r in train if r["text"] == t]
+        assert len(takes) == 2 and len(set(takes)) == 2, takes
+    import collections
+
+    # the cycle of the 4 variants, two at a time: v0 v1 | v2 v3 | v0 v1
+    assert collections.Counter(r["variant"] for r in train) == {"90-0.9-0.94": 2, "90-0.9-1": 2, "90-0.9-1.06": 1,
+                                                                "90-1.1-0.94": 1}
+    valid = [r for r in rows if r["split"] == "valid"]
+    assert len(valid) == 3 and {r["variant"] for r in valid} == {"base"}
+    with pytest.raises(TaskDataError, match="sentence_takes"):
+        build_task_corpus(tmp_path / "u", voices=["kal16"], sentence_takes=0, progress=False)
+
+
 def test_instance_norm_m5_scores_each_example_alone_in_either_mode():
     """norm=instance: an example's logits do not depend on the rest of the batch or on train/eval mode (no running
     statistics to mismatch); the paper's batch norm depends on both."""

@@ -271,7 +271,7 @@ def _write_manifest(path: Path, rows: list[dict]) -> None:
 def build_task_corpus(out_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
                       voices: Sequence[str] | None = None, max_sentences: int | None = None,
                       max_variants: int | None = None, tasks: Sequence[str] = ("keywords", "sentences"),
-                      progress: bool = True) -> Path:
+                      progress: bool = True, sentence_takes: int = 1) -> Path:
     """Synthesise (and, for Allison, convert) the keyword and sentence clips of every voice (idempotent).
 
     Args:
@@ -283,12 +283,15 @@ def build_task_corpus(out_dir: str | os.PathLike, cache_dir: str | os.PathLike |
         max_variants: cap on the variants per training voice (None: all; the tests use a few).
         tasks: which of ``keywords`` / ``sentences`` to build (the other's manifest is left as it is).
         progress: show a tqdm bar.
+        sentence_takes: takes of every training sentence per training voice, each with the next variant of the
+            voice's cycle (1: one take, the variants cycling over the sentences; at most the voice's number of
+            variants). Valid and test voices speak every sentence once.
 
     Returns:
         ``out_dir``.
 
     Raises:
-        TaskDataError: an unknown voice or a failed synthesis; CorpusError from fetching.
+        TaskDataError: an unknown voice, ``sentence_takes < 1``, or a failed synthesis; CorpusError from fetching.
     """
     from tqdm import tqdm
 
@@ -296,6 +299,8 @@ def build_task_corpus(out_dir: str | os.PathLike, cache_dir: str | os.PathLike |
     from edm_se.data.corpus import Fetcher, decode_g722
 
     out = Path(out_dir)
+    if int(sentence_takes) < 1:
+        raise TaskDataError(f"sentence_takes must be >= 1, got {sentence_takes}")
     names = list(VOICES) if voices is None else [str(v) for v in voices]
     if not tasks or any(t not in ("keywords", "sentences") for t in tasks):
         raise TaskDataError(f"tasks must be a non-empty subset of [keywords, sentences], got {list(tasks)}")
@@ -328,9 +333,11 @@ def build_task_corpus(out_dir: str | os.PathLike, cache_dir: str | os.PathLike |
         if engine != "recorded" and "sentences" in tasks:
             texts = [t for t in sentences if text_split[t] == split][:max_sentences]
             variant_cycle = variants if split == "train" else _HELD_VARIANTS[:1]
+            takes = min(int(sentence_takes), len(variant_cycle)) if split == "train" else 1
             for i, text in enumerate(texts):
-                if spoken[text]:  # (skipped after the variant is assigned: the others keep theirs)
-                    jobs.append(("sentences", voice, text, -1, variant_cycle[i % len(variant_cycle)]))
+                for k in range(takes):  # (skipped after the variant is assigned: the others keep theirs)
+                    if spoken[text]:
+                        jobs.append(("sentences", voice, text, -1, variant_cycle[(i * takes + k) % len(variant_cycle)]))
     allison = _allison_digits(fetcher) if "allison" in names else {}
     rows: dict[str, list[dict]] = {"keywords": [], "sentences": []}
     done = made = 0
