@@ -1,10 +1,9 @@
 """Per-seed and per-voice accuracy of the speed-perturbed M5 at 3000 steps (../speed_perturb/speed3k_s*.json) and
 12000 steps (speed12k_s*.json here), with the paired difference (95% t-interval). Usage: python table.py"""
 import json
-import math
 from pathlib import Path
 
-from scipy import stats
+from edm_se.metrics import mean_ci95
 
 here = Path(__file__).parent
 rows, diffs = [], []
@@ -21,8 +20,7 @@ print("| seed | test 3k | slt 3k | awb 3k | Allison 3k | test 12k | slt 12k | aw
       "| train 3k | train 12k |")
 print("|" + "---|" * 13)
 print("\n".join(rows))
-n = len(diffs)
-mean = sum(diffs) / n
-half = stats.t.ppf(0.975, n - 1) * math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1) / n) if n > 1 else float("nan")
+d = mean_ci95(diffs)
+mean, half, n = d["mean"], d["ci95"], d["n"]
 print(f"\nPaired difference (12000 - 3000 steps) on the test voices: {mean:+.1f} ± {half:.1f} points (95% t, n = {n}); "
       "per seed " + ", ".join(f"{d:+.1f}" for d in diffs))
