@@ -10,7 +10,7 @@ from edm_se.asr import normalise_text
 torch.set_num_threads(1)
 rows = [r for r in read_task_manifest('data_cache/tasks/sentences/manifest.csv') if r['split'] == 'test' and r['voice'] == 'awb']
 rows = rows[:: max(1, len(rows) // 40)][:40]
-fl = _Flite(Fetcher('data_cache/corpus/.cache')  # conf/data_tasks.yaml cache_dir: flite already fetched there)
+fl = _Flite(Fetcher('data_cache/corpus/.cache'))  # conf/data_tasks.yaml's cache_dir (Debian packages)
 clips = []
 for r in rows:
     x, sr = fl.say('kal16', r['text'], None, 1.0)
