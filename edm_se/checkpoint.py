@@ -39,18 +39,22 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                    task_ok: bool = False) -> dict[str, Any]:
     """Load and validate an edm_se checkpoint.
 
     Args:
         path: file written by :func:`atomic_torch_save` through the trainer.
         map_location: device for the tensors.
+        task_ok: also accept a downstream task model's checkpoint (``kind: task``, written by
+            :func:`edm_se.tasks.checkpoint.save_task_model`); otherwise it is refused as not an enhancer's.
 
     Returns:
         The checkpoint dict (see the module docstring).
 
     Raises:
-        CheckpointError: the file is missing, not a torch file, corrupt, or not an edm_se checkpoint.
+        CheckpointError: the file is missing, not a torch file, corrupt, not an edm_se checkpoint, or a task
+            model's checkpoint where ``task_ok`` is False.
     """
     path = Path(path)
     if not path.exists():
@@ -66,7 +70,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: not a readable checkpoint ({first[:160]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an edm_se checkpoint (no '{FORMAT}' format tag)")
-    for key in ("config", "ema"):
+    task = ckpt.get("kind") == "task"  # a downstream model (edm_se.tasks.checkpoint), not a training run
+    if task and not task_ok:
+        raise CheckpointError(f"{path}: is a task model's checkpoint (M5 / CTC), not an enhancer's")
+    for key in (("task_config", "state") if task else ("config", "ema")):
         if key not in ckpt:
             raise CheckpointError(f"{path}: checkpoint lacks its '{key}' entry")
     return ckpt

@@ -45,7 +45,7 @@ def checkpoint_identity(path: str | os.PathLike) -> dict:
     from edm_se.checkpoint import load_checkpoint
 
     p = Path(path).expanduser().resolve()
-    ckpt = load_checkpoint(p)
+    ckpt = load_checkpoint(p, task_ok=True)
     step = ckpt.get("step")
     return {"path": str(p), "sha256": file_sha256(p), "step": None if step is None else int(step)}
 

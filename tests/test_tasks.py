@@ -681,3 +681,85 @@ def test_two_process_task_paradigm_keeps_both_models_identical(tmp_path, task_ro
     assert check["world_size"] == 2 and check["identical"], check
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     assert ckpt["step"] == 3 and ckpt["world_size"] == 2 and "task" in ckpt["paradigm"]["state"]
+
+
+def _task_transfer():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("task_transfer", REPO / "benchmarks" / "task_transfer.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class _Oracle(torch.nn.Module):
+    """A stand-in task model that knows every clip's answer (by the waveform's bytes) and garbles one voice's."""
+
+    def __init__(self, kind: str, answers: dict[bytes, object]):
+        super().__init__()
+        self.kind, self.answers = kind, answers
+
+    def forward(self, x):
+        return x
+
+    def predict(self, x):
+        return [self.answers[x[0].numpy().tobytes()]]
+
+
+def test_task_transfer_scores_known_answers_per_voice_and_reads_both_kinds_of_checkpoint(tmp_path, task_root):
+    """Keyword accuracy and CTC WER/CER per split and voice on the clean clips: an oracle that answers the training
+    voice right and the validation voice wrong (keywords: label + 1; sentences: the first word dropped) scores
+    100% / 0% accuracy and 0% / (one word per clip) WER; the CLI reads an M5 and a CTC checkpoint and writes the
+    same structure; the enhancer's checkpoint loader refuses a task checkpoint."""
+    import jiwer
+    import soundfile as sf
+
+    from edm_se.asr import normalise_text
+    from edm_se.tasks.checkpoint import save_task_model
+    from edm_se.tasks.data import read_task_manifest
+
+    tt = _task_transfer()
+    for kind, name in (("keyword", "keywords"), ("asr", "sentences")):
+        manifest = task_root / name / "manifest.csv"
+        rows = read_task_manifest(manifest)
+        answers, refs, hyps, drop = {}, [], [], 0
+        for r in rows:
+            wave = sf.read(str(manifest.parent / r["path"]), dtype="float32")[0]
+            right = r["voice"] == "kal16"
+            if kind == "keyword":
+                answers[wave.tobytes()] = r["label"] if right else (r["label"] + 1) % 10
+            else:
+                words = normalise_text(r["text"]).split()
+                answers[wave.tobytes()] = " ".join(words if right else words[1:])
+                if not right:
+                    refs.append(" ".join(words))
+                    hyps.append(" ".join(words[1:]))
+                    drop += 1
+        splits = tt.score_voices(_Oracle(kind, answers), manifest, every=2)
+        assert splits["train"]["kal16"]["n"] == len(read_task_manifest(manifest, "train")[::2])  # every 2nd
+        assert splits["valid"]["rms"]["n"] == len(read_task_manifest(manifest, "valid"))  # all of them
+        assert "test" not in splits  # the fixture has no test voice
+        if kind == "keyword":
+            assert splits["train"]["kal16"]["mean"] == 100.0 and splits["valid"]["rms"]["mean"] == 0.0
+        else:
+            assert splits["train"]["kal16"]["mean"] == 0.0 and splits["train"]["kal16"]["cer"] == 0.0
+            want = 100.0 * drop / sum(len(t.split()) for t in refs)  # one deletion per clip
+            assert splits["valid"]["rms"]["mean"] == pytest.approx(want)
+            assert splits["valid"]["rms"]["cer"] == pytest.approx(100.0 * jiwer.cer(refs, hyps))
+            assert splits["valid"]["rms"]["cer"] > 0
+    # the CLI: the checkpoint's kind picks the manifest; --json holds the splits
+    torch.manual_seed(0)
+    for model, metric in ((M5(10, channels=8), "accuracy"), (CTCRecognizer(channels=16, hidden=16, layers=1), "wer")):
+        ckpt = save_task_model(model, tmp_path / f"{metric}.pt")
+        out = tmp_path / f"{metric}.json"
+        assert tt.main(["--ckpt", str(ckpt), "--task-root", str(task_root), "--max-per-voice", "3",
+                        "--json", str(out)]) == 0
+        res = json.loads(out.read_text())
+        assert res["metric"] == metric and set(res["splits"]) == {"train", "valid"}
+        assert res["splits"]["valid"]["rms"]["n"] == 3 and res["splits"]["valid"]["all"]["n"] == 3
+        assert ("cer" in res["splits"]["valid"]["rms"]) == (metric == "wer")
+    # a task checkpoint is not an enhancer's: refused with a one-line error where an enhancer is loaded
+    from edm_se.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="is a task model's checkpoint"):
+        load_checkpoint(ckpt)

@@ -30,7 +30,7 @@ def load_task_model(path: str | os.PathLike, device: str = "cpu") -> TaskModel:
         CheckpointError: missing/corrupt file, no task model in it, or weights that do not fit its config.
     """
     path = Path(path)
-    ckpt = load_checkpoint(path, map_location=device)
+    ckpt = load_checkpoint(path, map_location=device, task_ok=True)
     if ckpt.get("kind") == "task":
         config, state = ckpt["task_config"], ckpt["state"]
     else:
