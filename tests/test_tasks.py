@@ -553,7 +553,7 @@ def test_paradigms_study_trains_scores_caches_rescores_a_changed_checkpoint_and_
     cfg.train_overrides = [*TINY_TRAIN, f"data.root={task_root}", "data.train.noise=builtin:train",
                            "data.valid.noise=builtin:valid", "trainer.max_steps=2"]
     cfg.tasks.keywords.overrides = ["data=keywords", "paradigm.task.channels=8"]
-    cfg.tasks.keywords.cells = ["baseline", "iterative"]
+    cfg.tasks.keywords.cells, cfg.tasks.keywords.cell_overrides = ["baseline", "iterative"], {}
     cfg.tasks.sentences.overrides = [o for o in cfg.tasks.sentences.overrides
                                    if "max_steps" not in o and "high_snr" not in o]
     cfg.tasks.sentences.overrides += ["data.train.segment_seconds=4.08", "+paradigm.task.hidden=16"]
