@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 
 from edm_se.data import corpus as C
+from edm_se.data import fetch as F
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -213,7 +214,7 @@ def test_fetcher_reuses_extracted_deb_and_records_version(tmp_path: Path, monkey
     dest = tmp_path / "extract" / "sonic-pi-samples"
     dest.mkdir(parents=True)
     (dest / ".done").write_text(deb.name + "\n")
-    monkeypatch.setattr(C.subprocess, "run", lambda *a, **k: pytest.fail("must not run apt-get/dpkg"))
+    monkeypatch.setattr(F.subprocess, "run", lambda *a, **k: pytest.fail("must not run apt-get/dpkg"))
     assert f.deb("sonic-pi-samples") == dest
     assert f.versions == {"sonic-pi-samples": "3.2.2~repack-8"}
 
@@ -325,7 +326,7 @@ def test_optional_source_failure_is_skipped_only_when_not_named(tmp_path: Path, 
 
 
 def test_missing_apt_get_is_a_one_line_corpus_error(tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(C.shutil, "which", lambda name: None)
+    monkeypatch.setattr(F.shutil, "which", lambda name: None)
     reg = {"deb": C.Source("deb", "noise", "x", lambda f: pytest.fail("fetched"), lambda r: [], debian=True)}
     with pytest.raises(C.CorpusError) as err:
         C.build_corpus(tmp_path / "c", registry=reg)

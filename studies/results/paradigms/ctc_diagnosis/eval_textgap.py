@@ -5,7 +5,7 @@ import numpy as np, torch, jiwer
 from scipy.signal import resample_poly
 from edm_se.tasks.checkpoint import load_task_model
 from edm_se.tasks.data import read_task_manifest, _Flite
-from edm_se.data.corpus import Fetcher
+from edm_se.data.fetch import Fetcher
 from edm_se.asr import normalise_text
 torch.set_num_threads(1)
 rows = [r for r in read_task_manifest('data_cache/tasks/sentences/manifest.csv') if r['split'] == 'test' and r['voice'] == 'awb']
