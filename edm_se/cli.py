@@ -128,16 +128,19 @@ def run_hydra(command: str, argv: list[str], spec: tuple[str, str] | None = None
         print(f"edm-se {command}: error: -m/--multirun is not supported by this command", file=sys.stderr)
         raise SystemExit(2)
     module_name, func_name = target.split(":")
-    inner = report_user_errors(command)(getattr(importlib.import_module(module_name), func_name))
     started = []
 
-    @functools.wraps(inner)
     def task(cfg):  # noqa: ANN001
         from edm_se.runtime import tune_malloc
 
         tune_malloc()  # again here: a multirun launcher (joblib, Slurm) runs this in processes of its own
         started.append(True)
-        return inner(cfg)
+        # the command's module (torch and the rest) is imported only now: `--help` and a command line that does
+        # not compose answer without it
+        return report_user_errors(command)(getattr(importlib.import_module(module_name), func_name))(cfg)
+
+    # Hydra names the job after the task function's module: that of the command, as if it were decorated directly
+    task.__module__, task.__name__, task.__qualname__ = module_name, func_name, func_name
 
     prog = f"edm-se {command}"
     old_argv = sys.argv

@@ -26,7 +26,6 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from scipy.signal import fftconvolve, resample_poly
 
 from edm_se.audio import AUDIO_SUFFIXES, AudioError, load_audio, save_audio
 from edm_se.data.builtin import builtin_files, manifest_files, read_manifest
@@ -235,11 +234,15 @@ class MixingDataset(torch.utils.data.Dataset):
         if self.speed_perturb is not None:  # drawn last too
             factor = round(float(rng.uniform(*self.speed_perturb)) * 40) / 40
             if factor != 1.0:
+                from scipy.signal import resample_poly  # imported here: scipy.signal costs 1-2 s to import
+
                 x = resample_poly(np.asarray(x, dtype=np.float64), 40, int(round(factor * 40)))
 
         if use_rir:
             h = self.rir[rir_idx].astype(np.float64)
             h = h / (np.sqrt(np.sum(h ** 2)) + 1e-12)
+            from scipy.signal import fftconvolve
+
             x = fftconvolve(x.astype(np.float64), h)[:len(x)]
         if self.segment_seconds is None:
             clean = np.asarray(x, dtype=np.float64)
