@@ -31,18 +31,23 @@ def _evenly(rows: list, k: int | None) -> list:
 
 
 def score_voices(task, manifest: Path, every: int = 10, max_per_voice: int | None = None) -> dict:
-    """Score ``task`` on the clean clips of ``manifest`` per split and voice (see the module docstring)."""
-    import jiwer
+    """Score ``task`` on the clean clips of ``manifest`` per split and voice (see the module docstring): the
+    predictions and WER of :func:`edm_se.tasks.evaluate.evaluate_task`, the CER of the CTC model's own metric."""
     import soundfile as sf
-    import torch
 
-    from edm_se.asr import normalise_text
     from edm_se.tasks.data import TaskDataError, read_task_manifest
-    from edm_se.tasks.evaluate import wer_summary, wilson_ci95
+    from edm_se.tasks.evaluate import evaluate_task, wer_summary, wilson_ci95
+    from edm_se.tasks.models import TaskTargets
 
     asr = task.kind == "asr"
+
+    def summary(rows: list[dict]) -> dict:
+        if not asr:
+            return wilson_ci95(sum(r["correct"] for r in rows), len(rows))
+        cer = task.metric([r["prediction"] for r in rows], TaskTargets(texts=[r["target"] for r in rows]))["cer"]
+        return {**wer_summary(rows), "cer": cer}
+
     splits: dict = {}
-    task.eval()
     for split in ("train", "valid", "test"):
         try:
             rows = read_task_manifest(manifest, split)
@@ -52,29 +57,18 @@ def score_voices(task, manifest: Path, every: int = 10, max_per_voice: int | Non
         by_voice: dict[str, list[dict]] = collections.defaultdict(list)
         for r in rows:
             by_voice[r["voice"]].append(r)
-        scored: dict[str, list[dict]] = {}
-        with torch.no_grad():
-            for voice, sel in sorted(by_voice.items()):
-                scored[voice] = []
-                for r in _evenly(sel, max_per_voice):
-                    wave, _ = sf.read(manifest.parent / r["path"], dtype="float32")
-                    pred = task.predict(task(torch.from_numpy(wave)[None]))[0]
-                    scored[voice].append({"target": r["text"] if asr else int(r["label"]), "prediction": pred})
-
-        def summary(sel: list[dict]) -> dict:
-            if not asr:
-                return wilson_ci95(sum(int(s["prediction"] == s["target"]) for s in sel), len(sel))
-            from edm_se.asr import word_errors
-
-            rows_ = [{**s, "errors": (e := word_errors(s["target"], s["prediction"])).errors,
-                      "words": e.reference_words} for s in sel]
-            refs = [normalise_text(s["target"]) for s in sel]
-            hyps = [normalise_text(s["prediction"]) for s in sel]
-            return {**wer_summary(rows_), "cer": 100.0 * float(jiwer.cer(refs, hyps))}
-
-        every_row = [s for v in scored.values() for s in v]
-        if every_row:
-            splits[split] = {"all": summary(every_row), **{v: summary(s) for v, s in scored.items()}}
+        sel = [r for _, v in sorted(by_voice.items()) for r in _evenly(v, max_per_voice)]
+        if not sel:
+            continue
+        items = [{"name": r["path"], "snr_db": 0.0, **({"text": r["text"]} if asr else {"label": int(r["label"])})}
+                 for r in sel]
+        waves = [sf.read(manifest.parent / r["path"], dtype="float32")[0] for r in sel]
+        scored = evaluate_task(task, items, waves)["per_file"]
+        voice_of = {r["path"]: r["voice"] for r in sel}
+        per_voice: dict[str, list[dict]] = collections.defaultdict(list)
+        for row in scored:
+            per_voice[voice_of[row["name"]]].append(row)
+        splits[split] = {"all": summary(scored), **{v: summary(per_voice[v]) for v in sorted(per_voice)}}
     return splits
 
 

@@ -703,7 +703,10 @@ class _Oracle(torch.nn.Module):
         return x
 
     def predict(self, x):
-        return [self.answers[x[0].numpy().tobytes()]]
+        return [self.answers[row.numpy().tobytes()] for row in x]
+
+    def metric(self, predictions, target):  # the CTC model's own WER/CER
+        return CTCRecognizer.metric(self, predictions, target)
 
 
 def test_task_transfer_scores_known_answers_per_voice_and_reads_both_kinds_of_checkpoint(tmp_path, task_root):

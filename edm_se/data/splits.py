@@ -186,16 +186,15 @@ def drop_heldout_shared_speakers(rows: list[dict], by_speaker: Iterable[str] | N
     return kept, dropped
 
 
-def fingerprint_rows(rows: Sequence[Mapping[str, object]], root: Path, cache_dir: Path | None = None,
-                     sample_rate: int = 16000) -> dict:
-    """Fingerprints (:func:`edm_se.data.fingerprint.fingerprint`) of the files of ``rows`` (read at ``sample_rate``
-    Hz, the corpus's rate), cached on disk.
+def fingerprint_rows(rows: Sequence[Mapping[str, object]], root: Path, cache_dir: Path | None = None) -> dict:
+    """Fingerprints (:func:`edm_se.data.fingerprint.fingerprint`) of the files of ``rows`` (read at the
+    fingerprint's rate, :data:`edm_se.data.fingerprint.SAMPLE_RATE`), cached on disk.
 
     Returns:
         row path -> :class:`edm_se.data.fingerprint.Fingerprint`.
     """
     from edm_se.audio import load_audio
-    from edm_se.data.fingerprint import Fingerprint, fingerprint
+    from edm_se.data.fingerprint import SAMPLE_RATE, Fingerprint, fingerprint
 
     out = {}
     for r in rows:
@@ -209,7 +208,7 @@ def fingerprint_rows(rows: Sequence[Mapping[str, object]], root: Path, cache_dir
                 with np.load(cached) as z:
                     out[str(r["path"])] = Fingerprint(z["bits"], z["loud"])
                 continue
-        fp = fingerprint(load_audio(path, sample_rate=sample_rate).numpy(), sample_rate)
+        fp = fingerprint(load_audio(path, sample_rate=SAMPLE_RATE).numpy(), SAMPLE_RATE)
         out[str(r["path"])] = fp
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
