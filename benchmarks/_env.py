@@ -6,9 +6,26 @@ import os
 import platform
 
 
+def cpu_model() -> str:
+    """The processor's name: the first ``model name`` of ``/proc/cpuinfo`` on Linux (``platform.processor()``
+    there gives only the architecture), else ``platform.processor()``, else ``""``."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def environment() -> dict:
-    """``torch``, ``python``, ``machine`` (the processor's name where the platform gives one) and ``cpu_count``."""
+    """``torch``, ``python``, ``machine`` (the architecture, or the processor's name where the platform gives
+    one), ``cpu`` (:func:`cpu_model`), ``cpu_count`` and, with CUDA, ``gpu`` (the first device's name)."""
     import torch
 
-    return {"torch": torch.__version__, "python": platform.python_version(),
-            "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
+    env = {"torch": torch.__version__, "python": platform.python_version(),
+           "machine": platform.processor() or platform.machine(), "cpu": cpu_model(), "cpu_count": os.cpu_count()}
+    if torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(0)
+    return env

@@ -55,7 +55,7 @@ from edm_se.data.datasets import MixingDataset
 log = logging.getLogger(__name__)
 
 __all__ = ["KEYWORDS", "VOICES", "TASK_COLUMNS", "build_task_corpus", "read_task_manifest", "TaskMixingDataset",
-           "make_task_test_set", "alice_sentences", "spoken_text"]
+           "make_task_test_set", "alice_sentences", "spoken_text", "Flite"]
 
 SAMPLE_RATE = 16000
 KEYWORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -136,7 +136,17 @@ def _library_env(roots: Sequence[Path], subdirs: Sequence[str] = ("*-linux-gnu",
     return {**os.environ, "LD_LIBRARY_PATH": ":".join([*libs, os.environ.get("LD_LIBRARY_PATH", "")])}
 
 
-class _Flite:
+class Flite:
+    """flite (CMU's diphone and clustergen synthesiser) from Debian's ``flite`` and ``libflite1`` packages, run
+    from where :class:`edm_se.data.fetch.Fetcher` extracted them (no install).
+
+    Args:
+        fetcher: a :class:`edm_se.data.fetch.Fetcher` (downloads and unpacks the ``.deb`` files once).
+
+    Raises:
+        TaskDataError: the package lacks the ``flite`` binary.
+    """
+
     def __init__(self, fetcher) -> None:
         self.roots = [fetcher.deb("flite"), fetcher.deb("libflite1")]
         self.binary = self.roots[0] / "usr" / "bin" / "flite"
@@ -145,12 +155,22 @@ class _Flite:
         self.env = _library_env(self.roots)
 
     def alice(self) -> str:
+        """The text of *Alice's Adventures in Wonderland* shipped in flite's examples (public domain).
+
+        Raises:
+            TaskDataError: the file is missing."""
         path = self.roots[0] / "usr" / "share" / "doc" / "flite" / "examples" / "alice"
         if not path.exists():
             raise TaskDataError(f"{path}: the Alice text is missing in the flite package")
         return path.read_text(encoding="utf-8", errors="replace")
 
     def say(self, voice: str, text: str, f0: float | None, stretch: float) -> tuple[np.ndarray, int]:
+        """Speak ``text`` with flite's ``voice`` (e.g. ``"kal16"``, ``"awb"``), its mean F0 set to ``f0`` Hz
+        (None: the voice's own) and durations scaled by ``stretch``; returns ((L,) float32 waveform, sample rate
+        in Hz).
+
+        Raises:
+            TaskDataError: flite failed (its message, cut to 200 characters)."""
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "x.wav"
             cmd = [str(self.binary), "-voice", voice, "-t", text, "-o", str(out)]
@@ -309,7 +329,7 @@ def build_task_corpus(out_dir: str | os.PathLike, cache_dir: str | os.PathLike |
     if unknown:
         raise TaskDataError(f"unknown voice(s) {unknown}; known: {sorted(VOICES)}")
     fetcher = Fetcher(Path(cache_dir) if cache_dir else out / ".cache")
-    flite = _Flite(fetcher)
+    flite = Flite(fetcher)
     piper = None
     if "joe" in names:
         try:

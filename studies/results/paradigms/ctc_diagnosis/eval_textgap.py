@@ -4,13 +4,13 @@ import sys
 import numpy as np, torch, jiwer
 from scipy.signal import resample_poly
 from edm_se.tasks.checkpoint import load_task_model
-from edm_se.tasks.data import read_task_manifest, _Flite
+from edm_se.tasks.data import read_task_manifest, Flite
 from edm_se.data.fetch import Fetcher
 from edm_se.asr import normalise_text
 torch.set_num_threads(1)
 rows = [r for r in read_task_manifest('data_cache/tasks/sentences/manifest.csv') if r['split'] == 'test' and r['voice'] == 'awb']
 rows = rows[:: max(1, len(rows) // 40)][:40]
-fl = _Flite(Fetcher('data_cache/corpus/.cache'))  # conf/data_tasks.yaml's cache_dir (Debian packages)
+fl = Flite(Fetcher('data_cache/corpus/.cache'))  # conf/data_tasks.yaml's cache_dir (Debian packages)
 clips = []
 for r in rows:
     x, sr = fl.say('kal16', r['text'], None, 1.0)
