@@ -1,0 +1,62 @@
+"""The benchmark scripts' own arithmetic and a short real run (the timings themselves are not asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def sampler_overhead(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import importlib
+
+    return importlib.import_module("sampler_overhead")
+
+
+def test_sampler_only_fits_the_line_and_the_break_even(sampler_overhead):
+    """A fake run whose time outside the denoiser is exactly 3 ms + 2 ms per NFE (and 5 ms at NFE 4 for a sampler
+    with one point): the fit recovers both, and the break-even call is where (3 + 2 n) / (n call) = 0.10."""
+    points = [("a", 1, 1), ("a", 4, 4), ("a", 16, 16), ("b", 4, 2)]
+    nfe = {("a", 1): 1, ("a", 4): 4, ("a", 16): 16, ("b", 2): 4}
+
+    def run(name, steps):
+        n = nfe[(name, steps)]
+        outside = (3.0 + 2.0 * n) if name == "a" else 5.0
+        inside = 0.25 * n  # seconds in the "network"; only the difference is the sampler's
+        return SimpleNamespace(seconds=inside + outside / 1e3, nfe=n), inside
+
+    out = sampler_overhead.sampler_only(points, run, repeats=3)
+    a, b = out["a"], out["b"]
+    assert a["fixed_ms"] == pytest.approx(3.0, abs=1e-9) and a["per_nfe_ms"] == pytest.approx(2.0, abs=1e-9)
+    assert a["break_even_call_ms"] == pytest.approx({4: 27.5, 16: 21.875})
+    assert [p["nfe"] for p in a["points"]] == [1, 4, 16]
+    assert b["fixed_ms"] is None and b["per_nfe_ms"] is None
+    assert b["break_even_call_ms"] == pytest.approx({4: 12.5})
+
+
+def test_sampler_overhead_runs_on_real_audio(tmp_path):
+    """The benchmark end to end on a short real input: every grid row and the zero-cost section, consistent with
+    each other (NFE counted, in-run ratio >= 1, the sampler's time outside the network positive)."""
+    out = tmp_path / "o.json"
+    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "sampler_overhead.py"), "--seconds", "0.5",
+                          "--repeats", "1", "--nfe", "1", "4", "--threads", "1", "--json", str(out)],
+                         capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert res.returncode == 0, res.stderr[-2000:]
+    data = json.loads(out.read_text())
+    rows = {(r["sampler"], r["nfe"]) for r in data["rows"]}
+    assert rows == {("euler", 1), ("euler", 4), ("posterior", 1), ("posterior", 4), ("edm_heun", 1),
+                    ("edm_heun", 3), ("edm_heun_churn", 1), ("edm_heun_churn", 3), ("pc", 4)}
+    assert all(r["in_run_ratio"] > 1.0 for r in data["rows"])
+    zero = data["zero_cost_denoiser"]
+    assert set(zero) == {"euler", "posterior", "edm_heun", "edm_heun_churn", "pc"}
+    assert all(p["outside_ms"] > 0 for z in zero.values() for p in z["points"])
+    assert zero["pc"]["per_nfe_ms"] is None and set(zero["pc"]["break_even_call_ms"]) == {"4"}
+    assert data["cpu"] and data["ckpt"] == "bundled"
