@@ -8,10 +8,12 @@ from pathlib import Path
 
 
 def add_model_args(parser: argparse.ArgumentParser, repeats: int) -> None:
-    """``--ckpt``, ``--net``, ``--seconds``, ``--repeats``, ``--threads``, ``--device``."""
+    """``--ckpt``, ``--net``, ``--compile``, ``--seconds``, ``--repeats``, ``--threads``, ``--device``."""
     parser.add_argument("--ckpt", default=None, help="checkpoint (default: the bundled model)")
     parser.add_argument("--net", default=None, help="a conf/net name (e.g. ncsnpp_m): the checkpoint's model with "
                         "this backbone in place of its own, randomly initialised (seed 0), to time a larger network")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the backbone (the warm-up call "
+                        "compiles it for the input's shape; on the CPU it needs a C++ compiler)")
     parser.add_argument("--seconds", type=float, default=4.0, help="length of the test input in seconds")
     parser.add_argument("--repeats", type=int, default=repeats)
     parser.add_argument("--threads", type=int, default=2)
@@ -21,7 +23,8 @@ def add_model_args(parser: argparse.ArgumentParser, repeats: int) -> None:
 def model_and_input(args: argparse.Namespace):
     """``(EnhancementModel, (L,) waveform)``: the checkpoint on ``args.device`` with ``args.threads`` threads, and the
     first noisy file of the built-in test set repeated to ``args.seconds`` at the model's sample rate. With
-    ``args.net`` the checkpoint's backbone is replaced by that ``conf/net`` one with random weights."""
+    ``args.net`` the checkpoint's backbone is replaced by that ``conf/net`` one with random weights; with
+    ``args.compile`` the backbone is wrapped in ``torch.compile``."""
     import torch
 
     from edm_se.audio import load_audio
@@ -46,6 +49,8 @@ def model_and_input(args: argparse.Namespace):
         torch.manual_seed(0)
         model = EnhancementModel(build_model(cfg), model.sampler, sample_rate=model.sample_rate,
                                  config=OmegaConf.to_container(cfg), device=args.device)
+    if getattr(args, "compile", False):
+        model.parts.denoiser.net = torch.compile(model.parts.denoiser.net)
     noisy = sorted((builtin_test_set() / "noisy").glob("*.flac"))[0]
     wave = load_audio(noisy, sample_rate=model.sample_rate)
     n = int(args.seconds * model.sample_rate)

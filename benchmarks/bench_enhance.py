@@ -1,7 +1,11 @@
 """Benchmark: what each sampling step costs. Measures wall time, NFE and real-time factor of `EnhancementModel`
 for several samplers and step counts on one real test utterance, and prints a table (and optionally a CSV).
 
-    python benchmarks/bench_enhance.py [--ckpt PATH] [--seconds 4] [--repeats 3] [--threads 2] [--csv out.csv]
+    python benchmarks/bench_enhance.py [--ckpt PATH | --net NAME] [--compile] [--seconds 4] [--repeats 3]
+        [--threads 2] [--csv out.csv]
+
+The warm-up call's time is printed: with ``--compile`` it includes compiling the backbone for the input's shape
+(``TORCHINDUCTOR_FORCE_DISABLE_CACHES=1`` keeps inductor's on-disk cache from shortening it).
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     model, wave = model_and_input(args)
     grid = [("edm_heun", s) for s in (1, 2, 4, 8, 16)] + [("euler", s) for s in (1, 4, 16)] + [("pc", s) for s in (4, 30)]
     rows = []
-    model.enhance(wave, model.sample_rate, sampler="euler", num_steps=1)  # warm-up
+    t0 = time.perf_counter()
+    model.enhance(wave, model.sample_rate, sampler="euler", num_steps=1)  # warm-up (compiles with --compile)
+    warmup = time.perf_counter() - t0
     for name, steps in grid:
         times = []
         for _ in range(args.repeats):
@@ -36,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"sampler": name, "num_steps": steps, "nfe": res.nfe, "seconds": round(med, 4),
                      "seconds_per_nfe": round(med / res.nfe, 4), "rtf": round(med / args.seconds, 4)})
     print(f"device={args.device} threads={args.threads} input={args.seconds:.1f} s  net params="
-          f"{sum(p.numel() for p in model.parts.net.parameters()) / 1e6:.3f}M")
+          f"{sum(p.numel() for p in model.parts.net.parameters()) / 1e6:.3f}M  compile={args.compile}  "
+          f"warm-up call {warmup:.2f} s")
     print(f"{'sampler':<10}{'steps':>6}{'NFE':>5}{'seconds':>10}{'s/NFE':>8}{'RTF':>8}")
     for r in rows:
         print(f"{r['sampler']:<10}{r['num_steps']:>6}{r['nfe']:>5}{r['seconds']:>10.3f}{r['seconds_per_nfe']:>8.3f}"
