@@ -32,6 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     model.enhance(wave, model.sample_rate, sampler="euler", num_steps=1)  # warm-up (compiles with --compile)
     warmup = time.perf_counter() - t0
+    diff = ""
+    if args.compile:  # how far the compiled backbone moves the output (EDM Heun, NFE 7, same seed)
+        den = model.parts.denoiser
+        compiled = model.enhance(wave, model.sample_rate, sampler="edm_heun", num_steps=4).waveform
+        den.net, kept = den.net._orig_mod, den.net
+        eager = model.enhance(wave, model.sample_rate, sampler="edm_heun", num_steps=4).waveform
+        den.net = kept
+        diff = (f"  compiled vs eager output (EDM Heun NFE 7): max |diff| {float((compiled - eager).abs().max()):.1e}"
+                f" of peak {float(eager.abs().max()):.2f}")
     for name, steps in grid:
         times = []
         for _ in range(args.repeats):
@@ -43,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                      "seconds_per_nfe": round(med / res.nfe, 4), "rtf": round(med / args.seconds, 4)})
     print(f"device={args.device} threads={args.threads} input={args.seconds:.1f} s  net params="
           f"{sum(p.numel() for p in model.parts.net.parameters()) / 1e6:.3f}M  compile={args.compile}  "
-          f"warm-up call {warmup:.2f} s")
+          f"warm-up call {warmup:.2f} s{diff}")
     print(f"{'sampler':<10}{'steps':>6}{'NFE':>5}{'seconds':>10}{'s/NFE':>8}{'RTF':>8}")
     for r in rows:
         print(f"{r['sampler']:<10}{r['num_steps']:>6}{r['nfe']:>5}{r['seconds']:>10.3f}{r['seconds_per_nfe']:>8.3f}"
