@@ -6,7 +6,10 @@ Each configuration runs in its own process (so its peak memory is its own: ``ru_
 ``--amp`` (bf16 autocast) and ``--compile`` (``torch.compile`` of the backbone) are meant for a GPU.
 
     python benchmarks/train_throughput.py [--nets small ncsnpp_m] [--steps 10] [--batch 8] [--threads 2]
-        [--device cpu] [--amp] [--compile] [--json out.json]
+        [--device cpu] [--amp] [--compile] [--timeout S] [--json out.json]
+
+A backbone whose run fails or passes ``--timeout`` is recorded in the JSON with its ``error`` and the others still
+run; the exit status is then 1.
 """
 
 from __future__ import annotations
@@ -21,6 +24,14 @@ from pathlib import Path
 from _env import environment  # benchmarks/ (the script's own directory)
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _error_line(text: str) -> str:
+    """The line of a child's stderr that names its error: the last one mentioning an Error or Exception, else the
+    last line."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    named = [ln for ln in lines if "Error" in ln or "Exception" in ln]
+    return (named or lines or ["failed"])[-1][:300]
 
 
 def child(net: str, steps: int, warmup: int, batch: int, threads: int, device: str, amp: bool,
@@ -79,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="builtin", help="data config (builtin: no corpus build needed)")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the backbone")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds one backbone's run may take "
+                        "(a run past it is recorded as failed and the next backbone runs)")
     parser.add_argument("--json", default=None)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -86,15 +99,22 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(args.child, args.steps, args.warmup, args.batch, args.threads, args.device,
                                args.amp, args.compile, args.data)))
         return 0
-    rows = []
+    rows, failed = [], False
     for net in args.nets:
         cmd = [sys.executable, __file__, "--child", net, "--steps", str(args.steps), "--warmup", str(args.warmup),
                "--batch", str(args.batch), "--threads", str(args.threads), "--device", args.device,
                "--data", args.data, *(["--amp"] if args.amp else []), *(["--compile"] if args.compile else [])]
-        res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-        if res.returncode != 0:
-            print(f"{net}: failed\n{res.stderr[-2000:]}", file=sys.stderr)
-            return 1
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            res = None
+        if res is None or res.returncode != 0:  # the other backbones still run; the JSON records the failure
+            why = f"timed out after {args.timeout} s" if res is None else res.stderr.strip()[-2000:]
+            print(f"{net}: failed: {why}", file=sys.stderr)
+            rows.append({"net": net, "device": args.device, "amp": args.amp, "compile": args.compile,
+                         "error": _error_line(why)})
+            failed = True
+            continue
         row = json.loads(res.stdout.strip().splitlines()[-1])
         rows.append(row)
         print(f"{net:<10} {row['parameters'] / 1e6:7.2f} M params  {row['steps_per_s']:7.3f} steps/s  "
@@ -103,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
               f"compile={row['compile']}")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, **environment()}, indent=1) + "\n")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
