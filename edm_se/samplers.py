@@ -77,6 +77,18 @@ class _Counted:
         sigma = self.sde.sigma(t).expand(x_tilde.shape[0])
         return self.denoiser(x_tilde.to(self.y_net.dtype), self.y_net, sigma).to(x_tilde.dtype)
 
+    def final(self, x_tilde: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The clean estimate ``y + D`` of the last step (to sigma = 0), in the dtype of the caller's ``y``.
+
+        With ``float64=True`` it is the float32 (complex64) sum of ``y`` and the network's ``D``: the same values
+        as the sum of their float64 upcasts rounded back to float32, since a sum rounded to 53 bits and then to 24
+        rounds as the sum rounded once to 24 (Figueroa 1995: double rounding is innocuous for +, -, x, / when
+        the wider format has at least 2p + 2 bits), and three passes over the state fewer (two casts and a
+        complex128 sum). Tested bit for bit against the float64 path (``tests/test_samplers.py``)."""
+        self.nfe += 1
+        sigma = self.sde.sigma(t).expand(x_tilde.shape[0])
+        return self.y_net + self.denoiser(x_tilde.to(self.y_net.dtype), self.y_net, sigma).to(self.y_net.dtype)
+
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.y + self.residual(_to_residual(x, self.y, self.sde.s(t)), t)
 
@@ -194,9 +206,9 @@ class EDMHeun(Sampler):
             # the interpolation D + (sigma_next / sigma) (x_tilde - D), one pass over the state
             if xt_hat is None:
                 xt_hat = den.to_residual(x, sde.s(t_hat))
-            d1 = den.residual(xt_hat, t_hat)
             if float(t_next) == 0.0:
-                return yw + d1  # Euler step in sigma to sigma = 0: the clean estimate
+                return den.final(xt_hat, t_hat)  # Euler step in sigma to sigma = 0: the clean estimate
+            d1 = den.residual(xt_hat, t_hat)
             sig_hat, sig_next = float(sde.sigma(t_hat)), float(sde.sigma(t_next))
             xt_next = torch.lerp(d1, xt_hat, sig_next / sig_hat)
             if self.heun:
@@ -290,9 +302,9 @@ class PC(Sampler):
                 # sigma^2), x_tilde + (step score + sqrt(2 step) z) / s = x_tilde - 2 r^2 (x_tilde - D) + 2 r sigma z
                 x_tilde = torch.add(torch.lerp(x_tilde, den.residual(x_tilde, t_cur), 2 * self.snr ** 2),
                                     randn_like(x, generator), alpha=2 * self.snr * sig)
-            d_tilde = den.residual(x_tilde, t_cur)
             if float(t_next) == 0.0 and self.final_denoise:
-                return yw + d_tilde
+                return den.final(x_tilde, t_cur)
+            d_tilde = den.residual(x_tilde, t_cur)
             s_next = sde.s(t_next)
             sig_next = float(sde.sigma(t_next))
             # ancestral step: the Gaussian posterior of x_tilde at sigma_next given x_tilde and D
