@@ -60,3 +60,19 @@ def test_sampler_overhead_runs_on_real_audio(tmp_path):
     assert all(p["outside_ms"] > 0 for z in zero.values() for p in z["points"])
     assert zero["pc"]["per_nfe_ms"] is None and set(zero["pc"]["break_even_call_ms"]) == {"4"}
     assert data["cpu"] and data["ckpt"] == "bundled"
+
+
+def test_noise_draw_runs_and_uses_the_vectorised_path(tmp_path):
+    """The noise benchmark end to end: every timing present and positive, and on this PyTorch the vectorised float64
+    path is the one ``randn_like`` takes (its check on first use passed)."""
+    out = tmp_path / "n.json"
+    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "noise_draw.py"), "--seconds", "0.5",
+                          "--repeats", "3", "--threads", "1", "--json", str(out)],
+                         capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert res.returncode == 0, res.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert data["vectorised_path_used"] is True
+    assert set(data["ms"]) == {"randn_like_complex128", "torch_randn_complex128", "torch_rand_float64", "box_muller",
+                               "torch_randn_complex64", "call", "call_then_draw", "call_with_draw_on_a_thread"}
+    assert all(v > 0 for x in data["ms"].values() for v in (x if isinstance(x, list) else [x]))
+    assert data["values"] == 2 * 256 * data["state_shape"][-1]
