@@ -16,8 +16,6 @@ import statistics
 import sys
 import time
 
-import torch
-
 from _enhance_setup import add_model_args, model_and_input  # benchmarks/ (the script's own directory)
 
 

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_TRAIN, run_cli, trainer_and_batches
+from conftest import TINY_TRAIN, run_cli, run_two_processes, trainer_and_batches
 from hydra import compose, initialize_config_dir
 
 from edm_se.checkpoint import load_checkpoint
@@ -240,18 +240,9 @@ def test_best_points_pair_files_and_weight_wer_by_words(tmp_path):
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
 def test_two_process_crp_keeps_replicas_identical(tmp_path, tiny_checkpoint):
     """CRP calls the raw enhancer N times per backward (no DDP wrapper); its gradients are averaged explicitly."""
-    import os
-    import subprocess
-    import sys
-
-    from conftest import REPO
-
     run = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", "-m",
-           "edm_se.cli", "train", f"run_dir={run}", "trainer.max_steps=3", *TINY_TRAIN, "paradigm=crp",
-           "paradigm.num_steps=2", f"paradigm.enhancer_checkpoint={tiny_checkpoint}", "device=cpu"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    res = run_two_processes(29533, run, "trainer.max_steps=3", *TINY_TRAIN, "paradigm=crp", "paradigm.num_steps=2",
+                            f"paradigm.enhancer_checkpoint={tiny_checkpoint}", "device=cpu")
     assert res.returncode == 0, res.stderr[-3000:]
     check = json.loads((run / "ddp_check.json").read_text())
     assert check["world_size"] == 2 and check["identical"], check

@@ -18,7 +18,8 @@ from edm_se.checkpoint import load_checkpoint
 from edm_se.tasks.models import CTCRecognizer, M5, TaskTargets, encode_text, greedy_ctc_decode
 from edm_se.tasks.paradigms import (PARADIGMS, calibrate_gradient, importance_weights, srpr_alpha_gradient)
 
-from conftest import REPO, TINY_TRAIN, edm_se_cmd, shared_lock, sigkill_at_checkpoint, trainer_and_batches
+from conftest import (REPO, TINY_TRAIN, edm_se_cmd, run_two_processes, shared_lock, sigkill_at_checkpoint,
+                      trainer_and_batches)
 
 
 @pytest.fixture(scope="session")
@@ -667,15 +668,11 @@ def test_two_process_task_paradigm_keeps_both_models_identical(tmp_path, task_ro
     """Two processes see different examples; the enhancer, the task model and its batch-norm statistics stay the
     same in both (the checksum covers all of them), so the gradients and buffers were averaged."""
     import json
-    import sys
 
     run = tmp_path / paradigm
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-           "-m", "edm_se.cli", "train", f"run_dir={run}", "trainer.max_steps=3", *TINY_TRAIN, "data=keywords",
-           f"data.root={task_root}", "data.train.noise=builtin:train", "data.valid.noise=builtin:valid",
-           f"paradigm={paradigm}", "paradigm.task.channels=8", "device=cpu"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    res = run_two_processes(port, run, "trainer.max_steps=3", *TINY_TRAIN, "data=keywords", f"data.root={task_root}",
+                            "data.train.noise=builtin:train", "data.valid.noise=builtin:valid",
+                            f"paradigm={paradigm}", "paradigm.task.channels=8", "device=cpu")
     assert res.returncode == 0, res.stderr[-3000:]
     check = json.loads((run / "ddp_check.json").read_text())
     assert check["world_size"] == 2 and check["identical"], check

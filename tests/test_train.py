@@ -9,11 +9,10 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import REPO, TINY_TRAIN, edm_se_cmd, run_cli, sigkill_at_checkpoint
+from conftest import REPO, TINY_TRAIN, edm_se_cmd, run_cli, run_two_processes, sigkill_at_checkpoint
 
 from edm_se.checkpoint import load_checkpoint
 
@@ -86,10 +85,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
 def test_two_process_ddp_keeps_replicas_identical(tmp_path):
     run_dir = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-           "-m", "edm_se.cli", *_train_args(run_dir, 4), "device=cpu"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
+    res = run_two_processes(29517, run_dir, *_train_args(run_dir, 4)[2:], "device=cpu")
     assert res.returncode == 0, res.stderr[-3000:]
     check = json.loads((run_dir / "ddp_check.json").read_text())
     assert check["world_size"] == 2
