@@ -43,7 +43,11 @@ def model_and_input(args: argparse.Namespace):
 
         net_yaml = Path(conf_dir()) / "net" / f"{args.net}.yaml"
         if not net_yaml.is_file():
-            raise SystemExit(f"--net {args.net}: no such backbone config {net_yaml}")
+            import sys
+
+            names = " ".join(sorted(p.stem for p in net_yaml.parent.glob("*.yaml")))
+            print(f"--net {args.net}: no such backbone config {net_yaml} (there are: {names})", file=sys.stderr)
+            raise SystemExit(2)
         cfg = OmegaConf.create(dict(model.config))
         cfg.net = OmegaConf.load(net_yaml)
         torch.manual_seed(0)
