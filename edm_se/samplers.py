@@ -10,7 +10,8 @@ oracle in tests). Tensors may be real or complex, of any shape with a leading ba
 The step grid comes from a :mod:`edm_se.schedules` object: ``t_0 = t_start t_max > ... > t_{N-1} > t_N = 0``.
 Starting part-way (``t_start < 1``) begins from ``y + std(t_0) noise`` (as BBED and CRP do), unless ``x_init`` is
 given. The state arithmetic runs in float64 (complex128) when ``float64=True``; as in NVlabs/edm, the denoiser (its
-preconditioning and network) sees the caller's dtype of ``y``, and its output is cast back. Steps in sigma work on
+preconditioning and network) sees the caller's dtype of ``y``, and its output is cast back (the last step's clean
+estimate ``y + D`` is summed in the caller's dtype: bit for bit the float64 sum rounded back). Steps in sigma work on
 the residual ``x_tilde = (x - y) / s`` with fused interpolations, and the next step takes the residual the last one
 made instead of recomputing it from ``x``, so a step costs a few passes over the state besides its network calls
 (``benchmarks/sampler_overhead.py`` measures the ratio).
