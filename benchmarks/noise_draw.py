@@ -8,7 +8,9 @@ compressed STFT of a 4 s input (1 x 1 x 256 x 512):
 - one call of the bundled denoiser, the call followed by a draw, and the call with the draw on a second Python
   thread (torch releases the GIL in both), to see whether the draw can overlap the network on this machine.
 
-Medians of ``--repeats`` runs; writes JSON with ``--json``.
+Medians of ``--repeats`` runs; writes JSON with ``--json``. Where ``randn_like`` comes out slower than
+``torch.randn``, ``EDM_SE_NORMAL=torch`` makes ``randn_like`` use ``torch.randn`` itself (``vectorised_path_used``
+in the JSON says which ran).
 
     python benchmarks/noise_draw.py [--repeats 30] [--threads 2] [--json out.json]
 """

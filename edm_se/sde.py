@@ -20,6 +20,7 @@ Complex noise follows ``torch.randn`` semantics: real and imaginary parts each h
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 
@@ -90,8 +91,12 @@ _FAST_NORMAL: bool | None = None
 def _fast_normal_ok() -> bool:
     """Whether :func:`_normal_fill_float64` reproduces this PyTorch's ``torch.randn`` (checked once per process
     on 1000 real and 520 complex draws, values within 5 ulp and the generator's final state; False: the plain
-    ``torch.randn`` is used, e.g. after a PyTorch release changes its algorithm)."""
+    ``torch.randn`` is used, e.g. after a PyTorch release changes its algorithm). ``EDM_SE_NORMAL=torch`` in the
+    environment makes it False from the start: for a machine where ``benchmarks/noise_draw.py`` measures the
+    vectorised form slower (seen once, on a 2-core AMD EPYC VM); the values then are ``torch.randn``'s exactly."""
     global _FAST_NORMAL
+    if _FAST_NORMAL is None and os.environ.get("EDM_SE_NORMAL", "").lower() == "torch":
+        _FAST_NORMAL = False
     if _FAST_NORMAL is None:
         ok = True
         for shape, dtype in (((1000,), torch.float64), ((4, 130), torch.complex128)):

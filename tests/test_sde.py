@@ -152,3 +152,25 @@ def test_randn_like_falls_back_to_torch_randn(monkeypatch):
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     x = torch.empty(2, 1, 8, 9, dtype=torch.complex128)
     assert torch.equal(S.randn_like(x, g1), torch.randn(x.shape, dtype=x.dtype, generator=g2))
+
+
+def test_edm_se_normal_torch_selects_torch_randn_exactly():
+    """``EDM_SE_NORMAL=torch`` (for machines where the vectorised draw is slower) gives torch.randn's own values, bit
+    for bit, and the vectorised check is skipped."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import torch; from edm_se import sde as S; x = torch.empty(2, 1, 16, 9, dtype=torch.complex128); "
+            "a = S.randn_like(x, torch.Generator().manual_seed(5)); "
+            "b = torch.randn(x.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(5)); "
+            "print(S._fast_normal_ok(), torch.equal(a, b))")
+    out = {}
+    for value in ("torch", ""):
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "EDM_SE_NORMAL": value})
+        assert res.returncode == 0, res.stderr[-1000:]
+        out[value] = res.stdout.split()
+    assert out["torch"] == ["False", "True"]
+    assert out[""][0] == "True"  # unset: the vectorised path (torch.randn's sample to a few ulp)
+
