@@ -47,8 +47,13 @@ def edm_se_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "edm_se.cli", *args]
 
 
+def _cli_env(**extra: str) -> dict:
+    """The environment of a CLI run in the tests: unbuffered output, one OpenMP thread."""
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **extra}
+
+
 def run_cli(*args: str, timeout: float = 300, env: dict | None = None, cwd: Path | None = None):
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **(env or {})}
+    full_env = _cli_env(**(env or {}))
     return subprocess.run(edm_se_cmd(*args), capture_output=True, text=True, timeout=timeout, env=full_env,
                           cwd=cwd or REPO)
 
@@ -65,7 +70,7 @@ def run_two_processes(port: int, run_dir: Path, *train_args: str, timeout: float
 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}", "-m",
            "edm_se.cli", "train", f"run_dir={run_dir}", *train_args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env = _cli_env()
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO)
     root = res.stderr.rpartition("Root Cause")[2]
     crash = re.search(r"exitcode\s*:\s*-(\d+)", root)

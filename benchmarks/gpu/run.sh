@@ -31,7 +31,6 @@ if [ "${SKIP_WHEELS:-0}" != 1 ] && [ -d .whl ] && ls .whl/*.whl > /dev/null 2>&1
     wheel=$(ls .whl/sgmse-0.1.2-*.whl 2>/dev/null | head -1)
     if [ -n "$wheel" ]; then  # where tests/sgmse_reference.py keeps the extracted wheel
         mkdir -p data_cache/.cache/sgmse
-        cp "$wheel" data_cache/.cache/sgmse/
         [ -d data_cache/.cache/sgmse/sgmse-0.1.2 ] || "$PY" -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" \
             "$wheel" data_cache/.cache/sgmse/sgmse-0.1.2
     fi
