@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     from edm_se.model import peak_normalize
-    from edm_se.sde import _box_muller16, _fast_normal_ok, randn_like
+    from edm_se.noise import _box_muller16, _fast_normal_ok, randn_like
 
     model, wave = model_and_input(args)
     y, _ = model.to_spec(peak_normalize(wave[None])[0])

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from edm_se.sde import randn_like
+from edm_se.noise import randn_like
 
 __all__ = ["NoiseLevel", "LogNormalSigma", "UniformTime", "Weighting", "PrecondWeight", "ConstantWeight",
            "MinSNRWeight", "DenoisingLoss"]

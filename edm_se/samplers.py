@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 import torch
 
 from edm_se.schedules import Karras, Schedule, Uniform
-from edm_se.sde import batch_view, randn_like
+from edm_se.noise import randn_like
+from edm_se.sde import batch_view
 
 __all__ = ["SampleOutput", "Sampler", "EDMHeun", "Euler", "EulerMaruyama", "PC", "Posterior"]
 

@@ -21,13 +21,9 @@ data and noise as an uninterrupted one; optimizer, LR schedule, EMA and step cou
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
 import logging
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
@@ -37,97 +33,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from edm_se.checkpoint import FORMAT, CheckpointError, atomic_torch_save, load_checkpoint
 from edm_se.config import build_model, config_diff, model_config, select_device, to_container
+from edm_se.train_data import PositionSampler, RankBatches, collate
+from edm_se.train_dist import Replicas
+from edm_se.train_log import RunLog
+from edm_se.train_optim import ema_with_warmup, lr_lambda
 
 log = logging.getLogger("edm_se.train")
 
 # Keys that may change when a run is resumed: where and how fast it runs, not what it trains.
 RESUME_IGNORED = ("run_dir", "resume", "device", "trainer.threads", "trainer.num_workers", "trainer.progress",
                   "trainer.tensorboard", "trainer.log_every", "trainer.ckpt_every")
-
-
-# ----------------------------------------------------------------------------------------------- data order
-def _ema_with_warmup(decay: float):
-    """EMA update with the usual warm-up: the decay at the n-th update is ``min(decay, (1 + n) / (10 + n))``, so the
-    random initial weights do not linger (with a fixed 0.999 they still make up 0.999^1500 = 22% of the average
-    after 1500 steps). ``n`` is ``AveragedModel.n_averaged``, saved in checkpoints, so resuming is exact."""
-
-    @torch.no_grad()
-    def update(ema_params, current_params, num_averaged):
-        n = float(num_averaged)
-        d = min(decay, (1.0 + n) / (10.0 + n))
-        torch._foreach_lerp_(ema_params, current_params, 1.0 - d)
-
-    return update
-
-
-class PositionSampler(torch.utils.data.Sampler):
-    """Yields dataset indices for global example positions ``start, start + stride, ...`` (infinite).
-
-    Position ``p`` maps to epoch ``p // N`` and index ``perm_epoch[p % N]`` with ``perm_epoch`` a permutation of
-    ``range(N)`` seeded by ``(seed, epoch)``; the index handed to the dataset is ``epoch * N + perm[p % N]`` when
-    the dataset accepts indices beyond its length (``dataset.unbounded_index``), so that on-the-fly mixing draws
-    new SNRs and crops every epoch, else ``perm[p % N]``.
-    """
-
-    def __init__(self, num_items: int, seed: int, start: int, stride: int = 1, unbounded: bool = False):
-        if num_items <= 0:
-            raise ValueError("the training dataset is empty")
-        self.num_items, self.seed, self.start, self.stride, self.unbounded = num_items, seed, start, stride, unbounded
-        self._perm_epoch: int | None = None
-        self._perm: torch.Tensor | None = None
-
-    def index(self, position: int) -> int:
-        epoch, offset = divmod(position, self.num_items)
-        if self._perm_epoch != epoch:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._perm = torch.randperm(self.num_items, generator=g)
-            self._perm_epoch = epoch
-        idx = int(self._perm[offset])  # type: ignore[index]
-        return epoch * self.num_items + idx if self.unbounded else idx
-
-    def __iter__(self) -> Iterator[int]:
-        p = self.start
-        while True:
-            yield self.index(p)
-            p += self.stride
-
-    def __len__(self) -> int:  # pragma: no cover - infinite
-        return sys.maxsize
-
-
-def _positions(step: int, batch_size: int, world: int, rank: int) -> int:
-    return (step * world + rank) * batch_size
-
-
-class _RankBatches(torch.utils.data.Sampler):
-    """Batches of positions for one rank: step k takes positions ((k*world + rank)*B ... +B)."""
-
-    def __init__(self, base: PositionSampler, start_step: int, batch_size: int, world: int, rank: int):
-        self.base, self.start_step, self.batch_size, self.world, self.rank = base, start_step, batch_size, world, rank
-
-    def __iter__(self) -> Iterator[list[int]]:
-        k = self.start_step
-        while True:
-            p0 = _positions(k, self.batch_size, self.world, self.rank)
-            yield [self.base.index(p0 + j) for j in range(self.batch_size)]
-            k += 1
-
-    def __len__(self) -> int:  # pragma: no cover - infinite
-        return sys.maxsize
-
-
-def _collate(items: list[dict]) -> dict[str, Any]:
-    lengths = {int(it["clean"].shape[-1]) for it in items}
-    if len(lengths) != 1:
-        raise ValueError(f"training examples have different lengths {sorted(lengths)}; set data segment_seconds")
-    batch = {"clean": torch.stack([torch.as_tensor(it["clean"]) for it in items]),
-             "noisy": torch.stack([torch.as_tensor(it["noisy"]) for it in items]),
-             "name": [it.get("name", "") for it in items]}
-    if all("label" in it for it in items):  # task data (edm_se.tasks.data): keyword labels, transcripts
-        batch["label"] = torch.tensor([int(it["label"]) for it in items], dtype=torch.long)
-    if all("text" in it for it in items):
-        batch["text"] = [str(it["text"]) for it in items]
-    return batch
 
 
 class SpecBatch(NamedTuple):
@@ -167,67 +82,6 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _checksum(*modules: torch.nn.Module) -> str:
-    h = hashlib.sha256()
-    for i, module in enumerate(modules):
-        for name, p in sorted(module.state_dict().items()):
-            h.update(f"{i}.{name}".encode())
-            h.update(p.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def _lr_lambda(warmup_steps: int, max_steps: int, schedule: str):
-    """LR factor per step: linear warm-up ``(step + 1) / warmup_steps``, then constant 1 or a cosine from 1 down to
-    0.1 at ``max_steps`` (``0.1 + 0.45 (1 + cos(pi progress))``)."""
-    if schedule not in ("cosine", "constant"):
-        raise ValueError(f"unknown lr_schedule {schedule!r} (cosine | constant)")
-
-    def fn(step: int) -> float:
-        w = 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
-        if schedule == "cosine" and max_steps > warmup_steps:
-            progress = min(1.0, max(0.0, (step - warmup_steps) / (max_steps - warmup_steps)))
-            return w * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-        return w
-
-    return fn
-
-
-class CSVLog:
-    """Append-only CSV log whose columns grow as new keys appear; rewritten atomically when the header changes."""
-
-    def __init__(self, path: Path, truncate_after_step: int | None = None):
-        self.path = path
-        self.rows: list[dict] = []
-        if path.exists():
-            with open(path, newline="") as fh:
-                self.rows = list(csv.DictReader(fh))
-            if truncate_after_step is not None:
-                self.rows = [r for r in self.rows if int(float(r.get("step", 0))) <= truncate_after_step]
-            self._rewrite()
-
-    def _fields(self) -> list[str]:
-        fields: list[str] = []
-        for row in self.rows:
-            fields += [k for k in row if k not in fields]
-        return fields
-
-    def _rewrite(self) -> None:
-        tmp = self.path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=self._fields())
-            writer.writeheader()
-            writer.writerows(self.rows)
-        os.replace(tmp, self.path)
-
-    def append(self, row: dict) -> None:
-        self.rows.append(row)
-        self._rewrite()
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else float("nan")
-
-
 DEFAULT_PARADIGM = {"_target_": "edm_se.tasks.paradigms.Denoising"}
 
 
@@ -250,21 +104,10 @@ class Trainer:
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
         self.tc = cfg.trainer
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.distributed = self.world > 1
-        self.device = select_device(cfg.device)
-        if self.distributed:
-            import torch.distributed as dist
-
-            backend = "nccl" if self.device.type == "cuda" else "gloo"
-            if not dist.is_initialized():
-                dist.init_process_group(backend=backend)
-            if self.device.type == "cuda":
-                local = int(os.environ.get("LOCAL_RANK", "0"))
-                torch.cuda.set_device(local)
-                self.device = torch.device("cuda", local)
-        self.is_main = self.rank == 0
+        #: this process's place in the run (torchrun), and averaging over the processes
+        self.replicas = Replicas(select_device(cfg.device))
+        self.device = self.replicas.device
+        self.is_main = self.replicas.is_main
         self.run_dir = Path(cfg.run_dir).resolve()
         self.ckpt_dir = self.run_dir / "checkpoints"
         _seed_all(int(cfg.seed))
@@ -279,18 +122,18 @@ class Trainer:
         self.model = self.denoiser
         # the paradigm decides how gradients meet across processes: plain denoising (one forward, one backward)
         # uses DDP's hooks; paradigms that call the enhancer several times per backward (an unrolled sampler, a
-        # task model behind it) or combine gradients themselves use the raw module and all_reduce_mean().
+        # task model behind it) or combine gradients themselves use the raw module and self.replicas.
         self.paradigm = build_paradigm(cfg)
-        if self.distributed and self.paradigm.uses_ddp_wrapper:
+        if self.replicas.distributed and self.paradigm.uses_ddp_wrapper:
             self.model = torch.nn.parallel.DistributedDataParallel(
                 self.denoiser, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         from torch.optim.swa_utils import AveragedModel
 
-        self.ema = AveragedModel(self.denoiser, multi_avg_fn=_ema_with_warmup(float(self.tc.ema_decay)),
+        self.ema = AveragedModel(self.denoiser, multi_avg_fn=ema_with_warmup(float(self.tc.ema_decay)),
                                  use_buffers=True)
         self.optimizer = instantiate(self.tc.optimizer, params=self.denoiser.parameters(), _partial_=False)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, _lr_lambda(int(self.tc.warmup_steps), int(self.tc.max_steps), str(self.tc.lr_schedule)))
+            self.optimizer, lr_lambda(int(self.tc.warmup_steps), int(self.tc.max_steps), str(self.tc.lr_schedule)))
         self.step = 0
         self.best = -math.inf
         self.use_amp = bool(self.tc.amp) and self.device.type == "cuda"
@@ -317,7 +160,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "best": self.best,
             "rng_cpu": torch.get_rng_state(),
-            "world_size": self.world,
+            "world_size": self.replicas.world,
             "paradigm": {"name": self.paradigm.name, "state": self.paradigm.state_dict()},
         }
 
@@ -346,8 +189,9 @@ class Trainer:
                     fh.write(note)
                 log.warning("resume=force: continuing %s with a changed config (%s); recorded in %s", last,
                             ", ".join(changed), self.run_dir / "resume.log")
-        if ckpt.get("world_size", 1) != self.world:
-            raise CheckpointError(f"{last}: was trained with {ckpt.get('world_size')} processes, now {self.world}")
+        if ckpt.get("world_size", 1) != self.replicas.world:
+            raise CheckpointError(f"{last}: was trained with {ckpt.get('world_size')} processes, "
+                                  f"now {self.replicas.world}")
         try:
             self.denoiser.load_state_dict(ckpt["model"])
             self.ema.module.load_state_dict(ckpt["ema"])
@@ -372,9 +216,9 @@ class Trainer:
             dataset = instantiate_data(self.cfg.data.train)
         base = PositionSampler(len(dataset), int(self.cfg.seed), 0,
                                unbounded=bool(getattr(dataset, "unbounded_index", False)))
-        batches = _RankBatches(base, self.step, int(self.tc.batch_size), self.world, self.rank)
+        batches = RankBatches(base, self.step, int(self.tc.batch_size), self.replicas.world, self.replicas.rank)
         workers = int(self.tc.num_workers)
-        loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=_collate,
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=collate,
                                              num_workers=workers, persistent_workers=workers > 0,
                                              prefetch_factor=4 if workers > 0 else None)
         return iter(loader)
@@ -401,50 +245,13 @@ class Trainer:
 
         return self.parts.stft.inverse(crop_frames(spec, batch.num_frames), batch.length) * batch.scale
 
-    def all_reduce_mean(self, tensors: list[torch.Tensor]) -> None:
-        """Average ``tensors`` in place over the processes of a multi-process run (one flat all-reduce; a no-op in
-        one process). Floating-point tensors only."""
-        if not self.distributed or not tensors:
-            return
-        import torch.distributed as dist
-
-        flat = torch.cat([t.detach().reshape(-1).to(torch.float64) for t in tensors])
-        dist.all_reduce(flat)
-        flat /= self.world
-        offset = 0
-        for t in tensors:
-            n = t.numel()
-            t.copy_(flat[offset:offset + n].reshape(t.shape).to(t.dtype))
-            offset += n
-
-    def average_grads(self, module: torch.nn.Module) -> None:
-        """Average the gradients of ``module``'s trainable parameters over the processes (a parameter without a
-        gradient counts as zero; a no-op in one process)."""
-        if not self.distributed:
-            return
-        params = [p for p in module.parameters() if p.requires_grad]
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        self.all_reduce_mean([p.grad for p in params])
-
-    def all_reduce_sum(self, value: torch.Tensor) -> torch.Tensor:
-        """The sum of ``value`` over the processes (a copy; ``value`` itself in one process)."""
-        if not self.distributed:
-            return value
-        import torch.distributed as dist
-
-        out = value.detach().clone()
-        dist.all_reduce(out)
-        return out
-
     def enhancer_update(self, loss: torch.Tensor | None, grads: dict | None = None) -> float:
         """One optimizer step of the enhancer: back-propagate ``loss`` (or install ``grads``, parameter ->
         gradient, for paradigms that combine gradients themselves), clip to ``trainer.grad_clip``, step the
         optimizer and the LR schedule, update the EMA. Returns the gradient norm before clipping.
 
         Multi-process runs: the gradient of ``loss`` is averaged over the processes here (by DDP's hooks for
-        paradigms with ``uses_ddp_wrapper``, else by :meth:`all_reduce_mean`); installed ``grads`` must already
+        paradigms with ``uses_ddp_wrapper``, else by ``self.replicas``); installed ``grads`` must already
         be the average (a paradigm combining gradients averages its ingredients first, so that every process
         combines the same ones).
 
@@ -457,7 +264,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if not self.paradigm.uses_ddp_wrapper:
-                self.average_grads(self.denoiser)
+                self.replicas.average_grads(self.denoiser)
         else:
             self.optimizer.zero_grad(set_to_none=True)
             for p, g in grads.items():
@@ -493,7 +300,7 @@ class Trainer:
     def epoch(self) -> int:
         """The current epoch: examples seen so far over the training set's size."""
         n = len(getattr(self, "_train_set", None) or ())
-        return (self.step * int(self.tc.batch_size) * self.world) // n if n else 0
+        return (self.step * int(self.tc.batch_size) * self.replicas.world) // n if n else 0
 
     # ---------------------------------------------------------------- validation
     def validate(self) -> dict[str, float]:
@@ -545,83 +352,51 @@ class Trainer:
             (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
             n_params = sum(p.numel() for p in self.denoiser.parameters())
             log.info("run_dir=%s  params=%.3fM  device=%s  world=%d  steps %d -> %d", self.run_dir,
-                     n_params / 1e6, self.device, self.world, self.step, max_steps)
-        csv_log = CSVLog(self.run_dir / "log.csv", truncate_after_step=self.step) if self.is_main else None
-        tb = None
-        if self.is_main and self.tc.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                tb = SummaryWriter(str(self.run_dir / "tb"))
-            except ImportError:
-                log.info("tensorboard not installed (pip install 'edm_se[logging]'): CSV log only")
+                     n_params / 1e6, self.device, self.replicas.world, self.step, max_steps)
+        run_log = RunLog(self.run_dir, self.step, bool(self.tc.tensorboard)) if self.is_main else None
         batches = self._loader() if self.step < max_steps else iter(())
         bar = tqdm(total=max_steps, initial=self.step, disable=not self.is_main or not self.tc.progress,
                    desc="train", dynamic_ncols=True)
         self.denoiser.train()
-        t_last, steps_since, logged = time.perf_counter(), 0, {}
         while self.step < max_steps:
             batch = next(batches)
             gen = torch.Generator(device=self.device).manual_seed(
-                int(self.cfg.seed) * 1_000_003 + self.step * 1009 + self.rank)
+                int(self.cfg.seed) * 1_000_003 + self.step * 1009 + self.replicas.rank)
             values = self.paradigm.step(batch, gen)
             self.step += 1
-            steps_since += 1
-            for k, v in values.items():
-                logged.setdefault(k, []).append(float(v))
             bar.update(1)
-            if self.is_main and (self.step % int(self.tc.log_every) == 0 or self.step == max_steps):
-                now = time.perf_counter()
+            if run_log is None:
+                continue
+            run_log.record(values)
+            if self.step % int(self.tc.log_every) == 0 or self.step == max_steps:
                 # the enhancer's learning rate; NaN for paradigms that do not train it (the task's is logged apart)
                 lr = self.scheduler.get_last_lr()[0] if self.paradigm.trains_enhancer else float("nan")
-                row = {"step": self.step, "loss": _mean(logged.pop("loss", [])), "lr": lr}
-                if "grad_norm" in logged:
-                    row["grad_norm"] = logged.pop("grad_norm")[-1]
-                row.update({k: _mean(v) for k, v in logged.items()})
-                row["steps_per_s"] = steps_since / max(now - t_last, 1e-9)
+                row = run_log.flush(self.step, lr)
                 bar.set_postfix(loss=f"{row['loss']:.4f}", sps=f"{row['steps_per_s']:.2f}")
-                csv_log.append(row)  # type: ignore[union-attr]
-                if tb is not None:
-                    for k, v in row.items():
-                        if k != "step":
-                            tb.add_scalar(f"train/{k}", v, self.step)
-                t_last, steps_since, logged = now, 0, {}
             val_due = int(self.tc.val_every) > 0 and (self.step % int(self.tc.val_every) == 0
                                                       or self.step == max_steps)
-            if val_due and self.is_main:
+            if val_due:
                 metrics = self.validate()
                 if metrics:
-                    csv_log.append({"step": self.step, **metrics})  # type: ignore[union-attr]
+                    run_log.validation(self.step, metrics)
                     log.info("step %d validation: %s", self.step,
                              "  ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
-                    if tb is not None:
-                        for k, v in metrics.items():
-                            tb.add_scalar(f"valid/{k}", v, self.step)
                     if metrics["val_pesq"] > self.best:
                         self.best = metrics["val_pesq"]
                         self.save("best.pt")
-            if self.is_main and (self.step % int(self.tc.ckpt_every) == 0 or self.step == max_steps):
+            if self.step % int(self.tc.ckpt_every) == 0 or self.step == max_steps:
                 self.save("last.pt")
         bar.close()
         if self.is_main and not (self.ckpt_dir / "last.pt").exists():
             self.save("last.pt")  # max_steps=0: the initial (e.g. fine-tuning's loaded) weights, as a checkpoint
         result = {"run_dir": str(self.run_dir), "step": self.step}
-        if self.distributed:
-            import torch.distributed as dist
-
-            local = _checksum(self.denoiser, *self.paradigm.replicated_modules())
-            gathered: list[str] = [""] * self.world
-            dist.all_gather_object(gathered, local)
-            result["replica_checksums"] = gathered
-            if self.is_main:
-                (self.run_dir / "ddp_check.json").write_text(json.dumps(
-                    {"world_size": self.world, "checksums": gathered, "identical": len(set(gathered)) == 1}))
-            dist.barrier()
-            dist.destroy_process_group()
+        checksums = self.replicas.finish(self.run_dir, self.denoiser, *self.paradigm.replicated_modules())
+        if checksums is not None:
+            result["replica_checksums"] = checksums
         if self.is_main and not (self.ckpt_dir / "best.pt").exists() and (self.ckpt_dir / "last.pt").exists():
             self.save("best.pt")
-        if tb is not None:
-            tb.close()
+        if run_log is not None:
+            run_log.close()
         if self.is_main:
             log.info("done: step %d, checkpoints in %s", self.step, self.ckpt_dir)
         return result

@@ -97,9 +97,9 @@ def test_ema_warmup_forgets_the_initial_weights():
     """decay_n = min(decay, (1 + n) / (10 + n)): early updates follow the model, later ones average slowly."""
     import torch
 
-    from edm_se.train import _ema_with_warmup
+    from edm_se.train_optim import ema_with_warmup
 
-    update = _ema_with_warmup(0.999)
+    update = ema_with_warmup(0.999)
     ema, cur = [torch.zeros(3)], [torch.ones(3)]
     update(ema, cur, torch.tensor(0))
     torch.testing.assert_close(ema[0], torch.full((3,), 0.9))  # decay 0.1 at the first averaged update
@@ -119,16 +119,16 @@ def _tiny_cfg(run_dir, *overrides):
 
 
 def test_lr_schedule_warmup_then_cosine_to_a_tenth():
-    from edm_se.train import _lr_lambda
+    from edm_se.train_optim import lr_lambda
 
-    fn = _lr_lambda(10, 110, "cosine")
+    fn = lr_lambda(10, 110, "cosine")
     assert [fn(s) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
     assert fn(60) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 0.5)))
     assert fn(110) == pytest.approx(0.1) and fn(500) == pytest.approx(0.1)
-    const = _lr_lambda(4, 100, "constant")
+    const = lr_lambda(4, 100, "constant")
     assert [const(s) for s in (0, 3, 50, 99)] == pytest.approx([0.25, 1.0, 1.0, 1.0])
     with pytest.raises(ValueError, match="lr_schedule"):
-        _lr_lambda(0, 10, "linear")
+        lr_lambda(0, 10, "linear")
 
 
 def test_gradient_is_clipped_to_grad_clip(tmp_path):
@@ -159,3 +159,59 @@ def test_best_checkpoint_is_the_best_validation_pesq(tmp_path, monkeypatch):
     best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
     assert best["step"] == 2 and best["best"] == pytest.approx(1.6)
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 4
+
+
+# ------------------------------------------------------------------- data order, run log (the trainer's parts)
+def test_ranks_split_the_single_process_order_without_overlap():
+    """Two ranks of batch 3 see, step by step, the examples one process of batch 6 sees, each exactly once."""
+    from itertools import islice
+
+    from edm_se.train_data import PositionSampler, RankBatches
+
+    base = PositionSampler(7, seed=5, start=0)
+    one = list(islice(iter(RankBatches(base, 0, 6, 1, 0)), 4))
+    ranks = [list(islice(iter(RankBatches(PositionSampler(7, seed=5, start=0), 0, 3, 2, r)), 4)) for r in (0, 1)]
+    assert [a + b for a, b in zip(*ranks)] == one
+    flat = [i for batch in one for i in batch]  # 24 positions = 3 epochs of 7 + 3
+    for epoch in range(3):
+        assert sorted(flat[7 * epoch:7 * epoch + 7]) == list(range(7))  # each epoch a permutation
+    assert flat[:7] != flat[7:14]  # reshuffled per epoch
+    # resuming at step 2 continues the same order
+    assert list(islice(iter(RankBatches(PositionSampler(7, seed=5, start=0), 2, 6, 1, 0)), 2)) == one[2:]
+    # an unbounded dataset gets epoch * N + index, so on-the-fly mixing draws anew every epoch
+    unbounded = PositionSampler(7, seed=5, start=0, unbounded=True)
+    assert [unbounded.index(p) for p in range(14)] == [i + 7 * (p // 7) for p, i in enumerate(flat[:14])]
+    with pytest.raises(ValueError, match="empty"):
+        PositionSampler(0, seed=0, start=0)
+
+
+def test_collate_refuses_examples_of_different_lengths():
+    from edm_se.train_data import collate
+
+    items = [{"clean": torch.zeros(4), "noisy": torch.ones(4), "label": 1, "text": "a"},
+             {"clean": torch.zeros(4), "noisy": torch.ones(4), "label": 2, "text": "b"}]
+    batch = collate(items)
+    assert batch["clean"].shape == (2, 4) and batch["label"].tolist() == [1, 2] and batch["text"] == ["a", "b"]
+    with pytest.raises(ValueError, match=r"different lengths \[4, 5\]"):
+        collate([items[0], {"clean": torch.zeros(5), "noisy": torch.zeros(5)}])
+
+
+def test_run_log_rows_average_the_steps_and_resume_drops_later_rows(tmp_path):
+    from edm_se.train_log import RunLog
+
+    run_log = RunLog(tmp_path, 0, tensorboard=False)
+    run_log.record({"loss": 1.0, "grad_norm": 5.0, "task_loss": 2.0})
+    run_log.record({"loss": 3.0, "grad_norm": 7.0, "task_loss": 4.0})
+    row = run_log.flush(2, lr=0.1)
+    assert (row["loss"], row["grad_norm"], row["task_loss"], row["lr"]) == (2.0, 7.0, 3.0, 0.1)
+    assert row["steps_per_s"] > 0
+    run_log.validation(2, {"val_pesq": 1.5})
+    run_log.record({"loss": 5.0})
+    assert run_log.flush(3, lr=0.1)["loss"] == 5.0  # only the steps since the last row
+    with open(tmp_path / "log.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["step"] for r in rows] == ["2", "2", "3"] and rows[1]["val_pesq"] == "1.5"
+    assert list(rows[0]) == ["step", "loss", "lr", "grad_norm", "task_loss", "steps_per_s", "val_pesq"]
+    RunLog(tmp_path, 2, tensorboard=False)  # a run resumed from step 2 logs step 3 again
+    with open(tmp_path / "log.csv", newline="") as fh:
+        assert [r["step"] for r in csv.DictReader(fh)] == ["2", "2"]

@@ -264,7 +264,7 @@ class TaskParadigm(Paradigm):
             from edm_se.tasks.checkpoint import load_task_model
 
             self.task.load_state_dict(load_task_model(self.task_checkpoint).state_dict())
-        if trainer.distributed:  # every process starts from rank 0's task model
+        if trainer.replicas.distributed:  # every process starts from rank 0's task model
             import torch.distributed as dist
 
             for t in [*self.task.parameters(), *self.task.buffers()]:
@@ -324,13 +324,13 @@ class TaskParadigm(Paradigm):
 
     def sync_task_grads(self) -> None:
         """Multi-process runs: average the task model's gradients over the processes (a no-op in one)."""
-        self.trainer.average_grads(self.task)
+        self.trainer.replicas.average_grads(self.task)
 
     def sync_task_buffers(self) -> None:
         """Multi-process runs: average the task model's floating-point buffers (batch-norm running statistics,
         which each process updates on its own batch); integer counters advance alike everywhere."""
-        if self.trainer.distributed:
-            self.trainer.all_reduce_mean([b for b in self.task.buffers() if b.is_floating_point()])
+        if self.trainer.replicas.distributed:
+            self.trainer.replicas.all_reduce_mean([b for b in self.task.buffers() if b.is_floating_point()])
 
     def batch_weights(self, task_losses: torch.Tensor) -> torch.Tensor:
         """Sample importance (002 eq. 2-3) over the whole batch of the step: :func:`importance_weights` in one
@@ -338,14 +338,14 @@ class TaskParadigm(Paradigm):
         ``sum_i w_i L_AE,i`` is that of the global batch's weighted loss (each process's weights sum to ``W``
         times its share)."""
         weights = importance_weights(task_losses)  # validates the losses
-        tr = self.trainer
-        if not tr.distributed:
+        replicas = self.trainer.replicas
+        if not replicas.distributed:
             return weights
         losses = task_losses.detach().to(torch.float64)
-        total = float(tr.all_reduce_sum(losses.sum()))
+        total = float(replicas.all_reduce_sum(losses.sum()))
         if total <= 0:
             return torch.ones_like(weights) / weights.numel()
-        return (losses * tr.world / total).to(torch.float32)
+        return (losses * replicas.world / total).to(torch.float32)
 
     def task_lr(self) -> float:
         return float(self.task_optimizer.param_groups[0]["lr"]) if self.task_optimizer is not None else float("nan")
@@ -539,7 +539,7 @@ class D4AM(TaskParadigm):
         g_reg = torch.autograd.grad(reg_loss, params, allow_unused=True)
         g_cls = [torch.zeros_like(p) if g is None else g for g, p in zip(g_cls, params)]
         g_reg = [torch.zeros_like(p) if g is None else g for g, p in zip(g_reg, params)]
-        tr.all_reduce_mean([*g_cls, *g_reg])  # every process calibrates the same (averaged) gradients
+        tr.replicas.all_reduce_mean([*g_cls, *g_reg])  # every process calibrates the same (averaged) gradients
         proj = 0.0
         if self.method in ("GCLB", "D4AM"):
             g_cls, proj = calibrate_gradient(g_cls, g_reg)
