@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 
 from edm_se.data import corpus as C
+from edm_se.data import sources
 from edm_se.data import fetch as F
 
 
@@ -194,14 +195,14 @@ def test_transcript_parsers(tmp_path: Path):
 
 
 def test_allison_items_skip_tones_and_silence(tmp_path: Path):
-    base = tmp_path / C._ALLISON_DIR
+    base = tmp_path / sources._ALLISON_DIR
     (base / "digits").mkdir(parents=True)
     (base / "silence").mkdir()
     for name in ("vm-login", "beep", "digits/1", "silence/1"):
         (base / f"{name}.g722").write_bytes(b"\0")
     with gzip.open(tmp_path / "core-sounds-en.txt.gz", "wt") as fh:
         fh.write("vm-login: Mailbox?\nbeep: [a beep]\ndigits/1: One.\n")
-    items = C._items_allison(tmp_path)
+    items = sources._items_allison(tmp_path)
     assert [(i.recording, i.transcript) for i in items] == [("digits/1", "One."), ("vm-login", "Mailbox?")]
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from edm_se.data.corpus import Source
+    from edm_se.data.sources import Source
 
 log = logging.getLogger(__name__)
 

@@ -316,7 +316,7 @@ def build_task_corpus(out_dir: str | os.PathLike, cache_dir: str | os.PathLike |
     from tqdm import tqdm
 
     from edm_se.atomic import atomic_write_text
-    from edm_se.data.corpus import decode_g722
+    from edm_se.data.sources import decode_g722
     from edm_se.data.fetch import Fetcher
 
     out = Path(out_dir)
