@@ -46,6 +46,7 @@ processes and ``hydra/launcher=submitit_slurm`` on a cluster, with no code chang
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -80,16 +81,18 @@ def cell_config(cfg: DictConfig) -> dict:
     """The resolved cell config that identifies a finished cell.
 
     ``cfg`` minus :data:`IGNORED_KEYS` and minus what belongs to the study rather than the cell: its
-    ``description`` and, in a training study, the other cells' entries of ``study.cells`` (so adding a cell to a
-    preset, or editing another cell, does not re-run the finished ones).
+    ``description``, its report's ``compare_to`` and, in a training study, the other cells' entries of
+    ``study.cells`` (so adding a cell to a preset, editing another cell or asking for another comparison does not
+    re-run the finished ones). ``cfg`` may also be the config a finished cell stored (a plain dict).
     """
-    full = OmegaConf.to_container(cfg, resolve=True)
+    full = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else copy.deepcopy(cfg)
     assert isinstance(full, dict)
     for key in IGNORED_KEYS:
         full.pop(key, None)
     spec = full.get("study")
     if isinstance(spec, dict):
         spec.pop("description", None)
+        spec.pop("compare_to", None)
         cells = spec.get("cells")
         if isinstance(cells, dict):
             spec["cells"] = {k: v for k, v in cells.items() if k == full.get("cell")}
@@ -208,7 +211,9 @@ def run_cell(cfg: DictConfig, out_dir: Path, sweep_dir: Path, cell: str, overrid
                 "test_set": {k: ts_ident[k] for k in ("root", "n", "sha256", "transcripts_sha256")
                              if k in ts_ident}}
         done = read_json(metrics_path)
-        if done is not None and done.get("format") == FORMAT and done.get("config") == config:
+        stored = done.get("config") if done is not None else None
+        if done is not None and done.get("format") == FORMAT and isinstance(stored, dict) \
+                and cell_config(stored) == config:
             if prov["checkpoint"] is not None and _identity(done.get("provenance")) == _identity(prov):
                 log.info("skipping finished cell %s (%s)", cell, metrics_path)
                 return done

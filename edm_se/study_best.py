@@ -9,7 +9,11 @@ narrower than the CIs of the two means. For each metric the report gives
 * the best point (highest mean; lowest for WER) and the paired difference to the runner-up, with ``tied`` when that
   CI contains 0 (the data cannot tell them apart);
 * with ``study.compare_to: <cell>``: every other cell's point against the point of ``<cell>`` with the same sampler
-  and ``num_steps`` (e.g. a fine-tuned model against the model it started from, at each NFE).
+  and ``num_steps`` (e.g. a fine-tuned model against the model it started from, at each NFE);
+* with ``study.compare_to: KEY=VALUE`` (one level of a swept factor): every cell against the cell whose overrides
+  are the same except ``KEY=VALUE``, i.e. the factor's effect with everything else held fixed (e.g.
+  ``sampler.s_churn=0``: each amount of churn against none at the same steps; ``sampler=edm_heun``: every sampler
+  against EDM Heun at the same ``num_steps``).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from edm_se.atomic import atomic_write_json, atomic_write_text
 from edm_se.metrics import LOWER_IS_BETTER, WER_METRICS
 from edm_se.study_common import finished_cells, metric_sort_key
 
-__all__ = ["paired_difference", "best_points", "best_markdown", "write_best"]
+__all__ = ["paired_difference", "best_points", "best_markdown", "write_best", "factor_level", "cell_overrides",
+           "same_value"]
 
 
 def _point_label(cell: str, point: dict) -> str:
@@ -60,6 +65,66 @@ def paired_difference(a: dict, b: dict, metric: str) -> dict[str, float] | None:
     return mean_ci95(diffs)
 
 
+def factor_level(compare_to: str | None) -> tuple[str, str] | None:
+    """``"KEY=VALUE"`` -> ``(KEY, VALUE)`` (a level of a swept factor); a cell name or None -> None."""
+    if compare_to is None or "=" not in str(compare_to):
+        return None
+    key, value = str(compare_to).split("=", 1)
+    return key.strip(), value.strip()
+
+
+def cell_overrides(cell: str) -> dict[str, str] | None:
+    """A sampler study's cell name (Hydra's override dirname, ``k=v,k=v``) as ``{k: v}``; None when ``cell`` is not
+    of that form (a training study's cell name)."""
+    out = {}
+    for part in str(cell).split(","):
+        if "=" not in part:
+            return None
+        key, value = part.split("=", 1)
+        out[key] = value
+    return out
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Whether two override values name the same level: equal as numbers (``0`` and ``0.0``) or as strings."""
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+
+
+def _baseline_pairs(points: list[tuple[str, dict]], compare_to: str) -> list[tuple[str, dict, str, dict]]:
+    """``(cell, point, baseline cell, baseline point)`` for ``compare_to`` (see the module docstring). Points pair
+    by sampler and ``num_steps``; for a factor level, two cells of one point each pair whatever their sampler and
+    steps (the factor may be the sampler or the steps themselves)."""
+    by_cell: dict[str, list[dict]] = {}
+    for cell, p in points:
+        by_cell.setdefault(cell, []).append(p)
+    level = factor_level(compare_to)
+    if level is None:
+        targets = {cell: compare_to for cell in by_cell if cell != compare_to}
+    else:
+        key, value = level
+        parsed = {cell: cell_overrides(cell) for cell in by_cell}
+        targets = {}
+        for cell, over in parsed.items():
+            if over is None or key not in over or same_value(over[key], value):
+                continue
+            want = {**over, key: value}
+            targets.update({cell: other for other, o in parsed.items() if o is not None and o.keys() == want.keys()
+                            and all(same_value(o[k], v) for k, v in want.items())})
+    pairs = []
+    for cell, base_cell in targets.items():
+        mine, base = by_cell[cell], by_cell.get(base_cell, [])
+        if level is not None and len(mine) == len(base) == 1:
+            pairs.append((cell, mine[0], base_cell, base[0]))
+            continue
+        index = {(p.get("sampler"), p.get("num_steps")): p for p in base}
+        pairs += [(cell, p, base_cell, index[(p.get("sampler"), p.get("num_steps"))]) for p in mine
+                  if (p.get("sampler"), p.get("num_steps")) in index]
+    return pairs
+
+
 def _collect(sweep_dir: Path) -> list[tuple[str, dict]]:
     points = []
     for _, result in finished_cells(sweep_dir):
@@ -75,7 +140,8 @@ def _finite(x: Any) -> bool:
 
 def best_points(sweep_dir: str | os.PathLike, compare_to: str | None = None) -> dict:
     """The best point per metric over every cell of ``sweep_dir`` and its paired difference to the runner-up
-    (and, with ``compare_to``, each point against that cell's point with the same sampler and steps).
+    (and, with ``compare_to``, a cell name or a factor level ``KEY=VALUE``, each point against its baseline point:
+    see the module docstring).
 
     Returns:
         ``{"metrics": {metric: {"higher_is_better", "best": {"label", "mean", "ci95"}, "runner_up": {...},
@@ -105,17 +171,13 @@ def best_points(sweep_dir: str | os.PathLike, compare_to: str | None = None) -> 
                                  or abs(diff["mean"]) <= diff["ci95"])
         out["metrics"][m] = entry
     if compare_to:
-        base = {(p.get("sampler"), p.get("num_steps")): p for c, p in points if c == compare_to}
-        for cell, p in points:
-            ref = base.get((p.get("sampler"), p.get("num_steps")))
-            if cell == compare_to or ref is None:
-                continue
+        for cell, p, base_cell, ref in _baseline_pairs(points, str(compare_to)):
             for m in metrics:
                 diff = paired_difference(p, ref, m)
                 if diff is None:
                     continue
                 out["comparisons"].append({
-                    "label": _point_label(cell, p), "baseline": _point_label(compare_to, ref), "metric": m,
+                    "label": _point_label(cell, p), "baseline": _point_label(base_cell, ref), "metric": m,
                     **diff, "significant": bool(_finite(diff.get("ci95")) and abs(diff["mean"]) > diff["ci95"])})
     return out
 
@@ -140,11 +202,22 @@ def best_markdown(summary: dict) -> str:
         lines.append(f"| {m} | {e['best']['label']} | {_pm(e['best'])} | {ru.get('label', '')} | {_pm(ru)} | "
                      f"{_pm(e.get('difference'), signed=True)} | {verdict} |")
     if summary.get("comparisons"):
-        lines += ["", f"## Against `{summary['compare_to']}` at the same sampler and steps", "",
-                  "| point | metric | difference ± CI | significant |", "|---|---|---|---|"]
+        against = (f"## Against `{summary['compare_to']}`, everything else the same"
+                   if factor_level(summary["compare_to"]) else
+                   f"## Against `{summary['compare_to']}` at the same sampler and steps")
+        metrics = list(dict.fromkeys(c["metric"] for c in summary["comparisons"]))
+        rows: dict[tuple[str, str], dict[str, dict]] = {}
         for c in summary["comparisons"]:
-            lines.append(f"| {c['label']} | {c['metric']} | {_pm(c, signed=True)} | "
-                         f"{'yes' if c['significant'] else 'no'} |")
+            rows.setdefault((c["label"], c["baseline"]), {})[c["metric"]] = c
+        lines += ["", against, "", "Paired difference point - baseline, mean ± 95% CI; **bold**: the CI excludes 0.", "",
+                  "| point | baseline | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
+        for (label, baseline), by_metric in rows.items():
+            cells = []
+            for m in metrics:
+                c = by_metric.get(m)
+                text = _pm(c, signed=True) if c else ""
+                cells.append(f"**{text}**" if c and c["significant"] else text)
+            lines.append(f"| {label} | {baseline} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

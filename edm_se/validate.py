@@ -247,8 +247,36 @@ def study_config(cfg: DictConfig) -> None:
     check(cfg, "peers", lambda v: all(str(p) in PEERS for p in v), "a list of " + ", ".join(PEERS) + " (or [])",
           optional=True)
     cells = list((cfg.study.get("cells") or {}).keys()) if cfg.get("study") is not None else []
-    check(cfg, "study.compare_to", lambda v: str(v) in cells, "null or a cell of this study (" +
-          ", ".join(cells) + ")", optional=True)
+    from edm_se.study_best import factor_level, same_value
+
+    level = factor_level(OmegaConf.select(cfg, "study.compare_to"))
+    if level is None:
+        check(cfg, "study.compare_to", lambda v: str(v) in cells, "null, a cell of this study (" +
+              ", ".join(cells) + ") or KEY=VALUE, a level of a swept key", optional=True)
+        return
+    swept = _swept_values(cfg)
+    key, value = level
+    if swept is not None and key not in swept:
+        raise ConfigError(f"study.compare_to={key}={value}: {key} is not swept by this study (swept: "
+                          f"{', '.join(swept) or 'nothing'})")
+    if swept is not None and not any(same_value(value, v) for v in swept[key]):
+        raise ConfigError(f"study.compare_to={key}={value}: {value} is not one of the swept values of {key} "
+                          f"({', '.join(swept[key])})")
+
+
+def _swept_values(cfg: DictConfig) -> dict[str, list[str]] | None:
+    """The keys a study sweeps and their values: the preset's ``hydra.sweeper.params`` and the command line's
+    comma-separated overrides (``hydra.overrides.task``); None when ``cfg`` carries no Hydra node."""
+    hydra = cfg.get("hydra") if "hydra" in cfg else None
+    if hydra is None:
+        return None
+    swept = {str(k): [v.strip() for v in str(vals).split(",")]
+             for k, vals in (OmegaConf.select(cfg, "hydra.sweeper.params") or {}).items()}
+    for override in OmegaConf.select(cfg, "hydra.overrides.task") or []:
+        key, _, vals = str(override).partition("=")
+        if "," in vals and not vals.startswith(("[", "{", "'", '"')):
+            swept[key.lstrip("+~")] = [v.strip() for v in vals.split(",")]
+    return swept
 
 
 def evaluate_config(cfg: DictConfig) -> None:

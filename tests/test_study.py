@@ -447,7 +447,7 @@ def test_compare_to_must_name_a_cell(tiny_test_set, tmp_path):
     res = run_cli("study", "study=few_step", f"test_set={tiny_test_set}", f"hydra.sweep.dir={tmp_path / 'x'}",
                   "study.compare_to=nothing", "peers=[]")
     assert res.returncode == 2
-    assert "study.compare_to=nothing: must be null or a cell of this study (none, crp_n1" in res.stderr
+    assert "study.compare_to=nothing: must be null, a cell of this study (none, crp_n1" in res.stderr
 
 
 def test_timing_splits_each_cells_time_and_counts_cells_per_minute(tmp_path):
@@ -468,3 +468,69 @@ def test_timing_splits_each_cells_time_and_counts_cells_per_minute(tmp_path):
     assert sum(out["fractions"].values()) == pytest.approx(1.0)
     assert out["scoring_cpu_s"] == {"metrics_s": 12.0, "recognisers_s": 40.0}
     assert "0.67 cells/min" in timing_markdown(out)
+
+
+# ----------------------------------------------------------------------------------------------- compare_to KEY=VALUE
+def _sampler_cell(root, overrides: str, sampler: str, steps: int, sdr: list[float]):
+    from edm_se.study_common import FORMAT
+
+    d = root / overrides  # a sampler study's cell directory is Hydra's override dirname
+    d.mkdir(parents=True)
+    point = {"sampler": sampler, "num_steps": steps, "nfe": steps,
+             "metrics": {"si_sdr": {"mean": float(np.mean(sdr)), "ci95": 1.0, "n": len(sdr)}},
+             "per_file": {"names": ["a", "b", "c"], "si_sdr": sdr}}
+    (d / "metrics.json").write_text(json.dumps({"format": FORMAT, "cell": overrides, "points": [point]}))
+
+
+def test_compare_to_a_factor_level_pairs_each_cell_with_its_twin_at_that_level(tmp_path):
+    """`KEY=VALUE`: every cell against the one whose overrides differ only in KEY (values equal as numbers)."""
+    from edm_se.study_best import best_markdown, best_points
+
+    base = [5.0, 6.0, 7.0]
+    for steps, shift in ((4, 0.0), (8, 10.0)):
+        _sampler_cell(tmp_path, f"sampler.num_steps={steps},sampler.s_churn=0", "edm_heun_churn", steps,
+                      [b + shift for b in base])
+        _sampler_cell(tmp_path, f"sampler.num_steps={steps},sampler.s_churn=0.5", "edm_heun_churn", steps,
+                      [b + shift + d for b, d in zip(base, (1.0, 1.2, 0.8))])
+    _sampler_cell(tmp_path, "sampler.num_steps=16,sampler.s_churn=2", "edm_heun_churn", 16, base)  # no twin at 0
+    summary = best_points(tmp_path, compare_to="sampler.s_churn=0.0")
+    pairs = {(c["label"].split(" / ")[0], c["baseline"].split(" / ")[0]): c for c in summary["comparisons"]}
+    assert set(pairs) == {("sampler.num_steps=4,sampler.s_churn=0.5", "sampler.num_steps=4,sampler.s_churn=0"),
+                          ("sampler.num_steps=8,sampler.s_churn=0.5", "sampler.num_steps=8,sampler.s_churn=0")}
+    for c in pairs.values():  # the +10 dB of the 8-step cells cancels: only the churn's effect is left
+        assert c["mean"] == pytest.approx(1.0) and c["significant"] is True
+    md = best_markdown(summary)
+    assert "## Against `sampler.s_churn=0.0`, everything else the same" in md
+    assert "| sampler.num_steps=4,sampler.s_churn=0.5 / edm_heun_churn 4 (NFE 4) | sampler.num_steps=4" in md
+    assert "**+1.000 ± " in md
+    # the factor may be the sampler itself: cells of one point pair whatever their sampler
+    other = tmp_path / "samplers"
+    _sampler_cell(other, "sampler.num_steps=2,sampler=edm_heun", "edm_heun", 2, base)
+    _sampler_cell(other, "sampler.num_steps=2,sampler=euler", "euler", 2, [b - 2 for b in base])
+    (c,) = best_points(other, compare_to="sampler=edm_heun")["comparisons"]
+    assert c["label"].startswith("sampler.num_steps=2,sampler=euler") and c["mean"] == pytest.approx(-2.0)
+
+
+def test_compare_to_a_factor_level_on_the_command_line(tiny_ckpt, tiny_test_set, tmp_path):
+    """Through the CLI: the level names a swept key and value (else one line, exit 2); asking for another comparison
+    re-writes best.md without re-running a finished cell."""
+    args = ["study", "study=steps", f"ckpt={tiny_ckpt}", f"test_set={tiny_test_set}", f"hydra.sweep.dir={tmp_path}",
+            "sampler=edm_heun,euler", "sampler.num_steps=1,2", "metrics=[si_sdr]", "num_workers=1", "keep_audio=0",
+            "threads=1", "peers=[]"]
+    for level, message in (("sampler.s_churn=0", "sampler.s_churn is not swept by this study"),
+                           ("sampler.num_steps=3", "3 is not one of the swept values of sampler.num_steps (1, 2)")):
+        res = run_cli(*args, f'study.compare_to="{level}"')
+        assert res.returncode == 2 and f"study.compare_to={level}: {message}" in res.stderr, res.stderr[-2000:]
+    res = run_cli(*args, 'study.compare_to="sampler=edm_heun"')
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir() if (p / "metrics.json").exists()) == [
+        f"sampler.num_steps={n},sampler={s}" for n in (1, 2) for s in ("edm_heun", "euler")]  # not in cell names
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert sorted((c["label"].split(" / ")[0], c["baseline"].split(" / ")[0]) for c in best["comparisons"]) == [
+        (f"sampler.num_steps={n},sampler=euler", f"sampler.num_steps={n},sampler=edm_heun") for n in (1, 2)]
+    res = run_cli(*args, 'study.compare_to="sampler.num_steps=1"')
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (res.stdout + res.stderr).count("skipping finished cell") == 4
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert {c["baseline"].split(" / ")[0] for c in best["comparisons"]} == {
+        "sampler.num_steps=1,sampler=edm_heun", "sampler.num_steps=1,sampler=euler"}
