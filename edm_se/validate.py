@@ -256,6 +256,8 @@ def study_config(cfg: DictConfig) -> None:
         return
     swept = _swept_values(cfg)
     key, value = level
+    if key == "cell":  # a training study's cells are compared by name
+        raise ConfigError(f"study.compare_to=cell={value}: name the cell itself (study.compare_to={value})")
     if swept is not None and key not in swept:
         raise ConfigError(f"study.compare_to={key}={value}: {key} is not swept by this study (swept: "
                           f"{', '.join(swept) or 'nothing'})")
@@ -267,8 +269,7 @@ def study_config(cfg: DictConfig) -> None:
 def _swept_values(cfg: DictConfig) -> dict[str, list[str]] | None:
     """The keys a study sweeps and their values: the preset's ``hydra.sweeper.params`` and the command line's
     comma-separated overrides (``hydra.overrides.task``); None when ``cfg`` carries no Hydra node."""
-    hydra = cfg.get("hydra") if "hydra" in cfg else None
-    if hydra is None:
+    if OmegaConf.select(cfg, "hydra") is None:
         return None
     swept = {str(k): [v.strip() for v in str(vals).split(",")]
              for k, vals in (OmegaConf.select(cfg, "hydra.sweeper.params") or {}).items()}
