@@ -23,7 +23,7 @@ def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> tor
     The values are those of ``torch.randn(x.shape, dtype=x.dtype, generator=generator)``, and the generator ends
     in the same state. On the CPU in float64 / complex128 they are computed by :func:`_normal_fill_float64`, about
     2.4x faster (1.8 ms against 4.3 ms for a 256 x 512 state) and equal to within 5 ulp (relative 1e-15;
-    ``tests/test_sde.py``)."""
+    ``tests/test_noise.py``)."""
     if x.device.type == "cpu" and x.dtype in (torch.float64, torch.complex128) and _fast_normal_ok():
         n = x.numel() * (2 if x.is_complex() else 1)
         if n >= 16:
