@@ -76,3 +76,21 @@ def test_noise_draw_runs_and_uses_the_vectorised_path(tmp_path):
                                "torch_randn_complex64", "call", "call_then_draw", "call_with_draw_on_a_thread"}
     assert all(v > 0 for x in data["ms"].values() for v in (x if isinstance(x, list) else [x]))
     assert data["values"] == 2 * 256 * data["state_shape"][-1]
+
+
+def test_gpu_suite_keeps_to_its_budget(tmp_path):
+    """benchmarks/gpu/run.sh (issue 14's one device call): with no budget left every step is skipped, named in
+    the order the issue needs them, and the suite still ends with its log."""
+    import os
+
+    env = {**os.environ, "DEVICE": "cpu", "QUICK": "1", "SKIP_WHEELS": "1", "BUDGET": "0", "PYTHON": sys.executable,
+           "OUT": str(tmp_path)}
+    res = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu" / "run.sh")], capture_output=True, text=True,
+                         env=env, timeout=300, cwd=REPO)
+    assert res.returncode == 0, res.stderr[-2000:]
+    log = (tmp_path / "suite.log").read_text()
+    skipped = [line.split()[1].rstrip(":") for line in log.splitlines() if "skipped" in line]
+    assert skipped == ["ncsnpp_vs_sgmse", "sampler_overhead", "sampler_overhead_big", "train_eager", "train_amp",
+                       "train_compile", "train_amp_compile"], log
+    assert "of the 0 s budget left" in log and "== done" in log
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["suite.log"]  # nothing ran, nothing else written
