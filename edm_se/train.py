@@ -353,11 +353,12 @@ class Trainer:
             n_params = sum(p.numel() for p in self.denoiser.parameters())
             log.info("run_dir=%s  params=%.3fM  device=%s  world=%d  steps %d -> %d", self.run_dir,
                      n_params / 1e6, self.device, self.replicas.world, self.step, max_steps)
-        run_log = RunLog(self.run_dir, self.step, bool(self.tc.tensorboard)) if self.is_main else None
         batches = self._loader() if self.step < max_steps else iter(())
         bar = tqdm(total=max_steps, initial=self.step, disable=not self.is_main or not self.tc.progress,
                    desc="train", dynamic_ncols=True)
         self.denoiser.train()
+        # created last, so that its steps/s clock starts with the loop (as the rows before this split measured)
+        run_log = RunLog(self.run_dir, self.step, bool(self.tc.tensorboard)) if self.is_main else None
         while self.step < max_steps:
             batch = next(batches)
             gen = torch.Generator(device=self.device).manual_seed(
