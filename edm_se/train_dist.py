@@ -4,11 +4,12 @@ every replica ends with the same weights. One process is a run of world size 1, 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 
 import torch
+
+from edm_se.atomic import atomic_write_json
 
 __all__ = ["Replicas", "checksum"]
 
@@ -99,8 +100,8 @@ class Replicas:
         gathered: list[str] = [""] * self.world
         dist.all_gather_object(gathered, checksum(*modules))
         if self.is_main:
-            (Path(run_dir) / "ddp_check.json").write_text(json.dumps(
-                {"world_size": self.world, "checksums": gathered, "identical": len(set(gathered)) == 1}))
+            atomic_write_json(Path(run_dir) / "ddp_check.json",
+                              {"world_size": self.world, "checksums": gathered, "identical": len(set(gathered)) == 1})
         dist.barrier()
         dist.destroy_process_group()
         return gathered

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import time
 from pathlib import Path
+
+from edm_se.atomic import atomic_path
 
 __all__ = ["CSVLog", "RunLog"]
 
@@ -41,12 +42,10 @@ class CSVLog:
         return fields
 
     def _rewrite(self) -> None:
-        tmp = self.path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as fh:
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=self._fields())
             writer.writeheader()
             writer.writerows(self.rows)
-        os.replace(tmp, self.path)
 
     def append(self, row: dict) -> None:
         self.rows.append(row)
