@@ -151,12 +151,39 @@ def run_hydra(command: str, argv: list[str], spec: tuple[str, str] | None = None
         # Hydra exits 1 after printing its own message when the command line does not compose (unknown option,
         # bad override syntax): that is a user error, so end with one summary line and status 2.
         if exit_.code == 1 and not started:
-            print(f"edm-se {command}: error: the command line does not compose into a valid config (Hydra's "
-                  f"message above); `edm-se {command} --help` lists the options", file=sys.stderr)
+            hint = _unchosen_group_hint(config_name, argv)
+            print(f"edm-se {command}: error: " + (hint or "the command line does not compose into a valid config "
+                  f"(Hydra's message above); `edm-se {command} --help` lists the options"), file=sys.stderr)
             raise SystemExit(2) from None
         raise
     finally:
         sys.argv = old_argv
+
+
+def _unchosen_group_hint(config_name: str, argv: list[str]) -> str | None:
+    """The message for the usual cause of a failed composition: a field of a config group that the command leaves
+    unchosen (``- sampler: null`` in ``conf/enhance.yaml``: the checkpoint's own sampler) set without choosing the
+    group, e.g. ``sampler.num_steps=8`` without ``sampler=NAME``; None when the command line has no such field."""
+    import re
+
+    from omegaconf import OmegaConf
+
+    try:
+        defaults = OmegaConf.to_container(OmegaConf.load(Path(conf_dir()) / f"{config_name}.yaml")).get("defaults")
+    except Exception:  # noqa: BLE001 (only a hint: Hydra's own message stands without it)
+        return None
+    unchosen = [next(iter(d)) for d in defaults or [] if isinstance(d, dict) and len(d) == 1
+                and next(iter(d.values())) is None]
+    for group in unchosen:
+        chosen = any(re.match(rf"^[+~]*{group}=", a) for a in argv)
+        field = next((a for a in argv if re.match(rf"^{group}\.[\w.]+=", a)), None)
+        if field is not None and not chosen:
+            names = sorted(p.stem for p in (Path(conf_dir()) / group).glob("*.yaml"))
+            return (f"{field}: no {group} is chosen on this command line, so it has no fields to set; choose one "
+                    f"first ({group}={names[0] if names else 'NAME'} {field}; {group}: {', '.join(names)})"
+                    + (", or set num_steps=N for the default one" if field.startswith(f"{group}.num_steps=")
+                       else ""))
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,7 +17,8 @@ def evaluate_main(cfg: DictConfig) -> None:
     metrics = tuple(OmegaConf.to_container(cfg.metrics)) if cfg.metrics is not None else None
     kwargs = {"metrics": metrics} if metrics else {}
     summary = evaluate_dirs(cfg.estimates, cfg.references, noisy=cfg.noisy, output_dir=output,
-                            num_workers=int(cfg.num_workers), transcripts=cfg.get("transcripts"), **kwargs)
+                            num_workers=int(cfg.num_workers), transcripts=cfg.get("transcripts"),
+                            partial=bool(cfg.partial), **kwargs)
     print(format_summary(summary))
     print(f"wrote {output / 'metrics.csv'} and {output / 'summary.json'}")
 

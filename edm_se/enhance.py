@@ -4,12 +4,20 @@
 Writes one enhanced file per input, with the same relative path and name, at the model's sample rate, each
 written atomically. Every input is validated before anything is written, so a bad file (missing, empty, silent,
 not audio, NaN/Inf, shorter than one STFT frame) stops the run with one line and leaves no output behind.
+
+An interrupted run resumes: the output directory keeps ``enhance.json`` (what makes the outputs: the checkpoint's
+SHA-256 and the resolved sampler, or the peer and its version, with ``t_start``, ``seed`` and the rates) and
+``enhance_done.jsonl`` (one line per finished file with its input's SHA-256). A re-run with the same configuration
+skips every file finished from the same input content; each file's noise comes from ``seed`` alone, so the result
+equals an uninterrupted run's. A re-run with another configuration into the same directory is refused (one line
+naming what changed); ``resume=false`` starts over.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -42,22 +50,31 @@ def list_inputs(path: str | Path) -> tuple[Path, list[Path]]:
 
 def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=None, num_steps=None,
                   t_start: float = 1.0, seed: int = 0, progress: bool = True,
-                  on_mismatch: str = "resample", sample_rate: int = 16000) -> dict:
+                  on_mismatch: str = "resample", sample_rate: int = 16000, resume: bool = True) -> dict:
     """Enhance ``inputs`` with ``model`` and write them under ``output`` (same relative paths).
 
     Args:
         model: an :class:`edm_se.model.EnhancementModel` (sampler, num_steps, t_start and seed apply) or any
             :class:`edm_se.enhancers.Enhancer` (a peer such as DeepFilterNet3; run at ``sample_rate``, NFE 0).
+        resume: skip the files an earlier run with the same configuration finished into ``output`` (module
+            docstring); False enhances every file and starts the record anew.
 
     Inputs at another sample rate are resampled to the model's with a logged notice (``on_mismatch="resample"``)
     or refused with :class:`edm_se.audio.AudioError` (``"error"``); multi-channel inputs are down-mixed.
 
     Returns:
-        ``{"files": n, "nfe": int, "audio_seconds": float, "wall_seconds": float, "rtf": float}``.
+        ``{"files": n, "skipped": k, "nfe": int, "audio_seconds": float, "wall_seconds": float, "rtf": float}``:
+        ``files`` counts the inputs, ``skipped`` those an earlier run had finished; the times and RTF are of the
+        files enhanced in this run.
+
+    Raises:
+        edm_se.audio.AudioError: a bad input (nothing is written then), or ``output`` holds the outputs of
+            another configuration (``resume`` True).
     """
     from tqdm import tqdm
 
     from edm_se.audio import load_audio, save_audio
+    from edm_se.provenance import file_sha256
 
     diffusion = hasattr(model, "make_sampler")
     sr = int(model.sample_rate) if diffusion else int(sample_rate)
@@ -70,9 +87,19 @@ def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=N
         if cached + wave.shape[-1] <= CACHE_SAMPLES:
             cache[f] = wave
             cached += wave.shape[-1]
-    output.mkdir(parents=True, exist_ok=True)
-    total_audio, total_wall, nfe = 0.0, 0.0, 0
+    identity = _identity(model, sampler, num_steps, t_start, seed, sr, on_mismatch)
+    done = _open_record(output, identity, resume)
+    total_audio, total_wall, nfe, skipped = 0.0, 0.0, 0, 0
     for f in tqdm(inputs, desc="enhance", disable=not progress, dynamic_ncols=True):
+        rel = f.relative_to(root)
+        dest = output / rel
+        if dest.suffix.lower() not in AUDIO_SUFFIXES:
+            dest = dest.with_suffix(".wav")
+        input_sha256 = file_sha256(f)
+        if done.get(rel.as_posix()) == input_sha256 and dest.is_file():
+            skipped += 1
+            cache.pop(f, None)
+            continue
         wave = cache.pop(f, None)
         if wave is None:
             wave = load_audio(f, sample_rate=sr, on_mismatch=on_mismatch)
@@ -83,15 +110,90 @@ def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=N
             from edm_se.enhancers import timed_enhance
 
             enhanced, seconds = timed_enhance(model, wave.numpy(), sr)
-        dest = output / f.relative_to(root)
-        if dest.suffix.lower() not in AUDIO_SUFFIXES:
-            dest = dest.with_suffix(".wav")
         dest.parent.mkdir(parents=True, exist_ok=True)
         save_audio(dest, enhanced, sr)
+        _record_done(output, rel.as_posix(), input_sha256)
         total_audio += wave.shape[-1] / sr
         total_wall += seconds
-    return {"files": len(inputs), "nfe": nfe, "audio_seconds": total_audio, "wall_seconds": total_wall,
-            "rtf": total_wall / max(total_audio, 1e-9)}
+    if skipped:
+        log.info("resumed: %d of %d file(s) were already enhanced in %s with this configuration", skipped,
+                 len(inputs), output)
+    return {"files": len(inputs), "skipped": skipped, "nfe": nfe, "audio_seconds": total_audio,
+            "wall_seconds": total_wall, "rtf": total_wall / max(total_audio, 1e-9)}
+
+
+MANIFEST = "enhance.json"
+DONE_LOG = "enhance_done.jsonl"
+MANIFEST_FORMAT = "edm_se.enhance/1"
+
+
+def _identity(model, sampler, num_steps, t_start: float, seed: int, sample_rate: int, on_mismatch: str) -> dict:
+    """What makes the outputs of :func:`enhance_files`, a flat JSON dict: for a diffusion model the checkpoint's
+    SHA-256 (None for a model built in memory), the resolved sampler's class and every field (``sampler.<name>``:
+    its ``repr``), ``t_start`` and ``seed``; for a peer its name and package version; and the output rate and
+    rate-mismatch policy."""
+    base = {"sample_rate": int(sample_rate), "on_rate_mismatch": str(on_mismatch)}
+    if not hasattr(model, "make_sampler"):
+        from edm_se.enhancers import peer_version
+
+        return {"enhancer": model.name, "version": peer_version(model.name), **base}
+    from edm_se.provenance import file_sha256
+
+    path = (getattr(model, "info", None) or {}).get("path")
+    smp = model.make_sampler(sampler, num_steps)
+    fields = {f"sampler.{k}": repr(v) for k, v in vars(smp).items() if k != "return_trajectory"}
+    return {"enhancer": "diffusion", "checkpoint_sha256": file_sha256(path) if path else None,
+            "sampler": type(smp).__name__, **fields, "t_start": float(t_start), "seed": int(seed), **base}
+
+
+def _open_record(output: Path, identity: dict, resume: bool) -> dict[str, str]:
+    """Start or continue the record of ``output`` and return ``{relative input path: input SHA-256}`` of the files
+    finished under ``identity`` (empty when starting anew; a torn last line of an interrupted write is ignored).
+
+    Raises:
+        AudioError: ``resume`` and ``output/enhance.json`` holds another configuration (or is unreadable)."""
+    from edm_se.atomic import atomic_write_json
+    from edm_se.audio import AudioError
+
+    manifest, log_path = output / MANIFEST, output / DONE_LOG
+    if resume and manifest.is_file():
+        try:
+            old = json.loads(manifest.read_text())["config"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise AudioError(manifest, f"unreadable record of an earlier run ({type(err).__name__}); remove it or "
+                             "pass resume=false") from None
+        changed = [k for k in [*identity, *(k for k in old if k not in identity)] if old.get(k) != identity.get(k)]
+        if changed:
+            k = changed[0]
+            raise AudioError(manifest, f"{output} holds the outputs of another configuration ({k}: "
+                             f"{old.get(k)!r} then, {identity.get(k)!r} now); choose another output= or pass "
+                             "resume=false to overwrite them")
+        done: dict[str, str] = {}
+        if log_path.is_file():
+            text = log_path.read_text(encoding="utf-8")
+            if text and not text.endswith("\n"):  # a torn last line: end it, so the next record stands alone
+                with open(log_path, "a", encoding="utf-8") as fh:
+                    fh.write("\n")
+            for line in text.splitlines():
+                try:
+                    row = json.loads(line)
+                    done[str(row["file"])] = str(row["input_sha256"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+        return done
+    output.mkdir(parents=True, exist_ok=True)
+    log_path.unlink(missing_ok=True)
+    atomic_write_json(manifest, {"format": MANIFEST_FORMAT, "config": identity}, indent=2)
+    return {}
+
+
+def _record_done(output: Path, name: str, input_sha256: str) -> None:
+    """Append one finished file to ``output/enhance_done.jsonl`` (flushed to disk: an interruption loses at most
+    the line being written, and its audio file is then enhanced again)."""
+    with open(output / DONE_LOG, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"file": name, "input_sha256": input_sha256}) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def main(cfg: DictConfig) -> None:
@@ -112,10 +214,13 @@ def main(cfg: DictConfig) -> None:
         peer = make_peer(str(cfg.enhancer))
         start = time.perf_counter()
         stats = enhance_files(peer, files, root, Path(cfg.output), progress=bool(cfg.progress),
-                              on_mismatch=str(cfg.on_rate_mismatch), sample_rate=int(cfg.sample_rate))
+                              on_mismatch=str(cfg.on_rate_mismatch), sample_rate=int(cfg.sample_rate),
+                              resume=bool(cfg.resume))
         stats["total_seconds"] = time.perf_counter() - start
         stats["enhancer"] = str(cfg.enhancer)
-        print(f"enhanced {stats['files']} file(s) with {peer.label} -> {cfg.output}  "
+        if _all_done(stats, cfg.output):
+            return
+        print(f"enhanced {_count(stats)} with {peer.label} -> {cfg.output}  "
               f"RTF={stats['rtf']:.3f} ({stats['wall_seconds']:.1f} s for {stats['audio_seconds']:.1f} s of audio)")
         log.info("%s", json.dumps(stats))
         return
@@ -125,9 +230,27 @@ def main(cfg: DictConfig) -> None:
     start = time.perf_counter()
     stats = enhance_files(model, files, root, Path(cfg.output), sampler=sampler, num_steps=num_steps,
                           t_start=float(cfg.t_start), seed=int(cfg.seed), progress=bool(cfg.progress),
-                          on_mismatch=str(cfg.on_rate_mismatch))
+                          on_mismatch=str(cfg.on_rate_mismatch), resume=bool(cfg.resume))
     stats["total_seconds"] = time.perf_counter() - start
     stats["checkpoint"] = model.info.get("path")
-    print(f"enhanced {stats['files']} file(s) -> {cfg.output}  NFE={stats['nfe']}  "
+    if _all_done(stats, cfg.output):
+        return
+    print(f"enhanced {_count(stats)} -> {cfg.output}  NFE={stats['nfe']}  "
           f"RTF={stats['rtf']:.3f} ({stats['wall_seconds']:.1f} s for {stats['audio_seconds']:.1f} s of audio)")
     log.info("%s", json.dumps(stats))
+
+
+def _count(stats: dict) -> str:
+    """``"3 file(s)"``, or ``"2 file(s) (1 more already done: resumed)"`` after a resume."""
+    if not stats.get("skipped"):
+        return f"{stats['files']} file(s)"
+    return f"{stats['files'] - stats['skipped']} file(s) ({stats['skipped']} more already done: resumed)"
+
+
+def _all_done(stats: dict, output: str) -> bool:
+    """Print the line of a run that found every file done (and return True)."""
+    if stats["files"] and stats.get("skipped") == stats["files"]:
+        print(f"nothing to enhance: all {stats['files']} file(s) in {output} were enhanced with this configuration "
+              "by an earlier run (resume=false redoes them)")
+        return True
+    return False

@@ -49,7 +49,8 @@ def _audio_files(root: Path, what: str) -> dict[str, Path]:
 def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
                   noisy: str | os.PathLike | None = None, output_dir: str | os.PathLike | None = None,
                   num_workers: int = 2, metrics: Sequence[str] | None = None, sample_rate: int = 16000,
-                  progress: bool = True, transcripts: str | os.PathLike | None = None) -> dict[str, Any]:
+                  progress: bool = True, transcripts: str | os.PathLike | None = None,
+                  partial: bool = False) -> dict[str, Any]:
     """Score every estimate against its reference (and the noisy input, if given); write CSV + JSON.
 
     Args:
@@ -66,15 +67,20 @@ def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
             (:func:`edm_se.testset.read_transcripts`). Default: the references directory's parent (a test set's
             ``manifest.csv`` / ``txt/``). WER summaries are corpus-level WERs (%) with bootstrap CIs; the
             recognisers' hypotheses are written to ``metrics.csv`` (``hyp_<recogniser>``).
+        partial: score only the references that have an estimate when some have none (their names go to the
+            summary's ``missing_estimates``). False (default): that is an error, since a mean over the files a
+            system did produce is not its score on the test set (a failed file would silently leave it).
 
     Returns:
         ``{"format", "num_files", "sample_rate", "metrics": [names], "estimates", "references", "noisy",
         "scores": {metric: {"mean", "ci95", "n"}}}`` plus, with ``noisy``, ``"noisy_scores"`` and ``"delta"``
-        (paired per-file improvement, same shape). ``ci95`` is the 95% CI half-width (Student t).
+        (paired per-file improvement, same shape), and with ``partial`` and references left without an estimate,
+        ``"missing_estimates"`` (their names). ``ci95`` is the 95% CI half-width (Student t).
 
     Raises:
-        AudioError: a directory is missing / holds no audio, nothing matches, a matched file lacks its noisy
-            counterpart, or a file is unreadable (see :func:`edm_se.audio.load_audio`).
+        AudioError: a directory is missing / holds no audio, nothing matches, a reference has no estimate (unless
+            ``partial``), a matched file lacks its noisy counterpart, or a file is unreadable (see
+            :func:`edm_se.audio.load_audio`).
         ValueError: unknown metric name, or a WER metric without a transcript for every file.
         edm_se.asr.MissingExtra: a WER metric without the ``asr`` extra.
     """
@@ -100,6 +106,13 @@ def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
     skipped = len(est_files) - len(keys)
     if skipped:
         log.warning("%d estimate(s) in %s have no reference in %s and are skipped", skipped, est_dir, ref_dir)
+    missing_estimates = [k for k in ref_files if k not in est_files]
+    if missing_estimates and not partial:
+        raise AudioError(est_dir, f"no estimate for {len(missing_estimates)} of {len(ref_files)} reference(s) in "
+                         f"{ref_dir}, e.g. {missing_estimates[0]} (partial=true scores the other files only)")
+    if missing_estimates:
+        log.warning("partial: %d of %d reference(s) have no estimate in %s and are left out, e.g. %s",
+                    len(missing_estimates), len(ref_files), est_dir, missing_estimates[0])
     if noisy_files is not None:
         missing = [k for k in keys if k not in noisy_files]
         if missing:
@@ -153,6 +166,8 @@ def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
         "estimates": str(est_dir), "references": str(ref_dir), "noisy": str(noisy_dir) if noisy_dir else None,
         "scores": {m: stat(m, table[m]) for m in metrics},
     }
+    if missing_estimates:
+        summary["missing_estimates"] = missing_estimates
     from edm_se.provenance import named_files_sha256, run_info
 
     def content(files: dict[str, Path]) -> str:  # content identity of the scored files
@@ -206,6 +221,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = [f"{summary.get('num_files', '?')} files (mean ± 95% CI half-width)"]
+    missing = summary.get("missing_estimates") or []
+    if missing:
+        lines[0] += (f"; PARTIAL: {len(missing)} reference(s) without an estimate left out "
+                     f"(e.g. {missing[0]})")
     for i, r in enumerate(rows):
         lines.append("  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths)))
                      .rstrip())

@@ -230,6 +230,8 @@ def enhance_config(cfg: DictConfig) -> None:
 
     one_of(cfg, "enhancer", ("diffusion", *PEERS))
     int_at_least(cfg, ["sample_rate"], 8000)
+    for key in ("resume", "progress"):
+        check(cfg, key, lambda v: isinstance(v, bool), "true or false")
     if cfg.get("sampler") is not None:
         _prefixed(lambda: sampler(cfg.sampler), "sampler")
 
@@ -286,6 +288,7 @@ def evaluate_config(cfg: DictConfig) -> None:
         raise ConfigError("estimates=DIR and references=DIR are required (noisy=DIR adds the improvement columns)")
     int_at_least(cfg, ["num_workers"], 1)
     _metrics(cfg, optional=True)
+    check(cfg, "partial", lambda v: isinstance(v, bool), "true or false")
 
 
 def _metrics(cfg: DictConfig, optional: bool = False) -> None:

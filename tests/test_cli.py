@@ -55,6 +55,24 @@ def test_enhance_requires_input_and_output():
     assert "input=" in res.stderr and "Traceback" not in res.stderr
 
 
+def test_a_field_of_an_unchosen_sampler_gets_a_pointed_message(tmp_path):
+    """`sampler.num_steps=4` without `sampler=NAME` cannot compose (enhance leaves the group to the checkpoint):
+    the last line says what to write instead, naming the field and the samplers; a chosen sampler composes."""
+    res = run_cli("enhance", f"input={tmp_path}/x.wav", f"output={tmp_path}/out", "sampler.num_steps=4")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("edm-se enhance: error: sampler.num_steps=4: no sampler is chosen")
+    assert "sampler=edm_heun sampler.num_steps=4" in last and "pc" in last and "num_steps=N" in last
+    other = run_cli("enhance", f"input={tmp_path}/x.wav", f"output={tmp_path}/out", "sampler.s_churn=0.5")
+    assert "sampler.s_churn=0.5: no sampler is chosen" in other.stderr and "num_steps=N" not in other.stderr
+    chosen = run_cli("enhance", f"input={tmp_path}/x.wav", f"output={tmp_path}/out", "sampler=euler",
+                     "sampler.num_steps=4")
+    assert chosen.returncode == 2 and "no sampler is chosen" not in chosen.stderr
+    assert "x.wav: no such file" in chosen.stderr  # it composed and got as far as the input
+    unknown = run_cli("enhance", f"input={tmp_path}/x.wav", f"output={tmp_path}/out", "nosuchkey=1")
+    assert unknown.returncode == 2 and "does not compose into a valid config" in unknown.stderr
+
+
 def test_train_prints_composed_config_without_running():
     res = run_cli("train", "sde=ouve", "precond=sgmse", "loss=sgmse", "--cfg", "job")
     assert res.returncode == 0, res.stderr

@@ -41,13 +41,63 @@ def test_enhance_cli_writes_one_file_per_input(tiny_checkpoint, noisy_dir, tmp_p
     assert re.search(r"NFE=5\b", res.stdout), res.stdout
     assert "RTF=" in res.stdout
     inputs = sorted(p.name for p in noisy_dir.iterdir())
-    assert sorted(p.name for p in out.iterdir()) == inputs
+    assert sorted(p.name for p in out.iterdir()) == sorted([*inputs, "enhance.json", "enhance_done.jsonl"])
     for name in inputs:
         info_in, info_out = sf.info(noisy_dir / name), sf.info(out / name)
         assert info_out.samplerate == 16000
         assert abs(info_out.duration - info_in.duration) < 1e-3
         wave, _ = sf.read(out / name, dtype="float32")
         assert np.isfinite(wave).all() and np.abs(wave).max() > 0
+
+
+def test_directory_run_resumes_as_if_uninterrupted_and_refuses_another_configuration(tiny_checkpoint, noisy_dir,
+                                                                                       tmp_path):
+    import shutil
+
+    from edm_se.audio import AudioError
+    from edm_se.enhance import enhance_files, list_inputs
+
+    inputs = tmp_path / "in"
+    shutil.copytree(noisy_dir, inputs)
+    model = edm_se.load(tiny_checkpoint, device="cpu")
+    root, files = list_inputs(inputs)
+    kw = dict(sampler="edm_heun_churn", num_steps=2, progress=False)  # stochastic: noise from the seed per file
+    enhance_files(model, files, root, tmp_path / "ref", **kw)
+    out = tmp_path / "out"
+    real, calls = model.enhance, []
+
+    def interrupted(*args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    model.enhance = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        enhance_files(model, files, root, out, **kw)
+    del model.enhance
+    assert [p.name for p in out.glob("*.wav")] == [files[0].name]
+    with open(out / "enhance_done.jsonl", "a") as fh:
+        fh.write('{"file": "torn')  # an interrupted append: ignored
+    stats = enhance_files(model, files, root, out, **kw)
+    assert (stats["files"], stats["skipped"]) == (2, 1) and stats["audio_seconds"] > 0
+    for f in files:  # bit for bit the uninterrupted run's files
+        assert (out / f.name).read_bytes() == (tmp_path / "ref" / f.name).read_bytes()
+    assert enhance_files(model, files, root, out, **kw)["skipped"] == 2
+    wave, sr = sf.read(files[0], dtype="float32")
+    sf.write(files[0], 0.5 * wave, sr)  # a changed input is enhanced again, the other is not
+    assert enhance_files(model, files, root, out, **kw)["skipped"] == 1
+    (out / files[1].name).unlink()  # so is a lost output
+    assert enhance_files(model, files, root, out, **kw)["skipped"] == 1
+    with pytest.raises(AudioError, match=r"another configuration \(sampler.num_steps: '2' then, '3' now\)"):
+        enhance_files(model, files, root, out, sampler="edm_heun_churn", num_steps=3, progress=False)
+    with pytest.raises(AudioError, match=r"\(seed: 0 then, 1 now\)"):
+        enhance_files(model, files, root, out, seed=1, **kw)
+    stats = enhance_files(model, files, root, out, sampler="edm_heun_churn", num_steps=3, progress=False,
+                          resume=False)
+    assert stats["skipped"] == 0 and stats["nfe"] == 5
+    assert enhance_files(model, files, root, out, sampler="edm_heun_churn", num_steps=3, progress=False,
+                         )["skipped"] == 2
 
 
 def test_python_api_counts_nfe_and_resamples(tiny_checkpoint, noisy_dir):

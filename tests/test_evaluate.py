@@ -84,3 +84,21 @@ def test_evaluate_dirs_errors(dirs, tmp_path):
         evaluate_dirs(dirs / "enhanced", other, num_workers=0, progress=False)
     with pytest.raises(AudioError, match="noisy"):
         evaluate_dirs(dirs / "enhanced", dirs / "clean", noisy=other, num_workers=0, progress=False)
+
+
+def test_evaluate_dirs_refuses_a_reference_without_estimate_unless_partial(dirs):
+    """A system that failed on a file must not get the mean of the files it did produce: an error by default;
+    ``partial=True`` scores the others and names what was left out, in the summary and its printed table."""
+    (dirs / "enhanced" / "b.flac").unlink()
+    with pytest.raises(AudioError, match=r"no estimate for 1 of 3 reference\(s\).*e\.g\. b \(partial=true"):
+        evaluate_dirs(dirs / "enhanced", dirs / "clean", num_workers=0, metrics=("si_sdr",), progress=False)
+    assert not (dirs / "enhanced" / "metrics.csv").exists()  # nothing written
+    summary = evaluate_dirs(dirs / "enhanced", dirs / "clean", num_workers=0, metrics=("si_sdr",),
+                            progress=False, partial=True)
+    assert summary["num_files"] == summary["scores"]["si_sdr"]["n"] == 2
+    assert summary["missing_estimates"] == ["b"]
+    assert json.loads((dirs / "enhanced" / "summary.json").read_text())["missing_estimates"] == ["b"]
+    assert pd.read_csv(dirs / "enhanced" / "metrics.csv")["name"].tolist() == ["a", "sub/c"]
+    assert "PARTIAL: 1 reference(s) without an estimate left out (e.g. b)" in format_summary(summary)
+    full = evaluate_dirs(dirs / "enhanced", dirs / "enhanced", num_workers=0, metrics=("si_sdr",), progress=False)
+    assert "missing_estimates" not in full and "PARTIAL" not in format_summary(full)
