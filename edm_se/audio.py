@@ -34,6 +34,8 @@ MIN_SECONDS = 0.016
 
 # Container format and default sub-type written for each suffix (soundfile names).
 _FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
+#: Suffixes :func:`save_audio` writes (others, such as ``.mp3``, are read only).
+WRITABLE_SUFFIXES = tuple(_FORMATS)
 
 
 class AudioError(ValueError):

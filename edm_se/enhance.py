@@ -51,7 +51,9 @@ def list_inputs(path: str | Path) -> tuple[Path, list[Path]]:
 def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=None, num_steps=None,
                   t_start: float = 1.0, seed: int = 0, progress: bool = True,
                   on_mismatch: str = "resample", sample_rate: int = 16000, resume: bool = True) -> dict:
-    """Enhance ``inputs`` with ``model`` and write them under ``output`` (same relative paths).
+    """Enhance ``inputs`` with ``model`` and write them under ``output`` (same relative paths), or, for a single
+    input and an ``output`` with an audio suffix that is not an existing directory, to the file ``output`` itself
+    (no record then: there is nothing to resume).
 
     Args:
         model: an :class:`edm_se.model.EnhancementModel` (sampler, num_steps, t_start and seed apply) or any
@@ -73,7 +75,7 @@ def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=N
     """
     from tqdm import tqdm
 
-    from edm_se.audio import load_audio, save_audio
+    from edm_se.audio import WRITABLE_SUFFIXES, AudioError, load_audio, save_audio
     from edm_se.provenance import file_sha256
 
     diffusion = hasattr(model, "make_sampler")
@@ -87,16 +89,22 @@ def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=N
         if cached + wave.shape[-1] <= CACHE_SAMPLES:
             cache[f] = wave
             cached += wave.shape[-1]
+    to_file = output_is_file(output)
+    if to_file and len(inputs) != 1:
+        raise AudioError(output, f"an output file takes one input, not {len(inputs)}: name a directory")
+    if to_file and Path(output).suffix.lower() not in WRITABLE_SUFFIXES:
+        raise AudioError(output, f"cannot write {Path(output).suffix} (an output file ends in "
+                         f"{', '.join(WRITABLE_SUFFIXES)})")
     identity = _identity(model, sampler, num_steps, t_start, seed, sr, on_mismatch)
-    done = _open_record(output, identity, resume)
+    done = {} if to_file else _open_record(output, identity, resume)
     total_audio, total_wall, nfe, skipped = 0.0, 0.0, 0, 0
     for f in tqdm(inputs, desc="enhance", disable=not progress, dynamic_ncols=True):
         rel = f.relative_to(root)
-        dest = output / rel
-        if dest.suffix.lower() not in AUDIO_SUFFIXES:
+        dest = output if to_file else output / rel
+        if dest.suffix.lower() not in WRITABLE_SUFFIXES:  # e.g. an .mp3 input: written as .wav
             dest = dest.with_suffix(".wav")
         input_sha256 = file_sha256(f)
-        if done.get(rel.as_posix()) == input_sha256 and dest.is_file():
+        if not to_file and done.get(rel.as_posix()) == input_sha256 and dest.is_file():
             skipped += 1
             cache.pop(f, None)
             continue
@@ -112,7 +120,8 @@ def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=N
             enhanced, seconds = timed_enhance(model, wave.numpy(), sr)
         dest.parent.mkdir(parents=True, exist_ok=True)
         save_audio(dest, enhanced, sr)
-        _record_done(output, rel.as_posix(), input_sha256)
+        if not to_file:
+            _record_done(output, rel.as_posix(), input_sha256)
         total_audio += wave.shape[-1] / sr
         total_wall += seconds
     if skipped:
@@ -120,6 +129,13 @@ def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=N
                  len(inputs), output)
     return {"files": len(inputs), "skipped": skipped, "nfe": nfe, "audio_seconds": total_audio,
             "wall_seconds": total_wall, "rtf": total_wall / max(total_audio, 1e-9)}
+
+
+def output_is_file(output: str | Path) -> bool:
+    """Whether ``output`` names an audio file (an audio suffix, and not an existing directory) and not a
+    directory."""
+    out = Path(output)
+    return out.suffix.lower() in AUDIO_SUFFIXES and not out.is_dir()
 
 
 MANIFEST = "enhance.json"

@@ -100,6 +100,35 @@ def test_directory_run_resumes_as_if_uninterrupted_and_refuses_another_configura
                          )["skipped"] == 2
 
 
+def test_output_file_and_read_only_input_formats(tiny_checkpoint, noisy_dir, tmp_path):
+    """One input with an audio-suffixed output writes that file (no record); more inputs, or a suffix that cannot be
+    written, are refused before any work; an .mp3 input in a directory comes out as .wav (it was an error after
+    enhancing before)."""
+    from edm_se.audio import AudioError
+    from edm_se.enhance import enhance_files, list_inputs
+
+    model = edm_se.load(tiny_checkpoint, device="cpu")
+    root, files = list_inputs(noisy_dir)
+    out = tmp_path / "one.flac"
+    stats = enhance_files(model, files[:1], root, out, progress=False)
+    assert stats["files"] == 1 and out.is_file() and sf.info(out).format == "FLAC"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.flac"]  # no record beside a single output file
+    with pytest.raises(AudioError, match="an output file takes one input, not 2"):
+        enhance_files(model, files, root, tmp_path / "two.wav", progress=False)
+    with pytest.raises(AudioError, match=r"cannot write \.mp3"):
+        enhance_files(model, files[:1], root, tmp_path / "one.mp3", progress=False)
+    assert not (tmp_path / "two.wav").exists() and not (tmp_path / "one.mp3").exists()
+    if "MP3" not in sf.available_formats():
+        pytest.skip("this libsndfile cannot write MP3")
+    mp3_dir = tmp_path / "mp3"
+    mp3_dir.mkdir()
+    wave, sr = sf.read(files[0], dtype="float32")
+    sf.write(mp3_dir / "a.mp3", wave, sr, format="MP3")
+    mp3_root, mp3_files = list_inputs(mp3_dir)
+    enhance_files(model, mp3_files, mp3_root, tmp_path / "from_mp3", progress=False)
+    assert (tmp_path / "from_mp3" / "a.wav").is_file()
+
+
 def test_python_api_counts_nfe_and_resamples(tiny_checkpoint, noisy_dir):
     model = edm_se.load(tiny_checkpoint, device="cpu")
     wave, sr = sf.read(sorted(noisy_dir.glob("*.wav"))[1], dtype="float32")
