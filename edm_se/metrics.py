@@ -139,10 +139,22 @@ def si_sdr(ref: Any, est: Any) -> float:
     return 10.0 * math.log10(num / den)
 
 
+#: What ``speechmos`` imports without declaring it (its wheel lists no dependency): the ``dnsmos`` extra adds them.
+DNSMOS_MODULES = ("speechmos", "librosa", "onnxruntime", "requests")
+
+
 def _have_speechmos() -> bool:
+    """Whether DNSMOS can run: ``speechmos`` and the packages it imports (:data:`DNSMOS_MODULES`)."""
     import importlib.util
 
-    return importlib.util.find_spec("speechmos") is not None
+    return all(importlib.util.find_spec(m) is not None for m in DNSMOS_MODULES)
+
+
+def _require_dnsmos() -> None:
+    """Raise :class:`edm_se.asr.MissingExtra` (an ImportError) naming the missing DNSMOS packages and the extra."""
+    from edm_se.asr import require
+
+    require("dnsmos", *DNSMOS_MODULES, what="DNSMOS")
 
 
 def dnsmos(est: Any, sample_rate: int) -> dict[str, float]:
@@ -152,10 +164,10 @@ def dnsmos(est: Any, sample_rate: int) -> dict[str, float]:
         ``{"dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak"}`` MOS values (1 .. 5).
 
     Raises:
-        ImportError: ``speechmos`` is not installed (``pip install 'edm_se[dnsmos]'``).
+        edm_se.asr.MissingExtra (an ImportError): ``speechmos`` or a package it imports is missing (``pip install
+            'edm_se[dnsmos]'``).
     """
-    if not _have_speechmos():
-        raise ImportError("DNSMOS needs the optional package speechmos: pip install 'edm_se[dnsmos]'")
+    _require_dnsmos()
     from speechmos import dnsmos as _dnsmos
 
     est = _resample(_as_1d(est, "est"), sample_rate, PESQ_SAMPLE_RATE)
@@ -276,7 +288,7 @@ def score_pairs(references: Sequence[Any], estimates: Sequence[Any], sample_rate
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; known: {', '.join(KNOWN_METRICS)}")
     if any(m in DNSMOS_METRICS for m in metrics) and not _have_speechmos():
-        raise ImportError("DNSMOS metrics need the optional package speechmos: pip install 'edm_se[dnsmos]'")
+        _require_dnsmos()
     wer = [m for m in metrics if m in WER_METRICS]
     if wer:
         from edm_se import asr

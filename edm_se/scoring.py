@@ -24,7 +24,8 @@ def wanted_metrics(metrics: list[str], test_set: TestSet | None = None) -> list[
     out = []
     for m in metrics:
         if m.startswith("dnsmos") and not M._have_speechmos():
-            log.warning("speechmos is not installed (pip install 'edm_se[dnsmos]'): %s is skipped", m)
+            log.warning("DNSMOS needs speechmos, librosa and onnxruntime (pip install 'edm_se[dnsmos]'): %s is "
+                        "skipped", m)
             continue
         if m in M.WER_METRICS:
             from edm_se import asr
