@@ -35,6 +35,9 @@ from edm_se.study_common import METRIC_ORDER, metric_sort_key  # noqa: E402,F401
 
 log = logging.getLogger("edm_se.plots")
 
+#: Metric panels side by side in one row of a figure; more metrics wrap into rows of equal length.
+MAX_PANELS_PER_ROW = 4
+
 METRIC_LABELS = {
     "pesq": "PESQ (wide band, MOS 1-4.6)",
     "estoi": "ESTOI (0-1)",
@@ -231,10 +234,14 @@ def plot_metric_curves(frame: pd.DataFrame, x: str = "nfe", metrics: Sequence[st
     lines = list(dict.fromkeys(cells.sort_values(["line"], kind="stable")["line"]))
     colors = plt.get_cmap("tab10" if len(lines) <= 10 else "tab20")
     markers = "osD^v<>pP*Xh"
-    ncols = len(metrics)
-    fig, axes = plt.subplots(1, ncols, figsize=(4.3 * ncols, 3.7), squeeze=False, layout="constrained")
+    # up to MAX_PANELS_PER_ROW panels in a row; more wrap into balanced rows (6 metrics: 2 rows of 3)
+    nrows = math.ceil(len(metrics) / MAX_PANELS_PER_ROW)
+    ncols = math.ceil(len(metrics) / nrows)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.3 * ncols, 3.7 * nrows), squeeze=False, layout="constrained")
+    for ax in axes.flat[len(metrics):]:
+        fig.delaxes(ax)
     handles: dict[str, Any] = {}
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes.flat, metrics):
         sub = cells[cells["metric"] == metric]
         for i, line in enumerate(lines):
             grp = sub[sub["line"] == line].sort_values(x)

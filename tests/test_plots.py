@@ -104,3 +104,24 @@ def test_line_labels_name_the_varying_parameters(tmp_path):
 def test_missing_results_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such results file"):
         plots.load_results(tmp_path / "nope.csv")
+
+
+def test_many_metrics_wrap_into_balanced_rows_in_metric_order(tmp_path):
+    """Six metrics (PESQ ... DNSMOS BAK) make 2 rows of 3 panels, not one row 26 inches wide; five make 3 + 2 (the
+    sixth slot removed); each panel holds its own metric's values."""
+    metrics = ["pesq", "estoi", "si_sdr", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak"]
+    rows = [{"study": "steps", "kind": "cell", "cell": f"sampler=euler,n={j}", "sampler": "euler", "num_steps": j + 1,
+             "nfe": nfe, "t_start": 1.0, "metric": m, "mean": 10.0 * i + j, "ci95": 0.1, "n": 10, "rtf": 0.01 * nfe}
+            for i, m in enumerate(metrics) for j, nfe in enumerate([1, 2, 4])]
+    for n_metrics, grid in ((6, (2, 3)), (5, (2, 3)), (4, (1, 4))):
+        path = tmp_path / f"results_{n_metrics}.csv"
+        pd.DataFrame([r for r in rows if r["metric"] in metrics[:n_metrics]]).to_csv(path, index=False)
+        fig = plots.plot_metric_curves(plots.load_results(path), "nfe")
+        assert len(fig.axes) == n_metrics
+        assert fig.axes[0].get_subplotspec().get_gridspec().get_geometry() == grid
+        for i, ax in enumerate(fig.axes):
+            assert ax.get_title() == plots.METRIC_TITLES.get(metrics[i], plots.METRIC_LABELS[metrics[i]])
+            (line,) = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-"]
+            np.testing.assert_allclose(line.get_ydata(), [10.0 * i, 10.0 * i + 1, 10.0 * i + 2])
+        width, height = fig.get_size_inches()
+        assert width == pytest.approx(4.3 * grid[1]) and height == pytest.approx(3.7 * grid[0])
