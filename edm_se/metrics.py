@@ -5,7 +5,8 @@
 * :func:`estoi`: extended STOI (Jensen & Taal 2016) with ``pystoi`` (``extended=True``). Range about 0 .. 1.
 * :func:`si_sdr`: scale-invariant SDR in dB (Le Roux, Wisdom, Erdogan & Hershey 2019, "SDR - half-baked or well
   done?", ICASSP, eqs. 5-6), own numpy implementation on zero-mean signals.
-* DNSMOS P.835 (Reddy et al. 2022) ``dnsmos_ovrl``, ``dnsmos_sig``, ``dnsmos_bak`` via the optional ``speechmos``
+* DNSMOS P.835 (Reddy et al. 2022) ``dnsmos_ovrl``, ``dnsmos_sig``, ``dnsmos_bak`` and DNSMOS P.808
+  ``dnsmos_p808`` via the optional ``speechmos``
   package (non-intrusive: only the estimate is used).
 * ``wer_whisper``, ``wer_sphinx``: word error rate in percent (lower is better) of a downstream recogniser on the
   estimate against the reference *transcript* (:mod:`edm_se.asr`, optional ``asr`` extra). Summarised over files
@@ -29,7 +30,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 PESQ_SAMPLE_RATE = 16000
-DNSMOS_METRICS = ("dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak")
+DNSMOS_METRICS = ("dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808")
 WER_METRICS = ("wer_whisper", "wer_sphinx")
 #: Every metric name :func:`score_pairs` knows.
 KNOWN_METRICS = ("pesq", "estoi", "si_sdr") + DNSMOS_METRICS + WER_METRICS
@@ -161,7 +162,8 @@ def dnsmos(est: Any, sample_rate: int) -> dict[str, float]:
     """DNSMOS P.835 scores of ``est`` (non-intrusive) via ``speechmos``, resampled to 16 kHz.
 
     Returns:
-        ``{"dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak"}`` MOS values (1 .. 5).
+        ``{"dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808"}`` MOS values (1 .. 5): the P.835 overall,
+        speech-signal and background scores, and the P.808 overall MOS of the same call.
 
     Raises:
         edm_se.asr.MissingExtra (an ImportError): ``speechmos`` or a package it imports is missing (``pip install
@@ -176,7 +178,7 @@ def dnsmos(est: Any, sample_rate: int) -> dict[str, float]:
         est = est / peak
     out = _dnsmos.run(est.astype(np.float32), sr=PESQ_SAMPLE_RATE)
     return {"dnsmos_ovrl": float(out["ovrl_mos"]), "dnsmos_sig": float(out["sig_mos"]),
-            "dnsmos_bak": float(out["bak_mos"])}
+            "dnsmos_bak": float(out["bak_mos"]), "dnsmos_p808": float(out["p808_mos"])}
 
 
 def _score_one(job: tuple) -> dict[str, Any]:

@@ -133,7 +133,8 @@ def test_dnsmos_missing_package_is_a_clear_error(ref, monkeypatch):
 def test_dnsmos_on_real_speech_ranks_clean_above_noisy_and_resamples():
     """DNSMOS P.835 (Microsoft's ONNX models in speechmos; the `test` extra installs the `dnsmos` one) on a real
     utterance of the built-in test set: clean speech above the same speech with white noise at 20 dB, above 0 dB,
-    in OVRL and BAK (measured: OVRL 3.24 / 2.54 / 1.48, BAK 3.98 / 2.72 / 1.43); every score in [1, 5]; the same
+    in OVRL and BAK (measured: OVRL 3.24 / 2.54 / 1.48, BAK 3.98 / 2.72 / 1.43), and in SIG and P.808 above 0 dB;
+    every score in [1, 5]; the same
     numbers through score_pairs; an 8 kHz copy is resampled to 16 kHz and scored, not refused."""
     import soundfile as sf
 
@@ -148,6 +149,7 @@ def test_dnsmos_on_real_speech_ranks_clean_above_noisy_and_resamples():
         assert set(s) == set(M.DNSMOS_METRICS) and all(1.0 <= v <= 5.0 for v in s.values())
     for m in ("dnsmos_ovrl", "dnsmos_bak"):
         assert scores["clean"][m] > scores["20 dB"][m] + 0.2 and scores["20 dB"][m] > scores["0 dB"][m] + 0.5
+    assert scores["clean"]["dnsmos_p808"] > scores["0 dB"]["dnsmos_p808"] + 0.5
     assert scores["clean"]["dnsmos_sig"] > scores["0 dB"]["dnsmos_sig"] + 0.5
     frame, _ = M.score_pairs([clean], [_at_snr(clean, noise, 0.0)], metrics=M.DNSMOS_METRICS, num_workers=0,
                              progress=False)
