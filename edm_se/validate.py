@@ -288,7 +288,8 @@ def evaluate_config(cfg: DictConfig) -> None:
         raise ConfigError("estimates=DIR and references=DIR are required (noisy=DIR adds the improvement columns)")
     int_at_least(cfg, ["num_workers"], 1)
     _metrics(cfg, optional=True)
-    check(cfg, "partial", lambda v: isinstance(v, bool), "true or false")
+    for key in ("partial", "progress"):
+        check(cfg, key, lambda v: isinstance(v, bool), "true or false")
 
 
 def _metrics(cfg: DictConfig, optional: bool = False) -> None:
