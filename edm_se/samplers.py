@@ -131,13 +131,16 @@ class Sampler:
         if self.float64:
             work = y.to(torch.complex128 if y.is_complex() else torch.float64)
         ts = self.schedule(self.num_steps, sde, float(t_start))
+        den = _Counted(denoiser, sde, work, y)
         if x_init is None:
-            x = work + batch_view(sde.std(ts[0]), work) * randn_like(work, generator)
+            # y + std(t_0) z, made from its residual (x - y) / s = sigma(t_0) z, which the first step then takes
+            # as it is instead of computing it back from x (two passes over the state fewer)
+            x = den.from_residual(randn_like(work, generator) * float(sde.sigma(ts[0])), sde.s(ts[0]))
         else:
             if x_init.shape != y.shape:
                 raise ValueError(f"x_init {tuple(x_init.shape)} and y {tuple(y.shape)} differ in shape")
             x = x_init.to(work.dtype)
-        return _Counted(denoiser, sde, work, y), work, x, ts
+        return den, work, x, ts
 
     @torch.no_grad()
     def __call__(self, denoiser, sde, y: torch.Tensor, *, x_init: torch.Tensor | None = None, t_start: float = 1.0,
