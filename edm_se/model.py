@@ -64,6 +64,11 @@ class EnhanceResult:
         nfe: network function evaluations made per example (counted by the sampler).
         seconds: wall-clock time of the whole call.
         rtf: real-time factor = seconds / audio duration (all examples together).
+        estimates: with ``return_estimates=True``, one dict per network call ``k = 1 .. nfe``: ``{"nfe": k,
+            "t", "sigma": the call's process time and noise level, "seconds": the sampling wall time up to the end
+            of that call (summed over chunks; without the STFT), "waveform": the clean estimate y + D of that call
+            as audio, shaped like ``waveform``}``: what stopping the sampler after call k would give and cost.
+            None otherwise.
     """
 
     waveform: torch.Tensor
@@ -72,6 +77,7 @@ class EnhanceResult:
     seconds: float
     rtf: float
     extra: dict = field(default_factory=dict)
+    estimates: list[dict] | None = None
 
 
 class EnhancementModel:
@@ -177,20 +183,31 @@ class EnhancementModel:
         return self.parts.stft.inverse(crop_frames(spec, num_frames), length)
 
     @torch.no_grad()
-    def _enhance_block(self, noisy: torch.Tensor, sampler: Any, t_start: float,
-                       generator: torch.Generator | None) -> tuple[torch.Tensor, int]:
+    def _enhance_block(self, noisy: torch.Tensor, sampler: Any, t_start: float, generator: torch.Generator | None,
+                       return_estimates: bool = False) -> tuple[torch.Tensor, int, list[dict] | None]:
+        """One block: ``(enhanced (B, L) float32 on the CPU, NFE, per-call estimates or None)``; see
+        :attr:`EnhanceResult.estimates` (``seconds`` here from the start of this block's sampling)."""
         noisy = noisy.to(self.device, torch.float32)
         normed, scale = peak_normalize(noisy)
         y, num_frames = self.to_spec(normed)
-        out = sampler(self.parts.denoiser, self.parts.sde, y, t_start=t_start, generator=generator)
+        calls: list[dict] | None = [] if return_estimates else None
+        begin = time.perf_counter()
+        out = sampler(self.parts.denoiser, self.parts.sde, y, t_start=t_start, generator=generator,
+                      estimates=calls)
         wave = self.from_spec(out.x0_hat, num_frames, noisy.shape[-1]) * scale
-        return wave.float().cpu(), int(out.nfe)
+        estimates = None
+        if calls is not None:
+            estimates = [{"nfe": c["nfe"], "t": c["t"], "sigma": c["sigma"], "seconds": c["time"] - begin,
+                          "waveform": (self.from_spec(c["x0_hat"], num_frames, noisy.shape[-1]) * scale).float().cpu()}
+                         for c in calls]
+        return wave.float().cpu(), int(out.nfe), estimates
 
     # ------------------------------------------------------------------ public API
     @torch.no_grad()
     def enhance(self, waveform: torch.Tensor, sample_rate: int, sampler: Any = None, num_steps: int | None = None,
                 t_start: float = 1.0, seed: int | None = 0, chunk_seconds: float = 30.0,
-                overlap_seconds: float = 1.0, **sampler_params: Any) -> EnhanceResult:
+                overlap_seconds: float = 1.0, return_estimates: bool = False,
+                **sampler_params: Any) -> EnhanceResult:
         """Enhance noisy speech.
 
         Args:
@@ -205,6 +222,8 @@ class EnhancementModel:
             seed: seed of the sampler's noise (None: non-deterministic).
             chunk_seconds: inputs longer than this are processed in overlapping chunks, cross-faded linearly over
                 ``overlap_seconds`` (no seam; each chunk is normalised separately).
+            return_estimates: keep the clean estimate of every network call (:attr:`EnhanceResult.estimates`):
+                what each step of this one run buys and costs. The output is the same with or without it.
             **sampler_params: other sampler fields, e.g. ``s_churn=0.5``.
 
         Returns:
@@ -234,17 +253,17 @@ class EnhancementModel:
         length = x.shape[-1]
         chunk = int(chunk_seconds * self.sample_rate)
         if length <= chunk:
-            out, nfe = self._enhance_block(x, smp, t_start, gen)
+            out, nfe, estimates = self._enhance_block(x, smp, t_start, gen, return_estimates)
         else:
             hop = chunk - int(overlap_seconds * self.sample_rate)
             if hop <= 0:
                 raise ValueError("overlap_seconds must be smaller than chunk_seconds")
             out = torch.zeros_like(x)
             weight = torch.zeros(length)
-            nfe = 0
+            nfe, estimates = 0, None
             for begin in range(0, length, hop):
                 end = min(begin + chunk, length)
-                piece, nfe = self._enhance_block(x[:, begin:end], smp, t_start, gen)
+                piece, nfe, calls = self._enhance_block(x[:, begin:end], smp, t_start, gen, return_estimates)
                 w = torch.ones(end - begin)
                 ov = min(int(overlap_seconds * self.sample_rate), end - begin)
                 if begin > 0:
@@ -252,14 +271,25 @@ class EnhancementModel:
                 if end < length:
                     w[-ov:] = torch.minimum(w[-ov:], torch.linspace(1, 0, ov + 2)[1:-1])
                 out[:, begin:end] += piece * w
+                if calls is not None:  # every chunk makes the same calls: the k-th ones are cross-faded alike
+                    if estimates is None:
+                        estimates = [{**c, "seconds": 0.0, "waveform": torch.zeros_like(x)} for c in calls]
+                    for e, c in zip(estimates, calls):
+                        e["waveform"][:, begin:end] += c["waveform"] * w
+                        e["seconds"] += c["seconds"]
                 weight[begin:end] += w
                 if end == length:
                     break
             out = out / weight.clamp_min(1e-8)
+            for e in estimates or []:
+                e["waveform"] = e["waveform"] / weight.clamp_min(1e-8)
+        if estimates is not None and squeeze:
+            for e in estimates:
+                e["waveform"] = e["waveform"][0]
         seconds = time.perf_counter() - start
         duration = x.shape[0] * length / self.sample_rate
         return EnhanceResult(waveform=out[0] if squeeze else out, sample_rate=self.sample_rate, nfe=nfe,
-                             seconds=seconds, rtf=seconds / max(duration, 1e-9))
+                             seconds=seconds, rtf=seconds / max(duration, 1e-9), estimates=estimates)
 
 
 def load(ckpt: str | os.PathLike | None = None, device: str = "auto") -> EnhancementModel:

@@ -1,11 +1,13 @@
 """Reverse-process samplers: EDM Heun with churn, Euler, Euler-Maruyama, SGMSE+'s predictor-corrector and the
 bridge posterior sampler (Schrödinger bridge SDE sampler).
 
-Every sampler is called as ``sampler(denoiser, sde, y, *, x_init=None, t_start=1.0, generator=None)`` and returns
-:class:`SampleOutput` with the absolute clean estimate ``x0_hat`` (same shape and dtype as ``y``), the number of
-network calls actually made (``nfe``, counted) and optionally the trajectory. ``denoiser(x_tilde, y, sigma)`` is any
-callable returning the residual estimate ``E[x0 - y | x_tilde]`` (an :class:`edm_se.denoiser.Denoiser`, or an exact
-oracle in tests). Tensors may be real or complex, of any shape with a leading batch dimension.
+Every sampler is called as ``sampler(denoiser, sde, y, *, x_init=None, t_start=1.0, generator=None,
+estimates=None)`` and returns :class:`SampleOutput` with the absolute clean estimate ``x0_hat`` (same shape and dtype
+as ``y``), the number of network calls actually made (``nfe``, counted) and optionally the trajectory. A list passed
+as ``estimates`` receives the clean estimate ``y + D`` of every network call as it is made (what stopping the
+sampler after that call would give; the last one is ``x0_hat`` for samplers that end on the denoiser's estimate).
+``denoiser(x_tilde, y, sigma)`` is any callable returning the residual estimate ``E[x0 - y | x_tilde]`` (an
+:class:`edm_se.denoiser.Denoiser`, or an exact oracle in tests). Tensors may be real or complex, of any shape with a leading batch dimension.
 
 The step grid comes from a :mod:`edm_se.schedules` object: ``t_0 = t_start t_max > ... > t_{N-1} > t_N = 0``.
 Starting part-way (``t_start < 1``) begins from ``y + std(t_0) noise`` (as BBED and CRP do), unless ``x_init`` is
@@ -20,6 +22,7 @@ made instead of recomputing it from ``x``, so a step costs a few passes over the
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -55,9 +58,11 @@ class _Counted:
     preconditioning and the network run in the network's precision and only the state arithmetic in double.
     """
 
-    def __init__(self, denoiser, sde, y: torch.Tensor, y_net: torch.Tensor | None = None) -> None:
+    def __init__(self, denoiser, sde, y: torch.Tensor, y_net: torch.Tensor | None = None,
+                 estimates: list | None = None) -> None:
         self.denoiser, self.sde, self.y, self.nfe = denoiser, sde, y, 0
         self.y_net = y if y_net is None else y_net
+        self.estimates = estimates
         self._last: tuple[torch.Tensor, float, torch.Tensor] | None = None  # (x, s, x_tilde) of from_residual
 
     def from_residual(self, x_tilde: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -78,7 +83,11 @@ class _Counted:
         """One counted denoiser call at time ``t`` on ``x_tilde`` cast to the caller's dtype (its output as it is)."""
         self.nfe += 1
         sigma = self.sde.sigma(t).expand(x_tilde.shape[0])
-        return self.denoiser(x_tilde.to(self.y_net.dtype), self.y_net, sigma)
+        out = self.denoiser(x_tilde.to(self.y_net.dtype), self.y_net, sigma)
+        if self.estimates is not None:
+            self.estimates.append({"nfe": self.nfe, "t": float(t), "sigma": float(sigma[0]),
+                                   "x0_hat": self.y_net + out.to(self.y_net.dtype), "time": time.perf_counter()})
+        return out
 
     def residual(self, x_tilde: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self._net(x_tilde, t).to(x_tilde.dtype)
@@ -124,14 +133,14 @@ class Sampler:
         self.float64 = bool(float64)
         self.return_trajectory = bool(return_trajectory)
 
-    def _setup(self, denoiser, sde, y, x_init, t_start, generator):
+    def _setup(self, denoiser, sde, y, x_init, t_start, generator, estimates=None):
         if not 0 < float(t_start) <= 1:
             raise ValueError(f"t_start must be in (0, 1], got {t_start}")
         work = y
         if self.float64:
             work = y.to(torch.complex128 if y.is_complex() else torch.float64)
         ts = self.schedule(self.num_steps, sde, float(t_start))
-        den = _Counted(denoiser, sde, work, y)
+        den = _Counted(denoiser, sde, work, y, estimates)
         if x_init is None:
             # y + std(t_0) z, made from its residual (x - y) / s = sigma(t_0) z, which the first step then takes
             # as it is instead of computing it back from x (two passes over the state fewer)
@@ -144,9 +153,13 @@ class Sampler:
 
     @torch.no_grad()
     def __call__(self, denoiser, sde, y: torch.Tensor, *, x_init: torch.Tensor | None = None, t_start: float = 1.0,
-                 generator: torch.Generator | None = None) -> SampleOutput:
-        """Run the reverse process from ``t_start`` (see the module docstring); ``y`` (B, ...) real or complex."""
-        den, yw, x, ts = self._setup(denoiser, sde, y, x_init, t_start, generator)
+                 generator: torch.Generator | None = None, estimates: list | None = None) -> SampleOutput:
+        """Run the reverse process from ``t_start`` (see the module docstring); ``y`` (B, ...) real or complex.
+
+        ``estimates``: a list that receives, per network call, ``{"nfe": k, "t", "sigma": the call's time and
+        noise level, "x0_hat": y + D (shape and dtype of y), "time": time.perf_counter() when the call returned}``.
+        """
+        den, yw, x, ts = self._setup(denoiser, sde, y, x_init, t_start, generator, estimates)
         traj = [x] if self.return_trajectory else None
         for i in range(self.num_steps):
             x = self._step(den, sde, yw, x, ts[i], ts[i + 1], generator)

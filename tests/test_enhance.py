@@ -160,10 +160,35 @@ def test_make_sampler_caches_by_name_and_returns_independent_copies(tiny_checkpo
 def test_chunked_processing_has_no_seams(tiny_checkpoint, monkeypatch):
     model = EnhancementModel.from_checkpoint(tiny_checkpoint, device="cpu")
     # An identity "enhancer" per block exposes any gap or double-counting in the overlap-add.
-    monkeypatch.setattr(model, "_enhance_block", lambda x, *a: (x.clone(), 1))
+    monkeypatch.setattr(model, "_enhance_block", lambda x, *a: (x.clone(), 1, None))
     wave = torch.randn(16000 * 7 + 123)
     res = model.enhance(wave, 16000, chunk_seconds=2.0, overlap_seconds=0.5)
     torch.testing.assert_close(res.waveform, wave, rtol=0, atol=1e-5)
+
+
+def test_estimates_of_every_call_through_the_model_and_across_chunks(tiny_checkpoint, noisy_dir):
+    """``return_estimates=True`` gives one waveform per network call, the last equal to the output (EDM Heun ends on
+    the denoiser's estimate); the output is unchanged by asking; a chunked input gives the cross-faded estimates of
+    its chunks (the last again the output) and their sampling times summed."""
+    model = EnhancementModel.from_checkpoint(tiny_checkpoint, device="cpu")
+    wave, sr = sf.read(sorted(noisy_dir.glob("*.wav"))[0], dtype="float32")
+    wave = torch.from_numpy(wave)
+    plain = model.enhance(wave, sr, sampler="edm_heun", num_steps=3)
+    res = model.enhance(wave, sr, sampler="edm_heun", num_steps=3, return_estimates=True)
+    assert plain.estimates is None and torch.equal(res.waveform, plain.waveform)
+    assert [e["nfe"] for e in res.estimates] == [1, 2, 3, 4, 5] == list(range(1, res.nfe + 1))
+    for e in res.estimates:
+        assert e["waveform"].shape == wave.shape and torch.isfinite(e["waveform"]).all()
+    torch.testing.assert_close(res.estimates[-1]["waveform"], res.waveform, rtol=0, atol=1e-6)
+    assert not torch.allclose(res.estimates[0]["waveform"], res.waveform, atol=1e-4)  # the steps do change it
+    assert 0 < res.estimates[0]["seconds"] < res.estimates[-1]["seconds"] <= res.seconds
+    assert res.estimates[0]["sigma"] > res.estimates[-1]["sigma"]
+    chunked = model.enhance(wave, sr, sampler="edm_heun", num_steps=3, return_estimates=True, chunk_seconds=1.0,
+                            overlap_seconds=0.25)
+    assert len(chunked.estimates) == 5 and chunked.estimates[0]["waveform"].shape == wave.shape
+    torch.testing.assert_close(chunked.estimates[-1]["waveform"], chunked.waveform, rtol=0, atol=1e-6)
+    times = [e["seconds"] for e in chunked.estimates]
+    assert times == sorted(times) and 0 < times[-1] <= chunked.seconds
 
 
 def test_missing_checkpoint_is_one_line_and_writes_nothing(noisy_dir, tmp_path):

@@ -165,6 +165,39 @@ def test_generator_makes_runs_reproducible_and_t_start_is_checked():
         SM.EDMHeun(0)
 
 
+@pytest.mark.parametrize("make", [lambda: SM.EDMHeun(4), lambda: SM.EDMHeun(4, s_churn=2.0), lambda: SM.Euler(5),
+                                  lambda: SM.PC(3), lambda: SM.Posterior(4), lambda: SM.EulerMaruyama(4),
+                                  lambda: SM.PC(3, predictor_in_sigma=False)],
+                         ids=["heun", "heun_churn", "euler", "pc", "posterior", "em", "pc_in_t"])
+def test_estimates_are_each_calls_clean_estimate_and_change_nothing(make):
+    """``estimates=[]`` receives y + D of every network call, in order, with the call's sigma (checked against the
+    denoiser's own inputs and outputs); the samples are bit for bit those of a call without it."""
+    sde = S.OUVE()
+    y, m, _, _ = _problem(sde, 1.0, batch=2, dtype=torch.float32)
+    seen = []
+
+    def recording(x_tilde, yy, sigma):
+        out = GaussianOracle(m.float())(x_tilde, yy, sigma).to(x_tilde.dtype)
+        seen.append((float(sigma[0]), out))
+        return out
+
+    plain = make()(recording, sde, y, generator=torch.Generator().manual_seed(3))
+    seen.clear()
+    estimates: list = []
+    out = make()(recording, sde, y, generator=torch.Generator().manual_seed(3), estimates=estimates)
+    assert torch.equal(out.x0_hat, plain.x0_hat)
+    assert [e["nfe"] for e in estimates] == list(range(1, out.nfe + 1)) and len(seen) == out.nfe
+    for e, (sigma, d) in zip(estimates, seen):
+        assert e["sigma"] == pytest.approx(sigma, rel=1e-12) and e["sigma"] == pytest.approx(float(sde.sigma(
+            torch.tensor(e["t"], dtype=torch.float64))), rel=1e-12)
+        assert e["x0_hat"].dtype == y.dtype and torch.equal(e["x0_hat"], y + d)
+    assert all(a["time"] <= b["time"] for a, b in zip(estimates, estimates[1:]))
+    if getattr(make(), "s_churn", 0.0) == 0.0:  # (churn raises t before a step's first call)
+        assert all(a["t"] >= b["t"] for a, b in zip(estimates, estimates[1:]))
+    # every sampler here ends on the denoiser's clean estimate (PC with its default final_denoise=True)
+    torch.testing.assert_close(estimates[-1]["x0_hat"], out.x0_hat, rtol=0, atol=1e-6)
+
+
 def test_complex_input_keeps_dtype_and_trajectory():
     sde = S.OUVE()
     y = torch.randn(2, 1, 8, 4, dtype=torch.complex64)
