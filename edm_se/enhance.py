@@ -50,7 +50,8 @@ def list_inputs(path: str | Path) -> tuple[Path, list[Path]]:
 
 def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=None, num_steps=None,
                   t_start: float = 1.0, seed: int = 0, progress: bool = True,
-                  on_mismatch: str = "resample", sample_rate: int = 16000, resume: bool = True) -> dict:
+                  on_mismatch: str = "resample", sample_rate: int = 16000, resume: bool = True,
+                  estimates: bool = False) -> dict:
     """Enhance ``inputs`` with ``model`` and write them under ``output`` (same relative paths), or, for a single
     input and an ``output`` with an audio suffix that is not an existing directory, to the file ``output`` itself
     (no record then: there is nothing to resume).
@@ -60,6 +61,10 @@ def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=N
             :class:`edm_se.enhancers.Enhancer` (a peer such as DeepFilterNet3; run at ``sample_rate``, NFE 0).
         resume: skip the files an earlier run with the same configuration finished into ``output`` (module
             docstring); False enhances every file and starts the record anew.
+        estimates: also write the clean estimate of every network call (a diffusion model only; see
+            :attr:`edm_se.model.EnhanceResult.estimates`) to ``output/estimates/nfe<k>/`` (same relative paths, so
+            each is a directory ``edm-se evaluate`` scores), and ``output/estimates/steps.csv``: one row per file
+            and call (``file, nfe, t, sigma, seconds``: the sampling time up to that call).
 
     Inputs at another sample rate are resampled to the model's with a logged notice (``on_mismatch="resample"``)
     or refused with :class:`edm_se.audio.AudioError` (``"error"``); multi-channel inputs are down-mixed.
@@ -90,12 +95,16 @@ def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=N
             cache[f] = wave
             cached += wave.shape[-1]
     to_file = output_is_file(output)
+    if estimates and not diffusion:
+        raise ValueError("estimates=true needs the diffusion enhancer (a peer makes no network calls to show)")
+    if estimates and to_file:
+        raise AudioError(output, "estimates=true writes a directory of them: name a directory as output")
     if to_file and len(inputs) != 1:
         raise AudioError(output, f"an output file takes one input, not {len(inputs)}: name a directory")
     if to_file and Path(output).suffix.lower() not in WRITABLE_SUFFIXES:
         raise AudioError(output, f"cannot write {Path(output).suffix} (an output file ends in "
                          f"{', '.join(WRITABLE_SUFFIXES)})")
-    identity = _identity(model, sampler, num_steps, t_start, seed, sr, on_mismatch)
+    identity = {**_identity(model, sampler, num_steps, t_start, seed, sr, on_mismatch), "estimates": bool(estimates)}
     done = {} if to_file else _open_record(output, identity, resume)
     total_audio, total_wall, nfe, skipped = 0.0, 0.0, 0, 0
     for f in tqdm(inputs, desc="enhance", disable=not progress, dynamic_ncols=True):
@@ -111,9 +120,15 @@ def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=N
         wave = cache.pop(f, None)
         if wave is None:
             wave = load_audio(f, sample_rate=sr, on_mismatch=on_mismatch)
+        calls = None
         if diffusion:
-            res = model.enhance(wave, sr, sampler=sampler, num_steps=num_steps, t_start=t_start, seed=seed)
+            res = model.enhance(wave, sr, sampler=sampler, num_steps=num_steps, t_start=t_start, seed=seed,
+                                return_estimates=estimates)
             enhanced, seconds, nfe = res.waveform, res.seconds, res.nfe
+            for e in res.estimates or []:
+                save_audio(output / "estimates" / f"nfe{e['nfe']:03d}" / dest.relative_to(output), e["waveform"], sr)
+            if res.estimates is not None:
+                calls = [{k: e[k] for k in ("nfe", "t", "sigma", "seconds")} for e in res.estimates]
         else:
             from edm_se.enhancers import timed_enhance
 
@@ -121,12 +136,14 @@ def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=N
         dest.parent.mkdir(parents=True, exist_ok=True)
         save_audio(dest, enhanced, sr)
         if not to_file:
-            _record_done(output, rel.as_posix(), input_sha256)
+            _record_done(output, rel.as_posix(), input_sha256, calls)
         total_audio += wave.shape[-1] / sr
         total_wall += seconds
     if skipped:
         log.info("resumed: %d of %d file(s) were already enhanced in %s with this configuration", skipped,
                  len(inputs), output)
+    if estimates:
+        _write_steps_csv(output, [f.relative_to(root).as_posix() for f in inputs])
     return {"files": len(inputs), "skipped": skipped, "nfe": nfe, "audio_seconds": total_audio,
             "wall_seconds": total_wall, "rtf": total_wall / max(total_audio, 1e-9)}
 
@@ -184,32 +201,65 @@ def _open_record(output: Path, identity: dict, resume: bool) -> dict[str, str]:
             raise AudioError(manifest, f"{output} holds the outputs of another configuration ({k}: "
                              f"{old.get(k)!r} then, {identity.get(k)!r} now); choose another output= or pass "
                              "resume=false to overwrite them")
-        done: dict[str, str] = {}
         if log_path.is_file():
             text = log_path.read_text(encoding="utf-8")
             if text and not text.endswith("\n"):  # a torn last line: end it, so the next record stands alone
                 with open(log_path, "a", encoding="utf-8") as fh:
                     fh.write("\n")
-            for line in text.splitlines():
-                try:
-                    row = json.loads(line)
-                    done[str(row["file"])] = str(row["input_sha256"])
-                except (ValueError, KeyError, TypeError):
-                    continue
-        return done
+        return {name: str(row.get("input_sha256")) for name, row in _read_record(output).items()}
     output.mkdir(parents=True, exist_ok=True)
+    if manifest.is_file() and (output / "estimates").is_dir():
+        import shutil
+
+        # per-call estimates of the run this one replaces (resume=false): a shorter run would leave some behind
+        log.info("starting anew in %s: removing the earlier run's estimates/", output)
+        shutil.rmtree(output / "estimates")
     log_path.unlink(missing_ok=True)
     atomic_write_json(manifest, {"format": MANIFEST_FORMAT, "config": identity}, indent=2)
     return {}
 
 
-def _record_done(output: Path, name: str, input_sha256: str) -> None:
+def _read_record(output: Path) -> dict[str, dict]:
+    """The rows of ``output/enhance_done.jsonl`` by file (the last row of a file wins; torn lines are skipped)."""
+    rows: dict[str, dict] = {}
+    path = output / DONE_LOG
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+                rows[str(row["file"])] = row
+            except (ValueError, KeyError, TypeError):
+                continue
+    return rows
+
+
+def _record_done(output: Path, name: str, input_sha256: str, calls: list[dict] | None = None) -> None:
     """Append one finished file to ``output/enhance_done.jsonl`` (flushed to disk: an interruption loses at most
-    the line being written, and its audio file is then enhanced again)."""
+    the line being written, and its audio file is then enhanced again); ``calls``: its per-call rows for
+    ``estimates/steps.csv``."""
+    row = {"file": name, "input_sha256": input_sha256, **({"calls": calls} if calls is not None else {})}
     with open(output / DONE_LOG, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"file": name, "input_sha256": input_sha256}) + "\n")
+        fh.write(json.dumps(row) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def _write_steps_csv(output: Path, names: list[str]) -> None:
+    """``output/estimates/steps.csv`` (atomic): ``file, nfe, t, sigma, seconds`` for each of ``names`` and each of
+    its network calls, from the record (so the files a resumed run skipped are in it too)."""
+    import csv
+    import io
+
+    from edm_se.atomic import atomic_write_text
+
+    record = _read_record(output)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["file", "nfe", "t", "sigma", "seconds"])
+    for name in names:
+        for c in record.get(name, {}).get("calls") or []:
+            writer.writerow([name, c["nfe"], f"{c['t']:.9g}", f"{c['sigma']:.9g}", f"{c['seconds']:.6f}"])
+    atomic_write_text(output / "estimates" / "steps.csv", buf.getvalue())
 
 
 def main(cfg: DictConfig) -> None:
@@ -246,13 +296,18 @@ def main(cfg: DictConfig) -> None:
     start = time.perf_counter()
     stats = enhance_files(model, files, root, Path(cfg.output), sampler=sampler, num_steps=num_steps,
                           t_start=float(cfg.t_start), seed=int(cfg.seed), progress=bool(cfg.progress),
-                          on_mismatch=str(cfg.on_rate_mismatch), resume=bool(cfg.resume))
+                          on_mismatch=str(cfg.on_rate_mismatch), resume=bool(cfg.resume),
+                          estimates=bool(cfg.estimates))
     stats["total_seconds"] = time.perf_counter() - start
     stats["checkpoint"] = model.info.get("path")
     if _all_done(stats, cfg.output):
         return
     print(f"enhanced {_count(stats)} -> {cfg.output}  NFE={stats['nfe']}  "
           f"RTF={stats['rtf']:.3f} ({stats['wall_seconds']:.1f} s for {stats['audio_seconds']:.1f} s of audio)")
+    if cfg.estimates:
+        est = Path(cfg.output) / "estimates"
+        print(f"the clean estimate after each network call: {est}/nfe001 .. nfe{stats['nfe']:03d}/, sampling time "
+              f"per call: {est}/steps.csv")
     log.info("%s", json.dumps(stats))
 
 

@@ -230,8 +230,11 @@ def enhance_config(cfg: DictConfig) -> None:
 
     one_of(cfg, "enhancer", ("diffusion", *PEERS))
     int_at_least(cfg, ["sample_rate"], 8000)
-    for key in ("resume", "progress"):
+    for key in ("resume", "progress", "estimates"):
         check(cfg, key, lambda v: isinstance(v, bool), "true or false")
+    if cfg.get("estimates") and str(cfg.get("enhancer")) != "diffusion":
+        raise ConfigError(f"estimates=true: enhancer={cfg.enhancer} makes no network calls to show "
+                          "(estimates are the diffusion model's clean estimate after each call)")
     if cfg.get("sampler") is not None:
         _prefixed(lambda: sampler(cfg.sampler), "sampler")
 

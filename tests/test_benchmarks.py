@@ -94,3 +94,33 @@ def test_gpu_suite_keeps_to_its_budget(tmp_path):
                        "train_compile", "train_amp_compile"], log
     assert "of the 0 s budget left" in log and "== done" in log
     assert sorted(p.name for p in tmp_path.iterdir()) == ["suite.log"]  # nothing ran, nothing else written
+
+
+def test_estimates_table_scores_every_call_and_its_last_row_is_the_output(tiny_checkpoint, tmp_path):
+    """benchmarks/estimates_table.py on 2 real test mixtures with EDM Heun, 2 steps: one row per call (NFE 3), its
+    provenance, and the last call's scores equal those of the run's own output files."""
+    import shutil
+
+    from edm_se.data import builtin_test_set
+    from edm_se.evaluate import evaluate_dirs
+
+    test = tmp_path / "test"
+    for sub in ("clean", "noisy"):
+        (test / sub).mkdir(parents=True)
+        for f in sorted((builtin_test_set() / sub).glob("*.flac"))[:2]:
+            shutil.copy(f, test / sub / f.name)
+    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "estimates_table.py"), "--ckpt",
+                          str(tiny_checkpoint), "--test-set", str(test), "--num-steps", "2", "--work",
+                          str(tmp_path / "work"), "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert res.returncode == 0, res.stderr[-3000:]
+    record = json.loads((tmp_path / "out" / "table.json").read_text())
+    assert [r["nfe"] for r in record["rows"]] == [1, 2, 3] and record["nfe"] == 3
+    assert record["test_set"]["n"] == 2 and len(record["checkpoint"]["sha256"]) == 64
+    assert record["rows"][0]["sigma"] > record["rows"][-1]["sigma"]
+    output = evaluate_dirs(tmp_path / "work" / "edm_heun_2", test / "clean", output_dir=tmp_path / "final",
+                           metrics=("pesq", "estoi", "si_sdr"), num_workers=0, progress=False)
+    for m in ("pesq", "estoi", "si_sdr"):
+        assert record["rows"][-1]["scores"][m]["mean"] == pytest.approx(output["scores"][m]["mean"], abs=1e-3)
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert table.count("\n| ") == 5  # header, noisy input and 3 calls

@@ -191,6 +191,45 @@ def test_estimates_of_every_call_through_the_model_and_across_chunks(tiny_checkp
     assert times == sorted(times) and 0 < times[-1] <= chunked.seconds
 
 
+def test_enhance_cli_writes_every_calls_estimate_and_its_time(tiny_checkpoint, noisy_dir, tmp_path):
+    """`estimates=true`: estimates/nfe001..nfe005/ hold every file (the last equal to the output up to 16-bit
+    rounding), steps.csv one row per file and call with growing times; a resumed run keeps steps.csv whole; a
+    shorter run started anew removes the longer run's extra directories; peers and file outputs are refused."""
+    import pandas as pd
+
+    out = tmp_path / "enh"
+    args = ("enhance", f"ckpt={tiny_checkpoint}", f"input={noisy_dir}", f"output={out}", "sampler=edm_heun",
+            "progress=false", "estimates=true")
+    res = run_cli(*args, "sampler.num_steps=3")
+    assert res.returncode == 0, res.stderr[-3000:]
+    names = sorted(p.name for p in noisy_dir.iterdir())
+    est = out / "estimates"
+    assert sorted(p.name for p in est.iterdir()) == [f"nfe{k:03d}" for k in range(1, 6)] + ["steps.csv"]
+    for k in range(1, 6):
+        assert sorted(p.name for p in (est / f"nfe{k:03d}").iterdir()) == names
+    for name in names:
+        last, _ = sf.read(est / "nfe005" / name, dtype="float32")
+        final, _ = sf.read(out / name, dtype="float32")
+        np.testing.assert_allclose(last, final, atol=2 / 32768)
+    steps = pd.read_csv(est / "steps.csv")
+    assert list(steps.columns) == ["file", "nfe", "t", "sigma", "seconds"] and len(steps) == 5 * len(names)
+    for _, rows in steps.groupby("file"):
+        assert rows["nfe"].tolist() == [1, 2, 3, 4, 5] and rows["seconds"].is_monotonic_increasing
+        assert rows["sigma"].is_monotonic_decreasing
+    again = run_cli(*args, "sampler.num_steps=3")
+    assert again.returncode == 0 and "nothing to enhance" in again.stdout
+    assert pd.read_csv(est / "steps.csv").equals(steps)
+    shorter = run_cli(*args, "sampler.num_steps=2", "resume=false")
+    assert shorter.returncode == 0, shorter.stderr[-3000:]
+    assert sorted(p.name for p in est.iterdir()) == ["nfe001", "nfe002", "nfe003", "steps.csv"]
+    peer = run_cli("enhance", "enhancer=noisereduce", f"input={noisy_dir}", f"output={tmp_path / 'p'}",
+                   "estimates=true")
+    assert peer.returncode == 2 and "makes no network calls" in peer.stderr
+    one = run_cli("enhance", f"ckpt={tiny_checkpoint}", f"input={sorted(noisy_dir.iterdir())[0]}",
+                  f"output={tmp_path / 'one.wav'}", "estimates=true")
+    assert one.returncode == 2 and "name a directory as output" in one.stderr
+
+
 def test_missing_checkpoint_is_one_line_and_writes_nothing(noisy_dir, tmp_path):
     out = tmp_path / "enh"
     res = run_cli("enhance", f"ckpt={tmp_path}/nope.pt", f"input={noisy_dir}", f"output={out}")
