@@ -28,14 +28,20 @@ SUMMARY_FORMAT = "edm_se.evaluate/1"
 
 
 def _audio_files(root: Path, what: str) -> dict[str, Path]:
-    """``{relative path without suffix: file}`` for every audio file under ``root``."""
+    """``{relative path without suffix: file}`` for every audio file under ``root``; in an ``edm-se enhance``
+    output directory (one with ``enhance.json``) its per-call ``estimates/`` are not among them."""
     if not root.exists():
         raise AudioError(root, f"{what} directory does not exist")
     if not root.is_dir():
         raise AudioError(root, f"{what} path is not a directory")
+    from edm_se.enhance import MANIFEST
+
+    skip = root / "estimates" if (root / MANIFEST).is_file() else None
     found: dict[str, Path] = {}
     for f in sorted(root.rglob("*")):
         if not f.is_file() or f.suffix.lower() not in AUDIO_SUFFIXES or f.name.startswith("."):
+            continue
+        if skip is not None and f.is_relative_to(skip):
             continue
         key = f.relative_to(root).with_suffix("").as_posix()
         if key in found:

@@ -120,3 +120,23 @@ def test_evaluate_cli_missing_estimate_is_one_line_unless_partial(dirs, tmp_path
     assert "scoring" not in ok.stderr  # progress=false: no bar
     bad = run_cli(*args, "partial=yes please")
     assert bad.returncode == 2 and "partial=yes please: must be true or false" in bad.stderr
+
+
+def test_an_enhance_output_directory_is_scored_without_its_per_call_estimates(dirs, caplog):
+    """`edm-se enhance estimates=true` leaves estimates/nfe<k>/ beside the outputs; evaluating that directory scores
+    the outputs only (no "no reference" warning for every estimate); without enhance.json nothing is skipped."""
+    import logging
+    import shutil
+
+    enhanced = dirs / "enhanced"
+    (enhanced / "orphan.wav").unlink()
+    shutil.copytree(enhanced, dirs / "copy")
+    shutil.copytree(dirs / "copy", enhanced / "estimates" / "nfe001")
+    (enhanced / "enhance.json").write_text("{}")
+    with caplog.at_level(logging.WARNING, logger="edm_se.evaluate"):
+        summary = evaluate_dirs(enhanced, dirs / "clean", num_workers=0, metrics=("si_sdr",), progress=False)
+    assert summary["num_files"] == 3 and "no reference" not in caplog.text
+    (enhanced / "enhance.json").unlink()
+    with caplog.at_level(logging.WARNING, logger="edm_se.evaluate"):
+        evaluate_dirs(enhanced, dirs / "clean", num_workers=0, metrics=("si_sdr",), progress=False)
+    assert "3 estimate(s)" in caplog.text and "have no reference" in caplog.text
