@@ -5,7 +5,7 @@ every network call, :attr:`edm_se.model.EnhanceResult.estimates`) on a paired te
 real-audio test set, 25 held-out mixtures at 0-20 dB), scores every call's estimates with ``edm-se evaluate``
 (PESQ-WB, ESTOI, SI-SDR, paired against the noisy input) and writes a Markdown table and JSON: per call, its noise
 level sigma, the mean sampling time up to it, each metric's mean ± 95% CI and the paired improvement over the
-noisy input. The last call's estimate is the run's output. Unlike the ``steps`` study (one run per step count),
+noisy input, and a figure of each metric against the call (``estimates.png``). The last call's estimate is the run's output. Unlike the ``steps`` study (one run per step count),
 every row here comes from the same run: what stopping it after call k would give.
 
 The work directory keeps the audio (resumable: a re-run skips what is done); the JSON records the checkpoint and
@@ -69,15 +69,48 @@ def main(argv: list[str] | None = None) -> int:
                      "delta": summary["delta"], "noisy": summary["noisy_scores"]})
         print(f"NFE {int(nfe)}: " + "  ".join(f"{m} {summary['scores'][m]['mean']:.3f}" for m in METRICS),
               flush=True)
-    record = {"sampler": args.sampler, "num_steps": args.num_steps, "seed": args.seed, "nfe": stats["nfe"],
+    record = {"sampler": args.sampler, "num_steps": args.num_steps, "seed": args.seed,
+              "nfe": int(steps["nfe"].max()), "files_enhanced_now": stats["files"] - stats["skipped"],
               "checkpoint": checkpoint_identity(args.ckpt or default_checkpoint_path()),
               "test_set": test.identity(), "environment": environment(), "run": run_info(),
               "threads": args.threads, "wall_seconds": time.perf_counter() - start, "rows": rows}
     out = Path(args.out)
     atomic_write_json(out / "table.json", record, indent=1)
     atomic_write_text(out / "table.md", _markdown(record))
+    _figure(record, out / "estimates.png")
     print(_markdown(record))
     return 0
+
+
+def _figure(record: dict, path: Path) -> None:
+    """One panel per metric: the mean (95% CI band) of the estimate after each call, and the noisy input."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from edm_se.atomic import atomic_path
+    from edm_se.plots import METRIC_LABELS
+
+    rows = record["rows"]
+    nfe = np.array([r["nfe"] for r in rows])
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4.3 * len(METRICS), 3.5), layout="constrained")
+    for ax, m in zip(axes, METRICS):
+        mean = np.array([r["scores"][m]["mean"] for r in rows])
+        ci = np.array([r["scores"][m]["ci95"] for r in rows])
+        ax.plot(nfe, mean, marker="o", ms=3.5, label=f"estimate after call k ({record['sampler']})")
+        ax.fill_between(nfe, mean - ci, mean + ci, alpha=0.15, lw=0)
+        ax.axhline(rows[0]["noisy"][m]["mean"], color="0.3", ls="--", lw=1.2, label="noisy input")
+        ax.set_xlabel("network call k of one run")
+        ax.set_ylabel(METRIC_LABELS.get(m, m))
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=8, frameon=False)
+    fig.suptitle(f"One {record['sampler']} run of {record['num_steps']} steps (NFE {record['nfe']}): the clean "
+                 f"estimate after each call (mean ± 95% CI over {record['test_set']['n']} files)", fontsize=10)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=130, format="png")
+    plt.close(fig)
 
 
 def _markdown(record: dict) -> str:

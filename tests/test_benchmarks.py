@@ -122,5 +122,13 @@ def test_estimates_table_scores_every_call_and_its_last_row_is_the_output(tiny_c
                            metrics=("pesq", "estoi", "si_sdr"), num_workers=0, progress=False)
     for m in ("pesq", "estoi", "si_sdr"):
         assert record["rows"][-1]["scores"][m]["mean"] == pytest.approx(output["scores"][m]["mean"], abs=1e-3)
+    again = subprocess.run(res.args, capture_output=True, text=True, timeout=600, cwd=REPO)  # resumed: no audio
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed = json.loads((tmp_path / "out" / "table.json").read_text())
+    assert resumed["nfe"] == 3 and resumed["files_enhanced_now"] == 0 and record["files_enhanced_now"] == 2
+    for a, b in zip(resumed["rows"], record["rows"]):
+        for m in ("pesq", "estoi", "si_sdr"):
+            assert a["scores"][m]["mean"] == pytest.approx(b["scores"][m]["mean"], abs=1e-9)
     table = (tmp_path / "out" / "table.md").read_text()
     assert table.count("\n| ") == 5  # header, noisy input and 3 calls
+    assert (tmp_path / "out" / "estimates.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
