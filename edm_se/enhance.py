@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -80,6 +79,7 @@ def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=N
     """
     from tqdm import tqdm
 
+    from edm_se import enhance_record as record
     from edm_se.audio import WRITABLE_SUFFIXES, AudioError, load_audio, save_audio
     from edm_se.provenance import file_sha256
 
@@ -104,8 +104,9 @@ def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=N
     if to_file and Path(output).suffix.lower() not in WRITABLE_SUFFIXES:
         raise AudioError(output, f"cannot write {Path(output).suffix} (an output file ends in "
                          f"{', '.join(WRITABLE_SUFFIXES)})")
-    identity = {**_identity(model, sampler, num_steps, t_start, seed, sr, on_mismatch), "estimates": bool(estimates)}
-    done = {} if to_file else _open_record(output, identity, resume)
+    config = {**record.identity(model, sampler, num_steps, t_start, seed, sr, on_mismatch),
+              "estimates": bool(estimates)}
+    done = {} if to_file else record.open_record(output, config, resume)
     total_audio, total_wall, nfe, skipped = 0.0, 0.0, 0, 0
     for f in tqdm(inputs, desc="enhance", disable=not progress, dynamic_ncols=True):
         rel = f.relative_to(root)
@@ -136,14 +137,14 @@ def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=N
         dest.parent.mkdir(parents=True, exist_ok=True)
         save_audio(dest, enhanced, sr)
         if not to_file:
-            _record_done(output, rel.as_posix(), input_sha256, calls)
+            record.record_done(output, rel.as_posix(), input_sha256, calls)
         total_audio += wave.shape[-1] / sr
         total_wall += seconds
     if skipped:
         log.info("resumed: %d of %d file(s) were already enhanced in %s with this configuration", skipped,
                  len(inputs), output)
     if estimates:
-        _write_steps_csv(output, [f.relative_to(root).as_posix() for f in inputs])
+        record.write_steps_csv(output, [f.relative_to(root).as_posix() for f in inputs])
     return {"files": len(inputs), "skipped": skipped, "nfe": nfe, "audio_seconds": total_audio,
             "wall_seconds": total_wall, "rtf": total_wall / max(total_audio, 1e-9)}
 
@@ -153,113 +154,6 @@ def output_is_file(output: str | Path) -> bool:
     directory."""
     out = Path(output)
     return out.suffix.lower() in AUDIO_SUFFIXES and not out.is_dir()
-
-
-MANIFEST = "enhance.json"
-DONE_LOG = "enhance_done.jsonl"
-MANIFEST_FORMAT = "edm_se.enhance/1"
-
-
-def _identity(model, sampler, num_steps, t_start: float, seed: int, sample_rate: int, on_mismatch: str) -> dict:
-    """What makes the outputs of :func:`enhance_files`, a flat JSON dict: for a diffusion model the checkpoint's
-    SHA-256 (None for a model built in memory), the resolved sampler's class and every field (``sampler.<name>``:
-    its ``repr``), ``t_start`` and ``seed``; for a peer its name and package version; and the output rate and
-    rate-mismatch policy."""
-    base = {"sample_rate": int(sample_rate), "on_rate_mismatch": str(on_mismatch)}
-    if not hasattr(model, "make_sampler"):
-        from edm_se.enhancers import peer_version
-
-        return {"enhancer": model.name, "version": peer_version(model.name), **base}
-    from edm_se.provenance import file_sha256
-
-    path = (getattr(model, "info", None) or {}).get("path")
-    smp = model.make_sampler(sampler, num_steps)
-    fields = {f"sampler.{k}": repr(v) for k, v in vars(smp).items() if k != "return_trajectory"}
-    return {"enhancer": "diffusion", "checkpoint_sha256": file_sha256(path) if path else None,
-            "sampler": type(smp).__name__, **fields, "t_start": float(t_start), "seed": int(seed), **base}
-
-
-def _open_record(output: Path, identity: dict, resume: bool) -> dict[str, str]:
-    """Start or continue the record of ``output`` and return ``{relative input path: input SHA-256}`` of the files
-    finished under ``identity`` (empty when starting anew; a torn last line of an interrupted write is ignored).
-
-    Raises:
-        AudioError: ``resume`` and ``output/enhance.json`` holds another configuration (or is unreadable)."""
-    from edm_se.atomic import atomic_write_json
-    from edm_se.audio import AudioError
-
-    manifest, log_path = output / MANIFEST, output / DONE_LOG
-    if resume and manifest.is_file():
-        try:
-            old = json.loads(manifest.read_text())["config"]
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise AudioError(manifest, f"unreadable record of an earlier run ({type(err).__name__}); remove it or "
-                             "pass resume=false") from None
-        changed = [k for k in [*identity, *(k for k in old if k not in identity)] if old.get(k) != identity.get(k)]
-        if changed:
-            k = changed[0]
-            raise AudioError(manifest, f"{output} holds the outputs of another configuration ({k}: "
-                             f"{old.get(k)!r} then, {identity.get(k)!r} now); choose another output= or pass "
-                             "resume=false to overwrite them")
-        if log_path.is_file():
-            text = log_path.read_text(encoding="utf-8")
-            if text and not text.endswith("\n"):  # a torn last line: end it, so the next record stands alone
-                with open(log_path, "a", encoding="utf-8") as fh:
-                    fh.write("\n")
-        return {name: str(row.get("input_sha256")) for name, row in _read_record(output).items()}
-    output.mkdir(parents=True, exist_ok=True)
-    if manifest.is_file() and (output / "estimates").is_dir():
-        import shutil
-
-        # per-call estimates of the run this one replaces (resume=false): a shorter run would leave some behind
-        log.info("starting anew in %s: removing the earlier run's estimates/", output)
-        shutil.rmtree(output / "estimates")
-    log_path.unlink(missing_ok=True)
-    atomic_write_json(manifest, {"format": MANIFEST_FORMAT, "config": identity}, indent=2)
-    return {}
-
-
-def _read_record(output: Path) -> dict[str, dict]:
-    """The rows of ``output/enhance_done.jsonl`` by file (the last row of a file wins; torn lines are skipped)."""
-    rows: dict[str, dict] = {}
-    path = output / DONE_LOG
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-                rows[str(row["file"])] = row
-            except (ValueError, KeyError, TypeError):
-                continue
-    return rows
-
-
-def _record_done(output: Path, name: str, input_sha256: str, calls: list[dict] | None = None) -> None:
-    """Append one finished file to ``output/enhance_done.jsonl`` (flushed to disk: an interruption loses at most
-    the line being written, and its audio file is then enhanced again); ``calls``: its per-call rows for
-    ``estimates/steps.csv``."""
-    row = {"file": name, "input_sha256": input_sha256, **({"calls": calls} if calls is not None else {})}
-    with open(output / DONE_LOG, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _write_steps_csv(output: Path, names: list[str]) -> None:
-    """``output/estimates/steps.csv`` (atomic): ``file, nfe, t, sigma, seconds`` for each of ``names`` and each of
-    its network calls, from the record (so the files a resumed run skipped are in it too)."""
-    import csv
-    import io
-
-    from edm_se.atomic import atomic_write_text
-
-    record = _read_record(output)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["file", "nfe", "t", "sigma", "seconds"])
-    for name in names:
-        for c in record.get(name, {}).get("calls") or []:
-            writer.writerow([name, c["nfe"], f"{c['t']:.9g}", f"{c['sigma']:.9g}", f"{c['seconds']:.6f}"])
-    atomic_write_text(output / "estimates" / "steps.csv", buf.getvalue())
 
 
 def main(cfg: DictConfig) -> None:

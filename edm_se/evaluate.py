@@ -34,7 +34,7 @@ def _audio_files(root: Path, what: str) -> dict[str, Path]:
         raise AudioError(root, f"{what} directory does not exist")
     if not root.is_dir():
         raise AudioError(root, f"{what} path is not a directory")
-    from edm_se.enhance import MANIFEST
+    from edm_se.enhance_record import MANIFEST
 
     skip = root / "estimates" if (root / MANIFEST).is_file() else None
     found: dict[str, Path] = {}
