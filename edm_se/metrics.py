@@ -6,8 +6,7 @@
 * :func:`si_sdr`: scale-invariant SDR in dB (Le Roux, Wisdom, Erdogan & Hershey 2019, "SDR - half-baked or well
   done?", ICASSP, eqs. 5-6), own numpy implementation on zero-mean signals.
 * DNSMOS P.835 (Reddy et al. 2022) ``dnsmos_ovrl``, ``dnsmos_sig``, ``dnsmos_bak`` and DNSMOS P.808
-  ``dnsmos_p808`` via the optional ``speechmos``
-  package (non-intrusive: only the estimate is used).
+  ``dnsmos_p808`` via the optional ``speechmos`` package (non-intrusive: only the estimate is used).
 * ``wer_whisper``, ``wer_sphinx``: word error rate in percent (lower is better) of a downstream recogniser on the
   estimate against the reference *transcript* (:mod:`edm_se.asr`, optional ``asr`` extra). Summarised over files
   as the corpus-level WER (total errors / total reference words) with a bootstrap 95% CI (:func:`summary_stat`).
@@ -159,7 +158,7 @@ def _require_dnsmos() -> None:
 
 
 def dnsmos(est: Any, sample_rate: int) -> dict[str, float]:
-    """DNSMOS P.835 scores of ``est`` (non-intrusive) via ``speechmos``, resampled to 16 kHz.
+    """DNSMOS P.835 and P.808 scores of ``est`` (non-intrusive) via ``speechmos``, resampled to 16 kHz.
 
     Returns:
         ``{"dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808"}`` MOS values (1 .. 5): the P.835 overall,
