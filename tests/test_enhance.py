@@ -93,6 +93,8 @@ def test_directory_run_resumes_as_if_uninterrupted_and_refuses_another_configura
         enhance_files(model, files, root, out, sampler="edm_heun_churn", num_steps=3, progress=False)
     with pytest.raises(AudioError, match=r"\(seed: 0 then, 1 now\)"):
         enhance_files(model, files, root, out, seed=1, **kw)
+    with pytest.raises(AudioError, match=r"\(checkpoint_sha256: '[0-9a-f]{64}' then, '[0-9a-f]{64}' now\)"):
+        enhance_files(edm_se.load(device="cpu"), files, root, out, **kw)  # the bundled model: other weights
     stats = enhance_files(model, files, root, out, sampler="edm_heun_churn", num_steps=3, progress=False,
                           resume=False)
     assert stats["skipped"] == 0 and stats["nfe"] == 5
