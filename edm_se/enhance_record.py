@@ -63,12 +63,11 @@ def open_record(output: Path, config: dict, resume: bool) -> dict[str, str]:
             raise AudioError(manifest, f"{output} holds the outputs of another configuration ({k}: "
                              f"{old.get(k)!r} then, {config.get(k)!r} now); choose another output= or pass "
                              "resume=false to overwrite them")
-        if log_path.is_file():
-            text = log_path.read_text(encoding="utf-8")
-            if text and not text.endswith("\n"):  # a torn last line: end it, so the next record stands alone
-                with open(log_path, "a", encoding="utf-8") as fh:
-                    fh.write("\n")
-        return {name: str(row.get("input_sha256")) for name, row in read_record(output).items()}
+        text = log_path.read_text(encoding="utf-8") if log_path.is_file() else ""
+        if text and not text.endswith("\n"):  # a torn last line: end it, so the next record stands alone
+            with open(log_path, "a", encoding="utf-8") as fh:
+                fh.write("\n")
+        return {name: str(row.get("input_sha256")) for name, row in _parse_record(text).items()}
     output.mkdir(parents=True, exist_ok=True)
     if manifest.is_file() and (output / "estimates").is_dir():
         import shutil
@@ -83,15 +82,18 @@ def open_record(output: Path, config: dict, resume: bool) -> dict[str, str]:
 
 def read_record(output: Path) -> dict[str, dict]:
     """The rows of ``output/enhance_done.jsonl`` by file (the last row of a file wins; torn lines are skipped)."""
-    rows: dict[str, dict] = {}
     path = output / DONE_LOG
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-                rows[str(row["file"])] = row
-            except (ValueError, KeyError, TypeError):
-                continue
+    return _parse_record(path.read_text(encoding="utf-8") if path.is_file() else "")
+
+
+def _parse_record(text: str) -> dict[str, dict]:
+    rows: dict[str, dict] = {}
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+            rows[str(row["file"])] = row
+        except (ValueError, KeyError, TypeError):
+            continue
     return rows
 
 

@@ -145,9 +145,13 @@ DNSMOS_MODULES = ("speechmos", "librosa", "onnxruntime", "requests")
 
 def _have_speechmos() -> bool:
     """Whether DNSMOS can run: ``speechmos`` and the packages it imports (:data:`DNSMOS_MODULES`)."""
-    import importlib.util
+    from edm_se.asr import MissingExtra
 
-    return all(importlib.util.find_spec(m) is not None for m in DNSMOS_MODULES)
+    try:
+        _require_dnsmos()
+    except MissingExtra:
+        return False
+    return True
 
 
 def _require_dnsmos() -> None:
@@ -288,7 +292,7 @@ def score_pairs(references: Sequence[Any], estimates: Sequence[Any], sample_rate
     unknown = [m for m in metrics if m not in KNOWN_METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; known: {', '.join(KNOWN_METRICS)}")
-    if any(m in DNSMOS_METRICS for m in metrics) and not _have_speechmos():
+    if any(m in DNSMOS_METRICS for m in metrics):
         _require_dnsmos()
     wer = [m for m in metrics if m in WER_METRICS]
     if wer:
