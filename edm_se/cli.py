@@ -151,7 +151,7 @@ def run_hydra(command: str, argv: list[str], spec: tuple[str, str] | None = None
         # Hydra exits 1 after printing its own message when the command line does not compose (unknown option,
         # bad override syntax): that is a user error, so end with one summary line and status 2.
         if exit_.code == 1 and not started:
-            hint = _unchosen_group_hint(config_name, argv)
+            hint = _unchosen_group_hint(config_name, argv) or _unknown_key_hint(config_name, argv)
             print(f"edm-se {command}: error: " + (hint or "the command line does not compose into a valid config "
                   f"(Hydra's message above); `edm-se {command} --help` lists the options"), file=sys.stderr)
             raise SystemExit(2) from None
@@ -183,6 +183,53 @@ def _unchosen_group_hint(config_name: str, argv: list[str]) -> str | None:
                     f"first ({group}={names[0] if names else 'NAME'} {field}; {group}: {', '.join(names)})"
                     + (", or set num_steps=N for the default one" if field.startswith(f"{group}.num_steps=")
                        else ""))
+    return None
+
+
+def _unknown_key_hint(config_name: str, argv: list[str]) -> str | None:
+    """The message for an override of a key the config does not have (``checkpoint=x.pt`` for ``ckpt=``,
+    ``trainer.max_step=5``): the first such key, where its path stops matching, and the nearest existing keys at
+    that level (:func:`difflib.get_close_matches`). The config is composed with the command line's group choices
+    only, so the fields of a chosen group count. None when every key exists (a bad value or a bad group option:
+    Hydra's own message says which), when the group choices themselves do not compose, or for ``+key=`` additions."""
+    import difflib
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import DictConfig
+
+    overrides = [a for a in argv if "=" in a and not a.startswith(("-", "+", "~"))]
+    groups = {p.name for p in Path(conf_dir()).iterdir() if p.is_dir()}
+    choices = [a for a in overrides if a.split("=", 1)[0] in groups]
+    try:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=conf_dir(), version_base=None):
+            cfg = compose(config_name=config_name, overrides=choices)
+    except Exception:  # noqa: BLE001 (only a hint: Hydra's own message stands without it)
+        return None
+    finally:
+        GlobalHydra.instance().clear()
+    for override in overrides:
+        if override in choices or override.startswith("hydra."):
+            continue
+        key = override.split("=", 1)[0]
+        node, path = cfg, []
+        for part in key.split("."):
+            if isinstance(node, DictConfig) and part in node:
+                node, path = node._get_node(part), [*path, part]  # the node itself: no interpolation resolved
+                continue
+            here = list(node.keys()) if isinstance(node, DictConfig) else []
+            prefix = ".".join(path) + "." if path else ""
+            near = difflib.get_close_matches(part, [str(k) for k in here], n=3, cutoff=0.5)
+            if not path:  # a top-level name may also be a group the command can choose
+                near += [g for g in difflib.get_close_matches(part, sorted(groups), n=2, cutoff=0.6)
+                         if g not in near]
+            where = f"`{'.'.join(path)}`" if path else "this command's config"
+            if not isinstance(node, DictConfig):
+                return f"{key}: `{'.'.join(path)}` is a value, not a section with keys"
+            suggestion = (f"did you mean {' or '.join(prefix + n + '=' for n in near)}?" if near else
+                          f"its keys: {', '.join(prefix + str(k) for k in here)}")
+            return f"{key}: no such key in {where} ({suggestion})"
     return None
 
 

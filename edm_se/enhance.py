@@ -28,8 +28,12 @@ from edm_se.audio import AUDIO_SUFFIXES  # noqa: E402  (one list of audio suffix
 CACHE_SAMPLES = 2**27  # decoded samples kept between validation and enhancement (float32: 512 MiB, ~2.3 h at 16 kHz)
 
 
-def list_inputs(path: str | Path) -> tuple[Path, list[Path]]:
+def list_inputs(path: str | Path, exclude: str | Path | None = None) -> tuple[Path, list[Path]]:
     """Return ``(root, files)`` for a file or a directory (searched recursively for audio files).
+
+    Args:
+        exclude: a directory whose files are not inputs (the output directory, when it lies inside the input
+            directory: a re-run must not take the outputs of the last run for inputs).
 
     Raises:
         AudioError: the path does not exist, or a directory holds no audio file.
@@ -42,9 +46,42 @@ def list_inputs(path: str | Path) -> tuple[Path, list[Path]]:
     if path.is_file():
         return path.parent, [path]
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    if exclude is not None and Path(exclude).resolve() != path.resolve():
+        skip = Path(exclude).resolve()
+        files = [f for f in files if not f.resolve().is_relative_to(skip)]
     if not files:
         raise AudioError(f"{path}: directory holds no audio file ({', '.join(AUDIO_SUFFIXES)})")
     return path, files
+
+
+def plan_outputs(inputs: list[Path], root: Path, output: Path) -> list[Path]:
+    """The file each input is written to: ``output`` itself for one input and an output file
+    (:func:`output_is_file`), else ``output / <relative path>``, with ``.wav`` for a suffix that cannot be written
+    (an ``.mp3`` input).
+
+    Raises:
+        AudioError: an output would overwrite an input (``output`` is the input file or directory), or two inputs
+            would be written to one file (``x.wav`` and ``x.mp3`` of one directory).
+    """
+    from edm_se.audio import WRITABLE_SUFFIXES, AudioError
+
+    to_file = output_is_file(output)
+    dests, seen = [], {}
+    sources = {f.resolve(): f for f in inputs}
+    for f in inputs:
+        dest = output if to_file else output / f.relative_to(root)
+        if dest.suffix.lower() not in WRITABLE_SUFFIXES:  # e.g. an .mp3 input: written as .wav
+            dest = dest.with_suffix(".wav")
+        key = dest.resolve()
+        if key in sources:
+            raise AudioError(sources[key], f"enhancing it into {output} would overwrite this input: name another "
+                             "output")
+        if key in seen:
+            raise AudioError(dest, f"{seen[key]} and {f} would both be written to this file: enhance them into "
+                             "separate outputs")
+        seen[key] = f
+        dests.append(dest)
+    return dests
 
 
 def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=None, num_steps=None,
@@ -104,15 +141,13 @@ def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=N
     if to_file and Path(output).suffix.lower() not in WRITABLE_SUFFIXES:
         raise AudioError(output, f"cannot write {Path(output).suffix} (an output file ends in "
                          f"{', '.join(WRITABLE_SUFFIXES)})")
+    dests = plan_outputs(inputs, root, Path(output))
     config = {**record.identity(model, sampler, num_steps, t_start, seed, sr, on_mismatch),
               "estimates": bool(estimates)}
     done = {} if to_file else record.open_record(output, config, resume)
     total_audio, total_wall, nfe, skipped = 0.0, 0.0, 0, 0
-    for f in tqdm(inputs, desc="enhance", disable=not progress, dynamic_ncols=True):
+    for f, dest in tqdm(list(zip(inputs, dests)), desc="enhance", disable=not progress, dynamic_ncols=True):
         rel = f.relative_to(root)
-        dest = output if to_file else output / rel
-        if dest.suffix.lower() not in WRITABLE_SUFFIXES:  # e.g. an .mp3 input: written as .wav
-            dest = dest.with_suffix(".wav")
         input_sha256 = file_sha256(f)
         if not to_file and done.get(rel.as_posix()) == input_sha256 and dest.is_file():
             skipped += 1
@@ -167,7 +202,7 @@ def main(cfg: DictConfig) -> None:
     validate.enhance_config(cfg)
     if int(cfg.threads) > 0:
         torch.set_num_threads(int(cfg.threads))
-    root, files = list_inputs(cfg.input)
+    root, files = list_inputs(cfg.input, exclude=cfg.output)
     if str(cfg.enhancer) != "diffusion":
         from edm_se.enhancers import make_peer
 

@@ -70,7 +70,33 @@ def test_a_field_of_an_unchosen_sampler_gets_a_pointed_message(tmp_path):
     assert chosen.returncode == 2 and "no sampler is chosen" not in chosen.stderr
     assert "x.wav: no such file" in chosen.stderr  # it composed and got as far as the input
     unknown = run_cli("enhance", f"input={tmp_path}/x.wav", f"output={tmp_path}/out", "nosuchkey=1")
-    assert unknown.returncode == 2 and "does not compose into a valid config" in unknown.stderr
+    last = unknown.stderr.strip().splitlines()[-1]
+    assert unknown.returncode == 2 and last.startswith("edm-se enhance: error: nosuchkey: no such key")
+    assert "its keys: " in last and "ckpt" in last and "input" in last
+
+
+@pytest.mark.parametrize(("command", "args", "expected"), [
+    ("enhance", ["checkpoint=x.pt"], "checkpoint: no such key in this command's config (did you mean ckpt=?)"),
+    ("enhance", ["sampler=euler", "sampler.num_step=3"], "sampler.num_step: no such key in `sampler` "
+                                                         "(did you mean sampler.num_steps=?)"),
+    ("train", ["sde=ouve", "sde.thetaa=1"], "sde.thetaa: no such key in `sde` (did you mean sde.theta=?)"),
+    ("evaluate", ["estimate=x"], "estimate: no such key in this command's config (did you mean estimates=?)"),
+    ("enhance", ["sampler=euler", "sampler.num_steps.x=1"], "sampler.num_steps.x: `sampler.num_steps` is a value, not "
+                                                              "a section with keys"),
+])
+def test_an_unknown_key_is_named_with_the_nearest_existing_ones(command, args, expected):
+    """A misspelt key ends in one line naming it and the nearest keys at the level where its path stops, with the
+    fields of a group chosen on the same command line (Hydra's own message above it stays)."""
+    res = run_cli(command, *args)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1] == f"edm-se {command}: error: {expected}"
+
+
+def test_a_bad_group_option_or_value_keeps_hydras_message():
+    """Where every key exists (an unknown group option), the hint stays out: Hydra's message lists the options."""
+    res = run_cli("study", "study=nope")
+    assert res.returncode == 2 and "Could not find 'study/nope'" in res.stderr
+    assert "does not compose into a valid config" in res.stderr.strip().splitlines()[-1]
 
 
 def test_train_prints_composed_config_without_running():

@@ -270,6 +270,42 @@ def test_bad_input_file_stops_before_writing(tiny_checkpoint, noisy_dir, tmp_pat
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_no_input_is_overwritten_and_no_output_written_twice(tiny_checkpoint, noisy_dir, tmp_path):
+    """Enhancing in place (output = the input file or directory) used to replace the noisy input by its
+    enhancement, and x.wav beside x.mp3 (both written as x.wav) kept only the last one: both are refused with one
+    line before any work, the inputs unchanged. An output directory inside the input directory is not searched for
+    inputs, so a re-run resumes instead of enhancing the last run's outputs."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for f in noisy_dir.iterdir():
+        (inputs / f.name).write_bytes(f.read_bytes())
+    before = {f.name: f.read_bytes() for f in inputs.iterdir()}
+    first = sorted(inputs.iterdir())[0]
+    for inp, out in ((inputs, inputs), (first, first), (first, inputs)):
+        res = run_cli("enhance", f"ckpt={tiny_checkpoint}", f"input={inp}", f"output={out}", "progress=false")
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+        assert res.stderr.strip() == (f"edm-se enhance: error: {first}: enhancing it into {out} would overwrite "
+                                      "this input: name another output")
+    assert {f.name: f.read_bytes() for f in inputs.iterdir()} == before  # nothing written, nothing replaced
+
+    from edm_se.audio import AudioError
+    from edm_se.enhance import plan_outputs
+
+    with pytest.raises(AudioError, match=r"out/x\.wav: .*x\.mp3 and .*x\.wav would both be written to this file"):
+        plan_outputs([tmp_path / "x.mp3", tmp_path / "x.wav"], tmp_path, tmp_path / "out")
+    assert plan_outputs([tmp_path / "a" / "x.mp3", tmp_path / "x.flac"], tmp_path, tmp_path / "out") == [
+        tmp_path / "out" / "a" / "x.wav", tmp_path / "out" / "x.flac"]
+
+    inside = inputs / "enhanced"
+    args = ("enhance", f"ckpt={tiny_checkpoint}", f"input={inputs}", f"output={inside}", "progress=false")
+    res = run_cli(*args)
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in inside.glob("*.wav")) == sorted(before)
+    again = run_cli(*args)
+    assert again.returncode == 0 and f"nothing to enhance: all {len(before)} file(s)" in again.stdout
+    assert not (inside / "enhanced").exists()
+
+
 def test_export_keeps_weights_and_sets_default_sampler(tiny_checkpoint, tmp_path):
     """python -m edm_se.export: EMA weights only, the chosen default sampler, same enhancement as the source."""
     from edm_se.export import export_checkpoint
