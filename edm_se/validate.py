@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -293,6 +294,12 @@ def evaluate_config(cfg: DictConfig) -> None:
     _metrics(cfg, optional=True)
     for key in ("partial", "progress"):
         check(cfg, key, lambda v: isinstance(v, bool), "true or false")
+    if Path(str(cfg.estimates)).resolve() == Path(str(cfg.references)).resolve():
+        raise ConfigError(f"estimates={cfg.estimates} and references={cfg.references} are one directory: every "
+                          "file would be scored against itself")
+    output = cfg.get("output")
+    if output is not None and Path(str(output)).exists() and not Path(str(output)).is_dir():
+        raise ConfigError(f"output={output}: is a file; the results (metrics.csv, summary.json) go into a directory")
 
 
 def _metrics(cfg: DictConfig, optional: bool = False) -> None:

@@ -122,6 +122,31 @@ def test_evaluate_cli_missing_estimate_is_one_line_unless_partial(dirs, tmp_path
     assert bad.returncode == 2 and "partial=yes please: must be true or false" in bad.stderr
 
 
+def test_evaluate_refuses_references_as_estimates_and_a_file_as_output(dirs):
+    """The references given as the estimates used to score every file against itself (PESQ 4.64, ESTOI 1) and an
+    existing file as output ended in a traceback: both are one line, exit status 2, nothing written."""
+    from omegaconf import OmegaConf
+
+    from edm_se.validate import ConfigError, evaluate_config
+
+    clean = dirs / "clean"
+    with pytest.raises(ConfigError, match=r"are one directory: every file would be scored against itself"):
+        evaluate_config(OmegaConf.create({"estimates": str(clean), "references": f"{clean}/", "num_workers": 1,
+                                          "partial": False, "progress": False}))
+    from conftest import run_cli
+
+    before = sorted(p.name for p in clean.iterdir())
+    res = run_cli("evaluate", f"estimates={clean}", f"references={clean}", "progress=false")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().endswith("every file would be scored against itself")
+    res = run_cli("evaluate", f"estimates={dirs / 'enhanced'}", f"references={clean}", "progress=false",
+                  f"output={clean / 'a.wav'}")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip() == (f"edm-se evaluate: error: output={clean / 'a.wav'}: is a file; the results "
+                                  "(metrics.csv, summary.json) go into a directory")
+    assert sorted(p.name for p in clean.iterdir()) == before
+
+
 def test_an_enhance_output_directory_is_scored_without_its_per_call_estimates(dirs, caplog):
     """`edm-se enhance estimates=true` leaves estimates/nfe<k>/ beside the outputs; evaluating that directory scores
     the outputs only (no "no reference" warning for every estimate); without enhance.json nothing is skipped."""
