@@ -39,6 +39,21 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def require_torch_file(path: str | os.PathLike) -> None:
+    """Refuse a file that cannot be a ``torch.save`` file before ``torch.load`` reads it (its errors for such files
+    are cryptic: ``KeyError: '101'`` for a text file). A torch file is a zip archive (``PK\\x03\\x04``, PyTorch
+    >= 1.6) or a pickle (protocol byte ``\\x80``, the legacy format).
+
+    Raises:
+        CheckpointError: the file starts with neither, naming what it starts with.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle; it starts "
+                              f"with {head!r})")
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
                     task_ok: bool = False) -> dict[str, Any]:
     """Load and validate an edm_se checkpoint.
@@ -63,6 +78,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: is a directory, expected a checkpoint file (e.g. {path}/last.pt)")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: checkpoint file is empty")
+    require_torch_file(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types for corrupt files

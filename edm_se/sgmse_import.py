@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edm_se.checkpoint import FORMAT, CheckpointError, atomic_torch_save
+from edm_se.checkpoint import FORMAT, CheckpointError, atomic_torch_save, require_torch_file
 
 __all__ = ["convert_ncsnpp_state", "sgmse_config", "import_sgmse", "ncsnpp_forward_modules"]
 
@@ -182,6 +182,7 @@ def import_sgmse(ckpt_path: str | os.PathLike, out_path: str | os.PathLike, use_
     path = Path(ckpt_path)
     if not path.is_file():
         raise CheckpointError(f"{path}: sgmse checkpoint not found")
+    require_torch_file(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)  # Lightning pickles its hyper-parameters
     except Exception as err:  # noqa: BLE001 - any unreadable file is one user error

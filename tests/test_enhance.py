@@ -240,13 +240,20 @@ def test_missing_checkpoint_is_one_line_and_writes_nothing(noisy_dir, tmp_path):
     assert not out.exists()
 
 
-def test_corrupt_checkpoint(noisy_dir, tmp_path):
+def test_corrupt_checkpoint(tiny_checkpoint, noisy_dir, tmp_path):
+    """A file that is no torch file at all is named as such (torch.load's own error for it is `KeyError: '101'`);
+    a truncated checkpoint keeps torch's reason."""
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x00garbage" * 100)
-    res = run_cli("enhance", f"ckpt={bad}", f"input={noisy_dir}", f"output={tmp_path / 'o'}")
-    assert res.returncode == 2
-    assert "not a readable checkpoint" in res.stderr and "Traceback" not in res.stderr
-    assert not (tmp_path / "o").exists()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(tiny_checkpoint.read_bytes()[:4000])
+    for ckpt, why in ((bad, "not a PyTorch checkpoint (neither a zip archive nor a pickle; it starts with "
+                            "b'\\x00gar')"),
+                      (truncated, "not a readable checkpoint (PytorchStreamReader failed reading zip archive")):
+        res = run_cli("enhance", f"ckpt={ckpt}", f"input={noisy_dir}", f"output={tmp_path / 'o'}")
+        assert res.returncode == 2 and "Traceback" not in res.stderr
+        assert res.stderr.strip().startswith(f"edm-se enhance: error: {ckpt}: {why}"), res.stderr
+        assert not (tmp_path / "o").exists()
 
 
 def test_checkpoint_from_another_config(tiny_checkpoint, tmp_path):

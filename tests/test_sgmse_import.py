@@ -120,7 +120,7 @@ def test_import_refuses_what_it_cannot_read_with_one_line(tmp_path, sgmse_ckpt, 
     torch.save({**torch.load(ckpt, weights_only=False), "hyper_parameters": {**HPARAMS, "nf": 32}}, wide)
     notorch = tmp_path / "text.ckpt"
     notorch.write_text("not a checkpoint")
-    for path, why in ((bad, "only 'ncsnpp'"), (wide, "shape"), (notorch, "not a readable torch checkpoint"),
+    for path, why in ((bad, "only 'ncsnpp'"), (wide, "shape"), (notorch, "not a PyTorch checkpoint (neither a zip"),
                       (tmp_path / "missing.ckpt", "not found")):
         assert main(["sgmse", str(path), str(tmp_path / "o.pt")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
