@@ -67,6 +67,15 @@ Each command is a Hydra app: pass overrides as key=value, e.g.
 """
 
 
+def _register_resolvers() -> None:
+    from edm_se.study_common import register_resolvers
+
+    register_resolvers()
+
+
+_register_resolvers()  # before any Hydra app composes conf/study.yaml (its hydra.sweep.subdir names a resolver)
+
+
 class UserError(Exception):
     """An error caused by the user's input or configuration; printed as one line, exit status 2."""
 

@@ -2,7 +2,9 @@
 
 A study is a Hydra multirun over the axes that a preset (``conf/study/<name>.yaml``) puts into
 ``hydra.sweeper.params``. Every combination is a *cell*, one Hydra job, whose output directory is
-``studies/runs/<study.name>/<hydra.job.override_dirname>/`` (stable, so a re-run finds it). A cell:
+``studies/runs/<study.name>/<hydra.job.override_dirname>/`` (stable, so a re-run finds it), led by
+``model=<label>,`` in a sampler study given ``ckpt=`` (several checkpoints, ``ckpt=a.pt,b.pt``, are one more swept
+axis: :func:`edm_se.study_common.model_label`; the label is the rows' ``design``). A cell:
 
 * skips itself when its ``metrics.json`` records the same resolved cell config ("skipping finished cell");
 * sampler studies (``study.kind: sampler``): load one checkpoint, build the cell's sampler, enhance every noisy file
@@ -65,13 +67,15 @@ from edm_se.atomic import atomic_path, atomic_write_json, atomic_write_text, jso
 from edm_se.scoring import (evaluate_point, noisy_reference, peer_reference, score, summarise,  # noqa: F401
                             wanted_metrics)
 from edm_se.study_common import (FORMAT, METRIC_ORDER, NOISY_FORMAT, RESULT_COLUMNS, _fmt_metrics,  # noqa: F401
-                                 _override_value, _short_target, read_json, sampler_params)
+                                 _override_value, _short_target, model_label, read_json, register_resolvers,
+                                 sampler_params)
 from edm_se.study_report import gather, results_markdown  # noqa: F401
 from edm_se.study_train import (TRAIN_IDENTITY_IGNORED, _run_train_cell, compose_train_config,  # noqa: F401
                                 find_reusable_checkpoint)
 from edm_se.testset import TestSet, load_test_set  # noqa: F401
 
 log = logging.getLogger("edm_se.study")
+register_resolvers()  # conf/study.yaml's cell directory names (a launcher's worker may import this module first)
 
 # Config keys that do not change a cell's results: a change does not re-run a finished cell.
 IGNORED_KEYS = ("device", "threads", "num_workers", "progress", "keep_audio", "reuse_checkpoints", "peers")
@@ -130,7 +134,7 @@ def _run_sampler_cell(cfg: DictConfig, out_dir: Path, choices: dict, test_set: T
     return [{"label": choices.get("sampler") or _short_target(node), "sampler": choices.get("sampler")
              or _short_target(node), **sampler_params(node), "t_start": float(cfg.t_start),
              "sde": _short_target(model.config.get("sde")), "precond": _short_target(model.config.get("precond")),
-             "design": None, **point}]
+             "design": model_label(cfg.ckpt) if cfg.get("ckpt") else None, **point}]
 
 
 def installed_peers(peers: Any, warn: bool = False) -> list[str]:
@@ -172,18 +176,18 @@ def _identity(prov: dict | None) -> tuple:
 
 
 def _locate(hc: Any) -> tuple[Path, Path, str]:
-    """(cell output dir, sweep dir, cell name) of the running Hydra job."""
+    """(cell output dir, sweep dir, cell name) of the running Hydra job: the name is the output dir's path in the
+    sweep dir (``hydra.sweep.subdir``: the override dirname, led by ``model=<label>`` in a sampler study given a
+    checkpoint; :func:`edm_se.study_common.cell_dir_name`)."""
     out_dir = Path(hc.runtime.output_dir).resolve()
-    cell = str(hc.job.override_dirname or "")
     try:
         sweep_dir = Path(str(hc.sweep.dir)).resolve()
     except Exception:  # noqa: BLE001 - an unresolvable interpolation: fall back to the directory layout
         sweep_dir = out_dir.parent
     if sweep_dir != out_dir and sweep_dir not in out_dir.parents:
         sweep_dir = out_dir.parent
-    if not cell:
-        cell = out_dir.relative_to(sweep_dir).as_posix() if out_dir != sweep_dir else "default"
-    return out_dir, sweep_dir, cell
+    cell = out_dir.relative_to(sweep_dir).as_posix() if out_dir != sweep_dir else ""
+    return out_dir, sweep_dir, cell or str(hc.job.override_dirname or "") or "default"
 
 
 def run_cell(cfg: DictConfig, out_dir: Path, sweep_dir: Path, cell: str, overrides: list[str],
@@ -300,7 +304,9 @@ class GatherCallback(Callback):
             wanted_metrics(list(config.metrics), test_set)  # a missing `asr` extra stops here, naming it
             installed_peers(config.get("peers") or [], warn=True)
             if str(config.study.get("kind", "sampler")) == "sampler":
-                load_checkpoint(Path(config.ckpt).expanduser() if config.get("ckpt") else default_checkpoint_path())
+                swept = (validate._swept_values(config) or {}).get("ckpt")  # ckpt=a.pt,b.pt: every model
+                for ckpt in swept or [config.get("ckpt")]:
+                    load_checkpoint(Path(ckpt).expanduser() if ckpt else default_checkpoint_path())
         except _user_error_types() as err:
             # Hydra turns exceptions raised by callbacks into warnings; SystemExit stops the study before any cell.
             print(f"edm-se study: error: {str(err).strip().splitlines()[0]}", file=sys.stderr)

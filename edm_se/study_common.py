@@ -42,6 +42,39 @@ def finished_cells(sweep_dir: str | os.PathLike) -> list[tuple[Path, dict]]:
     return out
 
 
+def model_label(ckpt: str | os.PathLike) -> str:
+    """The name a sampler study gives the model of checkpoint ``ckpt`` (its cells' ``model=`` and the ``design``
+    column of their rows): ``<run>-<stem>`` for a trainer's ``<run>/checkpoints/<stem>.pt``
+    (``runs/ve/checkpoints/best.pt`` -> ``ve-best``), else the file's stem (``runs/sgmse_vbdmd.pt`` ->
+    ``sgmse_vbdmd``); characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_`` (a cell name is
+    ``k=v,k=v``)."""
+    import re
+
+    path = Path(str(ckpt)).expanduser()
+    label = f"{path.parent.parent.name}-{path.stem}" if path.parent.name == "checkpoints" else path.stem
+    return re.sub(r"[^A-Za-z0-9._-]", "_", label) or "model"
+
+
+def cell_dir_name(override_dirname: str, ckpt: str | None, kind: str | None) -> str:
+    """A study cell's directory name (the ``edm_se_cell`` resolver of ``hydra.sweep.subdir`` in
+    ``conf/study.yaml``): Hydra's override dirname, led by ``model=<label>`` (:func:`model_label`) in a sampler
+    study given a checkpoint, so that a sweep over checkpoints (``ckpt=a.pt,b.pt``) gives each model its own
+    cells. The bundled model (``ckpt`` null) and training studies keep the plain override dirname."""
+    if not ckpt or str(kind) != "sampler":
+        return override_dirname
+    return ",".join(p for p in (f"model={model_label(ckpt)}", override_dirname) if p)
+
+
+def register_resolvers() -> None:
+    """Register the OmegaConf resolver ``edm_se_cell`` (:func:`cell_dir_name`) that ``conf/study.yaml`` names;
+    idempotent. :mod:`edm_se.cli` and :mod:`edm_se.study` call it on import, so a launcher's worker process that
+    unpickles the task has it too."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("edm_se_cell"):
+        OmegaConf.register_new_resolver("edm_se_cell", cell_dir_name)
+
+
 def _short_target(node: Any) -> str | None:
     """``edm_se.sde.OUVE`` -> ``ouve`` (a label only; nothing is chosen from it)."""
     if isinstance(node, dict) and isinstance(node.get("_target_"), str):

@@ -15,6 +15,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from edm_se.study_common import model_label
+
 
 class ConfigError(ValueError):
     """A config value the user must fix; the message names the key, the value and what is allowed."""
@@ -255,12 +257,22 @@ def study_config(cfg: DictConfig) -> None:
     cells = list((cfg.study.get("cells") or {}).keys()) if cfg.get("study") is not None else []
     from edm_se.study_best import factor_level, same_value
 
+    swept = _swept_values(cfg)
+    labels: dict[str, str] = {}
+    for ckpt in (swept or {}).get("ckpt", []):
+        if ckpt in ("null", ""):
+            raise ConfigError(f"ckpt={','.join(swept['ckpt'])}: name every checkpoint of the sweep (the bundled "
+                              "model is edm_se/checkpoints/default.pt)")
+        label = model_label(ckpt)
+        if label in labels and labels[label] != ckpt:
+            raise ConfigError(f"ckpt: {labels[label]} and {ckpt} would both be model={label}; give one checkpoint "
+                              "another file name (or trainer run directory)")
+        labels[label] = ckpt
     level = factor_level(OmegaConf.select(cfg, "study.compare_to"))
     if level is None:
         check(cfg, "study.compare_to", lambda v: str(v) in cells, "null, a cell of this study (" +
               ", ".join(cells) + ") or KEY=VALUE, a level of a swept key", optional=True)
         return
-    swept = _swept_values(cfg)
     key, value = level
     if key == "cell":  # a training study's cells are compared by name
         raise ConfigError(f"study.compare_to=cell={value}: name the cell itself (study.compare_to={value})")
@@ -283,6 +295,8 @@ def _swept_values(cfg: DictConfig) -> dict[str, list[str]] | None:
         key, _, vals = str(override).partition("=")
         if "," in vals and not vals.startswith(("[", "{", "'", '"')):
             swept[key.lstrip("+~")] = [v.strip() for v in vals.split(",")]
+    if "ckpt" in swept:  # the cells name each checkpoint's model (edm_se.study_common.cell_dir_name)
+        swept["model"] = [model_label(v) for v in swept["ckpt"]]
     return swept
 
 

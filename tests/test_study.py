@@ -41,7 +41,8 @@ def test_preset_composes_and_sweeps_existing_options(preset):
     assert cfg.study.name == preset
     assert cfg.hydra.mode.name == "MULTIRUN"
     raw = OmegaConf.load(Path(conf_dir()) / "study.yaml")  # compose() resolves hydra.* for a single run
-    assert OmegaConf.to_container(raw.hydra.sweep, resolve=False)["subdir"] == "${hydra.job.override_dirname}"
+    assert OmegaConf.to_container(raw.hydra.sweep, resolve=False)["subdir"] == (
+        "${edm_se_cell:${hydra.job.override_dirname},${ckpt},${study.kind}}")  # stable; model=<label> with ckpt=
     assert "now:" not in str(OmegaConf.to_container(cfg.hydra.sweep)["dir"])  # stable: a re-run finds its cells
     assert cfg.hydra.callbacks.gather._target_ == "edm_se.study.GatherCallback"
     params = {k: str(v).split(",") for k, v in cfg.hydra.sweeper.params.items()}
@@ -121,20 +122,24 @@ def test_cell_config_of_a_training_cell_ignores_the_other_cells():
 
 
 # ----------------------------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory) -> Path:
+def _save_tiny(path: Path, seed: int = 0) -> Path:
     """A random tiny model (no training): build_model(net=tiny) saved in the checkpoint format."""
     from edm_se.config import build_model
 
     cfg = _compose("train", ["net=tiny"])
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     parts = build_model(cfg)
     full = OmegaConf.to_container(cfg, resolve=True)
     config = {k: full[k] for k in ("sde", "precond", "net", "stft", "sampler")}
     config["sample_rate"] = int(full.get("sample_rate", 16000))
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_torch_save({"format": FORMAT, "config": config, "ema": parts.denoiser.state_dict(), "step": 0}, path)
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    return _save_tiny(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
 
 
 @pytest.fixture(scope="module")
@@ -169,8 +174,8 @@ def test_study_end_to_end_resume_and_failure(tiny_ckpt, tiny_test_set, tmp_path)
     res = run_cli(*args)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     sweep = tmp_path / "e2e"
-    good = [sweep / f"sampler.num_steps={n},sampler=edm_heun" for n in (1, 2)]
-    bad = sweep / "sampler.num_steps=0,sampler=edm_heun"
+    good = [sweep / f"model=tiny,sampler.num_steps={n},sampler=edm_heun" for n in (1, 2)]  # ckpt=.../tiny.pt
+    bad = sweep / "model=tiny,sampler.num_steps=0,sampler=edm_heun"
     # the failing cell recorded its error and did not stop the sweep
     err = json.loads((bad / "error.json").read_text())
     assert err["type"] and "num_steps" in err["message"] and "Traceback" in err["traceback"]
@@ -379,7 +384,7 @@ def test_study_with_a_wer_metric_and_a_peer_writes_both_to_the_table_and_the_fig
     peer = overall[(overall.kind == "peer") & (overall.metric == "si_sdr")]
     assert peer["delta_mean"].iloc[0] > 0 and peer["rtf"].iloc[0] > 0  # RNNoise improves SI-SDR here
     # the per-file hypotheses are kept with the cell's scores
-    m = json.loads((sweep / "sampler.num_steps=1,sampler=euler" / "metrics.json").read_text())
+    m = json.loads((sweep / "model=tiny,sampler.num_steps=1,sampler=euler" / "metrics.json").read_text())
     assert len(m["points"][0]["per_file"]["hyp_whisper"]) == 2
     md = (sweep / "results.md").read_text()
     assert "WER Whisper (%)" in md and "| RNNoise |" in md and "| clean reference |" in md
@@ -524,16 +529,17 @@ def test_compare_to_a_factor_level_on_the_command_line(tiny_ckpt, tiny_test_set,
     res = run_cli(*args, 'study.compare_to="sampler=edm_heun"')
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir() if (p / "metrics.json").exists()) == [
-        f"sampler.num_steps={n},sampler={s}" for n in (1, 2) for s in ("edm_heun", "euler")]  # not in cell names
+        f"model=tiny,sampler.num_steps={n},sampler={s}" for n in (1, 2) for s in ("edm_heun", "euler")]  # no compare_to
     best = json.loads((tmp_path / "best.json").read_text())
     assert sorted((c["label"].split(" / ")[0], c["baseline"].split(" / ")[0]) for c in best["comparisons"]) == [
-        (f"sampler.num_steps={n},sampler=euler", f"sampler.num_steps={n},sampler=edm_heun") for n in (1, 2)]
+        (f"model=tiny,sampler.num_steps={n},sampler=euler", f"model=tiny,sampler.num_steps={n},sampler=edm_heun")
+        for n in (1, 2)]
     res = run_cli(*args, 'study.compare_to="sampler.num_steps=1"')
     assert res.returncode == 0, res.stderr[-3000:]
     assert (res.stdout + res.stderr).count("skipping finished cell") == 4
     best = json.loads((tmp_path / "best.json").read_text())
     assert {c["baseline"].split(" / ")[0] for c in best["comparisons"]} == {
-        "sampler.num_steps=1,sampler=edm_heun", "sampler.num_steps=1,sampler=euler"}
+        "model=tiny,sampler.num_steps=1,sampler=edm_heun", "model=tiny,sampler.num_steps=1,sampler=euler"}
 
 
 def test_compare_to_cell_level_asks_for_the_cell_name():
@@ -547,3 +553,50 @@ def test_compare_to_cell_level_asks_for_the_cell_name():
     with pytest.raises(validate.ConfigError, match=r"2 is not one of the swept values of sampler.s_noise \(1.0, "):
         validate.study_config(bad)
     validate.study_config(_compose("study", ["study=churn"], hydra_cfg=True))  # the preset's own level is valid
+
+
+def test_model_labels_and_cell_names():
+    from edm_se.study_common import cell_dir_name, model_label
+
+    assert model_label("runs/ve/checkpoints/best.pt") == "ve-best"
+    assert model_label("/x/sgmse vbdmd.ckpt") == "sgmse_vbdmd"
+    assert model_label("~/m,odel=1.pt") == "m_odel_1"  # a cell name is k=v,k=v
+    assert cell_dir_name("sampler=euler", "runs/ve/checkpoints/best.pt", "sampler") == "model=ve-best,sampler=euler"
+    assert cell_dir_name("", "a.pt", "sampler") == "model=a"
+    assert cell_dir_name("sampler=euler", None, "sampler") == "sampler=euler"  # the bundled model: as before
+    assert cell_dir_name("cell=x", "a.pt", "train") == "cell=x"  # a training study trains its own models
+
+
+def test_a_sweep_over_checkpoints_keeps_one_set_of_cells_per_model(tiny_test_set, tmp_path):
+    """`ckpt=a.pt,b.pt` is one more axis: each model's cells (model=<label>,...) and rows (design = the label), a
+    comparison against one model; before, both models wrote one cell directory and the second replaced the first.
+    Two checkpoints with one label, a null among them or a missing one stop the study before any cell."""
+    a = _save_tiny(tmp_path / "runs" / "a" / "checkpoints" / "last.pt", seed=0)
+    b = _save_tiny(tmp_path / "b.pt", seed=1)
+    sweep = tmp_path / "sweep"
+    args = ["study", "study=steps", f"test_set={tiny_test_set}", f"hydra.sweep.dir={sweep}", "sampler=euler",
+            "sampler.num_steps=1,2", "metrics=[si_sdr]", "num_workers=1", "keep_audio=0", "threads=1", "peers=[]"]
+    res = run_cli(*args, f"ckpt={a},{b}", 'study.compare_to="model=a-last"')
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    cells = sorted(p.name for p in sweep.iterdir() if (p / "metrics.json").exists())
+    assert cells == [f"model={m},sampler.num_steps={n},sampler=euler" for m in ("a-last", "b") for n in (1, 2)]
+    table = pd.read_csv(sweep / "results.csv")
+    rows = table[(table.kind == "cell") & table.snr_db.isna()].set_index(["design", "num_steps"])["mean"]
+    assert sorted(rows.index) == [("a-last", 1), ("a-last", 2), ("b", 1), ("b", 2)]
+    assert rows[("a-last", 1)] != rows[("b", 1)]  # two models, two results
+    shas = {json.loads((sweep / c / "metrics.json").read_text())["provenance"]["checkpoint"]["sha256"] for c in cells}
+    assert len(shas) == 2
+    best = json.loads((sweep / "best.json").read_text())
+    assert sorted((c["label"].split(" / ")[0], c["baseline"].split(" / ")[0]) for c in best["comparisons"]) == [
+        (f"model=b,sampler.num_steps={n},sampler=euler", f"model=a-last,sampler.num_steps={n},sampler=euler")
+        for n in (1, 2)]
+    again = run_cli(*args, f"ckpt={a},{b}")
+    assert again.returncode == 0 and (again.stdout + again.stderr).count("skipping finished cell") == 4
+
+    other = _save_tiny(tmp_path / "elsewhere" / "b.pt", seed=2)
+    for ckpts, message in (((b, other), f"ckpt: {b} and {other} would both be model=b"),
+                           (("null", b), "name every checkpoint of the sweep"),
+                           ((a, tmp_path / "missing.pt"), f"{tmp_path / 'missing.pt'}: checkpoint not found")):
+        res = run_cli(*args, f"hydra.sweep.dir={tmp_path / 'refused'}", "ckpt=" + ",".join(map(str, ckpts)))
+        assert res.returncode == 2 and message in res.stderr.strip().splitlines()[-1], res.stderr[-2000:]
+        assert not any((tmp_path / "refused").glob("*/metrics.json"))
