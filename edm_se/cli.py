@@ -151,6 +151,14 @@ def run_hydra(command: str, argv: list[str], spec: tuple[str, str] | None = None
     # Hydra names the job after the task function's module: that of the command, as if it were decorated directly
     task.__module__, task.__name__, task.__qualname__ = module_name, func_name, func_name
 
+    for arg in argv:  # Hydra creates its run directory before the task starts: a file there is a traceback
+        key, _, value = arg.partition("=")
+        if key not in ("run_dir", "hydra.run.dir", "hydra.sweep.dir") or not value:
+            continue
+        blocker = next((p for p in (Path(value), *Path(value).parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            print(f"edm-se {command}: error: {arg}: {blocker} is a file; name a directory", file=sys.stderr)
+            raise SystemExit(2)
     prog = f"edm-se {command}"
     old_argv = sys.argv
     sys.argv = [prog, *argv]

@@ -120,3 +120,16 @@ def test_study_paradigms_is_the_paradigms_app_under_edm_se_study(tmp_path):
     assert res.stderr.startswith("edm-se study: error:") and "manifest.csv: task manifest not found" in res.stderr
     res = run_cli("study", "study=paradigms", "-m")
     assert res.returncode == 2 and "multirun is not supported" in res.stderr
+
+
+@pytest.mark.parametrize(("command", "key"), [("train", "run_dir"), ("study", "hydra.sweep.dir")])
+def test_a_file_where_a_run_directory_goes_is_one_line(tmp_path, command, key):
+    """Hydra creates the run directory before the command starts: a file there (or above it) ended in Hydra's
+    traceback; now one line naming the file, exit status 2, the file untouched."""
+    blocker = tmp_path / "a.wav"
+    blocker.write_bytes(b"RIFF")
+    for value in (blocker, blocker / "sub"):
+        res = run_cli(command, f"{key}={value}")
+        assert res.returncode == 2 and "Traceback" not in res.stderr
+        assert res.stderr.strip() == f"edm-se {command}: error: {key}={value}: {blocker} is a file; name a directory"
+    assert blocker.read_bytes() == b"RIFF"
