@@ -99,6 +99,12 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     return tuple(types)
 
 
+def _file_in_the_way(path: str | os.PathLike) -> Path | None:
+    """The file (not a directory) at ``path`` or above it that stops ``path`` from being made a directory."""
+    first = next((p for p in (Path(path), *Path(path).parents) if p.exists()), None)
+    return first if first is not None and not first.is_dir() else None
+
+
 def report_user_errors(command: str) -> Callable[[Callable], Callable]:
     """Decorator: turn user errors raised by ``fn`` into one line on stderr and ``SystemExit(2)``."""
 
@@ -112,6 +118,12 @@ def report_user_errors(command: str) -> Callable[[Callable], Callable]:
                     raise
                 msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 print(f"edm-se {command}: error: {msg}", file=sys.stderr)
+                raise SystemExit(2) from None
+            except (FileExistsError, NotADirectoryError) as err:  # an output directory's path runs into a file
+                blocker = _file_in_the_way(err.filename) if err.filename else None
+                if os.environ.get("EDM_SE_DEBUG") or blocker is None:
+                    raise
+                print(f"edm-se {command}: error: {blocker}: is a file where a directory is needed", file=sys.stderr)
                 raise SystemExit(2) from None
             except KeyboardInterrupt:
                 print(f"edm-se {command}: interrupted; finished work is kept and a re-run resumes",
@@ -155,8 +167,8 @@ def run_hydra(command: str, argv: list[str], spec: tuple[str, str] | None = None
         key, _, value = arg.partition("=")
         if key not in ("run_dir", "hydra.run.dir", "hydra.sweep.dir") or not value:
             continue
-        blocker = next((p for p in (Path(value), *Path(value).parents) if p.exists()), None)
-        if blocker is not None and not blocker.is_dir():
+        blocker = _file_in_the_way(value)
+        if blocker is not None:
             print(f"edm-se {command}: error: {arg}: {blocker} is a file; name a directory", file=sys.stderr)
             raise SystemExit(2)
     prog = f"edm-se {command}"

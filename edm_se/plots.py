@@ -98,12 +98,21 @@ def overall(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def metrics_present(frame: pd.DataFrame, wanted: Sequence[str] | None = None) -> list[str]:
-    """Metrics of the finished cells, in the order PESQ, ESTOI, SI-SDR, DNSMOS, then the rest alphabetically."""
+    """Metrics of the finished cells, in the order PESQ, ESTOI, SI-SDR, DNSMOS, then the rest alphabetically; or
+    those of ``wanted``, in its order.
+
+    Raises:
+        ValueError: a metric of ``wanted`` has no finished cell (naming those the table has).
+    """
     cells = frame[(frame["kind"] == "cell") & frame["mean"].notna()]
-    have = list(dict.fromkeys(cells["metric"].dropna()))
+    have = sorted(dict.fromkeys(cells["metric"].dropna()), key=metric_sort_key)
     if wanted:
+        missing = [m for m in wanted if m not in have]
+        if missing and have:
+            raise ValueError(f"metrics={list(wanted)}: no finished cell has {', '.join(missing)} (the results have "
+                             f"{', '.join(have)})")
         return [m for m in wanted if m in have]
-    return sorted(have, key=metric_sort_key)
+    return have
 
 
 def choose_x(frame: pd.DataFrame, x: str = "auto") -> str:

@@ -106,6 +106,27 @@ def test_missing_results_file_is_a_clear_error(tmp_path):
         plots.load_results(tmp_path / "nope.csv")
 
 
+def test_asking_for_a_metric_the_results_lack_names_it_and_those_they_have(tmp_path):
+    """metrics=[foo] used to end in "no finished cell with a value of 'nfe' to plot"."""
+    frame = plots.load_results(_results(tmp_path))
+    assert plots.metrics_present(frame, ["si_sdr"]) == ["si_sdr"]
+    with pytest.raises(ValueError, match=r"metrics=\['wer_whisper', 'pesq'\]: no finished cell has wer_whisper "
+                                         r"\(the results have pesq, si_sdr\)"):
+        plots.metrics_present(frame, ["wer_whisper", "pesq"])
+
+
+def test_a_file_where_the_figures_go_is_one_line(tmp_path):
+    from conftest import run_cli
+
+    results = _results(tmp_path)
+    blocker = tmp_path / "figures.png"
+    blocker.write_bytes(b"x")
+    for output in (blocker, blocker / "sub"):
+        res = run_cli("plot", f"results={results}", f"output={output}")
+        assert res.returncode == 2 and "Traceback" not in res.stderr
+        assert res.stderr.strip() == f"edm-se plot: error: {blocker}: is a file where a directory is needed"
+
+
 def test_many_metrics_wrap_into_balanced_rows_in_metric_order(tmp_path):
     """Six metrics (PESQ ... DNSMOS BAK) make 2 rows of 3 panels, not one row 26 inches wide; five make 3 + 2 (the
     sixth slot removed); each panel holds its own metric's values."""
