@@ -230,7 +230,8 @@ class EnhancementModel:
             :class:`EnhanceResult`.
 
         Raises:
-            ValueError: empty input, non-finite samples, or an unknown sampler name.
+            ValueError: empty input, non-finite samples, a signal shorter than half an STFT frame (a
+                channel-last ``(L, C)`` array is named as such), or an unknown sampler name.
         """
         from edm_se.audio import resample
 
@@ -246,6 +247,13 @@ class EnhancementModel:
         if int(sample_rate) != self.sample_rate:
             log.info("resampling input from %d Hz to the model's %d Hz", sample_rate, self.sample_rate)
             x = resample(x, int(sample_rate), self.sample_rate)
+        min_length = self.parts.stft.n_fft // 2 + 1  # the STFT's reflect padding needs more than half a frame
+        if x.shape[-1] < min_length:
+            hint = ("; a channel-last array such as soundfile's (L, C) must be transposed or down-mixed"
+                    if not squeeze and x.shape[0] > x.shape[1] else "")
+            raise ValueError(f"waveform has {x.shape[-1]} samples per signal at {self.sample_rate} Hz (shape "
+                             f"{tuple(x.shape[1:] if squeeze else x.shape)}), fewer than the {min_length} of half an "
+                             f"STFT frame{hint}")
         smp = self.make_sampler(sampler, num_steps, **sampler_params)
         gen = None
         if seed is not None:

@@ -143,6 +143,22 @@ def test_python_api_counts_nfe_and_resamples(tiny_checkpoint, noisy_dir):
     torch.testing.assert_close(res.waveform, again.waveform)  # seeded: reproducible
 
 
+def test_python_api_names_a_channel_last_array_and_a_too_short_signal(tiny_checkpoint):
+    """soundfile reads a stereo file as (L, 2): enhance used to fail inside the STFT's padding (a RuntimeError
+    about padding size); a signal shorter than half a frame likewise. Both are a ValueError saying what is wrong;
+    256 samples, the shortest signal, enhance."""
+    model = edm_se.load(tiny_checkpoint, device="cpu")
+    x = np.random.default_rng(0).standard_normal(4000).astype(np.float32) * 0.1
+    with pytest.raises(ValueError, match=r"2 samples per signal at 16000 Hz \(shape \(4000, 2\)\), fewer than the 256 "
+                                         r"of half an STFT frame; a channel-last array such as soundfile's \(L, C\)"):
+        model.enhance(np.stack([x, x], axis=1), 16000)
+    with pytest.raises(ValueError, match=r"255 samples per signal at 16000 Hz \(shape \(255,\)\), fewer than the "
+                                         r"256 of half an STFT frame$"):
+        model.enhance(x[:255], 16000)
+    assert model.enhance(x[:256], 16000).waveform.shape == (256,)
+    assert model.enhance(np.stack([x, x]), 16000).waveform.shape == (2, 4000)  # (B, L): a batch
+
+
 def test_make_sampler_caches_by_name_and_returns_independent_copies(tiny_checkpoint):
     from edm_se.samplers import EDMHeun, Euler
 
