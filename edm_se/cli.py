@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from edm_se.study_common import register_resolvers
+
 # command -> (config name, "module:function", one-line summary, whether -m multirun makes sense)
 COMMANDS: dict[str, tuple[str, str, str, bool]] = {
     "data": ("data_build", "edm_se.commands:data_build_main",
@@ -67,13 +69,7 @@ Each command is a Hydra app: pass overrides as key=value, e.g.
 """
 
 
-def _register_resolvers() -> None:
-    from edm_se.study_common import register_resolvers
-
-    register_resolvers()
-
-
-_register_resolvers()  # before any Hydra app composes conf/study.yaml (its hydra.sweep.subdir names a resolver)
+register_resolvers()  # before any Hydra app composes conf/study.yaml (its hydra.sweep.subdir names a resolver)
 
 
 class UserError(Exception):
@@ -225,7 +221,7 @@ def _unknown_key_hint(config_name: str, argv: list[str]) -> str | None:
 
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import DictConfig
+    from omegaconf import OmegaConf
 
     overrides = [a for a in argv if "=" in a and not a.startswith(("-", "+", "~"))]
     groups = {p.name for p in Path(conf_dir()).iterdir() if p.is_dir()}
@@ -238,26 +234,27 @@ def _unknown_key_hint(config_name: str, argv: list[str]) -> str | None:
         return None
     finally:
         GlobalHydra.instance().clear()
+    tree = OmegaConf.to_container(cfg, resolve=False)  # plain dicts; interpolations left as they are
     for override in overrides:
         if override in choices or override.startswith("hydra."):
             continue
         key = override.split("=", 1)[0]
-        node, path = cfg, []
+        node, path = tree, []
         for part in key.split("."):
-            if isinstance(node, DictConfig) and part in node:
-                node, path = node._get_node(part), [*path, part]  # the node itself: no interpolation resolved
+            if isinstance(node, dict) and part in node:
+                node, path = node[part], [*path, part]
                 continue
-            here = list(node.keys()) if isinstance(node, DictConfig) else []
+            if not isinstance(node, dict):
+                return f"{key}: `{'.'.join(path)}` is a value, not a section with keys"
+            here = [str(k) for k in node]
             prefix = ".".join(path) + "." if path else ""
-            near = difflib.get_close_matches(part, [str(k) for k in here], n=3, cutoff=0.5)
+            near = difflib.get_close_matches(part, here, n=3, cutoff=0.5)
             if not path:  # a top-level name may also be a group the command can choose
                 near += [g for g in difflib.get_close_matches(part, sorted(groups), n=2, cutoff=0.6)
                          if g not in near]
             where = f"`{'.'.join(path)}`" if path else "this command's config"
-            if not isinstance(node, DictConfig):
-                return f"{key}: `{'.'.join(path)}` is a value, not a section with keys"
             suggestion = (f"did you mean {' or '.join(prefix + n + '=' for n in near)}?" if near else
-                          f"its keys: {', '.join(prefix + str(k) for k in here)}")
+                          f"its keys: {', '.join(prefix + k for k in here)}")
             return f"{key}: no such key in {where} ({suggestion})"
     return None
 

@@ -304,7 +304,7 @@ class GatherCallback(Callback):
             wanted_metrics(list(config.metrics), test_set)  # a missing `asr` extra stops here, naming it
             installed_peers(config.get("peers") or [], warn=True)
             if str(config.study.get("kind", "sampler")) == "sampler":
-                swept = (validate._swept_values(config) or {}).get("ckpt")  # ckpt=a.pt,b.pt: every model
+                swept = (validate.swept_values(config) or {}).get("ckpt")  # ckpt=a.pt,b.pt: every model
                 for ckpt in swept or [config.get("ckpt")]:
                     load_checkpoint(Path(ckpt).expanduser() if ckpt else default_checkpoint_path())
         except _user_error_types() as err:

@@ -257,7 +257,7 @@ def study_config(cfg: DictConfig) -> None:
     cells = list((cfg.study.get("cells") or {}).keys()) if cfg.get("study") is not None else []
     from edm_se.study_best import factor_level, same_value
 
-    swept = _swept_values(cfg)
+    swept = swept_values(cfg)
     labels: dict[str, str] = {}
     for ckpt in (swept or {}).get("ckpt", []):
         if ckpt in ("null", ""):
@@ -284,7 +284,7 @@ def study_config(cfg: DictConfig) -> None:
                           f"({', '.join(swept[key])})")
 
 
-def _swept_values(cfg: DictConfig) -> dict[str, list[str]] | None:
+def swept_values(cfg: DictConfig) -> dict[str, list[str]] | None:
     """The keys a study sweeps and their values: the preset's ``hydra.sweeper.params`` and the command line's
     comma-separated overrides (``hydra.overrides.task``); None when ``cfg`` carries no Hydra node."""
     if OmegaConf.select(cfg, "hydra") is None:
