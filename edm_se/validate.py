@@ -308,9 +308,12 @@ def evaluate_config(cfg: DictConfig) -> None:
     _metrics(cfg, optional=True)
     for key in ("partial", "progress"):
         check(cfg, key, lambda v: isinstance(v, bool), "true or false")
-    if Path(str(cfg.estimates)).resolve() == Path(str(cfg.references)).resolve():
-        raise ConfigError(f"estimates={cfg.estimates} and references={cfg.references} are one directory: every "
-                          "file would be scored against itself")
+    dirs = {key: cfg.get(key) for key in ("estimates", "references", "noisy") if cfg.get(key) is not None}
+    for i, (key, value) in enumerate(dirs.items()):
+        for other, value2 in list(dirs.items())[i + 1:]:
+            if Path(str(value)).resolve() == Path(str(value2)).resolve():
+                raise ConfigError(f"{key}={value} and {other}={value2} are one directory: every file would be scored "
+                                  "against itself")
     output = cfg.get("output")
     if output is not None and Path(str(output)).exists() and not Path(str(output)).is_dir():
         raise ConfigError(f"output={output}: is a file; the results (metrics.csv, summary.json) go into a directory")

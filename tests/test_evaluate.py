@@ -133,6 +133,10 @@ def test_evaluate_refuses_references_as_estimates_and_a_file_as_output(dirs):
     with pytest.raises(ConfigError, match=r"are one directory: every file would be scored against itself"):
         evaluate_config(OmegaConf.create({"estimates": str(clean), "references": f"{clean}/", "num_workers": 1,
                                           "partial": False, "progress": False}))
+    with pytest.raises(ConfigError, match=r"^references=.*clean and noisy=.*clean/\. are one directory"):
+        evaluate_config(OmegaConf.create({"estimates": str(dirs / "enhanced"), "references": str(clean),
+                                          "noisy": f"{clean}/.", "num_workers": 1, "partial": False,
+                                          "progress": False}))
     from conftest import run_cli
 
     before = sorted(p.name for p in clean.iterdir())
