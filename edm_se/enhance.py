@@ -203,36 +203,27 @@ def main(cfg: DictConfig) -> None:
     if int(cfg.threads) > 0:
         torch.set_num_threads(int(cfg.threads))
     root, files = list_inputs(cfg.input, exclude=cfg.output)
-    if str(cfg.enhancer) != "diffusion":
+    diffusion = str(cfg.enhancer) == "diffusion"
+    if diffusion:
+        model = EnhancementModel.from_checkpoint(cfg.ckpt, device=cfg.device)
+        options = {"sampler": OmegaConf.to_container(cfg.sampler, resolve=True) if cfg.get("sampler") else None,
+                   "num_steps": cfg.num_steps, "t_start": float(cfg.t_start), "seed": int(cfg.seed),
+                   "estimates": bool(cfg.estimates)}
+    else:
         from edm_se.enhancers import make_peer
 
-        peer = make_peer(str(cfg.enhancer))
-        start = time.perf_counter()
-        stats = enhance_files(peer, files, root, Path(cfg.output), progress=bool(cfg.progress),
-                              on_mismatch=str(cfg.on_rate_mismatch), sample_rate=int(cfg.sample_rate),
-                              resume=bool(cfg.resume))
-        stats["total_seconds"] = time.perf_counter() - start
-        stats["enhancer"] = str(cfg.enhancer)
-        if _all_done(stats, cfg.output):
-            return
-        print(f"enhanced {_count(stats)} with {peer.label} -> {cfg.output}  "
-              f"RTF={stats['rtf']:.3f} ({stats['wall_seconds']:.1f} s for {stats['audio_seconds']:.1f} s of audio)")
-        log.info("%s", json.dumps(stats))
-        return
-    model = EnhancementModel.from_checkpoint(cfg.ckpt, device=cfg.device)
-    sampler = OmegaConf.to_container(cfg.sampler, resolve=True) if cfg.get("sampler") else None
-    num_steps = cfg.num_steps
+        model = make_peer(str(cfg.enhancer))
+        options = {"sample_rate": int(cfg.sample_rate)}
     start = time.perf_counter()
-    stats = enhance_files(model, files, root, Path(cfg.output), sampler=sampler, num_steps=num_steps,
-                          t_start=float(cfg.t_start), seed=int(cfg.seed), progress=bool(cfg.progress),
-                          on_mismatch=str(cfg.on_rate_mismatch), resume=bool(cfg.resume),
-                          estimates=bool(cfg.estimates))
+    stats = enhance_files(model, files, root, Path(cfg.output), progress=bool(cfg.progress),
+                          on_mismatch=str(cfg.on_rate_mismatch), resume=bool(cfg.resume), **options)
     stats["total_seconds"] = time.perf_counter() - start
-    stats["checkpoint"] = model.info.get("path")
+    stats.update({"checkpoint": model.info.get("path")} if diffusion else {"enhancer": str(cfg.enhancer)})
     if _all_done(stats, cfg.output):
         return
-    print(f"enhanced {_count(stats)} -> {cfg.output}  NFE={stats['nfe']}  "
-          f"RTF={stats['rtf']:.3f} ({stats['wall_seconds']:.1f} s for {stats['audio_seconds']:.1f} s of audio)")
+    how = f"-> {cfg.output}  NFE={stats['nfe']}" if diffusion else f"with {model.label} -> {cfg.output}"
+    print(f"enhanced {_count(stats)} {how}  RTF={stats['rtf']:.3f} ({stats['wall_seconds']:.1f} s for "
+          f"{stats['audio_seconds']:.1f} s of audio)")
     if cfg.estimates:
         est = Path(cfg.output) / "estimates"
         print(f"the clean estimate after each network call: {est}/nfe001 .. nfe{stats['nfe']:03d}/, sampling time "
