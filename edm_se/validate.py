@@ -45,7 +45,8 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_num(v: Any) -> bool:
+def is_number(v: Any) -> bool:
+    """A finite int or float (not a bool, not a string)."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
 
 
@@ -73,7 +74,7 @@ def int_at_least(cfg: Any, keys: Iterable[str], low: int, optional: bool = False
 def number_in(cfg: Any, key: str, low: float, high: float, low_open: bool = False, high_open: bool = False,
               optional: bool = False) -> None:
     def ok(v: Any) -> bool:
-        if not _is_num(v):
+        if not is_number(v):
             return False
         v = float(v)
         return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
@@ -97,14 +98,14 @@ def sampler(node: Any, prefix: str = "sampler") -> None:
         return
     int_at_least(node, ["num_steps"], 1, optional=True)
     for key in ("s_churn", "s_min"):
-        check(node, key, lambda v: _is_num(v) and v >= 0, "a number >= 0", optional=True)
-    check(node, "s_noise", lambda v: _is_num(v) and v > 0, "a number > 0", optional=True)
+        check(node, key, lambda v: is_number(v) and v >= 0, "a number >= 0", optional=True)
+    check(node, "s_noise", lambda v: is_number(v) and v > 0, "a number > 0", optional=True)
     check(node, "s_max", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
           "a number >= 0 (inf allowed) or null", optional=True)
-    check(node, "schedule.sigma_min", lambda v: _is_num(v) and v > 0, "a number > 0", optional=True)
-    check(node, "schedule.sigma_max", lambda v: _is_num(v) and v > 0, "a number > 0 or null", optional=True)
-    check(node, "schedule.rho", lambda v: _is_num(v) and v > 0, "a number > 0", optional=True)
-    check(node, "snr", lambda v: _is_num(v) and v > 0, "a number > 0", optional=True)
+    check(node, "schedule.sigma_min", lambda v: is_number(v) and v > 0, "a number > 0", optional=True)
+    check(node, "schedule.sigma_max", lambda v: is_number(v) and v > 0, "a number > 0 or null", optional=True)
+    check(node, "schedule.rho", lambda v: is_number(v) and v > 0, "a number > 0", optional=True)
+    check(node, "snr", lambda v: is_number(v) and v > 0, "a number > 0", optional=True)
     int_at_least(node, ["corrector_steps"], 0, optional=True)
     from edm_se.config import build_sampler
 
@@ -135,20 +136,20 @@ def train_config(cfg: DictConfig) -> None:
                        "trainer.threads", "seed"], 0)
     int_at_least(cfg, ["sample_rate"], 1)
     one_of(cfg, "trainer.lr_schedule", ("cosine", "constant"))
-    check(cfg, "trainer.grad_clip", lambda v: _is_num(v) and v > 0, "a number > 0 (the max gradient norm)")
+    check(cfg, "trainer.grad_clip", lambda v: is_number(v) and v > 0, "a number > 0 (the max gradient norm)")
     number_in(cfg, "trainer.ema_decay", 0.0, 1.0, high_open=True)
-    check(cfg, "trainer.optimizer.lr", lambda v: _is_num(v) and v > 0, "a number > 0")
+    check(cfg, "trainer.optimizer.lr", lambda v: is_number(v) and v > 0, "a number > 0")
     check(cfg, "resume", lambda v: v in (True, False, "force"), "true, false or force")
-    check(cfg, "loss.prior_fraction", lambda v: _is_num(v) and 0 <= v <= 1, "a number in [0, 1]", optional=True)
+    check(cfg, "loss.prior_fraction", lambda v: is_number(v) and 0 <= v <= 1, "a number in [0, 1]", optional=True)
     for split in ("train", "valid"):
         node = f"data.{split}"
-        check(cfg, f"{node}.segment_seconds", lambda v: _is_num(v) and v > 0, "a number > 0 or null",
+        check(cfg, f"{node}.segment_seconds", lambda v: is_number(v) and v > 0, "a number > 0 or null",
               optional=True)
         number_in(cfg, f"{node}.rir_prob", 0.0, 1.0)
         number_in(cfg, f"{node}.high_snr_fraction", 0.0, 1.0)
         int_at_least(cfg, [f"{node}.length"], 1, optional=True)
         for key in ("snr_db", "gain_db", "high_snr_db"):
-            check(cfg, f"{node}.{key}", lambda v: len(v) == 2 and all(_is_num(x) for x in v) and v[0] <= v[1],
+            check(cfg, f"{node}.{key}", lambda v: len(v) == 2 and all(is_number(x) for x in v) and v[0] <= v[1],
                   "[low, high] in dB with low <= high", optional=True)
     if cfg.get("sampler") is not None:
         _prefixed(lambda: sampler(cfg.sampler), "sampler")
@@ -200,13 +201,13 @@ def paradigm(cfg: DictConfig) -> None:
                            "paradigm.task.time_mask_width"], 0, optional=True)
     one_of(cfg, "paradigm.enhancer_output.mode", EnhancerOutput.MODES)
     int_at_least(cfg, ["paradigm.enhancer_output.num_steps"], 1)
-    check(cfg, "paradigm.task_grad_clip", lambda v: _is_num(v) and v > 0, "a number > 0")
-    check(cfg, "paradigm.loss_weight", lambda v: _is_num(v) and v >= 0, "a number >= 0")
-    check(cfg, "paradigm.optimizer.lr", lambda v: _is_num(v) and v > 0, "a number > 0", optional=True)
+    check(cfg, "paradigm.task_grad_clip", lambda v: is_number(v) and v > 0, "a number > 0")
+    check(cfg, "paradigm.loss_weight", lambda v: is_number(v) and v >= 0, "a number >= 0")
+    check(cfg, "paradigm.optimizer.lr", lambda v: is_number(v) and v > 0, "a number > 0", optional=True)
     check(cfg, "paradigm.train_task", lambda v: isinstance(v, bool), "true or false")
     one_of(cfg, "paradigm.method", D4AM.METHODS)
-    check(cfg, "paradigm.alpha", lambda v: _is_num(v) and v >= 0, "a number >= 0")
-    check(cfg, "paradigm.alpha_lr", lambda v: _is_num(v) and v >= 0, "a number >= 0")
+    check(cfg, "paradigm.alpha", lambda v: is_number(v) and v >= 0, "a number >= 0")
+    check(cfg, "paradigm.alpha_lr", lambda v: is_number(v) and v >= 0, "a number >= 0")
     int_at_least(cfg, ["paradigm.alpha_every"], 1)
     from edm_se.enhancers import PEERS
 
@@ -330,7 +331,7 @@ def _metrics(cfg: DictConfig, optional: bool = False) -> None:
 def data_build_config(cfg: DictConfig) -> None:
     """Check ``edm-se data build`` (``conf/data_build.yaml``)."""
     int_at_least(cfg, ["seed"], 0)
-    check(cfg, "max_minutes", lambda v: _is_num(v) and v > 0, "a number of minutes > 0 or null", optional=True)
+    check(cfg, "max_minutes", lambda v: is_number(v) and v > 0, "a number of minutes > 0 or null", optional=True)
     check(cfg, "sources", lambda v: len(v) > 0 and all(isinstance(x, str) for x in v),
           "a non-empty list of source names or null", optional=True)
     check(cfg, "out_dir", lambda v: isinstance(v, str) and v.strip() != "", "a directory path")

@@ -120,6 +120,10 @@ def test_study_paradigms_is_the_paradigms_app_under_edm_se_study(tmp_path):
     assert res.stderr.startswith("edm-se study: error:") and "manifest.csv: task manifest not found" in res.stderr
     res = run_cli("study", "study=paradigms", "-m")
     assert res.returncode == 2 and "multirun is not supported" in res.stderr
+    res = run_cli("paradigms", "snrs_db=[0,abc]", f"out_dir={tmp_path / 'out'}")  # was a ValueError traceback
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip() == ("edm-se paradigms: error: snrs_db=[0, 'abc']: must be a non-empty list of SNRs in "
+                                  "dB (numbers)")
 
 
 @pytest.mark.parametrize(("command", "key"), [("train", "run_dir"), ("study", "hydra.sweep.dir")])

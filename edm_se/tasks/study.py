@@ -353,7 +353,8 @@ def main(cfg: DictConfig) -> None:
     for key in ["seeds", *[f"tasks.{t}.seeds" for t in (cfg.get("tasks") or {})]]:
         validate.check(cfg, key, lambda v: v is None or all(isinstance(k, int) and k >= 0 for k in v),
                        "a list of training seeds (integers >= 0), e.g. [1,2]")
-    validate.check(cfg, "snrs_db", lambda v: len(v) > 0, "a non-empty list of SNRs in dB")
+    validate.check(cfg, "snrs_db", lambda v: len(v) > 0 and all(validate.is_number(x) for x in v),
+                   "a non-empty list of SNRs in dB (numbers)")
     summary = run_study(cfg)
     n = ", ".join(f"{t}: {v['n_test']}" for t, v in summary["tests"].items())
     print(f"edm-se paradigms: {len(summary['rows'])} rows scored (test mixtures {n}); "
