@@ -40,6 +40,23 @@ def identity(model, sampler, num_steps, t_start: float, seed: int, sample_rate: 
             "sampler": type(smp).__name__, **fields, "t_start": float(t_start), "seed": int(seed), **base}
 
 
+def _load_config(manifest: Path) -> dict:
+    config = json.loads(manifest.read_text())["config"]
+    if not isinstance(config, dict):
+        raise TypeError("config is not a JSON object")
+    return config
+
+
+def recorded_config(output: str | os.PathLike) -> dict | None:
+    """The configuration recorded in ``output/enhance.json`` (:func:`identity`: the checkpoint's SHA-256 and the
+    resolved sampler, or the peer and its version); None when there is none or it is unreadable. ``edm-se evaluate``
+    puts it in the provenance of the scores of such a directory."""
+    try:
+        return _load_config(Path(output) / MANIFEST)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def open_record(output: Path, config: dict, resume: bool) -> dict[str, str]:
     """Start or continue the record of ``output`` and return ``{relative input path: input SHA-256}`` of the files
     finished under ``config`` (:func:`identity` and what else the caller adds); empty when starting anew. A torn
@@ -53,7 +70,7 @@ def open_record(output: Path, config: dict, resume: bool) -> dict[str, str]:
     manifest, log_path = output / MANIFEST, output / DONE_LOG
     if resume and manifest.is_file():
         try:
-            old = json.loads(manifest.read_text())["config"]
+            old = _load_config(manifest)
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise AudioError(manifest, f"unreadable record of an earlier run ({type(err).__name__}); remove it or "
                              "pass resume=false") from None

@@ -179,9 +179,11 @@ def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
     def content(files: dict[str, Path]) -> str:  # content identity of the scored files
         return named_files_sha256((k, files[k]) for k in keys)
 
+    from edm_se.enhance_record import recorded_config
+
     summary["provenance"] = {"estimates_sha256": content(est_files), "references_sha256": content(ref_files),
                              "noisy_sha256": content(noisy_files) if noisy_files is not None else None,
-                             **run_info()}
+                             "enhance": recorded_config(est_dir), **run_info()}
     if noisy_files is not None:
         noisy_part = frame.iloc[len(keys):].reset_index(drop=True)
         for m in metrics:

@@ -165,6 +165,12 @@ def test_an_enhance_output_directory_is_scored_without_its_per_call_estimates(di
     with caplog.at_level(logging.WARNING, logger="edm_se.evaluate"):
         summary = evaluate_dirs(enhanced, dirs / "clean", num_workers=0, metrics=("si_sdr",), progress=False)
     assert summary["num_files"] == 3 and "no reference" not in caplog.text
+    assert summary["provenance"]["enhance"] is None  # an unreadable record is no provenance
+    config = {"enhancer": "diffusion", "checkpoint_sha256": "ab" * 32, "sampler": "Euler", "sampler.num_steps": "4"}
+    (enhanced / "enhance.json").write_text(json.dumps({"format": "edm_se.enhance/1", "config": config}))
+    summary = evaluate_dirs(enhanced, dirs / "clean", num_workers=0, metrics=("si_sdr",), progress=False)
+    assert summary["provenance"]["enhance"] == config  # the scores name the checkpoint and sampler that made them
+    assert json.loads((enhanced / "summary.json").read_text())["provenance"]["enhance"] == config
     (enhanced / "enhance.json").unlink()
     with caplog.at_level(logging.WARNING, logger="edm_se.evaluate"):
         evaluate_dirs(enhanced, dirs / "clean", num_workers=0, metrics=("si_sdr",), progress=False)
