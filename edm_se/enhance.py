@@ -113,6 +113,8 @@ def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=N
     Raises:
         edm_se.audio.AudioError: a bad input (nothing is written then), or ``output`` holds the outputs of
             another configuration (``resume`` True).
+        edm_se.validate.ConfigError: the sampler's time grid cannot be made on the model's SDE
+            (:meth:`edm_se.model.EnhancementModel.check_sampler`; nothing is written then).
     """
     from tqdm import tqdm
 
@@ -142,6 +144,8 @@ def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=N
         raise AudioError(output, f"cannot write {Path(output).suffix} (an output file ends in "
                          f"{', '.join(WRITABLE_SUFFIXES)})")
     dests = plan_outputs(inputs, root, Path(output))
+    if diffusion:
+        model.check_sampler(sampler, num_steps, t_start)
     config = {**record.identity(model, sampler, num_steps, t_start, seed, sr, on_mismatch),
               "estimates": bool(estimates)}
     done = {} if to_file else record.open_record(output, config, resume)

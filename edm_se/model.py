@@ -136,6 +136,25 @@ class EnhancementModel:
     def downsample_factor(self) -> int:
         return int(getattr(self.parts.net, "downsample_factor", 1))
 
+    def check_sampler(self, sampler: Any = None, num_steps: int | None = None, t_start: float = 1.0,
+                      **params: Any) -> None:
+        """Build ``sampler`` (as :meth:`make_sampler`) and its time grid on this model's SDE from ``t_start``, so
+        that a grid that cannot be made (a Karras ``sigma_min`` above the SDE's largest noise level) stops a run
+        before its first file rather than at it.
+
+        Raises:
+            edm_se.validate.ConfigError: the grid cannot be made (the schedule's own reason, one line).
+        """
+        from edm_se.validate import ConfigError
+
+        smp = self.make_sampler(sampler, num_steps, **params)
+        if getattr(smp, "schedule", None) is None:  # a sampler object of the caller's, without a schedule
+            return
+        try:
+            smp.schedule(smp.num_steps, self.parts.sde, float(t_start))
+        except ValueError as err:
+            raise ConfigError(f"sampler: {err}") from None
+
     def make_sampler(self, sampler: Any = None, num_steps: int | None = None, **params: Any) -> Any:
         """Resolve ``sampler`` (None: the default; str: a ``conf/sampler`` name; config node; or an object).
 

@@ -102,6 +102,10 @@ def sampler(node: Any, prefix: str = "sampler") -> None:
     check(node, "s_noise", lambda v: is_number(v) and v > 0, "a number > 0", optional=True)
     check(node, "s_max", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
           "a number >= 0 (inf allowed) or null", optional=True)
+    s_min, s_max = _get(node, "s_min"), _get(node, "s_max")
+    if is_number(s_min) and isinstance(s_max, (int, float)) and s_min > s_max:
+        raise ConfigError(f"s_min={s_min} is above s_max={s_max}: churn applies to sigma in [s_min, s_max], "
+                          "which would be empty")
     check(node, "schedule.sigma_min", lambda v: is_number(v) and v > 0, "a number > 0", optional=True)
     check(node, "schedule.sigma_max", lambda v: is_number(v) and v > 0, "a number > 0 or null", optional=True)
     check(node, "schedule.rho", lambda v: is_number(v) and v > 0, "a number > 0", optional=True)

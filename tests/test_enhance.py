@@ -143,6 +143,25 @@ def test_python_api_counts_nfe_and_resamples(tiny_checkpoint, noisy_dir):
     torch.testing.assert_close(res.waveform, again.waveform)  # seeded: reproducible
 
 
+def test_a_sampler_grid_that_cannot_be_made_stops_before_any_file(tiny_checkpoint, noisy_dir, tmp_path):
+    """A Karras sigma_min above the SDE's largest noise level used to end in a ValueError traceback at the first
+    file; it is one line before anything is written. One step needs no grid below the top and runs."""
+    out = tmp_path / "o"
+    res = run_cli("enhance", f"ckpt={tiny_checkpoint}", f"input={noisy_dir}", f"output={out}", "sampler=edm_heun",
+                  "sampler.num_steps=4", "sampler.schedule.sigma_min=50", "progress=false")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert re.fullmatch(r"edm-se enhance: error: sampler: Karras schedule: sigma_min=50 must be below the largest "
+                        r"noise level [0-9.]+ for num_steps > 1", res.stderr.strip()), res.stderr
+    assert not out.exists()
+    from edm_se.validate import ConfigError
+
+    model = edm_se.load(tiny_checkpoint, device="cpu")
+    karras = {"_target_": "edm_se.schedules.Karras", "sigma_min": 50.0}
+    model.check_sampler("edm_heun", 1, schedule=karras)
+    with pytest.raises(ConfigError, match="sigma_min=50 must be below"):
+        model.check_sampler("edm_heun", 4, schedule=karras)
+
+
 def test_python_api_names_a_channel_last_array_and_a_too_short_signal(tiny_checkpoint):
     """soundfile reads a stereo file as (L, 2): enhance used to fail inside the STFT's padding (a RuntimeError
     about padding size); a signal shorter than half a frame likewise. Both are a ValueError saying what is wrong;

@@ -43,6 +43,17 @@ def test_train_config_values_are_checked(override, key):
     assert str(info.value).startswith(key) and "must be" in str(info.value)
 
 
+def test_churn_window_must_not_be_empty():
+    """s_min above s_max leaves churn no sigma to act on: refused, naming both (equal bounds are a window)."""
+    cfg = _compose("enhance", ["input=x.wav", "output=out", "sampler=edm_heun_churn", "sampler.s_min=2",
+                               "sampler.s_max=1"])
+    with pytest.raises(ConfigError, match=r"^sampler\.s_min=2 is above s_max=1: churn applies to sigma in "
+                                          r"\[s_min, s_max\], which would be empty$"):
+        validate.enhance_config(cfg)
+    validate.enhance_config(_compose("enhance", ["input=x.wav", "output=out", "sampler=edm_heun_churn",
+                                                 "sampler.s_min=1", "sampler.s_max=1"]))
+
+
 def test_default_configs_pass_validation():
     validate.train_config(_compose("train", []))
     validate.train_config(_compose("train", ["+experiment=cpu_demo", "data=corpus"]))
