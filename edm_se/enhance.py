@@ -48,7 +48,11 @@ def list_inputs(path: str | Path, exclude: str | Path | None = None) -> tuple[Pa
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
     if exclude is not None and Path(exclude).resolve() != path.resolve():
         skip = Path(exclude).resolve()
-        files = [f for f in files if not f.resolve().is_relative_to(skip)]
+        kept = [f for f in files if not f.resolve().is_relative_to(skip)]
+        if len(kept) < len(files):
+            log.info("%s: %d audio file(s) under the output %s are not taken as inputs", path, len(files) - len(kept),
+                     exclude)
+        files = kept
     if not files:
         raise AudioError(f"{path}: directory holds no audio file ({', '.join(AUDIO_SUFFIXES)})")
     return path, files

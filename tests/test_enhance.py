@@ -345,6 +345,8 @@ def test_no_input_is_overwritten_and_no_output_written_twice(tiny_checkpoint, no
     assert sorted(p.name for p in inside.glob("*.wav")) == sorted(before)
     again = run_cli(*args)
     assert again.returncode == 0 and f"nothing to enhance: all {len(before)} file(s)" in again.stdout
+    assert f"{len(before)} audio file(s) under the output {inside} are not taken as inputs" in (again.stdout +
+                                                                                              again.stderr)
     assert not (inside / "enhanced").exists()
 
 
