@@ -18,6 +18,7 @@ All metric functions take 1-D float numpy arrays (torch tensors are converted) o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -225,6 +226,26 @@ def summary_stat(metric: str, values: Sequence[float], ref_words: Sequence[float
     return mean_ci95(values)
 
 
+@contextlib.contextmanager
+def _spawn_start_method():
+    """Make ``spawn`` the process-wide start method while a spawn pool starts its workers, when it is one that a
+    fresh interpreter does not know. A spawned child re-applies its parent's global start method before anything
+    else; inside a joblib/loky worker (``hydra/launcher=joblib``) that is ``loky``, and every child died with
+    ``ValueError: cannot find context for 'loky'`` (a BrokenProcessPool in every cell). The method is restored
+    afterwards."""
+    import multiprocessing
+
+    method = multiprocessing.get_start_method(allow_none=True)
+    if method is None or method in ("spawn", "fork", "forkserver"):
+        yield
+        return
+    multiprocessing.set_start_method("spawn", force=True)
+    try:
+        yield
+    finally:
+        multiprocessing.set_start_method(method, force=True)
+
+
 def _worker_init() -> None:
     import os
 
@@ -328,7 +349,8 @@ def score_pairs(references: Sequence[Any], estimates: Sequence[Any], sample_rate
         else:
             ctx = multiprocessing.get_context("spawn")
             workers = min(int(num_workers), len(jobs))
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
+            with _spawn_start_method(), ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                                            initializer=_worker_init) as pool:
                 rows = []
                 for row in pool.map(_score_one, jobs, chunksize=max(1, len(jobs) // (4 * workers))):
                     rows.append(row)

@@ -600,3 +600,19 @@ def test_a_sweep_over_checkpoints_keeps_one_set_of_cells_per_model(tiny_test_set
         res = run_cli(*args, f"hydra.sweep.dir={tmp_path / 'refused'}", "ckpt=" + ",".join(map(str, ckpts)))
         assert res.returncode == 2 and message in res.stderr.strip().splitlines()[-1], res.stderr[-2000:]
         assert not any((tmp_path / "refused").glob("*/metrics.json"))
+
+
+def test_parallel_launcher_cells_score_in_worker_processes(tiny_ckpt, tiny_test_set, tmp_path):
+    """`hydra/launcher=joblib` (the `parallel` extra) runs cells in loky processes, whose global start method is
+    `loky`: each cell's spawned scoring workers died with "cannot find context for 'loky'" (BrokenProcessPool in
+    every cell). The cells finish, with the same numbers as the basic launcher's."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    args = ["study", "study=steps", f"ckpt={tiny_ckpt}", f"test_set={tiny_test_set}", "sampler=euler",
+            "sampler.num_steps=1,2", "metrics=[si_sdr]", "num_workers=2", "keep_audio=0", "threads=1", "peers=[]"]
+    res = run_cli(*args, f"hydra.sweep.dir={tmp_path / 'joblib'}", "hydra/launcher=joblib",
+                  "hydra.launcher.n_jobs=2")
+    assert res.returncode == 0 and "2 finished cell(s), 0 failed" in res.stdout, res.stdout[-3000:] + res.stderr[-3000:]
+    assert run_cli(*args, f"hydra.sweep.dir={tmp_path / 'basic'}").returncode == 0
+    means = [pd.read_csv(tmp_path / d / "results.csv").query("kind == 'cell'").sort_values(["cell", "snr_db"])
+             ["mean"].to_numpy() for d in ("joblib", "basic")]
+    np.testing.assert_allclose(means[0], means[1], rtol=1e-6)
