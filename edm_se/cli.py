@@ -224,7 +224,7 @@ def _unknown_key_hint(config_name: str, argv: list[str]) -> str | None:
     from omegaconf import OmegaConf
 
     overrides = [a for a in argv if "=" in a and not a.startswith(("-", "+", "~"))]
-    groups = {p.name for p in Path(conf_dir()).iterdir() if p.is_dir()}
+    groups = {p.name for p in Path(conf_dir()).iterdir() if p.is_dir() and not p.name.startswith("_")}
     choices = [a for a in overrides if a.split("=", 1)[0] in groups]
     try:
         GlobalHydra.instance().clear()
