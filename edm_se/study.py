@@ -85,7 +85,7 @@ def cell_config(cfg: DictConfig) -> dict:
     """The resolved cell config that identifies a finished cell.
 
     ``cfg`` minus :data:`IGNORED_KEYS` and minus what belongs to the study rather than the cell: its
-    ``description``, its report's ``compare_to`` and, in a training study, the other cells' entries of
+    ``description``, its report's ``compare_to`` and plots' ``x`` and, in a training study, the other cells' entries of
     ``study.cells`` (so adding a cell to a preset, editing another cell or asking for another comparison does not
     re-run the finished ones). ``cfg`` may also be the config a finished cell stored (a plain dict).
     """
@@ -95,8 +95,8 @@ def cell_config(cfg: DictConfig) -> dict:
         full.pop(key, None)
     spec = full.get("study")
     if isinstance(spec, dict):
-        spec.pop("description", None)
-        spec.pop("compare_to", None)
+        for key in ("description", "compare_to", "x"):  # the study's report, not the cell
+            spec.pop(key, None)
         cells = spec.get("cells")
         if isinstance(cells, dict):
             spec["cells"] = {k: v for k, v in cells.items() if k == full.get("cell")}
@@ -317,7 +317,7 @@ class GatherCallback(Callback):
         if not sweep_dir.is_dir():
             print(f"edm-se study: nothing was written to {sweep_dir}")
             return
-        out = gather(sweep_dir)
+        out = gather(sweep_dir, x=str(config.study.get("x") or "auto"))
         from edm_se.study_best import write_best
         from edm_se.study_timing import write_timing
 

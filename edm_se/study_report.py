@@ -59,12 +59,14 @@ def _relative(path: Path, base: Path) -> str:
         return str(path)
 
 
-def gather(sweep_dir: str | os.PathLike, plot: bool = True) -> dict:
+def gather(sweep_dir: str | os.PathLike, plot: bool = True, x: str = "auto") -> dict:
     """Collect every cell's ``metrics.json`` under ``sweep_dir`` into ``results.csv`` and ``results.md``.
 
     Args:
         sweep_dir: a study's sweep directory (``studies/runs/<name>``).
         plot: also draw the figures (:func:`edm_se.plots.make_plots`) next to ``results.csv``.
+        x: their x axis (the study's ``study.x``: ``auto``, ``nfe``, ``t_start``, ``s_churn``, ``s_noise``,
+            ``rtf``).
 
     Returns:
         ``{"results": Path, "markdown": Path, "figures": [Path], "cells": int, "failed": [(cell, message)]}``.
@@ -116,7 +118,7 @@ def gather(sweep_dir: str | os.PathLike, plot: bool = True) -> dict:
     if plot and (frame["kind"] == "cell").any():
         from edm_se.plots import make_plots
 
-        figures = make_plots(csv_path)
+        figures = make_plots(csv_path, x=x)
     return {"results": csv_path, "markdown": md_path, "figures": figures, "cells": cells, "failed": failed}
 
 

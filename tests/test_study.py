@@ -616,3 +616,23 @@ def test_parallel_launcher_cells_score_in_worker_processes(tiny_ckpt, tiny_test_
     means = [pd.read_csv(tmp_path / d / "results.csv").query("kind == 'cell'").sort_values(["cell", "snr_db"])
              ["mean"].to_numpy() for d in ("joblib", "basic")]
     np.testing.assert_allclose(means[0], means[1], rtol=1e-6)
+
+
+def test_study_x_sets_the_figures_axis_without_re_running_cells(tiny_ckpt, tiny_test_set, tmp_path):
+    """`study.x` was declared and never read (the figures always took `auto`): it now names the axis of
+    metric_vs_<x> / improvement_vs_<x>, is checked, and is the report's, not the cell's (no re-run, same names)."""
+    args = ["study", "study=steps", f"ckpt={tiny_ckpt}", f"test_set={tiny_test_set}", f"hydra.sweep.dir={tmp_path}",
+            "sampler=euler", "sampler.num_steps=1,2", "metrics=[si_sdr]", "num_workers=1", "keep_audio=0",
+            "threads=1", "peers=[]"]
+    res = run_cli(*args, "study.x=t_start")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert (tmp_path / "metric_vs_t_start.png").is_file() and (tmp_path / "improvement_vs_t_start.png").is_file()
+    assert not (tmp_path / "metric_vs_nfe.png").exists()
+    again = run_cli(*args)  # study.x: auto -> nfe here
+    assert again.returncode == 0 and (again.stdout + again.stderr).count("skipping finished cell") == 2
+    assert (tmp_path / "metric_vs_nfe.png").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir() if (p / "metrics.json").exists()) == [
+        f"model=tiny,sampler.num_steps={n},sampler=euler" for n in (1, 2)]
+    bad = run_cli(*args, "study.x=steps")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().endswith("study.x=steps: must be one of auto, nfe, t_start, s_churn, s_noise, rtf")
