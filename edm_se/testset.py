@@ -12,21 +12,29 @@ from edm_se.audio import AUDIO_SUFFIXES
 log = logging.getLogger("edm_se.study")
 
 
+# (clean, noisy) sub-directories of a test set: edm_se's own layout, and VoiceBank-DEMAND's as it is downloaded
+LAYOUTS = (("clean", "noisy"), ("clean_testset_wav", "noisy_testset_wav"))
+
+
 @dataclass
 class TestSet:
     """A fixed paired test set: ``clean/`` and ``noisy/`` files with the same names, optional SNR per file.
 
     Attributes:
         root: the directory.
-        names: file names (relative to ``clean/`` and ``noisy/``), sorted.
+        names: file names (relative to the clean and noisy sub-directories), sorted.
         snr_db: SNR in dB of each mixture (None where the manifest does not say).
         transcripts: the words spoken in each file (None where unknown), for the WER metrics.
+        clean_dir, noisy_dir: the sub-directories' names (:data:`LAYOUTS`: ``clean``/``noisy``, or
+            VoiceBank-DEMAND's ``clean_testset_wav``/``noisy_testset_wav``).
     """
 
     root: Path
     names: list[str]
     snr_db: list[float | None]
     transcripts: list[str | None] | None = None
+    clean_dir: str = "clean"
+    noisy_dir: str = "noisy"
 
     def has_transcripts(self) -> bool:
         """Whether every file has a non-empty transcript (what the WER metrics need)."""
@@ -35,10 +43,10 @@ class TestSet:
     __test__ = False  # not a pytest test class
 
     def clean(self, name: str) -> Path:
-        return self.root / "clean" / name
+        return self.root / self.clean_dir / name
 
     def noisy(self, name: str) -> Path:
-        return self.root / "noisy" / name
+        return self.root / self.noisy_dir / name
 
     def identity(self) -> dict:
         """``{"root", "names", "n", "sha256"}``: where it is and what it holds (SHA-256 over the names and the bytes
@@ -48,7 +56,7 @@ class TestSet:
         import hashlib
         import json
 
-        rel = [f"clean/{n}" for n in self.names] + [f"noisy/{n}" for n in self.names]
+        rel = [f"{self.clean_dir}/{n}" for n in self.names] + [f"{self.noisy_dir}/{n}" for n in self.names]
         out = {"root": str(self.root), "names": list(self.names), "n": len(self.names),
                "sha256": files_sha256(self.root, rel)}
         if self.transcripts and any(self.transcripts):
@@ -69,7 +77,8 @@ class TestSet:
 
 
 def load_test_set(path: str | os.PathLike | None = None, max_files: int | None = None) -> TestSet:
-    """Read a paired test-set directory (``clean/``, ``noisy/``, optional ``manifest.csv``).
+    """Read a paired test-set directory (``clean/``, ``noisy/``, optional ``manifest.csv``), or a VoiceBank-DEMAND
+    directory as it is downloaded (``clean_testset_wav/``, ``noisy_testset_wav/``, ``testset_txt/``).
 
     Args:
         path: the directory; None: ``edm_se.data.builtin_test_set()``.
@@ -82,8 +91,8 @@ def load_test_set(path: str | os.PathLike | None = None, max_files: int | None =
         ``txt/<stem>.txt`` or ``testset_txt/<stem>.txt`` (VoiceBank-DEMAND's layout, read as-is) supplies it.
 
     Raises:
-        edm_se.audio.AudioError: the directory or its ``clean/`` / ``noisy/`` sub-directories are missing, or no
-            noisy file has a clean reference.
+        edm_se.audio.AudioError: the directory or its clean / noisy sub-directories (either layout) are missing,
+            or no noisy file has a clean reference.
     """
 
     from edm_se.audio import AudioError
@@ -95,14 +104,16 @@ def load_test_set(path: str | os.PathLike | None = None, max_files: int | None =
         if not isinstance(path, (str, os.PathLike)):  # an object describing the set
             path = getattr(path, "root")
     root = Path(path).expanduser().resolve()
-    for sub in ("clean", "noisy"):
-        if not (root / sub).is_dir():
-            raise AudioError(f"{root}: not a test set (expected {sub}/ with audio files, plus manifest.csv)")
-    noisy = {p.relative_to(root / "noisy").as_posix() for p in (root / "noisy").rglob("*")
+    layout = next(((c, n) for c, n in LAYOUTS if (root / c).is_dir() and (root / n).is_dir()), None)
+    if layout is None:
+        raise AudioError(f"{root}: not a test set (expected clean/ and noisy/ with audio files, plus manifest.csv; "
+                         "or VoiceBank-DEMAND's clean_testset_wav/ and noisy_testset_wav/)")
+    clean_dir, noisy_dir = layout
+    noisy = {p.relative_to(root / noisy_dir).as_posix() for p in (root / noisy_dir).rglob("*")
              if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES}
-    names = sorted(n for n in noisy if (root / "clean" / n).is_file())
+    names = sorted(n for n in noisy if (root / clean_dir / n).is_file())
     if not names:
-        raise AudioError(f"{root}: no noisy file has a clean reference of the same name in clean/")
+        raise AudioError(f"{root}: no noisy file has a clean reference of the same name in {clean_dir}/")
     if len(names) < len(noisy):
         log.warning("%s: %d noisy file(s) without a clean reference are ignored", root, len(noisy) - len(names))
     if max_files is not None:
@@ -116,7 +127,8 @@ def load_test_set(path: str | os.PathLike | None = None, max_files: int | None =
             pass
     text = read_transcripts(root, names)
     transcripts = [text.get(n) for n in names] if text else None
-    return TestSet(root=root, names=names, snr_db=[snr.get(n) for n in names], transcripts=transcripts)
+    return TestSet(root=root, names=names, snr_db=[snr.get(n) for n in names], transcripts=transcripts,
+                   clean_dir=clean_dir, noisy_dir=noisy_dir)
 
 
 

@@ -291,7 +291,7 @@ def test_builtin_config_instantiates():
     assert train.seed == 5 and train.segment_seconds == pytest.approx(2.04)
     assert train[0]["clean"].shape == (int(round(2.04 * 16000)),)
     assert valid.segment_seconds is None and len(valid) == 8
-    assert cfg.data.test is None and cfg.data.sample_rate == 16000
+    assert "test" not in cfg.data and cfg.data.sample_rate == 16000  # the test set is the study's, never training's
 
 
 def test_paired_config_validates_on_held_out_training_speakers_never_on_the_test_set(tmp_path):

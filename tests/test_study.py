@@ -636,3 +636,42 @@ def test_study_x_sets_the_figures_axis_without_re_running_cells(tiny_ckpt, tiny_
     bad = run_cli(*args, "study.x=steps")
     assert bad.returncode == 2
     assert bad.stderr.strip().endswith("study.x=steps: must be one of auto, nfe, t_start, s_churn, s_noise, rtf")
+
+
+def test_a_voicebank_demand_directory_is_a_test_set_as_downloaded(tiny_ckpt, tiny_test_set, tmp_path):
+    """VoiceBank-DEMAND's own layout (clean_testset_wav/, noisy_testset_wav/, testset_txt/, 48 kHz) is read as it
+    is: the study scores it (resampled to the model's rate) with the same numbers as the same audio in clean/ +
+    noisy/; a directory of neither layout names both."""
+    import torchaudio.functional as AF
+
+    vbd, plain = tmp_path / "vbd", tmp_path / "plain"
+    for i, name in enumerate(["p232_001", "p232_002"]):
+        for sub, target in (("clean", "clean_testset_wav"), ("noisy", "noisy_testset_wav")):
+            wave, sr = sf.read(tiny_test_set / sub / f"utt{i}.flac", dtype="float32")
+            wave48 = AF.resample(torch.from_numpy(wave), sr, 48000).numpy()
+            for root, folder in ((vbd, target), (plain, sub)):
+                (root / folder).mkdir(parents=True, exist_ok=True)
+                sf.write(root / folder / f"{name}.wav", wave48, 48000, subtype="FLOAT")
+        (vbd / "testset_txt").mkdir(exist_ok=True)
+        (vbd / "testset_txt" / f"{name}.txt").write_text(f"Sentence number {i}.\n")
+    test = study.load_test_set(vbd)
+    assert test.names == ["p232_001.wav", "p232_002.wav"] and test.transcripts == ["Sentence number 0.",
+                                                                                   "Sentence number 1."]
+    assert test.clean(test.names[0]) == vbd.resolve() / "clean_testset_wav" / "p232_001.wav"
+    assert test.noisy(test.names[1]) == vbd.resolve() / "noisy_testset_wav" / "p232_002.wav"
+    assert test.identity()["sha256"] != study.load_test_set(plain).identity()["sha256"]  # the layout is hashed
+    results = []
+    for root in (vbd, plain):
+        res = run_cli("study", "study=steps", f"ckpt={tiny_ckpt}", f"test_set={root}", f"hydra.sweep.dir={root}_run",
+                      "sampler=euler", "sampler.num_steps=1", "metrics=[si_sdr,pesq]", "num_workers=1",
+                      "keep_audio=0", "threads=1", "peers=[]")
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        frame = pd.read_csv(f"{root}_run/results.csv")
+        results.append(frame[frame.kind == "cell"].sort_values(["metric", "snr_db"])["mean"].to_numpy())
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-6)
+    from edm_se.audio import AudioError
+
+    (tmp_path / "neither" / "clean").mkdir(parents=True)
+    with pytest.raises(AudioError, match=r"expected clean/ and noisy/ .* or VoiceBank-DEMAND's clean_testset_wav/ "
+                                         r"and noisy_testset_wav/"):
+        study.load_test_set(tmp_path / "neither")
