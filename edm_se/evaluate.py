@@ -9,6 +9,10 @@ Outputs, written atomically (temporary file + ``os.replace``) into ``output_dir`
 
 * ``metrics.csv``: one row per file: ``name, <metric>...`` [``, noisy_<metric>..., delta_<metric>...``].
 * ``summary.json``: the dict returned by :func:`evaluate_dirs` (NaN written as ``null``).
+
+While it scores, ``output_dir/.evaluate_scores.jsonl`` keeps each pair's scores as they come (keyed by the content
+of both waveforms, the metrics and the transcript): an interrupted run resumes from it, scoring only what it lacks,
+and it is removed once ``metrics.csv`` and ``summary.json`` are written.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from edm_se.audio import AUDIO_SUFFIXES, AudioError
 log = logging.getLogger(__name__)
 
 SUMMARY_FORMAT = "edm_se.evaluate/1"
+RESUME_LOG = ".evaluate_scores.jsonl"
 
 
 def _audio_files(root: Path, what: str) -> dict[str, Path]:
@@ -158,10 +163,13 @@ def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
             noisys.append(pair[2])
 
     all_refs, all_ests = refs + (refs if noisy_files is not None else []), ests + noisys
+    out_dir.mkdir(parents=True, exist_ok=True)
+    resume_log = out_dir / RESUME_LOG  # an interrupted run resumes from the pairs it scored
     frame, _ = score_pairs(all_refs, all_ests, sample_rate=sample_rate,
                            names=keys + (keys if noisy_files is not None else []), metrics=metrics,
                            num_workers=num_workers, progress=progress,
-                           transcripts=None if texts is None else texts * (2 if noisy_files is not None else 1))
+                           transcripts=None if texts is None else texts * (2 if noisy_files is not None else 1),
+                           resume_log=resume_log)
 
     def stat(m: str, values: Any) -> dict:
         return summary_stat(m, values.to_numpy(dtype=np.float64), words)
@@ -198,6 +206,7 @@ def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
 
     atomic_write_text(out_dir / "metrics.csv", table.to_csv(index=False, float_format="%.6g"))
     atomic_write_json(out_dir / "summary.json", summary, indent=2)
+    resume_log.unlink(missing_ok=True)  # the results stand on their own now
     return summary
 
 

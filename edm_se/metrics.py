@@ -19,8 +19,10 @@ All metric functions take 1-D float numpy arrays (torch tensors are converted) o
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Sequence
@@ -246,6 +248,35 @@ def _spawn_start_method():
         multiprocessing.set_start_method(method, force=True)
 
 
+def _job_key(job: tuple) -> str:
+    """SHA-256 of everything that makes a pair's scores: both waveforms, the rate, the metrics, the transcript."""
+    import hashlib
+
+    ref, est, sample_rate, metrics, transcript = job
+    h = hashlib.sha256()
+    for part in (ref, est):
+        h.update(np.ascontiguousarray(part, dtype=np.float32).tobytes())
+        h.update(b"|")
+    h.update(json.dumps([int(sample_rate), list(metrics), transcript]).encode("utf-8"))
+    return h.hexdigest()
+
+
+def _read_scores(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """``{key: row}`` of a resume log (a missing file is empty; a torn last line is skipped)."""
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        text = open(path, encoding="utf-8").read()
+    except FileNotFoundError:
+        return out
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+            out[str(entry["key"])] = dict(entry["row"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
 def _worker_init() -> None:
     import os
 
@@ -278,7 +309,8 @@ def mean_ci95(values: Sequence[float]) -> dict[str, float]:
 def score_pairs(references: Sequence[Any], estimates: Sequence[Any], sample_rate: int = 16000,
                 names: Sequence[str] | None = None, metrics: Sequence[str] = DEFAULT_METRICS,
                 num_workers: int = 2, progress: bool = True,
-                transcripts: Sequence[str | None] | None = None) -> tuple[Any, dict[str, dict[str, float]]]:
+                transcripts: Sequence[str | None] | None = None,
+                resume_log: str | os.PathLike | None = None) -> tuple[Any, dict[str, dict[str, float]]]:
     """Score every (reference, estimate) pair, in parallel worker processes.
 
     Args:
@@ -291,6 +323,9 @@ def score_pairs(references: Sequence[Any], estimates: Sequence[Any], sample_rate
             recogniser once (one CPU thread each).
         progress: show a tqdm progress bar.
         transcripts: the reference text of each pair; required by the WER metrics.
+        resume_log: a JSONL file that keeps each pair's scores as they come, keyed by the SHA-256 of everything
+            that makes them (both waveforms, the rate, the metrics, the transcript): a call interrupted midway
+            resumes from it, scoring only the pairs it lacks. None: nothing is kept.
 
     Returns:
         (DataFrame with a ``name`` column, one column per metric and, for each WER metric, ``hyp_<recogniser>``
@@ -338,25 +373,44 @@ def score_pairs(references: Sequence[Any], estimates: Sequence[Any], sample_rate
             raise ValueError(f"{name}: {exc}") from None
         jobs.append((ref.astype(np.float32), est.astype(np.float32), int(sample_rate), metrics, text))
 
-    bar = tqdm(total=len(jobs), desc="scoring", unit="file", disable=not progress)
-    rows: list[dict[str, float]]
+    keys = [_job_key(job) for job in jobs] if resume_log is not None else None
+    kept = _read_scores(resume_log) if resume_log is not None else {}
+    rows: list[dict[str, Any] | None] = [kept.get(k) for k in keys] if keys is not None else [None] * len(jobs)
+    todo = [i for i, row in enumerate(rows) if row is None]
+    if len(todo) < len(jobs):
+        log.info("resumed: %d of %d pair(s) were scored by an interrupted run (%s)", len(jobs) - len(todo),
+                 len(jobs), resume_log)
+    log_fh = open(resume_log, "a+", encoding="utf-8") if resume_log is not None else None
+    if log_fh is not None and log_fh.tell() > 0:
+        log_fh.seek(log_fh.tell() - 1)
+        if log_fh.read(1) != "\n":  # a torn last line (an interrupted write): end it, so the next entry stands alone
+            log_fh.write("\n")
+
+    def done(i: int, row: dict[str, Any]) -> None:
+        rows[i] = row
+        if log_fh is not None:
+            log_fh.write(json.dumps({"key": keys[i], "row": row}) + "\n")
+            log_fh.flush()
+        bar.update(1)
+
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="scoring", unit="file", disable=not progress)
     try:
-        if num_workers <= 1 or len(jobs) <= 1:
-            rows = []
-            for job in jobs:
-                rows.append(_score_one(job))
-                bar.update(1)
+        if num_workers <= 1 or len(todo) <= 1:
+            for i in todo:
+                done(i, _score_one(jobs[i]))
         else:
             ctx = multiprocessing.get_context("spawn")
-            workers = min(int(num_workers), len(jobs))
+            workers = min(int(num_workers), len(todo))
             with _spawn_start_method(), ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
                                                             initializer=_worker_init) as pool:
-                rows = []
-                for row in pool.map(_score_one, jobs, chunksize=max(1, len(jobs) // (4 * workers))):
-                    rows.append(row)
-                    bar.update(1)
+                results = pool.map(_score_one, [jobs[i] for i in todo],
+                                   chunksize=max(1, len(todo) // (4 * workers)))
+                for i, row in zip(todo, results):
+                    done(i, row)
     finally:
         bar.close()
+        if log_fh is not None:
+            log_fh.close()
 
     extra: list[str] = []
     words = None

@@ -175,3 +175,42 @@ def test_an_enhance_output_directory_is_scored_without_its_per_call_estimates(di
     with caplog.at_level(logging.WARNING, logger="edm_se.evaluate"):
         evaluate_dirs(enhanced, dirs / "clean", num_workers=0, metrics=("si_sdr",), progress=False)
     assert "3 estimate(s)" in caplog.text and "have no reference" in caplog.text
+
+
+def test_an_interrupted_evaluation_resumes_from_the_pairs_it_scored(dirs, tmp_path, monkeypatch):
+    """Each pair's scores go to output/.evaluate_scores.jsonl as they come: after an interruption a re-run scores
+    only the pairs it lacks (a torn last line is ignored) and writes the numbers of an uninterrupted run; the log
+    is removed once the results are written. Another metric set scores everything again."""
+    from edm_se import metrics as M
+    from edm_se.evaluate import RESUME_LOG
+
+    args = dict(noisy=dirs / "noisy", num_workers=0, metrics=("si_sdr", "estoi"), progress=False)
+    whole = evaluate_dirs(dirs / "enhanced", dirs / "clean", output_dir=tmp_path / "whole", **args)
+    assert not (tmp_path / "whole" / RESUME_LOG).exists()
+    real, calls = M._score_one, []
+
+    def interrupted(job):
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        calls.append(job)
+        return real(job)
+
+    monkeypatch.setattr(M, "_score_one", interrupted)
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_dirs(dirs / "enhanced", dirs / "clean", output_dir=out, **args)
+    log_lines = (out / RESUME_LOG).read_text().splitlines()
+    assert len(log_lines) == 4 and not (out / "summary.json").exists()  # 3 estimates + 3 noisy = 6 pairs
+    with open(out / RESUME_LOG, "a") as fh:
+        fh.write('{"key": "torn')
+    calls.clear()
+    monkeypatch.setattr(M, "_score_one", lambda job: calls.append(job) or real(job))
+    resumed = evaluate_dirs(dirs / "enhanced", dirs / "clean", output_dir=out, **args)
+    assert len(calls) == 2 and not (out / RESUME_LOG).exists()
+    for part in ("scores", "noisy_scores", "delta"):  # ESTOI itself varies by ~1e-16 from call to call
+        for m, stat in whole[part].items():
+            assert resumed[part][m] == pytest.approx(stat, rel=1e-12), (part, m)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "metrics.csv"), pd.read_csv(tmp_path / "whole" / "metrics.csv"))
+    calls.clear()
+    evaluate_dirs(dirs / "enhanced", dirs / "clean", output_dir=out, **{**args, "metrics": ("si_sdr",)})
+    assert len(calls) == 6
