@@ -248,15 +248,30 @@ def _unknown_key_hint(config_name: str, argv: list[str]) -> str | None:
                 return f"{key}: `{'.'.join(path)}` is a value, not a section with keys"
             here = [str(k) for k in node]
             prefix = ".".join(path) + "." if path else ""
-            near = difflib.get_close_matches(part, here, n=3, cutoff=0.5)
+            # the same name elsewhere in the tree first (progress= -> trainer.progress=, optim.lr= ->
+            # trainer.optimizer.lr=), then near names at this level
+            leaf = {name: [k for k in _dotted_keys(tree) if k.rsplit(".", 1)[-1] == name]
+                    for name in (part, key.rsplit(".", 1)[-1])}
+            near = (leaf[part] or leaf[key.rsplit(".", 1)[-1]])[:3] or \
+                [prefix + n for n in difflib.get_close_matches(part, here, n=3, cutoff=0.5)]
             if not path:  # a top-level name may also be a group the command can choose
                 near += [g for g in difflib.get_close_matches(part, sorted(groups), n=2, cutoff=0.6)
                          if g not in near]
             where = f"`{'.'.join(path)}`" if path else "this command's config"
-            suggestion = (f"did you mean {' or '.join(prefix + n + '=' for n in near)}?" if near else
+            suggestion = (f"did you mean {' or '.join(n + '=' for n in near)}?" if near else
                           f"its keys: {', '.join(prefix + k for k in here)}")
             return f"{key}: no such key in {where} ({suggestion})"
     return None
+
+
+def _dotted_keys(tree: dict, prefix: str = "") -> list[str]:
+    """Every key of a nested dict, dotted (``trainer.progress``), depth first."""
+    out = []
+    for k, v in tree.items():
+        out.append(prefix + str(k))
+        if isinstance(v, dict):
+            out += _dotted_keys(v, prefix + str(k) + ".")
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -102,7 +102,22 @@ def build_sampler(sampler_cfg: DictConfig | dict, **overrides: Any) -> Any:
 
 
 def select_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA if available, else CPU; otherwise ``torch.device(name)``."""
+    """``auto`` -> CUDA if available, else CPU; otherwise ``torch.device(name)``.
+
+    Raises:
+        edm_se.validate.ConfigError: a name torch does not know, or a CUDA device this machine does not have.
+    """
+    from edm_se.validate import ConfigError
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device={name}: not a device torch knows; use auto, cpu or cuda[:N]") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            raise ConfigError(f"device={name}: this machine has {count} CUDA device(s); device=auto takes the GPU "
+                              "when there is one, else the CPU")
+    return device

@@ -139,6 +139,7 @@ def train_config(cfg: DictConfig) -> None:
     int_at_least(cfg, ["trainer.warmup_steps", "trainer.val_every", "trainer.val_files", "trainer.num_workers",
                        "trainer.threads", "seed"], 0)
     int_at_least(cfg, ["sample_rate"], 1)
+    _device(cfg)
     one_of(cfg, "trainer.lr_schedule", ("cosine", "constant"))
     check(cfg, "trainer.grad_clip", lambda v: is_number(v) and v > 0, "a number > 0 (the max gradient norm)")
     number_in(cfg, "trainer.ema_decay", 0.0, 1.0, high_open=True)
@@ -226,10 +227,19 @@ def paradigm(cfg: DictConfig) -> None:
           f"task {cfg.paradigm.task.name} (data={'sentences' if want == 'text' else 'keywords'})")
 
 
+def _device(cfg: Any) -> None:
+    """Check ``device`` (``auto``, ``cpu``, ``cuda[:N]`` this machine has; :func:`edm_se.config.select_device`)."""
+    if cfg.get("device") is not None:
+        from edm_se.config import select_device
+
+        select_device(str(cfg.device))
+
+
 def enhance_config(cfg: DictConfig) -> None:
     """Check every user-facing value of ``edm-se enhance`` (``conf/enhance.yaml``)."""
     if cfg.get("input") is None or cfg.get("output") is None:
         raise ConfigError("input=FILE_OR_DIR and output=DIR are both required")
+    _device(cfg)
     number_in(cfg, "t_start", 0.0, 1.0, low_open=True)
     int_at_least(cfg, ["num_steps"], 1, optional=True)
     int_at_least(cfg, ["threads", "seed"], 0)
@@ -260,6 +270,7 @@ def study_config(cfg: DictConfig) -> None:
     check(cfg, "peers", lambda v: all(str(p) in PEERS for p in v), "a list of " + ", ".join(PEERS) + " (or [])",
           optional=True)
     one_of(cfg, "study.x", ("auto", "nfe", "t_start", "s_churn", "s_noise", "rtf"))
+    _device(cfg)  # a bad device would fail every cell
     cells = list((cfg.study.get("cells") or {}).keys()) if cfg.get("study") is not None else []
     from edm_se.study_best import factor_level, same_value
 

@@ -81,6 +81,8 @@ def test_a_field_of_an_unchosen_sampler_gets_a_pointed_message(tmp_path):
                                                          "(did you mean sampler.num_steps=?)"),
     ("train", ["sde=ouve", "sde.thetaa=1"], "sde.thetaa: no such key in `sde` (did you mean sde.theta=?)"),
     ("evaluate", ["estimate=x"], "estimate: no such key in this command's config (did you mean estimates=?)"),
+    ("train", ["progress=false"], "progress: no such key in this command's config (did you mean trainer.progress=?)"),
+    ("train", ["optim.lr=3"], "optim.lr: no such key in this command's config (did you mean trainer.optimizer.lr=?)"),
     ("enhance", ["sampler=euler", "sampler.num_steps.x=1"], "sampler.num_steps.x: `sampler.num_steps` is a value, not "
                                                               "a section with keys"),
 ])

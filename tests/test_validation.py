@@ -179,3 +179,26 @@ def test_data_build_config_values_are_checked():
     with pytest.raises(ConfigError, match="^seed=-2"):
         validate.data_build_config(_compose("data_build", ["seed=-2"]))
     validate.data_build_config(_compose("data_build", []))
+
+
+def test_a_device_this_machine_lacks_is_one_line_before_any_work(tmp_path):
+    """device=tpu and, on a machine without CUDA, device=cuda ended in torch's traceback (a study failed every
+    cell with it): now one line, exit status 2, nothing written; auto and cpu pass."""
+    import torch
+
+    from edm_se.config import select_device
+
+    assert select_device("cpu") == torch.device("cpu") and select_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(ConfigError, match=r"^device=tpu: not a device torch knows; use auto, cpu or cuda\[:N\]$"):
+        select_device("tpu")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(ConfigError, match=rf"^device=cuda:{count}: this machine has {count} CUDA device\(s\)"):
+        select_device(f"cuda:{count}")
+    out = tmp_path / "o.wav"
+    for args in (("enhance", f"input={tmp_path / 'x.wav'}", f"output={out}", "device=tpu"),
+                 ("study", "device=tpu", f"hydra.sweep.dir={tmp_path / 'study'}")):
+        res = run_cli(*args)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+        assert res.stderr.strip().splitlines()[-1].endswith("device=tpu: not a device torch knows; use auto, cpu or "
+                                                            "cuda[:N]")
+    assert not out.exists() and not any((tmp_path / "study").glob("*/metrics.json"))
