@@ -432,6 +432,11 @@ def main(cfg: Any) -> None:
 
     if cfg.results is None:
         raise UserError("results=PATH/results.csv is required")
+    known = sorted(plt.figure().canvas.get_supported_filetypes())
+    plt.close("all")
+    formats = [str(f) for f in (cfg.formats or [])]
+    if not formats or any(f not in known for f in formats):
+        raise UserError(f"formats={formats}: must be a non-empty list of {', '.join(known)}")
     try:
         spec = OmegaConf.to_container(cfg.spectrogram, resolve=True) if cfg.get("spectrogram") else None
         written = make_plots(cfg.results, cfg.output, x=str(cfg.x), formats=list(cfg.formats),

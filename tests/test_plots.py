@@ -115,6 +115,21 @@ def test_asking_for_a_metric_the_results_lack_names_it_and_those_they_have(tmp_p
         plots.metrics_present(frame, ["wer_whisper", "pesq"])
 
 
+def test_formats_must_name_figure_formats(tmp_path):
+    """formats=[] used to say the results held no finished cell; an unknown format is named (one line, exit 2)."""
+    from conftest import run_cli
+
+    results = _results(tmp_path)
+    for formats, shown in (("[]", "[]"), ("[png,gif2]", "['png', 'gif2']")):
+        res = run_cli("plot", f"results={results}", f"output={tmp_path / 'out'}", f"formats={formats}")
+        assert res.returncode == 2 and "Traceback" not in res.stderr
+        assert res.stderr.strip().startswith(f"edm-se plot: error: formats={shown}: must be a non-empty list of ")
+        assert "pdf" in res.stderr and "svg" in res.stderr
+    assert not (tmp_path / "out").exists()
+    ok = run_cli("plot", f"results={results}", f"output={tmp_path / 'out'}", "formats=[svg]")
+    assert ok.returncode == 0 and (tmp_path / "out" / "metric_vs_nfe.svg").is_file()
+
+
 def test_a_file_where_the_figures_go_is_one_line(tmp_path):
     from conftest import run_cli
 
