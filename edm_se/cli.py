@@ -235,6 +235,7 @@ def _unknown_key_hint(config_name: str, argv: list[str]) -> str | None:
     finally:
         GlobalHydra.instance().clear()
     tree = OmegaConf.to_container(cfg, resolve=False)  # plain dicts; interpolations left as they are
+    dotted = _dotted_keys(tree)
     for override in overrides:
         if override in choices or override.startswith("hydra."):
             continue
@@ -250,9 +251,9 @@ def _unknown_key_hint(config_name: str, argv: list[str]) -> str | None:
             prefix = ".".join(path) + "." if path else ""
             # the same name elsewhere in the tree first (progress= -> trainer.progress=, optim.lr= ->
             # trainer.optimizer.lr=), then near names at this level
-            leaf = {name: [k for k in _dotted_keys(tree) if k.rsplit(".", 1)[-1] == name]
-                    for name in (part, key.rsplit(".", 1)[-1])}
-            near = (leaf[part] or leaf[key.rsplit(".", 1)[-1]])[:3] or \
+            same_name = {name: [k for k in dotted if k.rsplit(".", 1)[-1] == name]
+                         for name in dict.fromkeys((part, key.rsplit(".", 1)[-1]))}
+            near = next((keys[:3] for keys in same_name.values() if keys), None) or \
                 [prefix + n for n in difflib.get_close_matches(part, here, n=3, cutoff=0.5)]
             if not path:  # a top-level name may also be a group the command can choose
                 near += [g for g in difflib.get_close_matches(part, sorted(groups), n=2, cutoff=0.6)
