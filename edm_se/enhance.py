@@ -91,7 +91,7 @@ def plan_outputs(inputs: list[Path], root: Path, output: Path) -> list[Path]:
 def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=None, num_steps=None,
                   t_start: float = 1.0, seed: int = 0, progress: bool = True,
                   on_mismatch: str = "resample", sample_rate: int = 16000, resume: bool = True,
-                  estimates: bool = False) -> dict:
+                  estimates: bool = False, oa_weight: float = 0.0) -> dict:
     """Enhance ``inputs`` with ``model`` and write them under ``output`` (same relative paths), or, for a single
     input and an ``output`` with an audio suffix that is not an existing directory, to the file ``output`` itself
     (no record then: there is nothing to resume).
@@ -105,6 +105,8 @@ def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=N
             :attr:`edm_se.model.EnhanceResult.estimates`) to ``output/estimates/nfe<k>/`` (same relative paths, so
             each is a directory ``edm-se evaluate`` scores), and ``output/estimates/steps.csv``: one row per file
             and call (``file, nfe, t, sigma, seconds``: the sampling time up to that call).
+        oa_weight: observation adding, ``(1 - w) * enhanced + w * noisy`` (0: off; a diffusion model or a peer;
+            :func:`edm_se.postprocess.observation_adding`).
 
     Inputs at another sample rate are resampled to the model's with a logged notice (``on_mismatch="resample"``)
     or refused with :class:`edm_se.audio.AudioError` (``"error"``); multi-channel inputs are down-mixed.
@@ -117,6 +119,7 @@ def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=N
     Raises:
         edm_se.audio.AudioError: a bad input (nothing is written then), or ``output`` holds the outputs of
             another configuration (``resume`` True).
+        ValueError: ``oa_weight`` outside [0, 1] (nothing is written then).
         edm_se.validate.ConfigError: the sampler's time grid cannot be made on the model's SDE
             (:meth:`edm_se.model.EnhancementModel.check_sampler`; nothing is written then).
     """
@@ -124,7 +127,10 @@ def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=N
 
     from edm_se import enhance_record as record
     from edm_se.audio import WRITABLE_SUFFIXES, AudioError, load_audio, save_audio
+    from edm_se.postprocess import check_oa_weight, observation_adding
     from edm_se.provenance import file_sha256
+
+    oa_weight = check_oa_weight(oa_weight)
 
     diffusion = hasattr(model, "make_sampler")
     sr = int(model.sample_rate) if diffusion else int(sample_rate)
@@ -150,7 +156,7 @@ def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=N
     dests = plan_outputs(inputs, root, Path(output))
     if diffusion:
         model.check_sampler(sampler, num_steps, t_start)
-    config = {**record.identity(model, sampler, num_steps, t_start, seed, sr, on_mismatch),
+    config = {**record.identity(model, sampler, num_steps, t_start, seed, sr, on_mismatch, oa_weight),
               "estimates": bool(estimates)}
     done = {} if to_file else record.open_record(output, config, resume)
     total_audio, total_wall, nfe, skipped = 0.0, 0.0, 0, 0
@@ -167,16 +173,19 @@ def enhance_files(model, inputs: list[Path], root: Path, output: Path, sampler=N
         calls = None
         if diffusion:
             res = model.enhance(wave, sr, sampler=sampler, num_steps=num_steps, t_start=t_start, seed=seed,
-                                return_estimates=estimates)
+                                return_estimates=estimates, oa_weight=oa_weight)
             enhanced, seconds, nfe = res.waveform, res.seconds, res.nfe
             for e in res.estimates or []:
                 save_audio(output / "estimates" / f"nfe{e['nfe']:03d}" / dest.relative_to(output), e["waveform"], sr)
             if res.estimates is not None:
                 calls = [{k: e[k] for k in ("nfe", "t", "sigma", "seconds")} for e in res.estimates]
         else:
+            import torch
+
             from edm_se.enhancers import timed_enhance
 
             enhanced, seconds = timed_enhance(model, wave.numpy(), sr)
+            enhanced = observation_adding(torch.as_tensor(enhanced), wave, oa_weight)
         dest.parent.mkdir(parents=True, exist_ok=True)
         save_audio(dest, enhanced, sr)
         if not to_file:
@@ -224,7 +233,8 @@ def main(cfg: DictConfig) -> None:
         options = {"sample_rate": int(cfg.sample_rate)}
     start = time.perf_counter()
     stats = enhance_files(model, files, root, Path(cfg.output), progress=bool(cfg.progress),
-                          on_mismatch=str(cfg.on_rate_mismatch), resume=bool(cfg.resume), **options)
+                          on_mismatch=str(cfg.on_rate_mismatch), resume=bool(cfg.resume),
+                          oa_weight=float(cfg.oa_weight), **options)
     stats["total_seconds"] = time.perf_counter() - start
     stats.update({"checkpoint": model.info.get("path")} if diffusion else {"enhancer": str(cfg.enhancer)})
     if _all_done(stats, cfg.output):

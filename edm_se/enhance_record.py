@@ -21,12 +21,15 @@ DONE_LOG = "enhance_done.jsonl"
 MANIFEST_FORMAT = "edm_se.enhance/1"
 
 
-def identity(model, sampler, num_steps, t_start: float, seed: int, sample_rate: int, on_mismatch: str) -> dict:
+def identity(model, sampler, num_steps, t_start: float, seed: int, sample_rate: int, on_mismatch: str,
+             oa_weight: float = 0.0) -> dict:
     """What makes the outputs of :func:`edm_se.enhance.enhance_files`, a flat JSON dict: for a diffusion model the
     checkpoint's SHA-256 (None for a model built in memory), the resolved sampler's class and every field
     (``sampler.<name>``: its ``repr``), ``t_start`` and ``seed``; for a peer its name and package version; and the
-    output rate and rate-mismatch policy."""
-    base = {"sample_rate": int(sample_rate), "on_rate_mismatch": str(on_mismatch)}
+    output rate and rate-mismatch policy; ``oa_weight`` (observation adding) only when it is not 0, so the record
+    of a run made before the option existed still resumes."""
+    base = {"sample_rate": int(sample_rate), "on_rate_mismatch": str(on_mismatch),
+            **({"oa_weight": float(oa_weight)} if float(oa_weight) != 0.0 else {})}
     if not hasattr(model, "make_sampler"):
         from edm_se.enhancers import peer_version
 

@@ -225,7 +225,7 @@ class EnhancementModel:
     @torch.no_grad()
     def enhance(self, waveform: torch.Tensor, sample_rate: int, sampler: Any = None, num_steps: int | None = None,
                 t_start: float = 1.0, seed: int | None = 0, chunk_seconds: float = 30.0,
-                overlap_seconds: float = 1.0, return_estimates: bool = False,
+                overlap_seconds: float = 1.0, return_estimates: bool = False, oa_weight: float = 0.0,
                 **sampler_params: Any) -> EnhanceResult:
         """Enhance noisy speech.
 
@@ -243,6 +243,10 @@ class EnhancementModel:
                 ``overlap_seconds`` (no seam; each chunk is normalised separately).
             return_estimates: keep the clean estimate of every network call (:attr:`EnhanceResult.estimates`):
                 what each step of this one run buys and costs. The output is the same with or without it.
+            oa_weight: observation adding, ``(1 - w) * enhanced + w * noisy`` with ``w`` in [0, 1] (0: off; the
+                input at the model's rate is added back to the output and to every per-call estimate;
+                :func:`edm_se.postprocess.observation_adding`, Iwamoto et al. 2022): fewer artifacts for a
+                recogniser, some noise back.
             **sampler_params: other sampler fields, e.g. ``s_churn=0.5``.
 
         Returns:
@@ -250,10 +254,13 @@ class EnhancementModel:
 
         Raises:
             ValueError: empty input, non-finite samples, a signal shorter than half an STFT frame (a
-                channel-last ``(L, C)`` array is named as such), or an unknown sampler name.
+                channel-last ``(L, C)`` array is named as such), an unknown sampler name, or ``oa_weight``
+                outside [0, 1].
         """
         from edm_se.audio import resample
+        from edm_se.postprocess import check_oa_weight, observation_adding
 
+        oa_weight = check_oa_weight(oa_weight)
         start = time.perf_counter()
         x = torch.as_tensor(waveform, dtype=torch.float32)
         squeeze = x.dim() == 1
@@ -310,6 +317,9 @@ class EnhancementModel:
             out = out / weight.clamp_min(1e-8)
             for e in estimates or []:
                 e["waveform"] = e["waveform"] / weight.clamp_min(1e-8)
+        out = observation_adding(out, x, oa_weight)
+        for e in estimates or []:
+            e["waveform"] = observation_adding(e["waveform"], x, oa_weight)
         if estimates is not None and squeeze:
             for e in estimates:
                 e["waveform"] = e["waveform"][0]

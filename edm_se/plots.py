@@ -60,11 +60,12 @@ X_LABELS = {
     "t_start": "t_start (start time of reverse process)",
     "s_churn": "s_churn (EDM stochasticity)",
     "s_noise": "s_noise (EDM noise inflation)",
+    "oa_weight": "oa_weight (share of the noisy input added back)",
     "rtf": "real-time factor (log scale)",
 }
 # Columns that can tell lines apart, in the order used for labels.
-LINE_KEYS = ("design", "sampler", "s_churn", "s_noise", "t_start", "sde", "precond")
-X_CANDIDATES = ("nfe", "t_start", "s_churn", "s_noise")
+LINE_KEYS = ("design", "sampler", "s_churn", "s_noise", "t_start", "oa_weight", "sde", "precond")
+X_CANDIDATES = ("nfe", "t_start", "s_churn", "s_noise", "oa_weight")
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -83,7 +84,7 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{path}: not a study results.csv (missing columns {missing})")
     for col in ("snr_db", "ci95", "delta_mean", "delta_ci95", "nfe", "rtf", "num_steps", "s_churn", "s_noise",
-                "t_start"):
+                "t_start", "oa_weight"):
         if col not in frame.columns:
             frame[col] = np.nan
     for col in ("design", "sampler", "sde", "precond", "study", "cell", "audio"):
@@ -117,7 +118,7 @@ def metrics_present(frame: pd.DataFrame, wanted: Sequence[str] | None = None) ->
 
 def choose_x(frame: pd.DataFrame, x: str = "auto") -> str:
     """The x-axis column: ``x`` itself, or (``auto``) NFE unless it is constant within every line, in which case
-    the first of ``t_start, s_churn, s_noise`` that varies."""
+    the first of ``t_start, s_churn, s_noise, oa_weight`` that varies."""
     if x != "auto":
         if x not in frame.columns:
             raise ValueError(f"x={x!r} is not a column of results.csv")
@@ -134,9 +135,11 @@ def choose_x(frame: pd.DataFrame, x: str = "auto") -> str:
 
 
 def line_keys(frame: pd.DataFrame, x: str) -> list[str]:
-    """Columns whose values tell the plotted lines apart (those that vary, minus the x axis)."""
+    """Columns whose values tell the plotted lines apart (those that vary, minus the x axis). Against a swept
+    parameter (``t_start``, ``oa_weight``, ...) the NFE is one of them: points at different NFE are not one curve."""
     cells = frame[frame["kind"] == "cell"]
-    keys = [k for k in LINE_KEYS if k != x and k in cells.columns and cells[k].nunique(dropna=True) > 1]
+    candidates = (*LINE_KEYS, "nfe") if x not in ("nfe", "rtf") else LINE_KEYS
+    keys = [k for k in candidates if k != x and k in cells.columns and cells[k].nunique(dropna=True) > 1]
     if "design" in keys:  # a design cell fixes its SDE and preconditioning
         keys = [k for k in keys if k not in ("sde", "precond")]
     # drop keys that the others already determine (e.g. s_churn when every sampler has one fixed value)

@@ -135,7 +135,7 @@ def improvement(scores: dict[str, list[float]], noisy: dict | None, names: list[
 
 def evaluate_point(model: Any, test_set: TestSet, sampler: dict, *, t_start: float, seed: int,
                    metrics: list[str], keep: list[str], audio_dir: Path, num_workers: int = 2,
-                   progress: bool = False, noisy_ref: dict | None = None) -> dict:
+                   progress: bool = False, noisy_ref: dict | None = None, oa_weight: float = 0.0) -> dict:
     """Enhance every noisy file of ``test_set`` with ``sampler`` and score it against the clean references.
 
     Args:
@@ -143,6 +143,7 @@ def evaluate_point(model: Any, test_set: TestSet, sampler: dict, *, t_start: flo
         sampler: a resolved sampler config node (``conf/sampler/*.yaml`` with overrides).
         t_start: process time the reverse process starts from.
         seed: sampler noise seed (the same for every file and cell: paired comparisons).
+        oa_weight: observation adding, ``(1 - w) * enhanced + w * noisy`` (0: off; scored and kept as written).
         keep: names of files whose enhanced audio is written to ``audio_dir``.
         noisy_ref: :func:`noisy_reference` of the same test set: adds the paired ``improvement`` (and its per-SNR
             means, ``improvement_per_snr``).
@@ -168,7 +169,7 @@ def evaluate_point(model: Any, test_set: TestSet, sampler: dict, *, t_start: flo
         noisy = load_audio(test_set.noisy(name), sample_rate=sr)
         clean = load_audio(test_set.clean(name), sample_rate=sr)
         io_s += time.perf_counter() - t_io
-        res = model.enhance(noisy, sr, sampler=smp, t_start=float(t_start), seed=int(seed))
+        res = model.enhance(noisy, sr, sampler=smp, t_start=float(t_start), seed=int(seed), oa_weight=oa_weight)
         n = min(clean.shape[-1], res.waveform.shape[-1])
         refs.append(clean[:n])
         ests.append(res.waveform[:n])

@@ -21,7 +21,8 @@ axis: :func:`edm_se.study_common.model_label`; the label is the rows' ``design``
      "provenance": {"checkpoint": {"path", "sha256", "step"}, "test_set": {"root", "n", "sha256"},
                     "edm_se_version", "git_commit", "torch_version"},
      "test_set": {...},
-     "points": [{"label", "sampler", "num_steps", "nfe", "s_churn", "s_noise", "t_start", "sde", "precond",
+     "points": [{"label", "sampler", "num_steps", "nfe", "s_churn", "s_noise", "t_start", "oa_weight", "sde",
+                 "precond",
                  "design", "n", "wall_s", "audio_s", "rtf", "score_s",
                  "metrics": {name: {"mean", "ci95", "n"}}, "per_snr": {name: {snr_db: mean}},
                  "improvement": {name: {"mean", "ci95", "n"}},
@@ -67,8 +68,8 @@ from edm_se.atomic import atomic_path, atomic_write_json, atomic_write_text, jso
 from edm_se.scoring import (evaluate_point, noisy_reference, peer_reference, score, summarise,  # noqa: F401
                             wanted_metrics)
 from edm_se.study_common import (FORMAT, METRIC_ORDER, NOISY_FORMAT, RESULT_COLUMNS, _fmt_metrics,  # noqa: F401
-                                 _override_value, _short_target, model_label, read_json, register_resolvers,
-                                 sampler_params)
+                                 _override_value, _short_target, model_label, oa_weight, read_json,
+                                 register_resolvers, sampler_params)
 from edm_se.study_report import gather, results_markdown  # noqa: F401
 from edm_se.study_train import (TRAIN_IDENTITY_IGNORED, _run_train_cell, compose_train_config,  # noqa: F401
                                 find_reusable_checkpoint)
@@ -100,6 +101,8 @@ def cell_config(cfg: DictConfig) -> dict:
         cells = spec.get("cells")
         if isinstance(cells, dict):
             spec["cells"] = {k: v for k, v in cells.items() if k == full.get("cell")}
+    if full.get("oa_weight") in (0, 0.0):  # off: a cell finished before the option existed stands
+        full.pop("oa_weight")
     return json_safe(full)  # normalised as stored in metrics.json (tuples -> lists, NaN -> null)
 
 
@@ -129,10 +132,11 @@ def _run_sampler_cell(cfg: DictConfig, out_dir: Path, choices: dict, test_set: T
     model = _load_model(cfg.ckpt, str(cfg.device))
     node = OmegaConf.to_container(cfg.sampler, resolve=True)
     point = evaluate_point(model, test_set, node, t_start=float(cfg.t_start), seed=int(cfg.seed),
-                           metrics=metrics, keep=keep, audio_dir=out_dir / "audio",
+                           oa_weight=oa_weight(cfg), metrics=metrics, keep=keep, audio_dir=out_dir / "audio",
                            num_workers=int(cfg.num_workers), progress=bool(cfg.progress), noisy_ref=noisy)
     return [{"label": choices.get("sampler") or _short_target(node), "sampler": choices.get("sampler")
              or _short_target(node), **sampler_params(node), "t_start": float(cfg.t_start),
+             "oa_weight": oa_weight(cfg),
              "sde": _short_target(model.config.get("sde")), "precond": _short_target(model.config.get("precond")),
              "design": model_label(cfg.ckpt) if cfg.get("ckpt") else None, **point}]
 

@@ -12,7 +12,7 @@ NOISY_FORMAT = "edm_se.study.noisy/3"
 METRIC_ORDER = ("pesq", "estoi", "si_sdr", "wer_whisper", "wer_sphinx", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak",
                 "dnsmos_p808")
 RESULT_COLUMNS = ("study", "kind", "cell", "design", "sampler", "num_steps", "nfe", "s_churn", "s_noise", "t_start",
-                  "sde", "precond", "metric", "snr_db", "mean", "ci95", "n", "delta_mean", "delta_ci95", "rtf",
+                  "oa_weight", "sde", "precond", "metric", "snr_db", "mean", "ci95", "n", "delta_mean", "delta_ci95", "rtf",
                   "wall_s", "audio_s", "audio")
 
 
@@ -92,6 +92,11 @@ def _override_value(overrides: list[str], key: str) -> str | None:
 
 def _fmt_metrics(summary: dict) -> str:
     return "  ".join(f"{m}={v['mean']:.3f}" for m, v in summary.items() if v.get("mean") is not None)
+
+
+def oa_weight(cfg: Any) -> float:
+    """The study config's observation-adding weight (``oa_weight``; 0, off, when the config predates it)."""
+    return float(cfg.get("oa_weight") or 0.0)
 
 
 def sampler_params(node: dict) -> dict:

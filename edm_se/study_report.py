@@ -19,7 +19,7 @@ def _rows_of(result: dict, cell_dir: Path, base: Path) -> list[dict]:
         common = {"study": result.get("study"), "kind": "cell", "cell": result.get("cell"),
                   "design": p.get("design"), "sampler": p.get("sampler"), "num_steps": p.get("num_steps"),
                   "nfe": p.get("nfe"), "s_churn": p.get("s_churn"), "s_noise": p.get("s_noise"),
-                  "t_start": p.get("t_start"), "sde": p.get("sde"), "precond": p.get("precond"),
+                  "t_start": p.get("t_start"), "oa_weight": p.get("oa_weight"), "sde": p.get("sde"), "precond": p.get("precond"),
                   "rtf": p.get("rtf"), "wall_s": p.get("wall_s"), "audio_s": p.get("audio_s")}
         audio = ";".join(_relative(Path(a), base) for a in p.get("audio", []))
         delta = p.get("improvement") or {}
@@ -65,7 +65,7 @@ def gather(sweep_dir: str | os.PathLike, plot: bool = True, x: str = "auto") -> 
     Args:
         sweep_dir: a study's sweep directory (``studies/runs/<name>``).
         plot: also draw the figures (:func:`edm_se.plots.make_plots`) next to ``results.csv``.
-        x: their x axis (the study's ``study.x``: ``auto``, ``nfe``, ``t_start``, ``s_churn``, ``s_noise``,
+        x: their x axis (the study's ``study.x``: ``auto``, ``nfe``, ``t_start``, ``s_churn``, ``s_noise``, ``oa_weight``,
             ``rtf``).
 
     Returns:
@@ -109,8 +109,8 @@ def gather(sweep_dir: str | os.PathLike, plot: bool = True, x: str = "auto") -> 
         frame[col] = pd.to_numeric(frame[col], errors="coerce").round().astype("Int64")
     if len(frame):
         frame["_m"] = frame["metric"].map(metric_sort_key)
-        frame = frame.sort_values(["kind", "_m", "design", "sampler", "s_churn", "s_noise", "t_start", "nfe",
-                                   "snr_db"], na_position="first", kind="stable").drop(columns="_m")
+        frame = frame.sort_values(["kind", "_m", "design", "sampler", "s_churn", "s_noise", "t_start", "oa_weight",
+                                   "nfe", "snr_db"], na_position="first", kind="stable").drop(columns="_m")
     csv_path = sweep_dir / "results.csv"
     atomic_write_text(csv_path, frame.to_csv(index=False))
     md_path = atomic_write_text(sweep_dir / "results.md", results_markdown(frame, failed, study))
@@ -128,7 +128,7 @@ def results_markdown(frame: Any, failed: list[tuple[str, str]], study: str | Non
     overall = frame[frame["snr_db"].isna()] if len(frame) else frame
     if len(overall):
         metrics = sorted(overall["metric"].dropna().unique(), key=metric_sort_key)
-        keys = ["design", "sampler", "num_steps", "nfe", "s_churn", "s_noise", "t_start"]
+        keys = ["design", "sampler", "num_steps", "nfe", "s_churn", "s_noise", "t_start", "oa_weight"]
         cellrows = overall[overall["kind"] == "cell"]
         show = [k for k in keys if cellrows[k].notna().any() and (k in ("sampler", "nfe")
                                                                    or cellrows[k].nunique(dropna=True) > 1)]
@@ -148,8 +148,8 @@ def results_markdown(frame: Any, failed: list[tuple[str, str]], study: str | Non
                                                 *[vals.get(m, "") for m in metrics],
                                                 *[dvals.get(m, "") for m in dmetrics],
                                                 _fmt(ref["rtf"].iloc[0], 3)]) + " |")
-        for _, grp in cellrows.groupby(["cell", "design", "sampler", "num_steps", "nfe", "t_start"], dropna=False,
-                                       sort=False):
+        for _, grp in cellrows.groupby(["cell", "design", "sampler", "num_steps", "nfe", "t_start", "oa_weight"],
+                                       dropna=False, sort=False):
             first = grp.iloc[0]
             vals = {r.metric: _pm(r.mean, r.ci95) for r in grp.itertuples()}
             dvals = {r.metric: _pm(r.delta_mean, r.delta_ci95, signed=True) for r in grp.itertuples()}

@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from edm_se.atomic import atomic_path, atomic_write_json, json_safe
 from edm_se.scoring import evaluate_point
-from edm_se.study_common import _fmt_metrics, _override_value, _short_target, sampler_params
+from edm_se.study_common import _fmt_metrics, _override_value, _short_target, oa_weight, sampler_params
 from edm_se.testset import TestSet
 
 log = logging.getLogger("edm_se.study")
@@ -115,10 +115,11 @@ def _run_train_cell(cfg: DictConfig, out_dir: Path, test_set: TestSet, keep: lis
                 node[key] = value
             audio_dir = out_dir / "audio" / f"{name}_{node.get('num_steps')}"
             point = evaluate_point(model, test_set, node, t_start=float(cfg.t_start), seed=int(cfg.seed),
+                                   oa_weight=oa_weight(cfg),
                                    metrics=list(cfg.metrics) if metrics is None else metrics, keep=keep, audio_dir=audio_dir,
                                    num_workers=int(cfg.num_workers), progress=bool(cfg.progress), noisy_ref=noisy)
             points.append({"label": f"{cfg.cell} / {name}", "sampler": name, **sampler_params(node),
-                           "t_start": float(cfg.t_start),
+                           "t_start": float(cfg.t_start), "oa_weight": oa_weight(cfg),
                            "sde": _override_value(cell_overrides, "sde") or _short_target(full.get("sde")),
                            "precond": _override_value(cell_overrides, "precond")
                            or _short_target(full.get("precond")),

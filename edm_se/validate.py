@@ -241,6 +241,7 @@ def enhance_config(cfg: DictConfig) -> None:
         raise ConfigError("input=FILE_OR_DIR and output=DIR are both required")
     _device(cfg)
     number_in(cfg, "t_start", 0.0, 1.0, low_open=True)
+    number_in(cfg, "oa_weight", 0.0, 1.0)
     int_at_least(cfg, ["num_steps"], 1, optional=True)
     int_at_least(cfg, ["threads", "seed"], 0)
     one_of(cfg, "on_rate_mismatch", ("resample", "error"))
@@ -261,6 +262,7 @@ def study_config(cfg: DictConfig) -> None:
     """Check the values every cell of ``edm-se study`` shares (``conf/study.yaml``; swept values are checked per
     cell, whose failure is recorded in its ``error.json``)."""
     number_in(cfg, "t_start", 0.0, 1.0, low_open=True)
+    number_in(cfg, "oa_weight", 0.0, 1.0)
     int_at_least(cfg, ["max_files"], 1, optional=True)
     int_at_least(cfg, ["keep_audio", "threads", "seed"], 0)
     int_at_least(cfg, ["num_workers"], 1)
@@ -269,7 +271,7 @@ def study_config(cfg: DictConfig) -> None:
 
     check(cfg, "peers", lambda v: all(str(p) in PEERS for p in v), "a list of " + ", ".join(PEERS) + " (or [])",
           optional=True)
-    one_of(cfg, "study.x", ("auto", "nfe", "t_start", "s_churn", "s_noise", "rtf"))
+    one_of(cfg, "study.x", ("auto", "nfe", "t_start", "s_churn", "s_noise", "oa_weight", "rtf"))
     _device(cfg)  # a bad device would fail every cell
     cells = list((cfg.study.get("cells") or {}).keys()) if cfg.get("study") is not None else []
     from edm_se.study_best import factor_level, same_value

@@ -161,3 +161,23 @@ def test_many_metrics_wrap_into_balanced_rows_in_metric_order(tmp_path):
             np.testing.assert_allclose(line.get_ydata(), [10.0 * i, 10.0 * i + 1, 10.0 * i + 2])
         width, height = fig.get_size_inches()
         assert width == pytest.approx(4.3 * grid[1]) and height == pytest.approx(3.7 * grid[0])
+
+
+def test_against_a_swept_parameter_each_nfe_is_its_own_line(tmp_path):
+    """A study over oa_weight (or t_start) at two step counts drew one zig-zag line per sampler through both NFEs;
+    each NFE is now a line. Against NFE or RTF the NFE is the x axis's own variable, not a line."""
+    rows = [{"study": "oa", "kind": "cell", "sampler": "edm_heun", "nfe": n, "oa_weight": w, "metric": "pesq",
+             "mean": 1.0 + w + n, "ci95": 0.01, "n": 3, "rtf": 0.05 * n} for n in (1, 7) for w in (0.0, 0.2, 0.5)]
+    frame = pd.DataFrame(rows)
+    frame["snr_db"] = np.nan
+    labelled = plots.add_line_labels(frame, "oa_weight")
+    assert sorted(labelled.line.unique()) == ["nfe=1", "nfe=7"]
+    for _, line in labelled.groupby("line"):
+        assert sorted(line.oa_weight) == [0.0, 0.2, 0.5] and line.nfe.nunique() == 1
+    assert sorted(plots.add_line_labels(frame, "nfe").line.unique()) == ["oa_weight=0", "oa_weight=0.2",
+                                                                         "oa_weight=0.5"]
+    assert "nfe" not in plots.line_keys(frame, "rtf")
+    # t_start at one step count per sampler: the NFE follows the sampler and adds no line
+    same = pd.DataFrame([{"kind": "cell", "sampler": s, "nfe": n, "t_start": t, "metric": "pesq", "mean": 1.0}
+                         for s, n in (("edm_heun", 15), ("euler", 8)) for t in (0.5, 1.0)])
+    assert plots.line_keys(same, "t_start") == ["sampler"]

@@ -635,7 +635,8 @@ def test_study_x_sets_the_figures_axis_without_re_running_cells(tiny_ckpt, tiny_
         f"model=tiny,sampler.num_steps={n},sampler=euler" for n in (1, 2)]
     bad = run_cli(*args, "study.x=steps")
     assert bad.returncode == 2
-    assert bad.stderr.strip().endswith("study.x=steps: must be one of auto, nfe, t_start, s_churn, s_noise, rtf")
+    assert bad.stderr.strip().endswith(
+        "study.x=steps: must be one of auto, nfe, t_start, s_churn, s_noise, oa_weight, rtf")
 
 
 def test_a_voicebank_demand_directory_is_a_test_set_as_downloaded(tiny_ckpt, tiny_test_set, tmp_path):
