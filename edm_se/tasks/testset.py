@@ -1,0 +1,161 @@
+"""A task's fixed test mixtures written as a study test set (``edm-se data testset``).
+
+The built-in test set holds 25 mixtures with 186 reference words: too few for a word error rate difference of a
+few points to be significant. The sentences of ``edm-se data tasks`` are spoken by held-out voices (flite ``slt``
+and ``awb``, built from CMU ARCTIC recordings; no enhancer or task model trains on them), so their test mixtures
+give a recogniser many more words. This writes exactly the mixtures the ``paradigms`` study scores
+(:func:`edm_se.tasks.data.make_task_test_set`: the same clips at every SNR, noise from the corpus's held-out test
+recordings, the same seeds) as a directory every ``edm-se study`` and ``edm-se evaluate`` reads::
+
+    out_dir/clean/<name>.wav  out_dir/noisy/<name>.wav      32-bit float WAV, 16 kHz (no clipping, no rounding)
+    out_dir/manifest.csv                                     name, snr_db, transcript, voice, clip
+    out_dir/testset.json                                     what made it (manifest SHA-256, noise, SNRs, seed)
+
+Synthetic voices are for speech-text pairs: their WER is what this set is for. PESQ or ESTOI on them are not
+measurements of quality on human speech (``shared/data-sources.md``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edm_se.tasks.data import TaskDataError
+
+log = logging.getLogger("edm_se.tasks")
+
+FORMAT = "edm_se.task_testset/1"
+HELD_OUT_SPLITS = ("valid", "test")
+
+
+class TestSetExportError(TaskDataError):
+    """A request that cannot make a held-out test set (named key or file, one line)."""
+
+    __test__ = False  # not a pytest test class
+
+
+def _recipe(manifest: Path, noise: str, split: str, snrs_db: Sequence[float], max_clips: int | None,
+            seed: int) -> dict:
+    from edm_se.provenance import file_sha256
+
+    return {"format": FORMAT, "manifest": str(manifest), "manifest_sha256": file_sha256(manifest), "noise": noise,
+            "split": split, "snrs_db": [float(s) for s in snrs_db],
+            "max_clips": None if max_clips is None else int(max_clips), "seed": int(seed)}
+
+
+def export_task_test_set(manifest: str | os.PathLike, noise: str, out_dir: str | os.PathLike,
+                         snrs_db: Sequence[float] = (0, 5, 10, 15), split: str = "test", max_clips: int | None = 30,
+                         seed: int = 4321) -> dict:
+    """Write the sentences of ``split`` in ``manifest`` mixed with ``noise`` at every SNR as a study test set.
+
+    Args:
+        manifest: a sentences ``manifest.csv`` of ``edm-se data tasks`` (its ``text`` column is the transcript).
+        noise: the noise source (``corpus:DIR:test``: the corpus's held-out test noise recordings).
+        out_dir: the directory to write (made anew in a temporary directory beside it, then moved into place).
+        snrs_db: SNRs in dB; every kept clip is mixed at each (the same clips at every SNR: paired per SNR).
+        split: ``test`` or ``valid`` (a held-out split; ``train`` is refused).
+        max_clips: keep this many clips, spread evenly over the split (None: all), as the ``paradigms`` study's
+            ``max_clips`` does.
+        seed: the mixing seed (:func:`edm_se.tasks.data.make_task_test_set`; 4321 is the ``paradigms`` study's).
+
+    Returns:
+        ``{"out_dir", "n", "words", "reused"}``: the directory, the mixtures, the reference words (normalised as for
+        WER) and whether an existing directory made by the same recipe was kept as it is.
+
+    Raises:
+        TestSetExportError: ``split`` is not held out, ``snrs_db`` is empty, ``max_clips`` < 1, or ``out_dir`` exists
+            and was not made by this recipe (it is never overwritten).
+        edm_se.tasks.data.TaskDataError: the manifest is missing or has no usable clip of ``split``.
+    """
+    from edm_se.asr import normalise_text
+    from edm_se.audio import save_audio
+    from edm_se.tasks.data import make_task_test_set
+
+    if split not in HELD_OUT_SPLITS:
+        raise TestSetExportError(f"split={split}: a test set must come from a held-out split "
+                                 f"({', '.join(HELD_OUT_SPLITS)}); the training split's voices are what the models "
+                                 "learned")
+    if not len(snrs_db):
+        raise TestSetExportError("snrs_db=[]: name at least one SNR")
+    if max_clips is not None and int(max_clips) < 1:
+        raise TestSetExportError(f"max_clips={max_clips}: must be >= 1 (or null: every clip)")
+    manifest, out = Path(manifest).expanduser(), Path(out_dir).expanduser()
+    if not manifest.is_file():
+        raise TaskDataError(f"{manifest}: no such task manifest (run `edm-se data tasks` first)")
+    recipe = _recipe(manifest.resolve(), str(noise), split, snrs_db, max_clips, seed)
+    if out.exists():
+        old = _read_recipe(out)
+        if old is not None and {k: v for k, v in old.items() if k not in ("n", "words")} == recipe:
+            log.info("%s: already made by the same recipe, kept", out)
+            return {"out_dir": out, "n": int(old.get("n", 0)), "words": int(old.get("words", 0)), "reused": True}
+        raise TestSetExportError(f"{out}: exists and was not made by this recipe "
+                                 f"({'another recipe' if old is not None else 'no testset.json'}); "
+                                 "name another out_dir or remove it")
+    items = make_task_test_set(manifest, noise, snrs_db=list(snrs_db), split=split, target="text", seed=int(seed),
+                               segment_seconds=None)
+    per_snr = len(items) // len(snrs_db)
+    if max_clips is not None and int(max_clips) < per_snr:
+        keep = set(np.linspace(0, per_snr - 1, int(max_clips)).round().astype(int).tolist())
+        items = [it for i, it in enumerate(items) if i % per_snr in keep]
+    tmp = out.parent / f".{out.name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    rows, words = [], 0
+    try:
+        for it in items:
+            clip = it["name"].split("#", 1)[0]  # voice/stem#index
+            name = f"{clip.replace('/', '_')}_snr{float(it['snr_db']):g}.wav"
+            save_audio(tmp / "clean" / name, it["clean"], 16000, subtype="FLOAT")
+            save_audio(tmp / "noisy" / name, it["noisy"], 16000, subtype="FLOAT")
+            rows.append({"name": name, "snr_db": f"{float(it['snr_db']):g}", "transcript": it["text"],
+                         "voice": clip.split("/", 1)[0], "clip": clip})
+            words += len(normalise_text(it["text"]).split())
+        if len({r["name"] for r in rows}) != len(rows):
+            raise TestSetExportError(f"{manifest}: two clips of one voice share a file stem; the names would collide")
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=["name", "snr_db", "transcript", "voice", "clip"])
+        writer.writeheader()
+        writer.writerows(rows)
+        (tmp / "manifest.csv").write_text(buf.getvalue(), encoding="utf-8")
+        (tmp / "testset.json").write_text(json.dumps({**recipe, "n": len(rows), "words": words}, indent=1) + "\n")
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("%s: %d mixtures (%d clips x %d SNRs), %d reference words", out, len(rows), len(rows) // len(snrs_db),
+             len(snrs_db), words)
+    return {"out_dir": out, "n": len(rows), "words": words, "reused": False}
+
+
+def _read_recipe(out: Path) -> dict | None:
+    try:
+        obj = json.loads((out / "testset.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) and obj.get("format") == FORMAT else None
+
+
+def main(cfg: Any) -> None:
+    """Hydra task of ``edm-se data testset``."""
+    from omegaconf import OmegaConf
+
+    from edm_se import validate
+
+    validate.int_at_least(cfg, ["max_clips"], 1, optional=True)
+    validate.int_at_least(cfg, ["seed"], 0)
+    validate.check(cfg, "snrs_db", lambda v: len(v) > 0 and all(validate.is_number(s) for s in v),
+                   "a non-empty list of numbers (dB)")
+    res = export_task_test_set(cfg.manifest, str(cfg.noise), cfg.out_dir,
+                               snrs_db=[float(s) for s in OmegaConf.to_container(cfg.snrs_db)],
+                               split=str(cfg.split), max_clips=cfg.max_clips, seed=int(cfg.seed))
+    how = "already there (same recipe)" if res["reused"] else "written"
+    print(f"test set {how}: {res['out_dir']} ({res['n']} mixtures, {res['words']} reference words); score it with "
+          f"`edm-se study test_set={res['out_dir']} ...`")

@@ -1,0 +1,106 @@
+"""`edm-se data testset`: a task's held-out sentences written as a study test set. The files are the paradigms study's
+mixtures bit for bit, at the SNR the manifest says, with the transcripts a study's WER needs; the directory is made
+atomically, kept when the recipe is the same and never overwritten by another; a training split is refused."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import run_cli
+
+from edm_se.tasks.data import make_task_test_set
+from edm_se.tasks.testset import TestSetExportError, export_task_test_set
+from edm_se.testset import load_test_set
+
+NOISE = "builtin:test"
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    """A sentences manifest of 3 held-out (test) clips and 1 training clip: real speech of the built-in test set,
+    1.5 s each, with its transcript."""
+    src = load_test_set(None)
+    root = tmp_path_factory.mktemp("tasks") / "sentences"
+    rows = []
+    for i, name in enumerate(src.names[:4]):
+        wave, sr = sf.read(src.clean(name), dtype="float32")
+        voice = "trainvoice" if i == 3 else ("slt" if i % 2 == 0 else "awb")
+        path = f"{voice}/clip{i}.flac"
+        (root / voice).mkdir(parents=True, exist_ok=True)
+        sf.write(root / path, wave[: int(1.5 * sr)], sr)
+        rows.append({"path": path, "split": "train" if i == 3 else "test", "voice": voice, "engine": "rec",
+                     "text": src.transcripts[i], "label": "", "variant": "base", "duration_s": "1.5",
+                     "licence": "test"})
+    with open(root / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return root / "manifest.csv"
+
+
+def test_export_writes_the_paradigms_mixtures_with_snr_and_transcripts(manifest, tmp_path):
+    out = tmp_path / "ts"
+    res = export_task_test_set(manifest, NOISE, out, snrs_db=[0, 10], max_clips=2, seed=7)
+    assert res["n"] == 4 and not res["reused"] and res["words"] > 0
+    ts = load_test_set(out)
+    assert len(ts.names) == 4 and ts.has_transcripts()
+    assert sorted(ts.snr_db) == [0.0, 0.0, 10.0, 10.0]
+    assert all("trainvoice" not in n for n in ts.names)  # the training clip is not in a test set
+    # the same clips at both SNRs (evenly spread: the first and the last test clip), each the study's mixture
+    items = make_task_test_set(manifest, NOISE, snrs_db=[0, 10], split="test", target="text", seed=7)
+    kept = [it for i, it in enumerate(items) if i % 3 in (0, 2)]
+    by_name = {f"{it['name'].split('#')[0].replace('/', '_')}_snr{float(it['snr_db']):g}.wav": it for it in kept}
+    assert sorted(by_name) == ts.names
+    rows = {r["name"]: r for r in csv.DictReader(open(out / "manifest.csv", encoding="utf-8"))}
+    for name, it in by_name.items():
+        clean, sr = sf.read(ts.clean(name), dtype="float32")
+        noisy, _ = sf.read(ts.noisy(name), dtype="float32")
+        assert sr == 16000
+        np.testing.assert_array_equal(clean, it["clean"].numpy())  # bit for bit: 32-bit float files
+        np.testing.assert_array_equal(noisy, it["noisy"].numpy())
+        snr = 10 * np.log10(np.sum(clean.astype(np.float64) ** 2) / np.sum((noisy - clean).astype(np.float64) ** 2))
+        assert snr == pytest.approx(float(rows[name]["snr_db"]), abs=0.05)
+        assert rows[name]["transcript"] == it["text"] and rows[name]["voice"] in ("slt", "awb")
+    recipe = json.loads((out / "testset.json").read_text())
+    assert recipe["snrs_db"] == [0.0, 10.0] and recipe["seed"] == 7 and recipe["n"] == 4 and recipe["noise"] == NOISE
+    assert len(recipe["manifest_sha256"]) == 64
+
+
+def test_the_same_recipe_is_kept_and_another_never_overwrites(manifest, tmp_path):
+    out = tmp_path / "ts"
+    export_task_test_set(manifest, NOISE, out, snrs_db=[5], max_clips=None)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    again = export_task_test_set(manifest, NOISE, out, snrs_db=[5], max_clips=None)
+    assert again["reused"] and again["n"] == 3
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    with pytest.raises(TestSetExportError, match="not made by this recipe"):
+        export_task_test_set(manifest, NOISE, out, snrs_db=[0], max_clips=None)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    (tmp_path / "other").mkdir()
+    with pytest.raises(TestSetExportError, match="no testset.json"):
+        export_task_test_set(manifest, NOISE, tmp_path / "other", snrs_db=[0])
+    with pytest.raises(TestSetExportError, match="split=train: a test set must come from a held-out split"):
+        export_task_test_set(manifest, NOISE, tmp_path / "train", split="train")
+    assert not (tmp_path / "train").exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_cli_makes_a_test_set_a_study_reads_and_refuses_bad_requests_in_one_line(manifest, tmp_path):
+    out = tmp_path / "ts"
+    res = run_cli("data", "testset", f"manifest={manifest}", f"noise={NOISE}", f"out_dir={out}", "snrs_db=[5,15]",
+                  "max_clips=2")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "4 mixtures" in res.stdout and f"test_set={out}" in res.stdout
+    assert len(load_test_set(out).names) == 4
+    for args, message in ((["split=train"], "split=train: a test set must come from a held-out split"),
+                          (["snrs_db=[]"], "snrs_db=[]: must be a non-empty list of numbers (dB)"),
+                          (["max_clips=0"], "max_clips=0: must be an integer >= 1"),
+                          ([f"manifest={tmp_path / 'none.csv'}"], "no such task manifest")):
+        bad = run_cli("data", "testset", f"manifest={manifest}", f"noise={NOISE}", f"out_dir={tmp_path / 'bad'}",
+                      *args)
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr[-2000:]
+        assert len(bad.stderr.strip().splitlines()) == 1 and message in bad.stderr, bad.stderr
+    assert not (tmp_path / "bad").exists()
