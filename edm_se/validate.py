@@ -277,6 +277,9 @@ def study_config(cfg: DictConfig) -> None:
     from edm_se.study_best import factor_level, same_value
 
     swept = swept_values(cfg)
+    for key, low_open in (("t_start", True), ("oa_weight", False)):  # every swept value, before any cell runs
+        for value in (swept or {}).get(key, []):
+            number_in({key: _yaml_value(value)}, key, 0.0, 1.0, low_open=low_open)
     labels: dict[str, str] = {}
     for ckpt in (swept or {}).get("ckpt", []):
         if ckpt in ("null", ""):
@@ -301,6 +304,16 @@ def study_config(cfg: DictConfig) -> None:
     if swept is not None and not any(same_value(value, v) for v in swept[key]):
         raise ConfigError(f"study.compare_to={key}={value}: {value} is not one of the swept values of {key} "
                           f"({', '.join(swept[key])})")
+
+
+def _yaml_value(text: str) -> Any:
+    """A swept value as the cell's config will hold it (``"0.5"`` -> 0.5, ``"abc"`` -> ``"abc"``)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
 
 def swept_values(cfg: DictConfig) -> dict[str, list[str]] | None:
