@@ -270,20 +270,36 @@ def hash_text(text: str) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- datasets
+TASK_MANIFEST_COLUMNS = ("path", "split", "voice", "text", "label", "duration_s")
+
+
 def read_task_manifest(path: str | os.PathLike, split: str | None = None) -> list[dict]:
     """Rows of a task ``manifest.csv`` (``label`` as int, -1 for sentences); ``split`` filters.
 
     Raises:
-        TaskDataError: missing file or no rows of ``split``.
+        TaskDataError: missing file, not a CSV with the columns :data:`TASK_MANIFEST_COLUMNS`, a value of
+            ``label`` / ``duration_s`` that is not a number, or no rows of ``split``.
     """
     path = Path(path)
     if not path.exists():
         raise TaskDataError(f"{path}: task manifest not found (build it with `edm-se data tasks`)")
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    for r in rows:
-        r["label"] = int(r["label"]) if str(r.get("label", "")).strip() not in ("", "-1") else -1
-        r["duration_s"] = float(r["duration_s"])
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            columns = list(reader.fieldnames or [])
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise TaskDataError(f"{path}: not a task manifest (a CSV file): {type(err).__name__}") from None
+    missing = [c for c in TASK_MANIFEST_COLUMNS if c not in columns]
+    if missing:
+        raise TaskDataError(f"{path}: not a task manifest of `edm-se data tasks` (no column {', '.join(missing)})")
+    for line, r in enumerate(rows, start=2):
+        try:
+            label = int(r["label"]) if str(r.get("label", "")).strip() not in ("", "-1") else -1
+            r["duration_s"], r["label"] = float(r["duration_s"]), label
+        except (TypeError, ValueError):
+            raise TaskDataError(f"{path}: line {line}: label {r.get('label')!r} / duration_s {r.get('duration_s')!r}"
+                                " must be numbers") from None
     if split is not None:
         rows = [r for r in rows if r["split"] == split]
         if not rows:

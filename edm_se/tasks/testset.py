@@ -90,6 +90,9 @@ def export_task_test_set(manifest: str | os.PathLike, noise: str, out_dir: str |
     manifest, out = Path(manifest).expanduser(), Path(out_dir).expanduser()
     if not manifest.is_file():
         raise TaskDataError(f"{manifest}: no such task manifest (run `edm-se data tasks` first)")
+    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise TestSetExportError(f"{blocker}: is a file where a directory is needed (out_dir={out})")
     recipe = _recipe(manifest.resolve(), str(noise), split, snrs_db, max_clips, seed)
     if out.exists():
         old = _read_recipe(out)
