@@ -196,6 +196,7 @@ def paradigm(cfg: DictConfig) -> None:
               "a conf/sampler name (euler, edm_heun, pc, ...)")
         return
     one_of(cfg, "paradigm.task.name", sorted(TASK_KINDS))
+    _task_keys(cfg)
     if cfg.paradigm.task.name == "m5":
         from edm_se.tasks.models import M5
 
@@ -225,6 +226,22 @@ def paradigm(cfg: DictConfig) -> None:
     want = "text" if cfg.paradigm.task.name == "ctc" or known[target] == "blackbox_iterative" else "label"
     check(cfg, "data.train.target", lambda v: v == want, f"{want} for paradigm={known[target]} with "
           f"task {cfg.paradigm.task.name} (data={'sentences' if want == 'text' else 'keywords'})")
+
+
+def _task_keys(cfg: Any) -> None:
+    """Every key of ``paradigm.task`` is an argument of the named task model's constructor: ``paradigm.task.name=ctc``
+    keeps the M5 default's ``num_classes``, which the CTC recogniser does not take (it was a TypeError traceback)."""
+    import inspect
+
+    from edm_se.tasks.models import TASK_KINDS
+
+    name = str(cfg.paradigm.task.name)
+    accepted = [p for p in inspect.signature(TASK_KINDS[name].__init__).parameters if p != "self"]
+    extra = [str(k) for k in cfg.paradigm.task if k != "name" and k not in accepted]
+    if extra:
+        raise ConfigError(f"paradigm.task.{extra[0]}: the {name} task model takes no {extra[0]} (it takes "
+                          f"{', '.join(accepted)}); drop the other model's keys: "
+                          + " ".join(f"'~paradigm.task.{k}'" for k in extra))
 
 
 def _device(cfg: Any) -> None:

@@ -43,6 +43,20 @@ def test_train_config_values_are_checked(override, key):
     assert str(info.value).startswith(key) and "must be" in str(info.value)
 
 
+def test_a_task_models_keys_must_be_its_constructors():
+    """`paradigm.task.name=ctc` kept M5's `num_classes`, and training ended in CTCRecognizer's TypeError traceback;
+    the key is named with the override that drops it, and the CTC node the paradigms study uses passes."""
+    base = ["data=sentences", "paradigm=multi_task"]
+    with pytest.raises(ConfigError) as info:
+        validate.train_config(_compose("train", [*base, "paradigm.task.name=ctc"]))
+    assert str(info.value).startswith("paradigm.task.num_classes: the ctc task model takes no num_classes (it takes "
+                                      "n_mels, channels, hidden,")
+    assert str(info.value).endswith("drop the other model's keys: '~paradigm.task.num_classes'")
+    validate.train_config(_compose("train", [*base, "paradigm.task.name=ctc", "~paradigm.task.num_classes"]))
+    with pytest.raises(ConfigError, match=r"^paradigm.task.hidden: the m5 task model takes no hidden"):
+        validate.train_config(_compose("train", ["data=keywords", "paradigm=multi_task", "+paradigm.task.hidden=64"]))
+
+
 def test_churn_window_must_not_be_empty():
     """s_min above s_max leaves churn no sigma to act on: refused, naming both (equal bounds are a window)."""
     cfg = _compose("enhance", ["input=x.wav", "output=out", "sampler=edm_heun_churn", "sampler.s_min=2",
