@@ -180,6 +180,8 @@ def import_sgmse(ckpt_path: str | os.PathLike, out_path: str | os.PathLike, use_
     from edm_se.model import build_model
 
     path = Path(ckpt_path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory; name the checkpoint file (sgmse's .ckpt)")
     if not path.is_file():
         raise CheckpointError(f"{path}: sgmse checkpoint not found")
     require_torch_file(path)
@@ -212,6 +214,8 @@ def main(argv: list[str]) -> int:
 
     args = [a for a in argv if a != "--no-ema"]
     if args[:1] in (["-h"], ["--help"]) or len(args) != 3 or args[0] != "sgmse":
+        if args and args[0] not in ("sgmse", "-h", "--help"):
+            print(f"edm-se import: error: unknown source {args[0]!r}; the one importer is sgmse", file=sys.stderr)
         print("usage: edm-se import sgmse CKPT OUT [--no-ema]\n\nConvert an sgmse (SGMSE+) checkpoint, NCSN++ "
               "backbone and OUVE SDE, into an edm_se checkpoint (precond=sgmse, sampler=pc with its N); then\n"
               "  edm-se enhance ckpt=OUT input=noisy.wav output=out/ sampler=edm_heun sampler.num_steps=8",

@@ -121,9 +121,11 @@ def test_import_refuses_what_it_cannot_read_with_one_line(tmp_path, sgmse_ckpt, 
     notorch = tmp_path / "text.ckpt"
     notorch.write_text("not a checkpoint")
     for path, why in ((bad, "only 'ncsnpp'"), (wide, "shape"), (notorch, "not a PyTorch checkpoint (neither a zip"),
-                      (tmp_path / "missing.ckpt", "not found")):
+                      (tmp_path / "missing.ckpt", "not found"), (tmp_path, "is a directory; name the checkpoint")):
         assert main(["sgmse", str(path), str(tmp_path / "o.pt")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("edm-se import: error: ") and why in err[0], err
     assert not (tmp_path / "o.pt").exists()
     assert main(["sgmse"]) == 2 and "usage" in capsys.readouterr().err
+    assert main(["sgmsee", str(ckpt), str(tmp_path / "o.pt")]) == 2
+    assert capsys.readouterr().err.startswith("edm-se import: error: unknown source 'sgmsee'; the one importer is sgmse")
