@@ -72,14 +72,21 @@ X_CANDIDATES = ("nfe", "t_start", "s_churn", "s_noise", "oa_weight")
 def load_results(path: str | os.PathLike) -> pd.DataFrame:
     """Read a ``results.csv`` written by :func:`edm_se.study.gather`.
 
+    ``path`` may also be the study's directory (its ``results.csv`` is read).
+
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file lacks the columns ``kind, metric, mean``.
+        ValueError: the file is not a CSV, or lacks the columns ``kind, metric, mean``.
     """
     path = Path(path)
+    if path.is_dir() and (path / "results.csv").is_file():
+        path = path / "results.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such results file (run `edm-se study` first)")
-    frame = pd.read_csv(path)
+    try:
+        frame = pd.read_csv(path)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise ValueError(f"{path}: not a study results.csv ({type(err).__name__})") from None
     missing = [c for c in ("kind", "metric", "mean") if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: not a study results.csv (missing columns {missing})")
@@ -398,6 +405,8 @@ def make_plots(results: str | os.PathLike, output: str | os.PathLike | None = No
         FileNotFoundError / ValueError: see :func:`load_results`.
     """
     results = Path(results)
+    if results.is_dir():  # the study's directory
+        results = results / "results.csv"
     frame = load_results(results)
     output = Path(output) if output is not None else results.parent
     written: list[Path] = []
@@ -434,7 +443,7 @@ def main(cfg: Any) -> None:
     from edm_se.cli import UserError
 
     if cfg.results is None:
-        raise UserError("results=PATH/results.csv is required")
+        raise UserError("results=PATH/results.csv (or the study's directory) is required")
     known = sorted(plt.figure().canvas.get_supported_filetypes())
     plt.close("all")
     formats = [str(f) for f in (cfg.formats or [])]

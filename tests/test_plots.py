@@ -181,3 +181,18 @@ def test_against_a_swept_parameter_each_nfe_is_its_own_line(tmp_path):
     same = pd.DataFrame([{"kind": "cell", "sampler": s, "nfe": n, "t_start": t, "metric": "pesq", "mean": 1.0}
                          for s, n in (("edm_heun", 15), ("euler", 8)) for t in (0.5, 1.0)])
     assert plots.line_keys(same, "t_start") == ["sampler"]
+
+
+def test_the_study_directory_is_read_for_its_results_and_a_foreign_file_is_named(tmp_path):
+    """`results=<study dir>` reads its results.csv and draws beside it; a file that is not a CSV was pandas' message
+    alone (`Error tokenizing data...`, `'utf-8' codec can't decode...`), without the file's name."""
+    _results(tmp_path)
+    written = plots.make_plots(tmp_path, formats=["png"])
+    assert tmp_path / "metric_vs_nfe.png" in written
+    (tmp_path / "notes.md").write_text("# a\nb,c\nd,e,f,g\n")
+    (tmp_path / "weights.pt").write_bytes(b"PK\x03\x04" + bytes(range(128, 256)))
+    for name, why in (("notes.md", "ParserError"), ("weights.pt", "UnicodeDecodeError")):
+        with pytest.raises(ValueError, match=rf"{name}: not a study results.csv \({why}\)"):
+            plots.load_results(tmp_path / name)
+    with pytest.raises(FileNotFoundError, match="no such results file"):
+        plots.make_plots(tmp_path / "notes_dir_missing")
