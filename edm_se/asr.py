@@ -144,6 +144,29 @@ def reference_words(reference: str) -> int:
     return len(normalise_text(reference).split())
 
 
+RUNAWAY_FACTOR, RUNAWAY_SLACK = 3, 5  # a hypothesis longer than 3 x its reference + 5 words is a runaway
+
+
+def runaway_transcripts(hypotheses: Sequence[str], ref_words: Sequence[int],
+                        names: Sequence[str]) -> list[tuple[str, int, int]]:
+    """The files whose hypothesis ran away from its reference: ``(name, hypothesis words, reference words)`` of every
+    hypothesis longer than ``RUNAWAY_FACTOR`` times its reference plus ``RUNAWAY_SLACK`` words (after
+    :func:`normalise_text`). Whisper can loop on a phrase ("day day day ...") on distorted input; one such file adds
+    its extra words as insertions and can move a corpus WER by tens of points, so a report names them.
+
+    Raises:
+        ValueError: the three sequences differ in length.
+    """
+    if not len(hypotheses) == len(ref_words) == len(names):
+        raise ValueError(f"{len(hypotheses)} hypotheses, {len(ref_words)} reference counts, {len(names)} names")
+    out = []
+    for name, hyp, ref in zip(names, hypotheses, ref_words):
+        n = len(normalise_text(hyp or "").split())
+        if n > RUNAWAY_FACTOR * int(ref) + RUNAWAY_SLACK:
+            out.append((str(name), n, int(ref)))
+    return out
+
+
 def corpus_wer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
     """Corpus-level WER in percent: total errors / total reference words over all pairs."""
     if len(references) != len(hypotheses):

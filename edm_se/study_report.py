@@ -113,7 +113,8 @@ def gather(sweep_dir: str | os.PathLike, plot: bool = True, x: str = "auto") -> 
                                    "nfe", "snr_db"], na_position="first", kind="stable").drop(columns="_m")
     csv_path = sweep_dir / "results.csv"
     atomic_write_text(csv_path, frame.to_csv(index=False))
-    md_path = atomic_write_text(sweep_dir / "results.md", results_markdown(frame, failed, study))
+    md_path = atomic_write_text(sweep_dir / "results.md",
+                                results_markdown(frame, failed, study, runaway=_runaways(sweep_dir)))
     figures: list[Path] = []
     if plot and (frame["kind"] == "cell").any():
         from edm_se.plots import make_plots
@@ -122,8 +123,44 @@ def gather(sweep_dir: str | os.PathLike, plot: bool = True, x: str = "auto") -> 
     return {"results": csv_path, "markdown": md_path, "figures": figures, "cells": cells, "failed": failed}
 
 
-def results_markdown(frame: Any, failed: list[tuple[str, str]], study: str | None) -> str:
-    """A readable Markdown table: one row per point (cell/sampler/NFE), one column per metric (mean ± CI95)."""
+def _runaways(sweep_dir: Path) -> list[str]:
+    """One Markdown line per system and recogniser with runaway transcripts (:func:`edm_se.asr.runaway_transcripts`),
+    from the per-file hypotheses the noisy reference, the peers and every finished cell keep."""
+    from edm_se.asr import RUNAWAY_FACTOR, RUNAWAY_SLACK, runaway_transcripts
+
+    systems: list[tuple[str, dict]] = []
+    noisy = read_json(sweep_dir / "noisy_metrics.json") or {}
+    systems.append(("noisy input", noisy))
+    if noisy.get("clean"):
+        systems.append(("clean reference", noisy["clean"]))
+    for path in sorted((sweep_dir / "peers").glob("*.json")) if (sweep_dir / "peers").is_dir() else []:
+        peer = read_json(path) or {}
+        systems.append((str(peer.get("label") or path.stem), peer))
+    for _, result in finished_cells(sweep_dir):
+        for p in result.get("points", []):
+            label = str(result.get("cell"))
+            systems.append((label if len(result.get("points", [])) == 1 else f"{label} / {p.get('label')}", p))
+    lines = []
+    for label, point in systems:
+        per_file = point.get("per_file") or {}
+        names, words = per_file.get("names"), per_file.get("ref_words")
+        for key in sorted(k for k in per_file if k.startswith("hyp_")):
+            if not names or not words or len(per_file[key]) != len(names):
+                continue
+            found = runaway_transcripts(per_file[key], words, names)
+            if found:
+                files = "; ".join(f"`{n}` ({h} words for {r})" for n, h, r in found)
+                lines.append(f"- {label}, {key[4:]}: {files}")
+    if lines:
+        lines.insert(0, f"Hypotheses longer than {RUNAWAY_FACTOR} x their reference + {RUNAWAY_SLACK} words (a "
+                        "recogniser looping on a phrase); each adds its extra words to the corpus WER as insertions:")
+    return lines
+
+
+def results_markdown(frame: Any, failed: list[tuple[str, str]], study: str | None,
+                     runaway: list[str] | None = None) -> str:
+    """A readable Markdown table: one row per point (cell/sampler/NFE), one column per metric (mean ± CI95); with
+    ``runaway``, a section naming the runaway transcripts (:func:`_runaways`)."""
     lines = [f"# Study `{study or '?'}`", ""]
     overall = frame[frame["snr_db"].isna()] if len(frame) else frame
     if len(overall):
@@ -171,6 +208,8 @@ def results_markdown(frame: Any, failed: list[tuple[str, str]], study: str | Non
                       "confidence half-width; a CI that excludes 0 is a significant change on this test set."]
     else:
         lines.append("No finished cell yet.")
+    if runaway:
+        lines += ["", "## Runaway transcripts", "", *runaway]
     if failed:
         lines += ["", "## Failed cells", ""] + [f"- `{c}`: {m}" for c, m in failed]
     return "\n".join(lines) + "\n"

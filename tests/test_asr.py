@@ -76,6 +76,16 @@ def test_corpus_wer_is_total_errors_over_total_words_and_the_weighted_mean_of_fi
     assert np.mean(per_file) != pytest.approx(stat["mean"])
 
 
+def test_runaway_transcripts_are_hypotheses_longer_than_three_references_plus_five():
+    """The limit is exact: 3 x 4 + 5 = 17 words passes, 18 is a runaway; digits count as the words they are."""
+    names = ["ok", "edge", "loop", "digits", "empty_ref"]
+    hyps = ["a b c d", " ".join(["day"] * 17), " ".join(["day"] * 18), "1999 1999", "uh " * 6]
+    found = asr.runaway_transcripts(hyps, [4, 4, 4, 1, 0], names)
+    assert found == [("loop", 18, 4), ("digits", 14, 1), ("empty_ref", 6, 0)]  # 1999: seven words each; 14 > 8
+    with pytest.raises(ValueError, match="2 hypotheses, 1 reference counts"):
+        asr.runaway_transcripts(["a", "b"], [1], ["x", "y"])
+
+
 def test_bootstrap_ci_covers_the_truth_for_iid_files():
     rng = np.random.default_rng(1)
     hits = 0

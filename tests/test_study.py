@@ -487,6 +487,24 @@ def _sampler_cell(root, overrides: str, sampler: str, steps: int, sdr: list[floa
     (d / "metrics.json").write_text(json.dumps({"format": FORMAT, "cell": overrides, "points": [point]}))
 
 
+def test_results_md_names_the_runaway_transcripts_of_every_system(tmp_path):
+    """A recogniser looping on one file ("day day day ...") moved a cell's corpus WER by 25 points with nothing in
+    results.md to say why; the file is named under its system, and a study without one has no such section."""
+    from edm_se.study_report import gather
+
+    _sampler_cell(tmp_path, "sampler=euler", "euler", 1, [1.0, 2.0, 3.0])
+    assert "Runaway" not in (gather(tmp_path, plot=False)["markdown"]).read_text()
+    cell = json.loads((tmp_path / "sampler=euler" / "metrics.json").read_text())
+    cell["points"][0]["per_file"].update({"ref_words": [3, 4, 2], "hyp_whisper": ["a b c", "day " * 40, "x y"]})
+    (tmp_path / "sampler=euler" / "metrics.json").write_text(json.dumps(cell))
+    (tmp_path / "noisy_metrics.json").write_text(json.dumps({"metrics": {}, "per_file": {
+        "names": ["a", "b", "c"], "ref_words": [3, 4, 2], "hyp_whisper": ["a b c", "d e f g", "uh " * 12]}}))
+    text = gather(tmp_path, plot=False)["markdown"].read_text()
+    section = text.split("## Runaway transcripts", 1)[1].strip().splitlines()
+    assert section[1:] == ["- noisy input, whisper: `c` (12 words for 2)",
+                           "- sampler=euler, whisper: `b` (40 words for 4)"]
+
+
 def test_compare_to_a_factor_level_pairs_each_cell_with_its_twin_at_that_level(tmp_path):
     """`KEY=VALUE`: every cell against the one whose overrides differ only in KEY (values equal as numbers)."""
     from edm_se.study_best import best_markdown, best_points
