@@ -204,6 +204,14 @@ def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
         summary["noisy_scores"] = {m: stat(m, table[f"noisy_{m}"]) for m in metrics}
         summary["delta"] = {m: stat(m, table[f"delta_{m}"]) for m in metrics}
 
+    if words is not None:  # a recogniser looping on a phrase: named, since one such file moves a corpus WER
+        from edm_se.asr import runaway_transcripts
+
+        runaway = {c: [list(r) for r in runaway_transcripts(table[c].fillna("").tolist(), words, keys)]
+                   for c in table.columns if c.startswith(("hyp_", "noisy_hyp_"))}
+        runaway = {c: found for c, found in runaway.items() if found}
+        if runaway:
+            summary["runaway_transcripts"] = runaway
     atomic_write_text(out_dir / "metrics.csv", table.to_csv(index=False, float_format="%.6g"))
     atomic_write_json(out_dir / "summary.json", summary, indent=2)
     resume_log.unlink(missing_ok=True)  # the results stand on their own now
@@ -247,4 +255,7 @@ def format_summary(summary: dict[str, Any]) -> str:
                      .rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
+    for column, found in (summary.get("runaway_transcripts") or {}).items():
+        lines.append(f"runaway transcript(s) in {column} (longer than 3 x the reference + 5 words; each adds its "
+                     "words to the WER): " + "; ".join(f"{n} ({h} words for {r})" for n, h, r in found))
     return "\n".join(lines)

@@ -214,3 +214,28 @@ def test_an_interrupted_evaluation_resumes_from_the_pairs_it_scored(dirs, tmp_pa
     calls.clear()
     evaluate_dirs(dirs / "enhanced", dirs / "clean", output_dir=out, **{**args, "metrics": ("si_sdr",)})
     assert len(calls) == 6
+
+
+def test_runaway_transcripts_are_named_in_the_summary_and_the_printed_table(dirs, tmp_path, monkeypatch):
+    """A recogniser looping on one estimate ("day day day ...") adds its words to the corpus WER as insertions; the
+    summary and the printed table name that file (the noisy input's transcripts are checked too) and nothing else."""
+    from edm_se import asr
+    from edm_se.evaluate import format_summary
+
+    transcripts = tmp_path / "t.csv"
+    transcripts.write_text("name,transcript\na,one two\nb,one two\nsub/c,one two\n")
+    from edm_se.audio import load_audio
+
+    loud = float(np.sqrt(np.mean(np.square(load_audio(dirs / "enhanced" / "b.flac", sample_rate=SR).numpy()))))
+
+    def transcribe(name, waveform, sample_rate, **_):  # loops on b's estimate only (told apart by its level)
+        rms = float(np.sqrt(np.mean(np.square(waveform))))
+        return "day " * 30 if abs(rms - loud) < 1e-4 else "one two"
+
+    monkeypatch.setattr(asr, "transcribe", transcribe)
+    summary = evaluate_dirs(dirs / "enhanced", dirs / "clean", noisy=dirs / "noisy", output_dir=tmp_path / "o",
+                            num_workers=0, metrics=("wer_whisper",), transcripts=transcripts, progress=False)
+    assert summary["runaway_transcripts"] == {"hyp_whisper": [["b", 30, 2]]}
+    assert summary["scores"]["wer_whisper"]["mean"] == pytest.approx(100 * 30 / 6)  # 28 insertions + 2 subs, of 6
+    assert "runaway transcript(s) in hyp_whisper (longer than 3 x the reference + 5 words; each adds its words to " \
+           "the WER): b (30 words for 2)" in format_summary(summary)
