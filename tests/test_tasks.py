@@ -763,3 +763,25 @@ def test_task_transfer_scores_known_answers_per_voice_and_reads_both_kinds_of_ch
 
     with pytest.raises(CheckpointError, match="is a task model's checkpoint"):
         load_checkpoint(ckpt)
+
+
+def test_paradigms_report_names_runaway_transcripts_of_wer_rows_only():
+    """A looping hypothesis in a WER row is named with its file and SNR; keyword rows and clean rows add nothing."""
+    from edm_se.tasks.report import markdown
+
+    def row(task, name, metric, per_file):
+        return {"task": task, "row": name, "metric": metric, "front_end": "-", "task_model": "-",
+                "per_snr": {"0": {"mean": 1.0, "ci95": 0.1, "n": 2}}, "overall": {"mean": 1.0, "ci95": 0.1, "n": 2},
+                "per_file": per_file}
+
+    wer_files = [{"name": "slt/a#0", "snr_db": 0.0, "prediction": "day " * 40, "words": 4},
+                 {"name": "slt/b#1", "snr_db": 5.0, "prediction": "one two", "words": 2}]
+    rows = [row("sentences", "iterative", "wer_whisper", wer_files),
+            row("sentences", "baseline", "wer", [{**f, "prediction": "one"} for f in wer_files]),
+            row("keywords", "baseline", "accuracy", [{"name": "k", "snr_db": 0.0, "prediction": 3, "target": 3}])]
+    shas = {t: {"test_sha256": "0" * 64, "n_test": 2} for t in ("sentences", "keywords")}
+    text = markdown(rows, {}, shas)
+    section = text.split("## Runaway transcripts", 1)[1].strip().splitlines()
+    assert section[1] == "- sentences, iterative, wer_whisper: `slt/a#0 at 0 dB` (40 words for 4)"
+    assert len([line for line in section if line.startswith("- ")]) == 1
+    assert "Runaway" not in markdown(rows[1:], {}, shas)

@@ -82,6 +82,29 @@ def plots(out: Path, rows: list[dict], nfe: dict[str, list[dict]]) -> None:
         plt.close(fig)
 
 
+def _runaway_lines(rows: list[dict]) -> list[str]:
+    """A section naming the runaway transcripts of every WER row (:func:`edm_se.asr.runaway_transcripts`): one
+    looping hypothesis moves a corpus WER by its length. Empty when there are none."""
+    from edm_se.asr import RUNAWAY_FACTOR, RUNAWAY_SLACK, runaway_transcripts
+
+    lines = []
+    for r in rows:
+        per_file = r.get("per_file") or []
+        if not str(r.get("metric", "")).startswith("wer") or not per_file:
+            continue
+        found = runaway_transcripts([f.get("prediction") or "" for f in per_file],
+                                    [int(f.get("words") or 0) for f in per_file],
+                                    [f"{f.get('name', '')} at {f.get('snr_db', 0):g} dB" for f in per_file])
+        if found:
+            lines.append(f"- {r['task']}, {r['row']}, {r['metric']}: "
+                         + "; ".join(f"`{n}` ({h} words for {w})" for n, h, w in found))
+    if lines:
+        lines = ["## Runaway transcripts", "", f"Hypotheses longer than {RUNAWAY_FACTOR} x their reference + "
+                 f"{RUNAWAY_SLACK} words (a recogniser looping on a phrase); each adds its words to the WER:",
+                 *lines, ""]
+    return lines
+
+
 def markdown(rows: list[dict], nfe: dict[str, list[dict]], shas: dict[str, dict]) -> str:
     """``results.md``: per task and metric a row x SNR table with 95% intervals, and the NFE curves."""
     lines: list[str] = ["# paradigms: each cell with its 95% interval (Wilson for accuracy, bootstrap over files for "
@@ -98,6 +121,7 @@ def markdown(rows: list[dict], nfe: dict[str, list[dict]], shas: dict[str, dict]
             lines.append(f"| {r['row']} | {r['front_end']} | " + " | ".join(cells) +
                          f" | **{r['overall']['mean']:.1f} ± {r['overall']['ci95']:.1f}** |")
         lines.append("")
+    lines += _runaway_lines(rows)
     for task, points in nfe.items():
         if points:
             lines += [f"## {task}: the iterative enhancer, {points[0].get('metric', 'accuracy')} vs NFE (all SNRs)", "",
