@@ -106,6 +106,7 @@ def test_cli_makes_a_test_set_a_study_reads_and_refuses_bad_requests_in_one_line
                            "line 2: label '' / duration_s 'abc' must be numbers"),
                           ([f"out_dir={tmp_path / 'afile' / 'sub'}"], "afile: is a file where a directory is needed"),
                           (["snrs_db=[]"], "snrs_db=[]: must be a non-empty list of numbers (dB)"),
+                          (["snrs_db=[0,0.0]"], "snrs_db=[0.0, 0.0]: an SNR named twice would write one mixture over"),
                           (["max_clips=0"], "max_clips=0: must be an integer >= 1"),
                           ([f"manifest={tmp_path / 'none.csv'}"], "no such task manifest")):
         bad = run_cli("data", "testset", f"manifest={manifest}", f"noise={NOISE}", f"out_dir={tmp_path / 'bad'}",

@@ -71,8 +71,9 @@ def export_task_test_set(manifest: str | os.PathLike, noise: str, out_dir: str |
         WER) and whether an existing directory made by the same recipe was kept as it is.
 
     Raises:
-        TestSetExportError: ``split`` is not held out, ``snrs_db`` is empty, ``max_clips`` < 1, or ``out_dir`` exists
-            and was not made by this recipe (it is never overwritten).
+        TestSetExportError: ``split`` is not held out, ``snrs_db`` is empty or names an SNR twice, ``max_clips`` < 1,
+            a file is in the way of ``out_dir``, or ``out_dir`` exists and was not made by this recipe (it is never
+            overwritten).
         edm_se.tasks.data.TaskDataError: the manifest is missing or has no usable clip of ``split``.
     """
     from edm_se.asr import normalise_text
@@ -85,6 +86,9 @@ def export_task_test_set(manifest: str | os.PathLike, noise: str, out_dir: str |
                                  "learned")
     if not len(snrs_db):
         raise TestSetExportError("snrs_db=[]: name at least one SNR")
+    if len({float(v) for v in snrs_db}) != len(snrs_db):
+        raise TestSetExportError(f"snrs_db={[float(v) for v in snrs_db]}: an SNR named twice would write one mixture "
+                                 "over the other; name each once")
     if max_clips is not None and int(max_clips) < 1:
         raise TestSetExportError(f"max_clips={max_clips}: must be >= 1 (or null: every clip)")
     manifest, out = Path(manifest).expanduser(), Path(out_dir).expanduser()
