@@ -31,7 +31,8 @@ COMMANDS: dict[str, tuple[str, str, str, bool]] = {
     "evaluate": ("evaluate", "edm_se.commands:evaluate_main",
                  "score a directory of estimates against references (PESQ, ESTOI, SI-SDR, DNSMOS)", False),
     "study": ("study", "edm_se.study:main",
-              "run a design-space study (sampler x steps, churn, t_start, SDE x precond) and plot it", True),
+              "run a design-space study (sampler x steps, churn, t_start, observation adding, SDE x precond) and "
+              "plot it", True),
     "paradigms": ("paradigms", "edm_se.tasks.study:main",
                   "the `paradigms` study (= `edm-se study study=paradigms`): task-weighting paradigms on keywords "
                   "and sentences (Milling et al. 2024, Tables 1-2)", False),
