@@ -536,7 +536,8 @@ def test_a_task_paradigm_without_task_data_or_with_the_wrong_target_is_refused(t
     with pytest.raises(validate.ConfigError, match="paradigm=iterative: needs task data"):
         validate.train_config(cfg)
     with pytest.raises(validate.ConfigError, match="data.train.target=label: must be text"):
-        validate.train_config(_cfg(tmp_path, task_root, "multi_task", "paradigm.task={name: ctc}"))
+        validate.train_config(_cfg(tmp_path, task_root, "multi_task", "paradigm.task={name: ctc}",
+                                   "~paradigm.task.num_classes"))
     validate.train_config(_cfg(tmp_path, task_root, "iterative"))  # a good one passes
 
 
