@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 
 import numpy as np
 import pytest
@@ -77,6 +78,11 @@ def test_the_same_recipe_is_kept_and_another_never_overwrites(manifest, tmp_path
     again = export_task_test_set(manifest, NOISE, out, snrs_db=[5], max_clips=None)
     assert again["reused"] and again["n"] == 3
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    # another export of the same recipe writes the same bytes: the test set's SHA-256 is reproducible (libsndfile's
+    # float WAVs carry a PEAK chunk with a timestamp, which gave every export another hash)
+    time.sleep(1.1)  # the PEAK chunk's timestamp counts seconds
+    export_task_test_set(manifest, NOISE, tmp_path / "twin", snrs_db=[5], max_clips=None)
+    assert load_test_set(tmp_path / "twin").identity()["sha256"] == load_test_set(out).identity()["sha256"]
     with pytest.raises(TestSetExportError, match="not made by this recipe"):
         export_task_test_set(manifest, NOISE, out, snrs_db=[0], max_clips=None)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before

@@ -370,8 +370,10 @@ class TaskMixingDataset(MixingDataset):
 
 def make_task_test_set(manifest: str | os.PathLike, noise: Any, snrs_db: Sequence[float] = (0, 5, 10, 15, 20, 25),
                        split: str = "test", target: str = "label", seed: int = 4321,
-                       segment_seconds: float | None = None) -> list[dict]:
-    """Fixed test mixtures: every clip of ``split`` at every SNR in ``snrs_db`` (noise drawn with ``seed``).
+                       segment_seconds: float | None = None, max_clips: int | None = None) -> list[dict]:
+    """Fixed test mixtures: every clip of ``split`` (or ``max_clips`` of them, spread evenly over the split: the same
+    clips at every SNR) at every SNR in ``snrs_db`` (noise drawn with ``seed``; a clip's mixture depends on its
+    index alone, so a subset holds the very mixtures of the whole set).
 
     Returns:
         Items of :class:`TaskMixingDataset` with ``snr_db`` set exactly, in (SNR, clip) order.
@@ -380,5 +382,8 @@ def make_task_test_set(manifest: str | os.PathLike, noise: Any, snrs_db: Sequenc
     for k, snr in enumerate(snrs_db):
         ds = TaskMixingDataset(manifest, split, noise, target=target, snr_db=(float(snr), float(snr)),
                                segment_seconds=segment_seconds, seed=seed + 7919 * k, gain_db=None)
-        out += [ds[i] for i in range(len(ds.rows))]
+        n = len(ds.rows)
+        keep = range(n) if max_clips is None or int(max_clips) >= n else sorted(
+            set(np.linspace(0, n - 1, int(max_clips)).round().astype(int).tolist()))
+        out += [ds[i] for i in keep]
     return out

@@ -162,12 +162,7 @@ def _test_items(cfg: DictConfig, task: str, tcfg: DictConfig) -> tuple[list[dict
     target = str(tcfg.get("target", "label"))
     items = make_task_test_set(Path(cfg.task_root) / str(tcfg.get("manifest", task)) / "manifest.csv",
                                cfg.test_noise, snrs_db=list(cfg.snrs_db), split=str(cfg.get("test_split", "test")),
-                               target=target, segment_seconds=None)
-    cap = tcfg.get("max_clips")
-    per_snr = len(items) // len(cfg.snrs_db)
-    if cap is not None and int(cap) < per_snr:
-        keep = set(np.linspace(0, per_snr - 1, int(cap)).round().astype(int).tolist())
-        items = [it for i, it in enumerate(items) if i % per_snr in keep]
+                               target=target, segment_seconds=None, max_clips=tcfg.get("max_clips"))
     h = hashlib.sha256()
     for it in items:
         h.update(it["noisy"].numpy().tobytes())

@@ -7,7 +7,8 @@ give a recogniser many more words. This writes exactly the mixtures the ``paradi
 (:func:`edm_se.tasks.data.make_task_test_set`: the same clips at every SNR, noise from the corpus's held-out test
 recordings, the same seeds) as a directory every ``edm-se study`` and ``edm-se evaluate`` reads::
 
-    out_dir/clean/<name>.wav  out_dir/noisy/<name>.wav      32-bit float WAV, 16 kHz (no clipping, no rounding)
+    out_dir/clean/<name>.wav  out_dir/noisy/<name>.wav      32-bit float WAV, 16 kHz (no clipping, no rounding;
+                                                             the same audio gives the same bytes and SHA-256)
     out_dir/manifest.csv                                     name, snr_db, transcript, voice, clip
     out_dir/testset.json                                     what made it (manifest SHA-256, noise, SNRs, seed)
 
@@ -25,8 +26,6 @@ import os
 import shutil
 from pathlib import Path
 from typing import Any, Sequence
-
-import numpy as np
 
 from edm_se.tasks.data import TaskDataError
 
@@ -72,12 +71,11 @@ def export_task_test_set(manifest: str | os.PathLike, noise: str, out_dir: str |
 
     Raises:
         TestSetExportError: ``split`` is not held out, ``snrs_db`` is empty or names an SNR twice, ``max_clips`` < 1,
-            a file is in the way of ``out_dir``, or ``out_dir`` exists and was not made by this recipe (it is never
-            overwritten).
+            or ``out_dir`` exists and was not made by this recipe (it is never overwritten).
+        FileExistsError / NotADirectoryError: a file is in the way of ``out_dir``'s parent directories.
         edm_se.tasks.data.TaskDataError: the manifest is missing or has no usable clip of ``split``.
     """
     from edm_se.asr import normalise_text
-    from edm_se.audio import save_audio
     from edm_se.tasks.data import make_task_test_set
 
     if split not in HELD_OUT_SPLITS:
@@ -94,10 +92,8 @@ def export_task_test_set(manifest: str | os.PathLike, noise: str, out_dir: str |
     manifest, out = Path(manifest).expanduser(), Path(out_dir).expanduser()
     if not manifest.is_file():
         raise TaskDataError(f"{manifest}: no such task manifest (run `edm-se data tasks` first)")
-    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        raise TestSetExportError(f"{blocker}: is a file where a directory is needed (out_dir={out})")
     recipe = _recipe(manifest.resolve(), str(noise), split, snrs_db, max_clips, seed)
+    out.parent.mkdir(parents=True, exist_ok=True)  # a file in the way: FileExistsError, which the CLI names
     if out.exists():
         old = _read_recipe(out)
         if old is not None and {k: v for k, v in old.items() if k not in ("n", "words")} == recipe:
@@ -107,11 +103,7 @@ def export_task_test_set(manifest: str | os.PathLike, noise: str, out_dir: str |
                                  f"({'another recipe' if old is not None else 'no testset.json'}); "
                                  "name another out_dir or remove it")
     items = make_task_test_set(manifest, noise, snrs_db=list(snrs_db), split=split, target="text", seed=int(seed),
-                               segment_seconds=None)
-    per_snr = len(items) // len(snrs_db)
-    if max_clips is not None and int(max_clips) < per_snr:
-        keep = set(np.linspace(0, per_snr - 1, int(max_clips)).round().astype(int).tolist())
-        items = [it for i, it in enumerate(items) if i % per_snr in keep]
+                               segment_seconds=None, max_clips=max_clips)
     tmp = out.parent / f".{out.name}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -120,8 +112,8 @@ def export_task_test_set(manifest: str | os.PathLike, noise: str, out_dir: str |
         for it in items:
             clip = it["name"].split("#", 1)[0]  # voice/stem#index
             name = f"{clip.replace('/', '_')}_snr{float(it['snr_db']):g}.wav"
-            save_audio(tmp / "clean" / name, it["clean"], 16000, subtype="FLOAT")
-            save_audio(tmp / "noisy" / name, it["noisy"], 16000, subtype="FLOAT")
+            _write_float_wav(tmp / "clean" / name, it["clean"])
+            _write_float_wav(tmp / "noisy" / name, it["noisy"])
             rows.append({"name": name, "snr_db": f"{float(it['snr_db']):g}", "transcript": it["text"],
                          "voice": clip.split("/", 1)[0], "clip": clip})
             words += len(normalise_text(it["text"]).split())
@@ -140,6 +132,17 @@ def export_task_test_set(manifest: str | os.PathLike, noise: str, out_dir: str |
     log.info("%s: %d mixtures (%d clips x %d SNRs), %d reference words", out, len(rows), len(rows) // len(snrs_db),
              len(snrs_db), words)
     return {"out_dir": out, "n": len(rows), "words": words, "reused": False}
+
+
+def _write_float_wav(path: Path, wave: Any, sample_rate: int = 16000) -> None:
+    """``wave`` as a 32-bit float WAV with scipy's writer: the same samples give the same bytes. libsndfile (and so
+    :func:`edm_se.audio.save_audio`) adds a PEAK chunk with a timestamp to float WAVs, so each export would have
+    other bytes, and the test set another SHA-256, for the same audio."""
+    from scipy.io import wavfile
+
+    data = wave.numpy() if hasattr(wave, "numpy") else wave
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wavfile.write(str(path), int(sample_rate), data.astype("float32", copy=False).reshape(-1))
 
 
 def _read_recipe(out: Path) -> dict | None:
