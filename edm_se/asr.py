@@ -167,6 +167,16 @@ def runaway_transcripts(hypotheses: Sequence[str], ref_words: Sequence[int],
     return out
 
 
+RUNAWAY_RULE = (f"a hypothesis longer than {RUNAWAY_FACTOR} x its reference + {RUNAWAY_SLACK} words: a recogniser "
+                "looping on a phrase, whose extra words each count as an insertion in the WER")
+
+
+def describe_runaways(found: Sequence[tuple[str, int, int]], quote: str = "`") -> str:
+    """``found`` of :func:`runaway_transcripts` as one line, each name between ``quote`` marks:
+    ``'a.wav' (40 words for 4); ...`` with ``quote="'"``."""
+    return "; ".join(f"{quote}{n}{quote} ({h} words for {r})" for n, h, r in found)
+
+
 def corpus_wer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
     """Corpus-level WER in percent: total errors / total reference words over all pairs."""
     if len(references) != len(hypotheses):

@@ -255,7 +255,8 @@ def format_summary(summary: dict[str, Any]) -> str:
                      .rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
+    from edm_se.asr import RUNAWAY_RULE, describe_runaways
+
     for column, found in (summary.get("runaway_transcripts") or {}).items():
-        lines.append(f"runaway transcript(s) in {column} (longer than 3 x the reference + 5 words; each adds its "
-                     "words to the WER): " + "; ".join(f"{n} ({h} words for {r})" for n, h, r in found))
+        lines.append(f"runaway transcript(s) in {column} ({RUNAWAY_RULE}): {describe_runaways(found, quote='')}")
     return "\n".join(lines)

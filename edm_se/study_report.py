@@ -126,7 +126,7 @@ def gather(sweep_dir: str | os.PathLike, plot: bool = True, x: str = "auto") -> 
 def _runaways(sweep_dir: Path) -> list[str]:
     """One Markdown line per system and recogniser with runaway transcripts (:func:`edm_se.asr.runaway_transcripts`),
     from the per-file hypotheses the noisy reference, the peers and every finished cell keep."""
-    from edm_se.asr import RUNAWAY_FACTOR, RUNAWAY_SLACK, runaway_transcripts
+    from edm_se.asr import RUNAWAY_RULE, describe_runaways, runaway_transcripts
 
     systems: list[tuple[str, dict]] = []
     noisy = read_json(sweep_dir / "noisy_metrics.json") or {}
@@ -149,11 +149,9 @@ def _runaways(sweep_dir: Path) -> list[str]:
                 continue
             found = runaway_transcripts(per_file[key], words, names)
             if found:
-                files = "; ".join(f"`{n}` ({h} words for {r})" for n, h, r in found)
-                lines.append(f"- {label}, {key[4:]}: {files}")
+                lines.append(f"- {label}, {key[4:]}: {describe_runaways(found)}")
     if lines:
-        lines.insert(0, f"Hypotheses longer than {RUNAWAY_FACTOR} x their reference + {RUNAWAY_SLACK} words (a "
-                        "recogniser looping on a phrase); each adds its extra words to the corpus WER as insertions:")
+        lines.insert(0, f"Files whose transcript ran away ({RUNAWAY_RULE}):")
     return lines
 
 

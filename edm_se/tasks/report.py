@@ -85,7 +85,7 @@ def plots(out: Path, rows: list[dict], nfe: dict[str, list[dict]]) -> None:
 def _runaway_lines(rows: list[dict]) -> list[str]:
     """A section naming the runaway transcripts of every WER row (:func:`edm_se.asr.runaway_transcripts`): one
     looping hypothesis moves a corpus WER by its length. Empty when there are none."""
-    from edm_se.asr import RUNAWAY_FACTOR, RUNAWAY_SLACK, runaway_transcripts
+    from edm_se.asr import RUNAWAY_RULE, describe_runaways, runaway_transcripts
 
     lines = []
     for r in rows:
@@ -96,12 +96,9 @@ def _runaway_lines(rows: list[dict]) -> list[str]:
                                     [int(f.get("words") or 0) for f in per_file],
                                     [f"{f.get('name', '')} at {f.get('snr_db', 0):g} dB" for f in per_file])
         if found:
-            lines.append(f"- {r['task']}, {r['row']}, {r['metric']}: "
-                         + "; ".join(f"`{n}` ({h} words for {w})" for n, h, w in found))
+            lines.append(f"- {r['task']}, {r['row']}, {r['metric']}: {describe_runaways(found)}")
     if lines:
-        lines = ["## Runaway transcripts", "", f"Hypotheses longer than {RUNAWAY_FACTOR} x their reference + "
-                 f"{RUNAWAY_SLACK} words (a recogniser looping on a phrase); each adds its words to the WER:",
-                 *lines, ""]
+        lines = ["## Runaway transcripts", "", f"Files whose transcript ran away ({RUNAWAY_RULE}):", *lines, ""]
     return lines
 
 
