@@ -296,7 +296,7 @@ def study_config(cfg: DictConfig) -> None:
     swept = swept_values(cfg)
     for key, low_open in (("t_start", True), ("oa_weight", False)):  # every swept value, before any cell runs
         for value in (swept or {}).get(key, []):
-            number_in({key: _yaml_value(value)}, key, 0.0, 1.0, low_open=low_open)
+            number_in({key: _swept_number(value)}, key, 0.0, 1.0, low_open=low_open)
     labels: dict[str, str] = {}
     for ckpt in (swept or {}).get("ckpt", []):
         if ckpt in ("null", ""):
@@ -323,13 +323,11 @@ def study_config(cfg: DictConfig) -> None:
                           f"({', '.join(swept[key])})")
 
 
-def _yaml_value(text: str) -> Any:
-    """A swept value as the cell's config will hold it (``"0.5"`` -> 0.5, ``"abc"`` -> ``"abc"``)."""
-    import yaml
-
+def _swept_number(text: str) -> Any:
+    """A swept value of a numeric key as a number where it is one (``"0.5"``, ``"1e-1"``), else the text itself."""
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return float(text)
+    except ValueError:
         return text
 
 

@@ -195,6 +195,7 @@ def test_every_swept_weight_and_start_time_is_checked_before_any_cell(tmp_path):
     """`oa_weight=0,2` ran the first cell and recorded the second's failure in its error.json; a value out of range
     anywhere in the sweep (t_start too) now stops the study with one line before any cell runs."""
     for args, message in ((["study=oa", "oa_weight=0,2"], "oa_weight=2: must be a number in [0, 1]"),
+                          (["study=oa", "oa_weight=1e-1,2"], "oa_weight=2: must be a number in [0, 1]"),  # 1e-1 is 0.1
                           (["study=t_start", "t_start=0.5,0"], "t_start=0: must be a number in (0, 1]"),
                           (["study=t_start", "t_start=0.5,abc"], "t_start=abc: must be a number in (0, 1]")):
         res = run_cli("study", *args, f"hydra.sweep.dir={tmp_path / 's'}", "max_files=1", "peers=[]")
