@@ -324,11 +324,13 @@ def study_config(cfg: DictConfig) -> None:
 
 
 def _swept_number(text: str) -> Any:
-    """A swept value of a numeric key as a number where it is one (``"0.5"``, ``"1e-1"``), else the text itself."""
-    try:
-        return float(text)
-    except ValueError:
-        return text
+    """A swept value of a numeric key as the number Hydra reads (``"2"`` -> 2, ``"1e-1"`` -> 0.1), else the text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def swept_values(cfg: DictConfig) -> dict[str, list[str]] | None:
