@@ -75,7 +75,7 @@ def export_task_test_set(manifest: str | os.PathLike, noise: str, out_dir: str |
         FileExistsError / NotADirectoryError: a file is in the way of ``out_dir``'s parent directories.
         edm_se.tasks.data.TaskDataError: the manifest is missing or has no usable clip of ``split``.
     """
-    from edm_se.asr import normalise_text
+    from edm_se.asr import reference_words
     from edm_se.tasks.data import make_task_test_set
 
     if split not in HELD_OUT_SPLITS:
@@ -96,7 +96,7 @@ def export_task_test_set(manifest: str | os.PathLike, noise: str, out_dir: str |
     out.parent.mkdir(parents=True, exist_ok=True)  # a file in the way: FileExistsError, which the CLI names
     if out.exists():
         old = _read_recipe(out)
-        if old is not None and {k: v for k, v in old.items() if k not in ("n", "words")} == recipe:
+        if old is not None and _identity(old) == _identity(recipe):
             log.info("%s: already made by the same recipe, kept", out)
             return {"out_dir": out, "n": int(old.get("n", 0)), "words": int(old.get("words", 0)), "reused": True}
         raise TestSetExportError(f"{out}: exists and was not made by this recipe "
@@ -116,7 +116,7 @@ def export_task_test_set(manifest: str | os.PathLike, noise: str, out_dir: str |
             _write_float_wav(tmp / "noisy" / name, it["noisy"])
             rows.append({"name": name, "snr_db": f"{float(it['snr_db']):g}", "transcript": it["text"],
                          "voice": clip.split("/", 1)[0], "clip": clip})
-            words += len(normalise_text(it["text"]).split())
+            words += reference_words(it["text"])
         if len({r["name"] for r in rows}) != len(rows):
             raise TestSetExportError(f"{manifest}: two clips of one voice share a file stem; the names would collide")
         buf = io.StringIO()
@@ -143,6 +143,12 @@ def _write_float_wav(path: Path, wave: Any, sample_rate: int = 16000) -> None:
     data = wave.numpy() if hasattr(wave, "numpy") else wave
     path.parent.mkdir(parents=True, exist_ok=True)
     wavfile.write(str(path), int(sample_rate), data.astype("float32", copy=False).reshape(-1))
+
+
+def _identity(recipe: dict) -> dict:
+    """What makes the files: the recipe without its counts and without where the manifest lay (its SHA-256 counts,
+    so a moved checkout keeps its test set)."""
+    return {k: v for k, v in recipe.items() if k not in ("n", "words", "manifest")}
 
 
 def _read_recipe(out: Path) -> dict | None:
