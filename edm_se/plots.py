@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
-from edm_se.study_common import METRIC_ORDER, metric_sort_key  # noqa: E402,F401 (METRIC_ORDER: re-exported)
+from edm_se.study_common import METRIC_ORDER, X_CANDIDATES, metric_sort_key  # noqa: E402,F401 (re-exported)
 
 log = logging.getLogger("edm_se.plots")
 
@@ -65,7 +65,6 @@ X_LABELS = {
 }
 # Columns that can tell lines apart, in the order used for labels.
 LINE_KEYS = ("design", "sampler", "s_churn", "s_noise", "t_start", "oa_weight", "sde", "precond")
-X_CANDIDATES = ("nfe", "t_start", "s_churn", "s_noise", "oa_weight")
 
 
 # ----------------------------------------------------------------------------------------------- data

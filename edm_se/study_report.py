@@ -19,7 +19,8 @@ def _rows_of(result: dict, cell_dir: Path, base: Path) -> list[dict]:
         common = {"study": result.get("study"), "kind": "cell", "cell": result.get("cell"),
                   "design": p.get("design"), "sampler": p.get("sampler"), "num_steps": p.get("num_steps"),
                   "nfe": p.get("nfe"), "s_churn": p.get("s_churn"), "s_noise": p.get("s_noise"),
-                  "t_start": p.get("t_start"), "oa_weight": p.get("oa_weight"), "sde": p.get("sde"), "precond": p.get("precond"),
+                  "t_start": p.get("t_start"), "oa_weight": p.get("oa_weight"), "sde": p.get("sde"),
+                  "precond": p.get("precond"),
                   "rtf": p.get("rtf"), "wall_s": p.get("wall_s"), "audio_s": p.get("audio_s")}
         audio = ";".join(_relative(Path(a), base) for a in p.get("audio", []))
         delta = p.get("improvement") or {}
@@ -65,8 +66,8 @@ def gather(sweep_dir: str | os.PathLike, plot: bool = True, x: str = "auto") -> 
     Args:
         sweep_dir: a study's sweep directory (``studies/runs/<name>``).
         plot: also draw the figures (:func:`edm_se.plots.make_plots`) next to ``results.csv``.
-        x: their x axis (the study's ``study.x``: ``auto``, ``nfe``, ``t_start``, ``s_churn``, ``s_noise``, ``oa_weight``,
-            ``rtf``).
+        x: their x axis (the study's ``study.x``: ``auto``, one of
+            :data:`edm_se.study_common.X_CANDIDATES`, or ``rtf``).
 
     Returns:
         ``{"results": Path, "markdown": Path, "figures": [Path], "cells": int, "failed": [(cell, message)]}``.

@@ -288,7 +288,9 @@ def study_config(cfg: DictConfig) -> None:
 
     check(cfg, "peers", lambda v: all(str(p) in PEERS for p in v), "a list of " + ", ".join(PEERS) + " (or [])",
           optional=True)
-    one_of(cfg, "study.x", ("auto", "nfe", "t_start", "s_churn", "s_noise", "oa_weight", "rtf"))
+    from edm_se.study_common import X_CANDIDATES
+
+    one_of(cfg, "study.x", ("auto", *X_CANDIDATES, "rtf"))
     _device(cfg)  # a bad device would fail every cell
     cells = list((cfg.study.get("cells") or {}).keys()) if cfg.get("study") is not None else []
     from edm_se.study_best import factor_level, same_value
