@@ -58,6 +58,44 @@ def run_cli(*args: str, timeout: float = 300, env: dict | None = None, cwd: Path
                           cwd=cwd or REPO)
 
 
+# The program of run_cli_many: every command line through edm_se.cli.main in one interpreter, each with its own
+# stdout/stderr; an uncaught exception is printed as the console script would print it (a traceback, status 1).
+_CLI_MANY = r"""
+import contextlib, io, json, sys, traceback
+from edm_se.cli import main
+out = []
+for argv in json.load(sys.stdin):
+    stdout, stderr, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            main(argv)
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    out.append({"args": argv, "returncode": code, "stdout": stdout.getvalue(), "stderr": stderr.getvalue()})
+print("\n@@RESULTS@@" + json.dumps(out))
+"""
+
+
+def run_cli_many(*argvs: list[str], timeout: float = 300, env: dict | None = None) -> list:
+    """Several ``edm-se`` command lines in one Python process, one after another; one result per command line, with
+    ``args``, ``returncode``, ``stdout`` and ``stderr`` as from :func:`run_cli`.
+
+    For the tests of refused command lines: each separate ``edm-se`` process spends about 3 s importing PyTorch
+    before it can refuse anything, and a test of ten refusals spent 30 s on that. The commands run through the
+    console script's own ``main`` (its error handler, its exit statuses); only the interpreter is shared."""
+    import json
+    from types import SimpleNamespace
+
+    res = subprocess.run([sys.executable, "-c", _CLI_MANY], input=json.dumps([list(a) for a in argvs]),
+                         capture_output=True, text=True, timeout=timeout, env=_cli_env(**(env or {})), cwd=REPO)
+    head, sep, tail = res.stdout.rpartition("\n@@RESULTS@@")
+    assert res.returncode == 0 and sep, f"the command runner failed: {res.stderr[-3000:]}"
+    return [SimpleNamespace(**r) for r in json.loads(tail)]
+
+
 def run_two_processes(port: int, run_dir: Path, *train_args: str, timeout: float = 600):
     """``python -m torch.distributed.run --nproc_per_node=2 -m edm_se.cli train run_dir=RUN_DIR ARGS...`` on the CPU.
 

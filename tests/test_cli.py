@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, run_cli_many
 
 from edm_se.cli import COMMANDS
 
@@ -13,6 +13,19 @@ def test_top_level_help_lists_every_command():
     assert res.returncode == 0
     for name in COMMANDS:
         assert f"  {name} " in res.stdout
+
+
+def test_many_command_lines_in_one_process_answer_as_separate_processes_do(tmp_path):
+    """run_cli_many (the tests' runner for many refused command lines) gives each command line the status, stdout and
+    stderr that its own process gives, and reports an uncaught exception as a traceback with status 1."""
+    argvs = (["--version"], ["frobnicate"], ["data", "testset", "max_clips=0", f"out_dir={tmp_path / 'ts'}"])
+    many = run_cli_many(*argvs)
+    for res, argv in zip(many, argvs):
+        alone = run_cli(*argv)
+        assert (res.returncode, res.stdout, res.stderr) == (alone.returncode, alone.stdout, alone.stderr), argv
+    assert [r.returncode for r in many] == [0, 2, 2] and many[0].stdout.startswith("edm-se ")
+    debug = run_cli_many(argvs[2], env={"EDM_SE_DEBUG": "1"})[0]  # the user error re-raised: a traceback
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "max_clips=0" in debug.stderr
 
 
 def test_no_arguments_prints_usage_and_fails():

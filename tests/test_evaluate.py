@@ -105,20 +105,20 @@ def test_evaluate_dirs_refuses_a_reference_without_estimate_unless_partial(dirs)
 
 
 def test_evaluate_cli_missing_estimate_is_one_line_unless_partial(dirs, tmp_path):
-    from conftest import run_cli
+    from conftest import run_cli_many
 
     (dirs / "enhanced" / "b.flac").unlink()
-    args = ("evaluate", f"estimates={dirs / 'enhanced'}", f"references={dirs / 'clean'}", "metrics=[si_sdr]",
-            "num_workers=1", "progress=false", f"output={tmp_path / 'eval'}")
-    res = run_cli(*args)
+    args = ["evaluate", f"estimates={dirs / 'enhanced'}", f"references={dirs / 'clean'}", "metrics=[si_sdr]",
+            "num_workers=1", "progress=false"]
+    res, ok, bad = run_cli_many([*args, f"output={tmp_path / 'eval'}"],
+                                [*args, f"output={tmp_path / 'eval_partial'}", "partial=true"],
+                                [*args, f"output={tmp_path / 'eval_bad'}", "partial=yes please"])
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines()[-1].startswith("edm-se evaluate: error: ")
     assert "no estimate for 1 of 3 reference(s)" in res.stderr and not (tmp_path / "eval").exists()
-    ok = run_cli(*args, "partial=true")
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "PARTIAL: 1 reference(s) without an estimate left out (e.g. b)" in ok.stdout
     assert "scoring" not in ok.stderr  # progress=false: no bar
-    bad = run_cli(*args, "partial=yes please")
     assert bad.returncode == 2 and "partial=yes please: must be true or false" in bad.stderr
 
 

@@ -106,6 +106,29 @@ def test_score_pairs_parallel_equals_in_process():
     assert serial["si_sdr"].iloc[2] == pytest.approx(10.0, abs=1e-3)
 
 
+def test_scoring_16_khz_audio_never_imports_torch():
+    """A scoring worker process (spawned: a fresh interpreter) imports only what it scores with. At 16 kHz nothing
+    is resampled, so PESQ, ESTOI and SI-SDR run without PyTorch (its import took 3 of the 4 s a 2-worker pool
+    needed to start on 2 cores); at 8 kHz the one resampler (torchaudio) is imported and used."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from edm_se.metrics import _score_one\n"
+            "rng = np.random.default_rng(0)\n"
+            "t = np.arange(16000) / 16000\n"
+            "ref = (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)\n"
+            "est = (ref + 0.05 * rng.standard_normal(ref.size)).astype(np.float32)\n"
+            "row = _score_one((ref, est, 16000, ('pesq', 'estoi', 'si_sdr'), None))\n"
+            "assert 'torch' not in sys.modules, 'torch imported at 16 kHz'\n"
+            "assert all(np.isfinite(row[m]) for m in ('pesq', 'estoi', 'si_sdr')), row\n"
+            "_score_one((ref[::2].copy(), est[::2].copy(), 8000, ('pesq',), None))\n"
+            "assert 'torchaudio.functional' in sys.modules, 'PESQ at 8 kHz did not resample'\n"
+            "print('ok')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
+
+
 def test_score_pairs_validation(ref):
     with pytest.raises(ValueError, match="unknown metric"):
         M.score_pairs([ref], [ref], metrics=("pesq", "psq"), num_workers=0, progress=False)

@@ -117,11 +117,13 @@ def test_asking_for_a_metric_the_results_lack_names_it_and_those_they_have(tmp_p
 
 def test_formats_must_name_figure_formats(tmp_path):
     """formats=[] used to say the results held no finished cell; an unknown format is named (one line, exit 2)."""
-    from conftest import run_cli
+    from conftest import run_cli, run_cli_many
 
     results = _results(tmp_path)
-    for formats, shown in (("[]", "[]"), ("[png,gif2]", "['png', 'gif2']")):
-        res = run_cli("plot", f"results={results}", f"output={tmp_path / 'out'}", f"formats={formats}")
+    cases = (("[]", "[]"), ("[png,gif2]", "['png', 'gif2']"))
+    runs = run_cli_many(*(["plot", f"results={results}", f"output={tmp_path / 'out'}", f"formats={formats}"]
+                          for formats, _ in cases))
+    for res, (formats, shown) in zip(runs, cases):
         assert res.returncode == 2 and "Traceback" not in res.stderr
         assert res.stderr.strip().startswith(f"edm-se plot: error: formats={shown}: must be a non-empty list of ")
         assert "pdf" in res.stderr and "svg" in res.stderr
@@ -131,13 +133,13 @@ def test_formats_must_name_figure_formats(tmp_path):
 
 
 def test_a_file_where_the_figures_go_is_one_line(tmp_path):
-    from conftest import run_cli
+    from conftest import run_cli_many
 
     results = _results(tmp_path)
     blocker = tmp_path / "figures.png"
     blocker.write_bytes(b"x")
-    for output in (blocker, blocker / "sub"):
-        res = run_cli("plot", f"results={results}", f"output={output}")
+    outputs = (blocker, blocker / "sub")
+    for res in run_cli_many(*(["plot", f"results={results}", f"output={output}"] for output in outputs)):
         assert res.returncode == 2 and "Traceback" not in res.stderr
         assert res.stderr.strip() == f"edm-se plot: error: {blocker}: is a file where a directory is needed"
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import torch
-from conftest import run_cli
+from conftest import run_cli, run_cli_many
 
 from edm_se.model import EnhancementModel
 from edm_se.postprocess import check_oa_weight, observation_adding
@@ -132,25 +132,27 @@ def _assert_mixed(inputs, plain_dir, mixed_dir, weight):
 def test_enhance_cli_oa_weight_for_the_model_and_a_peer_with_its_record(tiny_checkpoint, tmp_path):
     inputs = _noisy_dir(tmp_path / "in")
     common = [f"ckpt={tiny_checkpoint}", f"input={inputs}", "sampler=euler", "sampler.num_steps=2", "progress=false"]
-    assert run_cli("enhance", *common, f"output={tmp_path / 'plain'}").returncode == 0
-    res = run_cli("enhance", *common, f"output={tmp_path / 'oa'}", "oa_weight=0.4")
-    assert res.returncode == 0, res.stderr[-3000:]
+    peer = ["enhancer=noisereduce", f"input={inputs}", "progress=false"]
+    plain, oa, other, same, bad, nr, nr_oa = run_cli_many(
+        ["enhance", *common, f"output={tmp_path / 'plain'}"],
+        ["enhance", *common, f"output={tmp_path / 'oa'}", "oa_weight=0.4"],
+        # the record refuses another weight into the same directory, naming it; the same one resumes
+        ["enhance", *common, f"output={tmp_path / 'oa'}", "oa_weight=0.2"],
+        ["enhance", *common, f"output={tmp_path / 'oa'}", "oa_weight=0.4"],
+        ["enhance", *common, f"output={tmp_path / 'bad'}", "oa_weight=1.5"],
+        # a peer: noisereduce's output with 40% of the input added back
+        ["enhance", *peer, f"output={tmp_path / 'nr'}"],
+        ["enhance", *peer, f"output={tmp_path / 'nr_oa'}", "oa_weight=0.4"])
+    assert plain.returncode == 0 and oa.returncode == 0, plain.stderr[-2000:] + oa.stderr[-2000:]
     _assert_mixed(inputs, tmp_path / "plain", tmp_path / "oa", 0.4)
     assert json.loads((tmp_path / "oa" / "enhance.json").read_text())["config"]["oa_weight"] == 0.4
     assert "oa_weight" not in json.loads((tmp_path / "plain" / "enhance.json").read_text())["config"]
-    # the record refuses another weight into the same directory, naming it; the same one resumes
-    res = run_cli("enhance", *common, f"output={tmp_path / 'oa'}", "oa_weight=0.2")
-    assert res.returncode == 2 and "oa_weight" in res.stderr and "Traceback" not in res.stderr, res.stderr[-2000:]
-    res = run_cli("enhance", *common, f"output={tmp_path / 'oa'}", "oa_weight=0.4")
-    assert res.returncode == 0 and "nothing to enhance" in res.stdout, res.stdout + res.stderr[-2000:]
-    res = run_cli("enhance", *common, f"output={tmp_path / 'bad'}", "oa_weight=1.5")
-    assert res.returncode == 2 and "oa_weight=1.5: must be a number in [0, 1]" in res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
-    # a peer: noisereduce's output with 40% of the input added back
-    peer = ["enhancer=noisereduce", f"input={inputs}", "progress=false"]
-    assert run_cli("enhance", *peer, f"output={tmp_path / 'nr'}").returncode == 0
-    res = run_cli("enhance", *peer, f"output={tmp_path / 'nr_oa'}", "oa_weight=0.4")
-    assert res.returncode == 0, res.stderr[-3000:]
+    assert other.returncode == 2 and "oa_weight" in other.stderr and "Traceback" not in other.stderr, (
+        other.stderr[-2000:])
+    assert same.returncode == 0 and "nothing to enhance" in same.stdout, same.stdout + same.stderr[-2000:]
+    assert bad.returncode == 2 and "oa_weight=1.5: must be a number in [0, 1]" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
+    assert nr.returncode == 0 and nr_oa.returncode == 0, nr.stderr[-2000:] + nr_oa.stderr[-2000:]
     _assert_mixed(inputs, tmp_path / "nr", tmp_path / "nr_oa", 0.4)
 
 
@@ -194,11 +196,13 @@ def test_a_study_over_oa_weight_scores_weight_one_as_the_noisy_input(tiny_checkp
 def test_every_swept_weight_and_start_time_is_checked_before_any_cell(tmp_path):
     """`oa_weight=0,2` ran the first cell and recorded the second's failure in its error.json; a value out of range
     anywhere in the sweep (t_start too) now stops the study with one line before any cell runs."""
-    for args, message in ((["study=oa", "oa_weight=0,2"], "oa_weight=2: must be a number in [0, 1]"),
-                          (["study=oa", "oa_weight=1e-1,2"], "oa_weight=2: must be a number in [0, 1]"),  # 1e-1 is 0.1
-                          (["study=t_start", "t_start=0.5,0"], "t_start=0: must be a number in (0, 1]"),
-                          (["study=t_start", "t_start=0.5,abc"], "t_start=abc: must be a number in (0, 1]")):
-        res = run_cli("study", *args, f"hydra.sweep.dir={tmp_path / 's'}", "max_files=1", "peers=[]")
+    cases = ((["study=oa", "oa_weight=0,2"], "oa_weight=2: must be a number in [0, 1]"),
+             (["study=oa", "oa_weight=1e-1,2"], "oa_weight=2: must be a number in [0, 1]"),  # 1e-1 is 0.1
+             (["study=t_start", "t_start=0.5,0"], "t_start=0: must be a number in (0, 1]"),
+             (["study=t_start", "t_start=0.5,abc"], "t_start=abc: must be a number in (0, 1]"))
+    runs = run_cli_many(*(["study", *args, f"hydra.sweep.dir={tmp_path / 's'}", "max_files=1", "peers=[]"]
+                          for args, _ in cases))
+    for res, (args, message) in zip(runs, cases):
         assert res.returncode == 2 and res.stderr.strip().splitlines() == [f"edm-se study: error: {message}"], (
             res.stderr[-2000:])
         assert not (tmp_path / "s").exists()

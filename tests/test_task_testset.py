@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, run_cli_many
 
 from edm_se.tasks.data import make_task_test_set
 from edm_se.tasks.testset import TestSetExportError, export_task_test_set
@@ -104,19 +104,21 @@ def test_cli_makes_a_test_set_a_study_reads_and_refuses_bad_requests_in_one_line
     (tmp_path / "afile").write_text("x")
     (tmp_path / "bad_numbers.csv").write_text("path,split,voice,text,label,duration_s\na.flac,test,v,hi,,abc\n")
     not_a_manifest, binary = REPO / "README.md", REPO / "edm_se" / "checkpoints" / "default.pt"
-    for args, message in ((["split=train"], "split=train: a test set must come from a held-out split"),
-                          ([f"manifest={not_a_manifest}"], "not a task manifest of `edm-se data tasks` (no column "
-                                                           "path, split, voice, text, label, duration_s)"),
-                          ([f"manifest={binary}"], "not a task manifest (a CSV file): UnicodeDecodeError"),
-                          ([f"manifest={tmp_path / 'bad_numbers.csv'}"],
-                           "line 2: label '' / duration_s 'abc' must be numbers"),
-                          ([f"out_dir={tmp_path / 'afile' / 'sub'}"], "afile: is a file where a directory is needed"),
-                          (["snrs_db=[]"], "snrs_db=[]: must be a non-empty list of numbers (dB)"),
-                          (["snrs_db=[0,0.0]"], "snrs_db=[0.0, 0.0]: an SNR named twice would write one mixture over"),
-                          (["max_clips=0"], "max_clips=0: must be an integer >= 1"),
-                          ([f"manifest={tmp_path / 'none.csv'}"], "no such task manifest")):
-        bad = run_cli("data", "testset", f"manifest={manifest}", f"noise={NOISE}", f"out_dir={tmp_path / 'bad'}",
-                      *args)  # a later manifest= or out_dir= overrides the first
-        assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr[-2000:]
+    cases = ((["split=train"], "split=train: a test set must come from a held-out split"),
+            ([f"manifest={not_a_manifest}"], "not a task manifest of `edm-se data tasks` (no column "
+                                             "path, split, voice, text, label, duration_s)"),
+            ([f"manifest={binary}"], "not a task manifest (a CSV file): UnicodeDecodeError"),
+            ([f"manifest={tmp_path / 'bad_numbers.csv'}"],
+             "line 2: label '' / duration_s 'abc' must be numbers"),
+            ([f"out_dir={tmp_path / 'afile' / 'sub'}"], "afile: is a file where a directory is needed"),
+            (["snrs_db=[]"], "snrs_db=[]: must be a non-empty list of numbers (dB)"),
+            (["snrs_db=[0,0.0]"], "snrs_db=[0.0, 0.0]: an SNR named twice would write one mixture over"),
+            (["max_clips=0"], "max_clips=0: must be an integer >= 1"),
+            ([f"manifest={tmp_path / 'none.csv'}"], "no such task manifest"))
+    # a later manifest= or out_dir= overrides the first
+    runs = run_cli_many(*(["data", "testset", f"manifest={manifest}", f"noise={NOISE}", f"out_dir={tmp_path / 'bad'}",
+                           *args] for args, _ in cases))
+    for bad, (args, message) in zip(runs, cases):
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr, (args, bad.stderr[-2000:])
         assert len(bad.stderr.strip().splitlines()) == 1 and message in bad.stderr, bad.stderr
     assert not (tmp_path / "bad").exists()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_TRAIN, run_cli
+from conftest import TINY_TRAIN, run_cli, run_cli_many
 from hydra import compose, initialize_config_dir
 
 from edm_se import validate
@@ -87,21 +87,21 @@ def test_enhance_config_values_are_checked(override, key):
 
 
 def test_cli_bad_values_exit_2_with_one_line_and_create_nothing(tmp_path):
-    run_dir = tmp_path / "run"
-    res = run_cli("train", f"run_dir={run_dir}", "trainer.max_steps=-5", *TINY_TRAIN)
-    assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert res.stderr.strip().splitlines()[-1] == \
-        "edm-se train: error: trainer.max_steps=-5: must be an integer >= 1"
-    assert not run_dir.exists()
-    # a missing paired-data root: one line naming it, no run directory left behind
-    res = run_cli("train", f"run_dir={run_dir}", "data=paired", f"data.root={tmp_path / 'missing'}",
-                  "trainer.max_steps=1", *TINY_TRAIN)
-    assert res.returncode == 2 and "Traceback" not in res.stderr and "missing" in res.stderr.splitlines()[-1]
-    assert not run_dir.exists()
-    # enhance t_start=1.5: one line, no output directory
-    out = tmp_path / "out"
+    run_dir, out = tmp_path / "run", tmp_path / "out"
     noisy = Path(__file__).resolve().parents[1] / "edm_se" / "data" / "builtin" / "testset" / "noisy"
-    res = run_cli("enhance", f"input={next(noisy.iterdir())}", f"output={out}", "t_start=1.5")
+    steps, root, t_start = run_cli_many(
+        ["train", f"run_dir={run_dir}", "trainer.max_steps=-5", *TINY_TRAIN],
+        # a missing paired-data root: one line naming it, no run directory left behind
+        ["train", f"run_dir={run_dir}", "data=paired", f"data.root={tmp_path / 'missing'}", "trainer.max_steps=1",
+         *TINY_TRAIN],
+        # enhance t_start=1.5: one line, no output directory
+        ["enhance", f"input={next(noisy.iterdir())}", f"output={out}", "t_start=1.5"])
+    assert steps.returncode == 2 and "Traceback" not in steps.stderr
+    assert steps.stderr.strip().splitlines()[-1] == \
+        "edm-se train: error: trainer.max_steps=-5: must be an integer >= 1"
+    assert root.returncode == 2 and "Traceback" not in root.stderr and "missing" in root.stderr.splitlines()[-1]
+    assert not run_dir.exists()
+    res = t_start
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines()[-1] == \
         "edm-se enhance: error: t_start=1.5: must be a number in (0, 1]"
