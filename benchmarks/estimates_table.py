@@ -12,7 +12,7 @@ The work directory keeps the audio (resumable: a re-run skips what is done); the
 test-set SHA-256 and the commit.
 
     python benchmarks/estimates_table.py [--ckpt PATH] [--test-set DIR] [--sampler edm_heun] [--num-steps 8]
-        [--work studies/runs/estimates] [--out studies/results/estimates] [--threads 2]
+        [--work studies/runs/estimates] [--out studies/results/estimates] [--threads 2] [--workers 2]
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-steps", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="scoring worker processes (1: score in-process)")
     parser.add_argument("--work", default="studies/runs/estimates", help="where the audio goes (resumable)")
     parser.add_argument("--out", default="studies/results/estimates", help="where table.md and table.json go")
     args = parser.parse_args(argv)
@@ -67,13 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     # the per-file differences to it, as `edm-se evaluate noisy=...` computes it, from the per-file scores of
     # metrics.csv (6 significant digits: the improvements move by up to 2e-5, below the 3 decimals printed)
     noisy = evaluate_dirs(test.root / "noisy", test.root / "clean", output_dir=run_dir / "scores" / "noisy",
-                          metrics=METRICS, progress=False)
+                          metrics=METRICS, progress=False, num_workers=args.workers)
     noisy_files = pd.read_csv(run_dir / "scores" / "noisy" / "metrics.csv").set_index("name")
     rows = []
     for nfe, group in steps.groupby("nfe"):
         est_dir = run_dir / "estimates" / f"nfe{int(nfe):03d}"
         summary = evaluate_dirs(est_dir, test.root / "clean", output_dir=run_dir / "scores" / est_dir.name,
-                                metrics=METRICS, progress=False)
+                                metrics=METRICS, progress=False, num_workers=args.workers)
         per_file = pd.read_csv(run_dir / "scores" / est_dir.name / "metrics.csv").set_index("name")
         delta = {m: mean_ci95((per_file[m] - noisy_files[m].loc[per_file.index]).to_numpy()) for m in METRICS}
         rows.append({"nfe": int(nfe), "sigma": float(group["sigma"].iloc[0]),

@@ -111,7 +111,7 @@ def test_estimates_table_scores_every_call_and_its_last_row_is_the_output(tiny_c
             shutil.copy(f, test / sub / f.name)
     res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "estimates_table.py"), "--ckpt",
                           str(tiny_checkpoint), "--test-set", str(test), "--num-steps", "2", "--work",
-                          str(tmp_path / "work"), "--out", str(tmp_path / "out")],
+                          str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--workers", "1"],
                          capture_output=True, text=True, timeout=600, cwd=REPO)
     assert res.returncode == 0, res.stderr[-3000:]
     record = json.loads((tmp_path / "out" / "table.json").read_text())

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, run_cli_many
 
 import edm_se
 from edm_se.checkpoint import CheckpointError, atomic_torch_save, load_checkpoint
@@ -253,17 +253,17 @@ def test_enhance_cli_writes_every_calls_estimate_and_its_time(tiny_checkpoint, n
     for _, rows in steps.groupby("file"):
         assert rows["nfe"].tolist() == [1, 2, 3, 4, 5] and rows["seconds"].is_monotonic_increasing
         assert rows["sigma"].is_monotonic_decreasing
-    again = run_cli(*args, "sampler.num_steps=3")
+    again, peer, one = run_cli_many(
+        [*args, "sampler.num_steps=3"],
+        ["enhance", "enhancer=noisereduce", f"input={noisy_dir}", f"output={tmp_path / 'p'}", "estimates=true"],
+        ["enhance", f"ckpt={tiny_checkpoint}", f"input={sorted(noisy_dir.iterdir())[0]}",
+         f"output={tmp_path / 'one.wav'}", "estimates=true"])
     assert again.returncode == 0 and "nothing to enhance" in again.stdout
     assert pd.read_csv(est / "steps.csv").equals(steps)
+    assert peer.returncode == 2 and "makes no network calls" in peer.stderr
     shorter = run_cli(*args, "sampler.num_steps=2", "resume=false")
     assert shorter.returncode == 0, shorter.stderr[-3000:]
     assert sorted(p.name for p in est.iterdir()) == ["nfe001", "nfe002", "nfe003", "steps.csv"]
-    peer = run_cli("enhance", "enhancer=noisereduce", f"input={noisy_dir}", f"output={tmp_path / 'p'}",
-                   "estimates=true")
-    assert peer.returncode == 2 and "makes no network calls" in peer.stderr
-    one = run_cli("enhance", f"ckpt={tiny_checkpoint}", f"input={sorted(noisy_dir.iterdir())[0]}",
-                  f"output={tmp_path / 'one.wav'}", "estimates=true")
     assert one.returncode == 2 and "name a directory as output" in one.stderr
 
 
@@ -323,8 +323,10 @@ def test_no_input_is_overwritten_and_no_output_written_twice(tiny_checkpoint, no
         (inputs / f.name).write_bytes(f.read_bytes())
     before = {f.name: f.read_bytes() for f in inputs.iterdir()}
     first = sorted(inputs.iterdir())[0]
-    for inp, out in ((inputs, inputs), (first, first), (first, inputs)):
-        res = run_cli("enhance", f"ckpt={tiny_checkpoint}", f"input={inp}", f"output={out}", "progress=false")
+    pairs = ((inputs, inputs), (first, first), (first, inputs))
+    runs = run_cli_many(*(["enhance", f"ckpt={tiny_checkpoint}", f"input={inp}", f"output={out}", "progress=false"]
+                          for inp, out in pairs))
+    for res, (inp, out) in zip(runs, pairs):
         assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
         assert res.stderr.strip() == (f"edm-se enhance: error: {first}: enhancing it into {out} would overwrite "
                                       "this input: name another output")
@@ -340,10 +342,9 @@ def test_no_input_is_overwritten_and_no_output_written_twice(tiny_checkpoint, no
 
     inside = inputs / "enhanced"
     args = ("enhance", f"ckpt={tiny_checkpoint}", f"input={inputs}", f"output={inside}", "progress=false")
-    res = run_cli(*args)
+    res, again = run_cli_many(args, args)
     assert res.returncode == 0, res.stderr
     assert sorted(p.name for p in inside.glob("*.wav")) == sorted(before)
-    again = run_cli(*args)
     assert again.returncode == 0 and f"nothing to enhance: all {len(before)} file(s)" in again.stdout
     assert f"{len(before)} audio file(s) under the output {inside} are not taken as inputs" in (again.stdout +
                                                                                               again.stderr)

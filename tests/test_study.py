@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import torch
-from conftest import run_cli
+from conftest import run_cli, run_cli_many
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -540,11 +540,13 @@ def test_compare_to_a_factor_level_on_the_command_line(tiny_ckpt, tiny_test_set,
     args = ["study", "study=steps", f"ckpt={tiny_ckpt}", f"test_set={tiny_test_set}", f"hydra.sweep.dir={tmp_path}",
             "sampler=edm_heun,euler", "sampler.num_steps=1,2", "metrics=[si_sdr]", "num_workers=1", "keep_audio=0",
             "threads=1", "peers=[]"]
-    for level, message in (("sampler.s_churn=0", "sampler.s_churn is not swept by this study"),
-                           ("sampler.num_steps=3", "3 is not one of the swept values of sampler.num_steps (1, 2)")):
-        res = run_cli(*args, f'study.compare_to="{level}"')
-        assert res.returncode == 2 and f"study.compare_to={level}: {message}" in res.stderr, res.stderr[-2000:]
-    res = run_cli(*args, 'study.compare_to="sampler=edm_heun"')
+    refused = (("sampler.s_churn=0", "sampler.s_churn is not swept by this study"),
+               ("sampler.num_steps=3", "3 is not one of the swept values of sampler.num_steps (1, 2)"))
+    *bad, res = run_cli_many(*([*args, f'study.compare_to="{level}"'] for level, _ in refused),
+                             [*args, 'study.compare_to="sampler=edm_heun"'])
+    for res_bad, (level, message) in zip(bad, refused):
+        assert res_bad.returncode == 2 and f"study.compare_to={level}: {message}" in res_bad.stderr, (
+            res_bad.stderr[-2000:])
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir() if (p / "metrics.json").exists()) == [
         f"model=tiny,sampler.num_steps={n},sampler={s}" for n in (1, 2) for s in ("edm_heun", "euler")]  # no compare_to
@@ -608,14 +610,15 @@ def test_a_sweep_over_checkpoints_keeps_one_set_of_cells_per_model(tiny_test_set
     assert sorted((c["label"].split(" / ")[0], c["baseline"].split(" / ")[0]) for c in best["comparisons"]) == [
         (f"model=b,sampler.num_steps={n},sampler=euler", f"model=a-last,sampler.num_steps={n},sampler=euler")
         for n in (1, 2)]
-    again = run_cli(*args, f"ckpt={a},{b}")
-    assert again.returncode == 0 and (again.stdout + again.stderr).count("skipping finished cell") == 4
-
     other = _save_tiny(tmp_path / "elsewhere" / "b.pt", seed=2)
-    for ckpts, message in (((b, other), f"ckpt: {b} and {other} would both be model=b"),
-                           (("null", b), "name every checkpoint of the sweep"),
-                           ((a, tmp_path / "missing.pt"), f"{tmp_path / 'missing.pt'}: checkpoint not found")):
-        res = run_cli(*args, f"hydra.sweep.dir={tmp_path / 'refused'}", "ckpt=" + ",".join(map(str, ckpts)))
+    refused = (((b, other), f"ckpt: {b} and {other} would both be model=b"),
+               (("null", b), "name every checkpoint of the sweep"),
+               ((a, tmp_path / "missing.pt"), f"{tmp_path / 'missing.pt'}: checkpoint not found"))
+    again, *bad = run_cli_many([*args, f"ckpt={a},{b}"],
+                               *([*args, f"hydra.sweep.dir={tmp_path / 'refused'}", "ckpt=" + ",".join(map(str, c))]
+                                 for c, _ in refused))
+    assert again.returncode == 0 and (again.stdout + again.stderr).count("skipping finished cell") == 4
+    for res, (_, message) in zip(bad, refused):
         assert res.returncode == 2 and message in res.stderr.strip().splitlines()[-1], res.stderr[-2000:]
         assert not any((tmp_path / "refused").glob("*/metrics.json"))
 
@@ -627,10 +630,10 @@ def test_parallel_launcher_cells_score_in_worker_processes(tiny_ckpt, tiny_test_
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     args = ["study", "study=steps", f"ckpt={tiny_ckpt}", f"test_set={tiny_test_set}", "sampler=euler",
             "sampler.num_steps=1,2", "metrics=[si_sdr]", "num_workers=2", "keep_audio=0", "threads=1", "peers=[]"]
-    res = run_cli(*args, f"hydra.sweep.dir={tmp_path / 'joblib'}", "hydra/launcher=joblib",
-                  "hydra.launcher.n_jobs=2")
+    res, basic = run_cli_many([*args, f"hydra.sweep.dir={tmp_path / 'joblib'}", "hydra/launcher=joblib",
+                               "hydra.launcher.n_jobs=2"], [*args, f"hydra.sweep.dir={tmp_path / 'basic'}"])
     assert res.returncode == 0 and "2 finished cell(s), 0 failed" in res.stdout, res.stdout[-3000:] + res.stderr[-3000:]
-    assert run_cli(*args, f"hydra.sweep.dir={tmp_path / 'basic'}").returncode == 0
+    assert basic.returncode == 0, basic.stderr[-3000:]
     means = [pd.read_csv(tmp_path / d / "results.csv").query("kind == 'cell'").sort_values(["cell", "snr_db"])
              ["mean"].to_numpy() for d in ("joblib", "basic")]
     np.testing.assert_allclose(means[0], means[1], rtol=1e-6)
@@ -642,7 +645,10 @@ def test_study_x_sets_the_figures_axis_without_re_running_cells(tiny_ckpt, tiny_
     args = ["study", "study=steps", f"ckpt={tiny_ckpt}", f"test_set={tiny_test_set}", f"hydra.sweep.dir={tmp_path}",
             "sampler=euler", "sampler.num_steps=1,2", "metrics=[si_sdr]", "num_workers=1", "keep_audio=0",
             "threads=1", "peers=[]"]
-    res = run_cli(*args, "study.x=t_start")
+    bad, res = run_cli_many([*args, "study.x=steps"], [*args, "study.x=t_start"])
+    assert bad.returncode == 2
+    assert bad.stderr.strip().endswith(
+        "study.x=steps: must be one of auto, nfe, t_start, s_churn, s_noise, oa_weight, rtf")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert (tmp_path / "metric_vs_t_start.png").is_file() and (tmp_path / "improvement_vs_t_start.png").is_file()
     assert not (tmp_path / "metric_vs_nfe.png").exists()
@@ -651,10 +657,6 @@ def test_study_x_sets_the_figures_axis_without_re_running_cells(tiny_ckpt, tiny_
     assert (tmp_path / "metric_vs_nfe.png").is_file()
     assert sorted(p.name for p in tmp_path.iterdir() if (p / "metrics.json").exists()) == [
         f"model=tiny,sampler.num_steps={n},sampler=euler" for n in (1, 2)]
-    bad = run_cli(*args, "study.x=steps")
-    assert bad.returncode == 2
-    assert bad.stderr.strip().endswith(
-        "study.x=steps: must be one of auto, nfe, t_start, s_churn, s_noise, oa_weight, rtf")
 
 
 def test_a_voicebank_demand_directory_is_a_test_set_as_downloaded(tiny_ckpt, tiny_test_set, tmp_path):
