@@ -281,11 +281,27 @@ def _read_scores(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _worker_init() -> None:
-    import os
+# Thread pools of the native libraries a scoring worker loads (numpy's and scipy's OpenBLAS, MKL, OpenMP). Each worker
+# scores one file at a time; two workers on 2 cores, each with a 2-thread OpenBLAS, took 2.4x the CPU time per file of
+# one single-threaded process (the threads spin while they wait for a core; benchmarks/scoring_pool.py).
+_WORKER_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
+
+@contextlib.contextmanager
+def _single_threaded_children():
+    """Set the thread-count variables of :data:`_WORKER_THREAD_VARS` to 1 (where unset) while a pool starts its
+    workers: a library reads them once, when it is loaded, and a spawned worker has loaded numpy before its
+    initializer runs, so the worker must be started with them. The parent's environment is restored afterwards."""
+    added = [v for v in _WORKER_THREAD_VARS if v not in os.environ]
+    os.environ.update({v: "1" for v in added})
+    try:
+        yield
+    finally:
+        for v in added:
+            os.environ.pop(v, None)
+
+
+def _worker_init() -> None:
     logging.basicConfig(level=logging.WARNING)
 
 
@@ -405,8 +421,8 @@ def score_pairs(references: Sequence[Any], estimates: Sequence[Any], sample_rate
         else:
             ctx = multiprocessing.get_context("spawn")
             workers = min(int(num_workers), len(todo))
-            with _spawn_start_method(), ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                                            initializer=_worker_init) as pool:
+            with _spawn_start_method(), _single_threaded_children(), ProcessPoolExecutor(
+                    max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
                 results = pool.map(_score_one, [jobs[i] for i in todo],
                                    chunksize=max(1, len(todo) // (4 * workers)))
                 for i, row in zip(todo, results):

@@ -96,6 +96,21 @@ def test_gpu_suite_keeps_to_its_budget(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["suite.log"]  # nothing ran, nothing else written
 
 
+def test_scoring_pool_benchmark_runs_and_its_workers_import_no_torch(tmp_path):
+    """benchmarks/scoring_pool.py end to end on 2 real test files: every time positive; a scoring worker of a
+    16 kHz job imports neither PyTorch nor torchaudio (what makes the pool start in about 1.7 s, not 4.3 s), and its
+    native thread pools run one thread (two 2-thread workers on 2 cores took 2.4x the CPU time per file)."""
+    out = tmp_path / "pool.json"
+    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "scoring_pool.py"), "--files", "2",
+                          "--repeats", "1", "--json", str(out)], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert res.returncode == 0, res.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert data["worker_imports"] == [] and data["pool_start_s"] > 0
+    assert data["worker_native_threads"] in (1, None)  # None: threadpoolctl is not installed
+    (row,) = data["rows"]
+    assert row["files"] == 2 and row["audio_seconds"] > 1 and row["workers_0_s"] > 0 and row["workers_2_s"] > 0
+
+
 def test_estimates_table_scores_every_call_and_its_last_row_is_the_output(tiny_checkpoint, tmp_path):
     """benchmarks/estimates_table.py on 2 real test mixtures with EDM Heun, 2 steps: one row per call (NFE 3), its
     provenance, and the last call's scores equal those of the run's own output files."""

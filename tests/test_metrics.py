@@ -94,8 +94,10 @@ def test_score_pairs_parallel_equals_in_process():
     parallel, summary_par = M.score_pairs(refs, ests, names=names, num_workers=2, progress=False)
     assert list(serial.columns) == ["name", "pesq", "estoi", "si_sdr"]
     assert serial["name"].tolist() == names
+    # atol: the SI-SDR at 0 dB is about 5e-8 dB, and one OpenBLAS thread (the workers) against two (this process)
+    # sums its dot products in another order (5e-14 apart)
     np.testing.assert_allclose(parallel[["pesq", "estoi", "si_sdr"]].to_numpy(),
-                               serial[["pesq", "estoi", "si_sdr"]].to_numpy(), rtol=1e-6)
+                               serial[["pesq", "estoi", "si_sdr"]].to_numpy(), rtol=1e-6, atol=1e-9)
     for m in ("pesq", "estoi", "si_sdr"):
         assert summary[m]["n"] == 3
         assert summary[m]["mean"] == pytest.approx(float(serial[m].mean()))
@@ -104,6 +106,33 @@ def test_score_pairs_parallel_equals_in_process():
     # higher SNR -> better SI-SDR, in order
     assert serial["si_sdr"].is_monotonic_increasing
     assert serial["si_sdr"].iloc[2] == pytest.approx(10.0, abs=1e-3)
+
+
+def test_a_scoring_pool_starts_its_workers_single_threaded_and_restores_the_environment(monkeypatch):
+    """Numerical libraries read their thread counts once, at load: a spawned worker has loaded numpy before its
+    initializer runs, so two workers each ran a 2-thread OpenBLAS on 2 cores (2.4x the CPU time per file). The
+    pool's workers are now started with OMP/MKL/OPENBLAS_NUM_THREADS=1 (where unset), and the parent's environment
+    is as it was afterwards."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    seen = []
+
+    class Spy(ProcessPoolExecutor):
+        def submit(self, *args, **kwargs):  # workers are spawned on submit
+            seen.append({v: os.environ.get(v) for v in M._WORKER_THREAD_VARS})
+            return super().submit(*args, **kwargs)
+
+    for var in M._WORKER_THREAD_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "3")  # a user's own setting is kept
+    monkeypatch.setattr(M, "ProcessPoolExecutor", Spy)
+    refs = [_speech_like(1.0, seed=i) for i in range(2)]
+    frame, _ = M.score_pairs(refs, [r + 0.01 for r in refs], metrics=("si_sdr",), num_workers=2, progress=False)
+    assert seen and all(s == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "3", "OPENBLAS_NUM_THREADS": "1"}
+                        for s in seen)
+    assert "OMP_NUM_THREADS" not in os.environ and "OPENBLAS_NUM_THREADS" not in os.environ
+    assert os.environ["MKL_NUM_THREADS"] == "3" and np.isfinite(frame["si_sdr"]).all()
 
 
 def test_scoring_16_khz_audio_never_imports_torch():
