@@ -71,18 +71,16 @@ def test_enhance_requires_input_and_output():
 def test_a_field_of_an_unchosen_sampler_gets_a_pointed_message(tmp_path):
     """`sampler.num_steps=4` without `sampler=NAME` cannot compose (enhance leaves the group to the checkpoint):
     the last line says what to write instead, naming the field and the samplers; a chosen sampler composes."""
-    res = run_cli("enhance", f"input={tmp_path}/x.wav", f"output={tmp_path}/out", "sampler.num_steps=4")
+    io = ["enhance", f"input={tmp_path}/x.wav", f"output={tmp_path}/out"]
+    res, other, chosen, unknown = run_cli_many([*io, "sampler.num_steps=4"], [*io, "sampler.s_churn=0.5"],
+                                               [*io, "sampler=euler", "sampler.num_steps=4"], [*io, "nosuchkey=1"])
     assert res.returncode == 2 and "Traceback" not in res.stderr
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("edm-se enhance: error: sampler.num_steps=4: no sampler is chosen")
     assert "sampler=edm_heun sampler.num_steps=4" in last and "pc" in last and "num_steps=N" in last
-    other = run_cli("enhance", f"input={tmp_path}/x.wav", f"output={tmp_path}/out", "sampler.s_churn=0.5")
     assert "sampler.s_churn=0.5: no sampler is chosen" in other.stderr and "num_steps=N" not in other.stderr
-    chosen = run_cli("enhance", f"input={tmp_path}/x.wav", f"output={tmp_path}/out", "sampler=euler",
-                     "sampler.num_steps=4")
     assert chosen.returncode == 2 and "no sampler is chosen" not in chosen.stderr
     assert "x.wav: no such file" in chosen.stderr  # it composed and got as far as the input
-    unknown = run_cli("enhance", f"input={tmp_path}/x.wav", f"output={tmp_path}/out", "nosuchkey=1")
     last = unknown.stderr.strip().splitlines()[-1]
     assert unknown.returncode == 2 and last.startswith("edm-se enhance: error: nosuchkey: no such key")
     assert "its keys: " in last and "ckpt" in last and "input" in last
@@ -124,18 +122,19 @@ def test_train_prints_composed_config_without_running():
 def test_study_paradigms_is_the_paradigms_app_under_edm_se_study(tmp_path):
     """`edm-se study study=paradigms` runs the paradigms study (conf/paradigms.yaml), not a multirun of
     conf/study.yaml: its config prints, its help is its own, its user errors are one line naming `edm-se study`."""
-    res = run_cli("study", "study=paradigms", "--cfg", "job")
-    assert res.returncode == 0, res.stderr
-    assert "tasks:" in res.stdout and "keywords:" in res.stdout and "hydra" not in res.stdout
-    assert "edm-se study study=paradigms" in run_cli("study", "study=paradigms", "--help").stdout
-    assert "paradigms" in run_cli("study", "--help").stdout
-    res = run_cli("study", "study=paradigms", f"task_root={tmp_path / 'none'}", f"out_dir={tmp_path / 'out'}")
+    cfg, help_, study_help, res, multi, snrs = run_cli_many(
+        ["study", "study=paradigms", "--cfg", "job"], ["study", "study=paradigms", "--help"], ["study", "--help"],
+        ["study", "study=paradigms", f"task_root={tmp_path / 'none'}", f"out_dir={tmp_path / 'out'}"],
+        ["study", "study=paradigms", "-m"],
+        ["paradigms", "snrs_db=[0,abc]", f"out_dir={tmp_path / 'out'}"])  # was a ValueError traceback
+    assert cfg.returncode == 0, cfg.stderr
+    assert "tasks:" in cfg.stdout and "keywords:" in cfg.stdout and "hydra" not in cfg.stdout
+    assert "edm-se study study=paradigms" in help_.stdout and "paradigms" in study_help.stdout
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [res.stderr.strip()]
     assert res.stderr.startswith("edm-se study: error:") and "manifest.csv: task manifest not found" in res.stderr
-    res = run_cli("study", "study=paradigms", "-m")
-    assert res.returncode == 2 and "multirun is not supported" in res.stderr
-    res = run_cli("paradigms", "snrs_db=[0,abc]", f"out_dir={tmp_path / 'out'}")  # was a ValueError traceback
+    assert multi.returncode == 2 and "multirun is not supported" in multi.stderr
+    res = snrs
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip() == ("edm-se paradigms: error: snrs_db=[0, 'abc']: must be a non-empty list of SNRs in "
                                   "dB (numbers)")

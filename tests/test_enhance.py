@@ -282,10 +282,11 @@ def test_corrupt_checkpoint(tiny_checkpoint, noisy_dir, tmp_path):
     bad.write_bytes(b"\x00garbage" * 100)
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(tiny_checkpoint.read_bytes()[:4000])
-    for ckpt, why in ((bad, "not a PyTorch checkpoint (neither a zip archive nor a pickle; it starts with "
-                            "b'\\x00gar')"),
-                      (truncated, "not a readable checkpoint (PytorchStreamReader failed reading zip archive")):
-        res = run_cli("enhance", f"ckpt={ckpt}", f"input={noisy_dir}", f"output={tmp_path / 'o'}")
+    cases = ((bad, "not a PyTorch checkpoint (neither a zip archive nor a pickle; it starts with b'\\x00gar')"),
+             (truncated, "not a readable checkpoint (PytorchStreamReader failed reading zip archive"))
+    runs = run_cli_many(*(["enhance", f"ckpt={ckpt}", f"input={noisy_dir}", f"output={tmp_path / 'o'}"]
+                          for ckpt, _ in cases))
+    for res, (ckpt, why) in zip(runs, cases):
         assert res.returncode == 2 and "Traceback" not in res.stderr
         assert res.stderr.strip().startswith(f"edm-se enhance: error: {ckpt}: {why}"), res.stderr
         assert not (tmp_path / "o").exists()

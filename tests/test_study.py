@@ -682,10 +682,11 @@ def test_a_voicebank_demand_directory_is_a_test_set_as_downloaded(tiny_ckpt, tin
     assert test.noisy(test.names[1]) == vbd.resolve() / "noisy_testset_wav" / "p232_002.wav"
     assert test.identity()["sha256"] != study.load_test_set(plain).identity()["sha256"]  # the layout is hashed
     results = []
-    for root in (vbd, plain):
-        res = run_cli("study", "study=steps", f"ckpt={tiny_ckpt}", f"test_set={root}", f"hydra.sweep.dir={root}_run",
-                      "sampler=euler", "sampler.num_steps=1", "metrics=[si_sdr,pesq]", "num_workers=1",
-                      "keep_audio=0", "threads=1", "peers=[]")
+    runs = run_cli_many(*(["study", "study=steps", f"ckpt={tiny_ckpt}", f"test_set={root}",
+                           f"hydra.sweep.dir={root}_run", "sampler=euler", "sampler.num_steps=1",
+                           "metrics=[si_sdr,pesq]", "num_workers=1", "keep_audio=0", "threads=1", "peers=[]"]
+                          for root in (vbd, plain)))
+    for root, res in zip((vbd, plain), runs):
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
         frame = pd.read_csv(f"{root}_run/results.csv")
         results.append(frame[frame.kind == "cell"].sort_values(["metric", "snr_db"])["mean"].to_numpy())

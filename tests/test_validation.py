@@ -209,9 +209,8 @@ def test_a_device_this_machine_lacks_is_one_line_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match=rf"^device=cuda:{count}: this machine has {count} CUDA device\(s\)"):
         select_device(f"cuda:{count}")
     out = tmp_path / "o.wav"
-    for args in (("enhance", f"input={tmp_path / 'x.wav'}", f"output={out}", "device=tpu"),
-                 ("study", "device=tpu", f"hydra.sweep.dir={tmp_path / 'study'}")):
-        res = run_cli(*args)
+    for res in run_cli_many(["enhance", f"input={tmp_path / 'x.wav'}", f"output={out}", "device=tpu"],
+                            ["study", "device=tpu", f"hydra.sweep.dir={tmp_path / 'study'}"]):
         assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
         assert res.stderr.strip().splitlines()[-1].endswith("device=tpu: not a device torch knows; use auto, cpu or "
                                                             "cuda[:N]")
