@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from _env import positive_int  # benchmarks/ (this module's own directory)
+
 
 def add_model_args(parser: argparse.ArgumentParser, repeats: int) -> None:
     """``--ckpt``, ``--net``, ``--compile``, ``--seconds``, ``--repeats``, ``--threads``, ``--device``."""
@@ -15,7 +17,7 @@ def add_model_args(parser: argparse.ArgumentParser, repeats: int) -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the backbone (the warm-up call "
                         "compiles it for the input's shape; on the CPU it needs a C++ compiler)")
     parser.add_argument("--seconds", type=float, default=4.0, help="length of the test input in seconds")
-    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--repeats", type=positive_int, default=repeats)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
 

@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type`` for counts (repeats, rounds, steps, files): an integer >= 1, else argparse's one-line
+    usage error (a count of 0 ended in ``statistics.median``'s traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return value
 
 
 def cpu_model() -> str:

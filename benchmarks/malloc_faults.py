@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _env import environment  # benchmarks/ (the script's own directory)
+from _env import environment, positive_int  # benchmarks/ (the script's own directory)
 
 _CHILD = r"""
 import argparse, json, resource, statistics, sys, time
@@ -46,7 +46,7 @@ print(json.dumps({{"malloc_tuned": args.malloc_tuned, "call_ms": call * 1e3, "ca
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=positive_int, default=4)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from _env import environment  # benchmarks/ (the script's own directory)
+from _env import environment, positive_int  # benchmarks/ (the script's own directory)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, nargs=2, default=[256, 256], metavar=("F", "T"))
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=positive_int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", default=None)

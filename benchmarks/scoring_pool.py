@@ -19,6 +19,8 @@ import statistics
 import sys
 import time
 
+from _env import positive_int  # benchmarks/ (the script's own directory)
+
 
 def _worker_modules(_: int) -> tuple[list[str], int | None]:
     """Runs in a worker: scores one short pair, then names the heavy modules the worker has imported and the most
@@ -57,8 +59,8 @@ def pool_start_seconds(workers: int = 2) -> tuple[float, list[str], int | None]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--files", type=int, nargs="+", default=[2, 25, 100], help="numbers of files")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per point (the median is reported)")
+    parser.add_argument("--files", type=positive_int, nargs="+", default=[2, 25, 100], help="numbers of files")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="runs per point (the median is reported)")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
 

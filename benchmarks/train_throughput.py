@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from _env import environment  # benchmarks/ (the script's own directory)
+from _env import environment, positive_int  # benchmarks/ (the script's own directory)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,7 +82,7 @@ def child(net: str, steps: int, warmup: int, batch: int, threads: int, device: s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nets", nargs="+", default=["small", "ncsnpp_m"])
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=positive_int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)

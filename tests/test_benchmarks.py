@@ -147,3 +147,14 @@ def test_estimates_table_scores_every_call_and_its_last_row_is_the_output(tiny_c
     table = (tmp_path / "out" / "table.md").read_text()
     assert table.count("\n| ") == 5  # header, noisy input and 3 calls
     assert (tmp_path / "out" / "estimates.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_count_of_zero_is_a_usage_error_not_a_traceback():
+    """--repeats 0 (and --rounds, --steps, --files) ended in statistics.median's traceback after the set-up; it is
+    argparse's one-line usage error (status 2) before any work."""
+    for script, option in (("scoring_pool.py", "--files"), ("sampler_overhead.py", "--repeats"),
+                           ("train_throughput.py", "--steps")):
+        res = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), option, "0"], capture_output=True,
+                             text=True, timeout=120, cwd=REPO)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+        assert res.stderr.strip().splitlines()[-1] == f"{script}: error: argument {option}: 0 is not >= 1"
