@@ -259,13 +259,27 @@ def _unknown_key_hint(config_name: str, argv: list[str]) -> str | None:
             near = next((keys[:3] for keys in same_name.values() if keys), None) or \
                 [prefix + n for n in difflib.get_close_matches(part, here, n=3, cutoff=0.5)]
             if not path:  # a top-level name may also be a group the command can choose
-                near += [g for g in difflib.get_close_matches(part, sorted(groups), n=2, cutoff=0.6)
-                         if g not in near]
+                near += [g for g in difflib.get_close_matches(part, sorted(_command_groups(config_name, tree, groups)),
+                                                              n=2, cutoff=0.6) if g not in near]
             where = f"`{'.'.join(path)}`" if path else "this command's config"
             suggestion = (f"did you mean {' or '.join(n + '=' for n in near)}?" if near else
                           f"its keys: {', '.join(prefix + k for k in here)}")
             return f"{key}: no such key in {where} ({suggestion})"
     return None
+
+
+def _command_groups(config_name: str, tree: dict, groups: set[str]) -> set[str]:
+    """The config groups a command can choose: those its config's defaults list names (``- sampler: null`` in
+    ``conf/enhance.yaml``) and those its composed config holds. Not every group under ``conf/``: ``edm-se evaluate
+    sample_rate=8000`` was told "did you mean sampler=?", which evaluate has no use for."""
+    from omegaconf import OmegaConf
+
+    try:
+        defaults = OmegaConf.to_container(OmegaConf.load(Path(conf_dir()) / f"{config_name}.yaml")).get("defaults")
+    except Exception:  # noqa: BLE001 (only a hint)
+        defaults = None
+    named = {str(k) for entry in (defaults or []) if isinstance(entry, dict) for k in entry}
+    return {g for g in groups if g in named or g in tree}
 
 
 def _dotted_keys(tree: dict, prefix: str = "") -> list[str]:

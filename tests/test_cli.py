@@ -96,6 +96,12 @@ def test_a_field_of_an_unchosen_sampler_gets_a_pointed_message(tmp_path):
     ("train", ["optim.lr=3"], "optim.lr: no such key in this command's config (did you mean trainer.optimizer.lr=?)"),
     ("enhance", ["sampler=euler", "sampler.num_steps.x=1"], "sampler.num_steps.x: `sampler.num_steps` is a value, not "
                                                               "a section with keys"),
+    # a group is suggested where the command can choose it, and not elsewhere (evaluate has no sampler)
+    ("enhance", ["sampeler=euler"], "sampeler: no such key in this command's config (did you mean sample_rate= or "
+                                    "seed= or sampler=?)"),
+    ("evaluate", ["sample_rate=8000"], "sample_rate: no such key in this command's config (its keys: estimates, "
+                                       "references, noisy, output, metrics, transcripts, num_workers, progress, "
+                                       "partial)"),
 ])
 def test_an_unknown_key_is_named_with_the_nearest_existing_ones(command, args, expected):
     """A misspelt key ends in one line naming it and the nearest keys at the level where its path stops, with the
