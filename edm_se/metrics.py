@@ -354,8 +354,8 @@ def score_pairs(references: Sequence[Any], estimates: Sequence[Any], sample_rate
         ``recognisers_s``: the time spent on the signal metrics and on the recognisers, summed over files.
 
     Raises:
-        ValueError: unknown metric, sequences of different lengths, a malformed pair, or a WER metric without a
-            transcript for every pair.
+        ValueError: unknown metric, a metric named twice, sequences of different lengths, a malformed pair, or a
+            WER metric without a transcript for every pair.
         ImportError: a DNSMOS metric is asked for and ``speechmos`` is not installed, or a WER metric and the
             ``asr`` extra is missing (:class:`edm_se.asr.MissingExtra`, naming the extra).
     """
@@ -368,6 +368,8 @@ def score_pairs(references: Sequence[Any], estimates: Sequence[Any], sample_rate
     unknown = [m for m in metrics if m not in KNOWN_METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; known: {', '.join(KNOWN_METRICS)}")
+    if len(set(metrics)) < len(metrics):
+        raise ValueError(f"metrics {list(metrics)}: each metric may be named once")
     if any(m in DNSMOS_METRICS for m in metrics):
         _require_dnsmos()
     wer = [m for m in metrics if m in WER_METRICS]

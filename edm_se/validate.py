@@ -376,6 +376,11 @@ def _metrics(cfg: DictConfig, optional: bool = False) -> None:
     known = list(KNOWN_METRICS)
     check(cfg, "metrics", lambda v: len(v) > 0 and all(m in known for m in v),
           "a non-empty list of " + ", ".join(known), optional)
+    value = _get(cfg, "metrics")
+    if value is not _MISSING and value is not None:
+        twice = sorted({m for m in value if list(value).count(m) > 1})
+        if twice:  # a metric named twice made a table with two columns of one name: a failed cell, a doubled row
+            raise ConfigError(f"metrics={value}: {', '.join(twice)} named twice; name each metric once")
 
 
 def data_build_config(cfg: DictConfig) -> None:

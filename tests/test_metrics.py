@@ -159,6 +159,8 @@ def test_scoring_16_khz_audio_never_imports_torch():
 
 
 def test_score_pairs_validation(ref):
+    with pytest.raises(ValueError, match=r"metrics \['pesq', 'si_sdr', 'pesq'\]: each metric may be named once"):
+        M.score_pairs([ref], [ref], metrics=("pesq", "si_sdr", "pesq"), num_workers=0, progress=False)
     with pytest.raises(ValueError, match="unknown metric"):
         M.score_pairs([ref], [ref], metrics=("pesq", "psq"), num_workers=0, progress=False)
     with pytest.raises(ValueError):

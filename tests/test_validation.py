@@ -108,6 +108,19 @@ def test_cli_bad_values_exit_2_with_one_line_and_create_nothing(tmp_path):
     assert not out.exists()
 
 
+def test_a_metric_named_twice_is_one_line_before_any_work(tmp_path):
+    """`metrics=[pesq,pesq]` failed every study cell with pandas' AttributeError (two columns of one name) and made
+    `edm-se evaluate` print its row twice: both commands now refuse it in one line, before any work."""
+    study, evaluate = run_cli_many(
+        ["study", "metrics=[pesq,pesq]", f"hydra.sweep.dir={tmp_path / 's'}", "max_files=1", "peers=[]"],
+        ["evaluate", f"estimates={tmp_path}", f"references={tmp_path / 'r'}", "metrics=[pesq,si_sdr,pesq]"])
+    for res, command, listed in ((study, "study", "['pesq', 'pesq']"), (evaluate, "evaluate", "['pesq', 'si_sdr', "
+                                                                                              "'pesq']")):
+        assert res.returncode == 2 and res.stderr.strip() == (
+            f"edm-se {command}: error: metrics={listed}: pesq named twice; name each metric once"), res.stderr[-2000:]
+    assert not (tmp_path / "s").exists()
+
+
 def test_python_dash_m_edm_se_runs_the_cli():
     import subprocess
     import sys
