@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"edm-se data: error: unknown sub-command {rest[0]!r}; choose {', '.join(DATA_SUBCOMMANDS)}",
                   file=sys.stderr)
             raise SystemExit(2)
-        run_hydra(command, rest[1:], DATA_SUBCOMMANDS[rest[0]])
+        run_hydra(command, rest[1:], DATA_SUBCOMMANDS[rest[0]], name=f"data {rest[0]}")
         return
     if command == "study":
         preset = next((a.split("=", 1)[1] for a in rest if a.startswith("study=")), None)

@@ -121,4 +121,5 @@ def test_cli_makes_a_test_set_a_study_reads_and_refuses_bad_requests_in_one_line
     for bad, (args, message) in zip(runs, cases):
         assert bad.returncode == 2 and "Traceback" not in bad.stderr, (args, bad.stderr[-2000:])
         assert len(bad.stderr.strip().splitlines()) == 1 and message in bad.stderr, bad.stderr
+        assert bad.stderr.startswith("edm-se data testset: error: ")  # the sub-command is named
     assert not (tmp_path / "bad").exists()
