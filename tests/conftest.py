@@ -69,8 +69,10 @@ for argv in json.load(sys.stdin):
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         try:
             main(argv)
-        except SystemExit as exit_:
+        except SystemExit as exit_:  # as the interpreter ends on it: a message goes to stderr with status 1
             code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+            if exit_.code is not None and not isinstance(exit_.code, int):
+                print(exit_.code, file=sys.stderr)
         except BaseException:
             traceback.print_exc()
             code = 1
