@@ -93,7 +93,7 @@ def run_cli_many(*argvs: list[str], timeout: float = 300, env: dict | None = Non
 
     res = subprocess.run([sys.executable, "-c", _CLI_MANY], input=json.dumps([list(a) for a in argvs]),
                          capture_output=True, text=True, timeout=timeout, env=_cli_env(**(env or {})), cwd=REPO)
-    head, sep, tail = res.stdout.rpartition("\n@@RESULTS@@")
+    _, sep, tail = res.stdout.rpartition("\n@@RESULTS@@")
     assert res.returncode == 0 and sep, f"the command runner failed: {res.stderr[-3000:]}"
     return [SimpleNamespace(**r) for r in json.loads(tail)]
 
