@@ -43,16 +43,12 @@ def _worker_modules(_: int) -> tuple[list[str], int | None]:
 
 
 def pool_start_seconds(workers: int = 2) -> tuple[float, list[str], int | None]:
-    """Wall time to start ``workers`` spawned workers (as ``score_pairs`` starts them) and have each score one
-    1 s pair; the heavy modules a worker imported; its native threads (see :func:`_worker_modules`)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from edm_se.metrics import _single_threaded_children, _worker_init
+    """Wall time to start ``workers`` spawned workers (``score_pairs``' own pool) and have each score one 1 s pair;
+    the heavy modules a worker imported; its native threads (see :func:`_worker_modules`)."""
+    from edm_se.metrics import scoring_pool
 
     start = time.perf_counter()
-    with _single_threaded_children(), ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init) as pool:
+    with scoring_pool(workers) as pool:
         found = list(pool.map(_worker_modules, range(workers)))
     return time.perf_counter() - start, found[0][0], found[0][1]
 

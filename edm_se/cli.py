@@ -188,19 +188,27 @@ def run_hydra(command: str, argv: list[str], spec: tuple[str, str] | None = None
         sys.argv = old_argv
 
 
+def _defaults_list(config_name: str) -> list | None:
+    """The defaults list of ``conf/<config_name>.yaml`` as plain Python (``[]`` without one); None when the file
+    cannot be read (the hints that use it are then left out: Hydra's own message stands without them)."""
+    from omegaconf import OmegaConf
+
+    try:
+        return OmegaConf.to_container(OmegaConf.load(Path(conf_dir()) / f"{config_name}.yaml")).get("defaults") or []
+    except Exception:  # noqa: BLE001 (only for hints)
+        return None
+
+
 def _unchosen_group_hint(config_name: str, argv: list[str]) -> str | None:
     """The message for the usual cause of a failed composition: a field of a config group that the command leaves
     unchosen (``- sampler: null`` in ``conf/enhance.yaml``: the checkpoint's own sampler) set without choosing the
     group, e.g. ``sampler.num_steps=8`` without ``sampler=NAME``; None when the command line has no such field."""
     import re
 
-    from omegaconf import OmegaConf
-
-    try:
-        defaults = OmegaConf.to_container(OmegaConf.load(Path(conf_dir()) / f"{config_name}.yaml")).get("defaults")
-    except Exception:  # noqa: BLE001 (only a hint: Hydra's own message stands without it)
+    defaults = _defaults_list(config_name)
+    if defaults is None:
         return None
-    unchosen = [next(iter(d)) for d in defaults or [] if isinstance(d, dict) and len(d) == 1
+    unchosen = [next(iter(d)) for d in defaults if isinstance(d, dict) and len(d) == 1
                 and next(iter(d.values())) is None]
     for group in unchosen:
         chosen = any(re.match(rf"^[+~]*{group}=", a) for a in argv)
@@ -272,13 +280,7 @@ def _command_groups(config_name: str, tree: dict, groups: set[str]) -> set[str]:
     """The config groups a command can choose: those its config's defaults list names (``- sampler: null`` in
     ``conf/enhance.yaml``) and those its composed config holds. Not every group under ``conf/``: ``edm-se evaluate
     sample_rate=8000`` was told "did you mean sampler=?", which evaluate has no use for."""
-    from omegaconf import OmegaConf
-
-    try:
-        defaults = OmegaConf.to_container(OmegaConf.load(Path(conf_dir()) / f"{config_name}.yaml")).get("defaults")
-    except Exception:  # noqa: BLE001 (only a hint)
-        defaults = None
-    named = {str(k) for entry in (defaults or []) if isinstance(entry, dict) for k in entry}
+    named = {str(k) for entry in (_defaults_list(config_name) or []) if isinstance(entry, dict) for k in entry}
     return {g for g in groups if g in named or g in tree}
 
 

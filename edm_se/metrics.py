@@ -305,6 +305,19 @@ def _worker_init() -> None:
     logging.basicConfig(level=logging.WARNING)
 
 
+@contextlib.contextmanager
+def scoring_pool(workers: int):
+    """The pool :func:`score_pairs` scores in: ``workers`` spawned processes (fresh interpreters), started with one
+    thread per native library (:func:`_single_threaded_children`), whatever the global start method
+    (:func:`_spawn_start_method`). ``benchmarks/scoring_pool.py`` times its start."""
+    import multiprocessing
+
+    with _spawn_start_method(), _single_threaded_children(), ProcessPoolExecutor(
+            max_workers=int(workers), mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init) as pool:
+        yield pool
+
+
 def mean_ci95(values: Sequence[float]) -> dict[str, float]:
     """Mean and 95% confidence-interval half-width (Student t, ``n - 1`` dof) of the finite ``values``.
 
@@ -359,8 +372,6 @@ def score_pairs(references: Sequence[Any], estimates: Sequence[Any], sample_rate
         ImportError: a DNSMOS metric is asked for and ``speechmos`` is not installed, or a WER metric and the
             ``asr`` extra is missing (:class:`edm_se.asr.MissingExtra`, naming the extra).
     """
-    import multiprocessing
-
     import pandas as pd
     from tqdm import tqdm
 
@@ -421,10 +432,8 @@ def score_pairs(references: Sequence[Any], estimates: Sequence[Any], sample_rate
             for i in todo:
                 done(i, _score_one(jobs[i]))
         else:
-            ctx = multiprocessing.get_context("spawn")
             workers = min(int(num_workers), len(todo))
-            with _spawn_start_method(), _single_threaded_children(), ProcessPoolExecutor(
-                    max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
+            with scoring_pool(workers) as pool:
                 results = pool.map(_score_one, [jobs[i] for i in todo],
                                    chunksize=max(1, len(todo) // (4 * workers)))
                 for i, row in zip(todo, results):

@@ -13,8 +13,7 @@ METRIC_ORDER = ("pesq", "estoi", "si_sdr", "wer_whisper", "wer_sphinx", "dnsmos_
                 "dnsmos_p808")
 RESULT_COLUMNS = ("study", "kind", "cell", "design", "sampler", "num_steps", "nfe", "s_churn", "s_noise", "t_start",
                   "oa_weight", "sde", "precond", "metric", "snr_db", "mean", "ci95", "n", "delta_mean", "delta_ci95",
-                  "rtf",
-                  "wall_s", "audio_s", "audio")
+                  "rtf", "wall_s", "audio_s", "audio")
 
 
 # Columns a study's figures can put on their x axis besides the real-time factor (``study.x``, ``edm-se plot x=``).

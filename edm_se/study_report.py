@@ -20,8 +20,8 @@ def _rows_of(result: dict, cell_dir: Path, base: Path) -> list[dict]:
                   "design": p.get("design"), "sampler": p.get("sampler"), "num_steps": p.get("num_steps"),
                   "nfe": p.get("nfe"), "s_churn": p.get("s_churn"), "s_noise": p.get("s_noise"),
                   "t_start": p.get("t_start"), "oa_weight": p.get("oa_weight"), "sde": p.get("sde"),
-                  "precond": p.get("precond"),
-                  "rtf": p.get("rtf"), "wall_s": p.get("wall_s"), "audio_s": p.get("audio_s")}
+                  "precond": p.get("precond"), "rtf": p.get("rtf"), "wall_s": p.get("wall_s"),
+                  "audio_s": p.get("audio_s")}
         audio = ";".join(_relative(Path(a), base) for a in p.get("audio", []))
         delta = p.get("improvement") or {}
         delta_snr = p.get("improvement_per_snr") or {}
