@@ -65,13 +65,14 @@ class Denoiser(nn.Module):
         return batch_view(p.c_skip(sigma), x_tilde) * x_tilde + batch_view(p.c_out(sigma), x_tilde) * f_out
 
     def denoise(self, x_t: torch.Tensor, y: torch.Tensor, t, sde) -> torch.Tensor:
-        """Absolute clean estimate ``x0_hat = y + D((x_t - y) / s(t), y; sigma(t))``; ``t`` scalar or (B,)."""
+        """Absolute clean estimate ``x0_hat = y + D((x_t - m y) / s(t), y; sigma(t))`` (``m = 1`` but for
+        :class:`edm_se.sde.SBVP`); ``t`` scalar or (B,)."""
         t = torch.as_tensor(t, dtype=torch.float64)
         s = batch_view(sde.s(t), x_t)
-        return y + self(((x_t - y) / s), y, sde.sigma(t))
+        return y + self(((x_t - sde.center(y, t)) / s), y, sde.sigma(t))
 
     def score(self, x_t: torch.Tensor, y: torch.Tensor, t, sde) -> torch.Tensor:
-        """Score ``grad log p_t(x_t | y) = -(x_t - y - s (x0_hat - y)) / std^2`` (Karras et al. eq. 3)."""
+        """Score ``grad log p_t(x_t | y) = -(x_t - m y - s (x0_hat - y)) / std^2`` (Karras et al. eq. 3)."""
         return sde.score(x_t, y, self.denoise(x_t, y, t, sde), t)
 
     def loss_weight(self, sigma) -> torch.Tensor:

@@ -110,7 +110,8 @@ class SGMSE(Precond):
     """SGMSE+ (Richter et al. 2023) recast as a preconditioning: the network reads ``x_t = y + s x_tilde`` and ``y``
     at ``c_noise = ln t``; its output divided by ``t`` is minus the score (NCSN++ ``scale_by_sigma``), so by Tweedie
     ``D = x_tilde - s sigma^2 F / t``: ``c_skip = 1``, ``c_out = -s sigma^2 / t``, ``c_in = s``, ``c_shift = y``,
-    ``loss_weight = 1 / sigma^2`` (equivalent to SGMSE+'s ``|std * score + z|^2``). Needs the SDE.
+    ``loss_weight = 1 / sigma^2`` (equivalent to SGMSE+'s ``|std * score + z|^2``). Needs the SDE. On
+    :class:`edm_se.sde.SBVP` the network reads its ``x_t = m(t) y + s x_tilde`` (``c_shift = m y``).
     """
 
     def __init__(self, sde=None) -> None:
@@ -136,7 +137,7 @@ class SGMSE(Precond):
         return torch.log(self._t_of(sigma))
 
     def c_shift(self, y, sigma):
-        return y
+        return y if self.sde.unit_center else self.sde.center(y, self._t_of(sigma))
 
     def loss_weight(self, sigma):
         return 1 / as_float64(sigma) ** 2

@@ -65,19 +65,26 @@ class _Counted:
         self.estimates = estimates
         self._last: tuple[torch.Tensor, float, torch.Tensor] | None = None  # (x, s, x_tilde) of from_residual
 
-    def from_residual(self, x_tilde: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """The state ``y + s x_tilde``, remembering ``x_tilde`` for :meth:`to_residual` of the next step."""
-        x = _from_residual(x_tilde, self.y, s)
-        self._last = (x, float(s), x_tilde) if s.numel() == 1 else None
+    def center(self, t: torch.Tensor) -> torch.Tensor:
+        """``m(t) y``, the point the residual is measured from: the state's ``y`` itself when ``m = 1`` (every SDE
+        but :class:`edm_se.sde.SBVP`)."""
+        return self.y if self.sde.unit_center else self.sde.center(self.y, t)
+
+    def from_residual(self, x_tilde: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The state ``m(t) y + s(t) x_tilde`` at the scalar time ``t``, remembering ``x_tilde`` for
+        :meth:`to_residual` of the next step."""
+        x = _from_residual(x_tilde, self.center(t), self.sde.s(t))
+        self._last = (x, float(t), x_tilde)
         return x
 
-    def to_residual(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """``(x - y) / s``; when ``x`` is the state :meth:`from_residual` just made at the same ``s`` (the next
-        step of a sampler in sigma), its ``x_tilde`` itself: two passes over the state fewer, and no rounding."""
+    def to_residual(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``(x - m y) / s`` at the scalar time ``t``; when ``x`` is the state :meth:`from_residual` just made at the
+        same ``t`` (the next step of a sampler in sigma), its ``x_tilde`` itself: two passes over the state fewer,
+        and no rounding."""
         last = self._last
-        if last is not None and last[0] is x and s.numel() == 1 and last[1] == float(s):
+        if last is not None and last[0] is x and last[1] == float(t):
             return last[2]
-        return _to_residual(x, self.y, s)
+        return _to_residual(x, self.center(t), self.sde.s(t))
 
     def _net(self, x_tilde: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """One counted denoiser call at time ``t`` on ``x_tilde`` cast to the caller's dtype (its output as it is)."""
@@ -103,7 +110,7 @@ class _Counted:
         return self.y_net + self._net(x_tilde, t).to(self.y_net.dtype)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.y + self.residual(_to_residual(x, self.y, self.sde.s(t)), t)
+        return self.y + self.residual(_to_residual(x, self.center(t), self.sde.s(t)), t)
 
 
 def _to_residual(x: torch.Tensor, y: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -142,9 +149,9 @@ class Sampler:
         ts = self.schedule(self.num_steps, sde, float(t_start))
         den = _Counted(denoiser, sde, work, y, estimates)
         if x_init is None:
-            # y + std(t_0) z, made from its residual (x - y) / s = sigma(t_0) z, which the first step then takes
-            # as it is instead of computing it back from x (two passes over the state fewer)
-            x = den.from_residual(randn_like(work, generator) * float(sde.sigma(ts[0])), sde.s(ts[0]))
+            # m y + std(t_0) z, made from its residual (x - m y) / s = sigma(t_0) z, which the first step then
+            # takes as it is instead of computing it back from x (two passes over the state fewer)
+            x = den.from_residual(randn_like(work, generator) * float(sde.sigma(ts[0])), ts[0])
         else:
             if x_init.shape != y.shape:
                 raise ValueError(f"x_init {tuple(x_init.shape)} and y {tuple(y.shape)} differ in shape")
@@ -218,14 +225,14 @@ class EDMHeun(Sampler):
             t_hat = torch.clamp(sde.sigma_inv(torch.tensor(sigma_cur * (1 + gamma), dtype=torch.float64)),
                                 max=sde.t_max)
             sigma_hat = float(sde.sigma(t_hat))
-            xt_hat = torch.add(den.to_residual(x, sde.s(t_cur)), randn_like(x, generator),
+            xt_hat = torch.add(den.to_residual(x, t_cur), randn_like(x, generator),
                                alpha=math.sqrt(max(sigma_hat ** 2 - sigma_cur ** 2, 0.0)) * self.s_noise)
-            x_hat = _from_residual(xt_hat, yw, sde.s(t_hat)) if not self.steps_in_sigma else None
+            x_hat = _from_residual(xt_hat, den.center(t_hat), sde.s(t_hat)) if not self.steps_in_sigma else None
         if self.steps_in_sigma:
             # the ODE in sigma on the residual: d x_tilde / d sigma = (x_tilde - D) / sigma, so an Euler step is
             # the interpolation D + (sigma_next / sigma) (x_tilde - D), one pass over the state
             if xt_hat is None:
-                xt_hat = den.to_residual(x, sde.s(t_hat))
+                xt_hat = den.to_residual(x, t_hat)
             if float(t_next) == 0.0:
                 return den.final(xt_hat, t_hat)  # Euler step in sigma to sigma = 0: the clean estimate
             d1 = den.residual(xt_hat, t_hat)
@@ -237,7 +244,7 @@ class EDMHeun(Sampler):
                 h = sig_next - sig_hat
                 xt_next = torch.add(torch.lerp(d1, xt_hat, 1.0 + 0.5 * h / sig_hat), xt_next - d2,
                                     alpha=0.5 * h / sig_next)
-            return den.from_residual(xt_next, sde.s(t_next))
+            return den.from_residual(xt_next, t_next)
         denoised = den(x_hat, t_hat)
         if float(t_next) == 0.0:
             return denoised  # Euler step in sigma to sigma = 0
@@ -315,7 +322,7 @@ class PC(Sampler):
 
     def _step(self, den, sde, yw, x, t_cur, t_next, generator):
         if self.predictor_in_sigma:
-            x_tilde = den.to_residual(x, sde.s(t_cur))
+            x_tilde = den.to_residual(x, t_cur)
             sig = float(sde.sigma(t_cur))
             for _ in range(self.corrector_steps):
                 # the Langevin step below in the residual: with std = s sigma and score = -(x_tilde - D) / (s
@@ -325,16 +332,15 @@ class PC(Sampler):
             if float(t_next) == 0.0 and self.final_denoise:
                 return den.final(x_tilde, t_cur)
             d_tilde = den.residual(x_tilde, t_cur)
-            s_next = sde.s(t_next)
             sig_next = float(sde.sigma(t_next))
             # ancestral step: the Gaussian posterior of x_tilde at sigma_next given x_tilde and D
             sigma_up = sig_next * math.sqrt(max(1.0 - sig_next ** 2 / sig ** 2, 0.0))
             sigma_down = math.sqrt(max(sig_next ** 2 - sigma_up ** 2, 0.0))
             xt_mean = torch.lerp(d_tilde, x_tilde, sigma_down / sig)
             if float(t_next) == 0.0:
-                return _from_residual(xt_mean, yw, s_next)  # SGMSE+'s output: the last predictor mean
-            # y + s_next (xt_mean + sigma_up z): the state stays a residual for the next step's to_residual
-            return den.from_residual(torch.add(xt_mean, randn_like(x, generator), alpha=sigma_up), s_next)
+                return den.from_residual(xt_mean, t_next)  # SGMSE+'s output: the last predictor mean
+            # m y + s_next (xt_mean + sigma_up z): the state stays a residual for the next step's to_residual
+            return den.from_residual(torch.add(xt_mean, randn_like(x, generator), alpha=sigma_up), t_next)
         else:
             std = float(sde.std(t_cur))
             for _ in range(self.corrector_steps):  # SGMSE+'s annealed Langevin corrector, in x

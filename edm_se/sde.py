@@ -6,12 +6,21 @@ Every SDE here is ``dx = f(t) (y - x) dt + g(t) dw`` on ``t in [0, t_max]``, who
 
 (Gonzalez et al. 2024, "Investigating the design space of diffusion models for speech enhancement", eq. 8-12,
 which extends Karras et al. 2022, eq. 4 and Table 1, with a mean drifting toward the noisy speech ``y``).
+One member, the Schrödinger bridge over a variance-preserving reference process (:class:`SBVP`), shrinks the
+state on the way, so the weights of ``x0`` and ``y`` in its mean do not sum to one. For it the model has a centre
+weight ``m(t)`` (``m = 1`` for every other SDE, ``m(0) = 1``):
+
+    x_t = m(t) y + s(t) * (x0 - y + sigma(t) * noise),   dx = [m'(t) y - f(t) (x - m(t) y)] dt + g(t) dw,
+
+and the residual ``x_tilde = (x_t - m y) / s = (x0 - y) + sigma * noise`` is the same plain EDM problem: the
+denoiser, the losses and the steps in sigma do not change, only the map between ``x`` and ``x_tilde``
+(:meth:`SDE.center`).
 ``x0`` is the clean and ``y`` the noisy compressed complex STFT, shape (B, 1, F, T) complex64; every method also
 works on real tensors of any shape. ``std(t) = s(t) * sigma(t)`` is the marginal standard deviation,
 ``x_tilde = (x_t - y) / s = (x0 - y) + sigma * noise`` is plain EDM on the residual ``x0 - y``.
 
-A subclass implements only ``s(t)``, ``sigma(t)``, ``sigma_inv(sigma)``, ``f(t)`` and ``g(t)`` in closed form; the
-base class derives the rest. Times are float64 tensors (or Python floats) internally; results are cast back.
+A subclass implements only ``s(t)``, ``sigma(t)``, ``sigma_inv(sigma)``, ``f(t)`` and ``g(t)`` (and, where
+``m != 1``, ``m(t)`` and ``m_dot(t)``) in closed form; the base class derives the rest. Times are float64 tensors (or Python floats) internally; results are cast back.
 
 Complex noise follows ``torch.randn`` semantics: real and imaginary parts each have variance 1/2, so
 ``E|noise|^2 = 1`` for both real and complex tensors (:func:`edm_se.noise.randn_like`, re-exported here).
@@ -26,7 +35,7 @@ import torch
 from edm_se.noise import randn_like
 
 __all__ = ["as_float64", "batch_view", "SDE", "EDM", "VE", "VP", "OUVE", "OUVEDecoupled", "OUVP", "OUCosine", "BBED", "SBVE",
-           "FlowMatching", "randn_like"]
+           "SBVP", "FlowMatching", "randn_like"]
 
 
 def as_float64(t: torch.Tensor | float) -> torch.Tensor:
@@ -53,6 +62,7 @@ class SDE:
 
     t_max: float = 1.0
     t_eps: float = 0.03
+    unit_center: bool = True  # m(t) = 1: the centre of the marginal is y itself (every SDE but SBVP)
 
     # ------------------------------------------------------------ closed forms (subclasses)
     def s(self, t):
@@ -75,7 +85,23 @@ class SDE:
         """Diffusion coefficient g(t) with g^2 = s^2 d(sigma^2)/dt."""
         raise NotImplementedError
 
+    def m(self, t):
+        """Centre weight m(t) of ``y`` in ``x_t = m y + s (x0 - y + sigma noise)`` (dimensionless); 1 unless
+        :attr:`unit_center` is False."""
+        return torch.ones_like(as_float64(t))
+
+    def m_dot(self, t):
+        """dm/dt (1/time unit); 0 unless :attr:`unit_center` is False."""
+        return torch.zeros_like(as_float64(t))
+
     # ------------------------------------------------------------ derived
+    def center(self, y: torch.Tensor, t) -> torch.Tensor:
+        """The point ``m(t) y`` that the residual is measured from: ``x_tilde = (x_t - center) / s``. It is ``y``
+        itself (the same tensor, no arithmetic) when ``m = 1``; ``t`` scalar or (B,)."""
+        if self.unit_center:
+            return y
+        return batch_view(self.m(as_float64(t)), y) * y
+
     @property
     def sigma_max(self) -> float:
         """sigma(t_max)."""
@@ -87,25 +113,29 @@ class SDE:
         return self.s(t) * self.sigma(t)
 
     def mean(self, x0: torch.Tensor, y: torch.Tensor, t) -> torch.Tensor:
-        """Marginal mean ``s x0 + (1 - s) y``; ``t`` scalar or (B,). Shapes of ``x0`` and ``y`` match."""
+        """Marginal mean ``s x0 + (1 - s) y`` (``m y + s (x0 - y)`` where ``m != 1``); ``t`` scalar or (B,).
+        Shapes of ``x0`` and ``y`` match."""
         s = batch_view(self.s(as_float64(t)), x0)
-        return s * x0 + (1 - s) * y
+        if self.unit_center:
+            return s * x0 + (1 - s) * y
+        return self.center(y, t) + s * (x0 - y)
 
     def perturb(self, x0: torch.Tensor, y: torch.Tensor, t, noise: torch.Tensor) -> torch.Tensor:
-        """Sample of the marginal: ``x_t = y + s (x0 - y + sigma noise)`` (ARCHITECTURE.md signal model)."""
+        """Sample of the marginal: ``x_t = m y + s (x0 - y + sigma noise)`` (ARCHITECTURE.md signal model; m = 1
+        but for :class:`SBVP`)."""
         tt = as_float64(t)
         s = batch_view(self.s(tt), x0)
         sigma = batch_view(self.sigma(tt), x0)
-        return y + s * (x0 - y + sigma * noise)
+        return self.center(y, tt) + s * (x0 - y + sigma * noise)
 
     def prior(self, y: torch.Tensor, t=None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Start of the reverse process: ``y + std(t) * noise`` (``t`` defaults to ``t_max``).
+        """Start of the reverse process: ``m y + std(t) * noise`` (``t`` defaults to ``t_max``).
 
         The true marginal also contains ``s(t) (x0 - y)``, unknown at inference; the gap is the prior mismatch
         (small when ``s(t_max) -> 0`` or ``sigma(t_max)`` is large compared with the residual).
         """
-        t = self.t_max if t is None else t
-        return y + batch_view(self.std(as_float64(t)), y) * randn_like(y, generator)
+        t = as_float64(self.t_max if t is None else t)
+        return self.center(y, t) + batch_view(self.std(t), y) * randn_like(y, generator)
 
     def sigma_dot_over_sigma(self, t):
         """d log sigma / dt = g^2 / (2 s^2 sigma^2), from sigma^2 = int g^2 / s^2."""
@@ -116,24 +146,31 @@ class SDE:
         """dx/dt of the probability-flow ODE given the clean estimate ``denoised`` (absolute, like ``x0``).
 
         ``dx/dt = (s'/s)(x - y) + (sigma'/sigma)(x - y - s (denoised - y))`` (Karras et al. 2022 eq. 4 with the
-        shift toward ``y``; Gonzalez et al. 2024 eq. 14). Needs ``t > 0``.
+        shift toward ``y``; Gonzalez et al. 2024 eq. 14); with a centre weight, ``y`` in the brackets is ``m y``
+        and ``m' y`` is added. Needs ``t > 0``.
         """
         tt = as_float64(t)
         s = batch_view(self.s(tt), x)
-        return -batch_view(self.f(tt), x) * (x - y) + batch_view(self.sigma_dot_over_sigma(tt), x) * (
-            x - y - s * (denoised - y))
+        c = self.center(y, tt)
+        d = -batch_view(self.f(tt), x) * (x - c) + batch_view(self.sigma_dot_over_sigma(tt), x) * (
+            x - c - s * (denoised - y))
+        return d if self.unit_center else d + batch_view(self.m_dot(tt), y) * y
 
     def score(self, x: torch.Tensor, y: torch.Tensor, denoised: torch.Tensor, t) -> torch.Tensor:
-        """Score ``-(x - mean) / std^2`` with the mean from ``denoised`` (Tweedie; Karras et al. eq. 3)."""
+        """Score ``-(x - mean) / std^2`` with the mean ``m y + s (denoised - y)`` from ``denoised`` (Tweedie;
+        Karras et al. eq. 3)."""
         tt = as_float64(t)
         s = batch_view(self.s(tt), x)
         std = batch_view(self.std(tt), x)
-        return -(x - y - s * (denoised - y)) / std ** 2
+        return -(x - self.center(y, tt) - s * (denoised - y)) / std ** 2
 
     def reverse_drift(self, x: torch.Tensor, y: torch.Tensor, denoised: torch.Tensor, t) -> torch.Tensor:
-        """Drift of the reverse-time SDE, ``f (y - x) - g^2 score`` (Anderson 1982; Song et al. 2021 eq. 6)."""
+        """Drift of the reverse-time SDE, ``f (y - x) - g^2 score`` (Anderson 1982; Song et al. 2021 eq. 6); with a
+        centre weight the forward drift is ``m' y + f (m y - x)``."""
         tt = as_float64(t)
-        return batch_view(self.f(tt), x) * (y - x) - batch_view(self.g(tt), x) ** 2 * self.score(x, y, denoised, t)
+        d = batch_view(self.f(tt), x) * (self.center(y, tt) - x) - batch_view(self.g(tt), x) ** 2 * self.score(
+            x, y, denoised, t)
+        return d if self.unit_center else d + batch_view(self.m_dot(tt), y) * y
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in vars(self).items())
@@ -477,6 +514,110 @@ class SBVE(SDE):
 
     def g(self, t):
         return math.sqrt(self.c) * torch.exp(self._log_k * as_float64(t))
+
+
+class SBVP(SDE):
+    """Schrödinger bridge with a variance-preserving reference process (Jukić et al. 2024, "Schrödinger bridge for
+    generative speech enhancement", Table 1 and eq. 9-11; NeMo's ``SBNoiseScheduleVP``), the VP variant of
+    :class:`SBVE`.
+
+    The reference process is ``dx = -beta(t) / 2 x dt + sqrt(c beta(t)) dw`` with ``beta(t) = beta_0 + t (beta_1 -
+    beta_0)``, so with ``B(t) = int_0^t beta = beta_0 t + (beta_1 - beta_0) t^2 / 2`` its scale is ``alpha(t) =
+    exp(-B / 2)`` and its variance in units of the scale ``v(t) = int_0^t g^2 / alpha^2 = c (exp(B) - 1)`` (the
+    paper's ``sigma_t^2``). Pinned at ``x0`` (t = 0) and ``y`` (t = 1), its marginal is (eq. 11)
+
+        x_t = alpha vbar / v1 x0 + alpha v / (alpha_1 v1) y + alpha sqrt(v vbar / v1) noise,   vbar = v1 - v,
+
+    whose weights of ``x0`` and ``y`` do not sum to one (the reference process shrinks the state on the way): in
+    the signal model it has a centre weight,
+
+        s(t) = alpha vbar / v1,   sigma(t)^2 = v1 v / vbar,   m(t) = alpha (vbar + v / alpha_1) / v1,
+
+    ``m(0) = m(1) = 1``. ``sigma`` is :class:`SBVE`'s with the VP reference variance. The forward SDE is ``dx = [m' y
+    - f (x - m y)] dt + g dw`` with ``f = beta / 2 + v' / vbar`` (the reference drift plus the h-transform's pull
+    toward ``y``) and ``g = sqrt(c beta)``, the reference process's own. ``s(1) = 0``, so ``t_max < 1`` (default
+    0.999, as :class:`SBVE`). :class:`edm_se.samplers.Posterior` is the bridge's SDE sampler here too (the exact
+    posterior step, Jukić et al. eq. 19 with ``alpha``), :class:`edm_se.samplers.Euler` its ODE sampler.
+
+    Args:
+        beta_0: beta(0) (>= 0).
+        beta_1: beta(1) (> beta_0).
+        c: scale of the diffusion coefficient (> 0).
+        t_max: the final time used (< 1).
+
+    The defaults (``beta_0 = 0.01``, ``beta_1 = 20`` as Song et al.'s VP SDE, ``c = 0.4`` as :class:`SBVE`'s) are
+    this lab's choice: the paper's values for its VP variant were not in the sources read here. They make the VP
+    character plain: ``alpha(1) = 0.0067``, ``m`` falls to 0.16 near t = 0.7, and ``sigma(0.5) = 2.1`` against
+    SBVE's 0.68 (``sigma(t_max) = 662`` against 23).
+
+    Raises:
+        ValueError: for parameters outside those ranges.
+    """
+
+    t_eps = 1e-4
+    unit_center = False
+
+    def __init__(self, beta_0: float = 0.01, beta_1: float = 20.0, c: float = 0.4, t_max: float = 0.999) -> None:
+        if beta_0 < 0 or beta_1 <= beta_0 or c <= 0 or not 0 < t_max < 1:
+            raise ValueError(f"need 0 <= beta_0 < beta_1, c > 0, 0 < t_max < 1; got {beta_0}, {beta_1}, {c}, {t_max}")
+        self.beta_0, self.beta_1, self.c, self.t_max = float(beta_0), float(beta_1), float(c), float(t_max)
+        self._b1 = float(self.B(1.0))  # B(1)
+        self._v1 = self.c * math.expm1(self._b1)
+        self._alpha_1 = math.exp(-0.5 * self._b1)
+
+    def beta(self, t):
+        """beta(t) = beta_0 + t (beta_1 - beta_0)."""
+        return self.beta_0 + (self.beta_1 - self.beta_0) * as_float64(t)
+
+    def B(self, t):
+        """B(t) = int_0^t beta = beta_0 t + (beta_1 - beta_0) t^2 / 2."""
+        t = as_float64(t)
+        return t * (self.beta_0 + 0.5 * (self.beta_1 - self.beta_0) * t)
+
+    def alpha(self, t):
+        """Scale ``exp(-B(t) / 2)`` of the VP reference process (NeMo's ``alpha``)."""
+        return torch.exp(-0.5 * self.B(t))
+
+    def v(self, t):
+        """Variance ``c (exp(B(t)) - 1)`` of the reference process in units of its scale (the paper's
+        ``sigma_t^2``)."""
+        return self.c * torch.expm1(self.B(t))
+
+    def v_bar(self, t):
+        """``v(1) - v(t) = c exp(B) (exp(B(1) - B) - 1)`` (the paper's ``sigma_bar_t^2``), without cancellation
+        near t = 1."""
+        b = self.B(t)
+        return self.c * torch.exp(b) * torch.expm1(self._b1 - b)
+
+    def s(self, t):
+        return self.alpha(t) * self.v_bar(t) / self._v1
+
+    def sigma(self, t):
+        return torch.sqrt(self._v1 * self.v(t) / self.v_bar(t))
+
+    def sigma_inv(self, sigma):
+        # r = sigma^2 / v1 = v / vbar gives exp(B) - 1 = r (exp(B1) - 1) / (1 + r); then B(t) = B solved for t
+        r = as_float64(sigma) ** 2 / self._v1
+        b = torch.log1p(r * math.expm1(self._b1) / (1 + r))
+        half_slope = 0.5 * (self.beta_1 - self.beta_0)
+        return 2 * b / (self.beta_0 + torch.sqrt(self.beta_0 ** 2 + 4 * half_slope * b))
+
+    def f(self, t):
+        beta = self.beta(t)
+        return 0.5 * beta + beta / torch.expm1(self._b1 - self.B(t))  # beta / 2 + v' / vbar, v' = c beta exp(B)
+
+    def g(self, t):
+        return torch.sqrt(self.c * self.beta(t))
+
+    def m(self, t):
+        return self.alpha(t) * (self.v_bar(t) + self.v(t) / self._alpha_1) / self._v1
+
+    def m_dot(self, t):
+        # d/dt of alpha (vbar + v / alpha_1) / v1 with alpha' = -beta alpha / 2, v' = -vbar' = c beta exp(B)
+        beta, b = self.beta(t), self.B(t)
+        v_dot = self.c * beta * torch.exp(b)
+        return self.alpha(t) / self._v1 * (-0.5 * beta * (self.v_bar(t) + self.v(t) / self._alpha_1)
+                                           + v_dot * (1 / self._alpha_1 - 1))
 
 
 class FlowMatching(SDE):

@@ -169,6 +169,7 @@ def _sde_factories() -> dict:
         "oucosine_theta": lambda: S.OUCosine(theta=1.5),
         "bbed": lambda: S.BBED(),
         "sbve": lambda: S.SBVE(),
+        "sbvp": lambda: S.SBVP(),
         "flow": lambda: S.FlowMatching(),
     }
 

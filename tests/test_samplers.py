@@ -37,7 +37,7 @@ def _problem(sde, t_start, batch=1, n=256, seed=0, dtype=torch.float64):
     sig0, s0 = float(sde.sigma(t0)), float(sde.s(t0))
     x_tilde_T = m + math.sqrt(V + sig0 ** 2) * torch.randn(batch, n, dtype=dtype, generator=g)
     exact = m + (x_tilde_T - m) * math.sqrt(V / (V + sig0 ** 2))  # PF-ODE solution at sigma = 0
-    return y, m, y + s0 * x_tilde_T, exact
+    return y, m, sde.center(y, t0) + s0 * x_tilde_T, exact
 
 
 @pytest.mark.parametrize("in_sigma", [True, False], ids=["in_sigma", "in_t"])

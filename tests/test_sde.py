@@ -35,6 +35,21 @@ def test_drift_rate_is_minus_dlog_s(name):
 
 
 @pytest.mark.parametrize("name", SDES)
+def test_center_weight_rate_by_autograd_and_its_end_values(name):
+    """m' by autograd equals m_dot; m(0) = 1 (the process starts at x0); m = 1 wherever unit_center claims it."""
+    sde = SDES[name]()
+    t = _grid(sde)
+    (dm,) = torch.autograd.grad((sde.m(t) + 0 * t).sum(), t)
+    torch.testing.assert_close(dm, sde.m_dot(t).detach(), rtol=1e-9, atol=1e-12)
+    assert float(sde.m(torch.tensor(0.0, dtype=torch.float64))) == pytest.approx(1.0, abs=1e-15)
+    y = torch.randn(3, 2, dtype=torch.float64)
+    if sde.unit_center:
+        assert sde.center(y, 0.5) is y and torch.all(sde.m(t.detach()) == 1)
+    else:
+        torch.testing.assert_close(sde.center(y, 0.5), float(sde.m(torch.tensor(0.5, dtype=torch.float64))) * y)
+
+
+@pytest.mark.parametrize("name", SDES)
 def test_sigma_inverse_and_boundary_values(name):
     sde = SDES[name]()
     t = torch.linspace(0.0, sde.t_max, 11, dtype=torch.float64)
@@ -81,7 +96,8 @@ def test_vp_matches_karras_table1():
 
 @pytest.mark.parametrize("name", SDES)
 def test_marginal_matches_euler_maruyama_simulation(name):
-    """Simulate dx = f (y - x) dt + g dw from x0 and compare the sample mean and std at t with mean(), std().
+    """Simulate dx = [m' y - f (x - m y)] dt + g dw (m = 1: dx = f (y - x) dt + g dw) from x0 and compare the
+    sample mean and std at t with mean(), std().
 
     Tolerances come from the sample size: the mean's standard error is std / sqrt(n); the std's is std / sqrt(2n);
     the time step adds an O(dt) bias, bounded here by simulating with 2000 steps."""
@@ -94,8 +110,8 @@ def test_marginal_matches_euler_maruyama_simulation(name):
     ts = torch.linspace(0, t_end, steps + 1, dtype=torch.float64)
     for i in range(steps):
         t, dt = ts[i], ts[i + 1] - ts[i]
-        x = x + sde.f(t) * (y - x) * dt + sde.g(t) * torch.sqrt(dt) * torch.randn(n, dtype=torch.float64,
-                                                                                    generator=gen)
+        drift = sde.m_dot(t) * y + sde.f(t) * (sde.m(t) * y - x)
+        x = x + drift * dt + sde.g(t) * torch.sqrt(dt) * torch.randn(n, dtype=torch.float64, generator=gen)
     mean = float(sde.mean(torch.tensor([x0], dtype=torch.float64), torch.tensor([y], dtype=torch.float64), t_end))
     std = float(sde.std(torch.tensor(t_end, dtype=torch.float64)))
     assert abs(float(x.mean()) - mean) < 4 * std / math.sqrt(n) + 2e-3 * (abs(x0) + abs(y))

@@ -75,7 +75,8 @@ def test_design_cells_are_the_intended_pairs():
         ov = dict(o.split("=", 1) for o in spec.overrides)
         pairs[name] = (ov["sde"], ov["precond"])
     assert set(pairs.values()) == {("ouve", "sgmse"), ("oucosine", "edm"), ("bbed", "edm"), ("ve", "edm"),
-                                   ("ouve", "edm"), ("oucosine", "sgmse"), ("sbve", "edm"), ("flow", "edm")}
+                                   ("ouve", "edm"), ("oucosine", "sgmse"), ("sbve", "edm"), ("sbvp", "edm"),
+                                   ("flow", "edm")}
     assert all(name == f"{sde}+{precond}" for name, (sde, precond) in pairs.items())
     for spec in cfg.study.cells.values():
         ov = dict(o.split("=", 1) for o in spec.overrides)
