@@ -5,7 +5,8 @@ models for speech enhancement", extending Karras et al. 2022):
 
     x_t = y + s(t) * (x0 - y + sigma(t) * noise),   t in [0, 1]
 
-with ``x0`` the clean and ``y`` the noisy compressed complex STFT.
+with ``x0`` the clean and ``y`` the noisy compressed complex STFT (``m(t) y`` in place of the first ``y`` for the
+Schrödinger bridge over a VP reference process, :class:`edm_se.sde.SBVP`).
 """
 
 __version__ = "0.1.0"

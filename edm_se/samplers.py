@@ -14,8 +14,9 @@ Starting part-way (``t_start < 1``) begins from ``y + std(t_0) noise`` (as BBED 
 given. The state arithmetic runs in float64 (complex128) when ``float64=True``; as in NVlabs/edm, the denoiser (its
 preconditioning and network) sees the caller's dtype of ``y``, and its output is cast back (the last step's clean
 estimate ``y + D`` is summed in the caller's dtype: bit for bit the float64 sum rounded back). Steps in sigma work on
-the residual ``x_tilde = (x - y) / s`` with fused interpolations, and the next step takes the residual the last one
-made instead of recomputing it from ``x``, so a step costs a few passes over the state besides its network calls
+the residual ``x_tilde = (x - y) / s`` (``(x - m y) / s`` on :class:`edm_se.sde.SBVP`, whose mean has a centre weight
+``m(t)``) with fused interpolations, and the next step takes the residual the last one made instead of recomputing it
+from ``x``, so a step costs a few passes over the state besides its network calls
 (``benchmarks/sampler_overhead.py`` measures the ratio).
 """
 
@@ -365,10 +366,13 @@ class Posterior(PC):
 
         x_tilde_n ~ N(D + (sigma_n^2 / sigma_c^2) (x_tilde_c - D), sigma_n^2 (1 - sigma_n^2 / sigma_c^2)),
 
-    then maps back with ``s(t_n)``. On :class:`edm_se.sde.SBVE` this is the Schrödinger bridge's SDE sampler
-    (Jukić et al. 2024, eq. 19; sgmse's ``get_sb_sampler(sampler_type="sde")``): ``x_n = (v_n / v_c) x_c +
-    (1 - v_n / v_c) D + sqrt(v_n (1 - v_n / v_c)) z`` with ``v`` the VE reference variance (tested against sgmse's
-    weights). Its deterministic counterpart, the SB-ODE sampler, is :class:`Euler` (first order in sigma). For
+    then maps back with ``s(t_n)`` (and the centre ``m(t_n) y``). On :class:`edm_se.sde.SBVE` this is the
+    Schrödinger bridge's SDE sampler (Jukić et al. 2024, eq. 19; sgmse's ``get_sb_sampler(sampler_type="sde")``):
+    ``x_n = (v_n / v_c) x_c + (1 - v_n / v_c) D + sqrt(v_n (1 - v_n / v_c)) z`` with ``v`` the VE reference
+    variance (tested against sgmse's weights); on :class:`edm_se.sde.SBVP` the same update with the VP reference's
+    scale, ``x_n = alpha_n [(v_n / (alpha_c v_c)) x_c + (1 - v_n / v_c) D + sqrt(v_n (1 - v_n / v_c)) z]`` (tested
+    against the paper's weights). Its deterministic counterpart, the SB-ODE sampler, is :class:`Euler` (first order
+    in sigma). For
     every other SDE of the signal model it is DDPM-style ancestral sampling (:class:`PC` with no corrector).
     The denoiser is evaluated at the current state's own time; sgmse evaluates it at the next time instead. The
     last step returns the clean estimate. ``nfe = N``.

@@ -45,31 +45,32 @@ class ScoreNet(nn.Module):
         t = torch.exp(c_noise.double()).reshape(-1, 1)
         x_t, y = x[:, 0:1].double().flatten(1), x[:, 1:2].double().flatten(1)
         s, sigma = self.sde.s(t), self.sde.sigma(t)
-        score = -(x_t - y - s * self.m) / (s ** 2 * (self.v + sigma ** 2))
+        score = -(x_t - self.sde.center(y, t.flatten()) - s * self.m) / (s ** 2 * (self.v + sigma ** 2))
         return (-t * score).reshape(x[:, 0:1].shape)
 
 
-def test_sgmse_precond_recovers_the_tweedie_denoiser():
-    """With a network that outputs -t * score (SGMSE+ convention), D equals E[x0 - y | x_tilde] exactly."""
-    sde = S.OUVE()
+@pytest.mark.parametrize("sde", [S.OUVE(), S.SBVP()], ids=["ouve", "sbvp"])
+def test_sgmse_precond_recovers_the_tweedie_denoiser(sde):
+    """With a network that outputs -t * score (SGMSE+ convention) of the x_t it reads, D equals E[x0 - y | x_tilde]
+    exactly; on SBVP the network reads x_t = m y + s x_tilde (c_shift = m y), so its score is of the true x_t."""
     m, v = 0.2, 0.01
     den = Denoiser(ScoreNet(sde, m, v), P.SGMSE(sde=sde))
     g = torch.Generator().manual_seed(0)
     y = torch.randn(5, 1, 16, dtype=torch.float64, generator=g)
     x_tilde = torch.randn(5, 1, 16, dtype=torch.float64, generator=g)
-    sigma = sde.sigma(torch.tensor([0.1, 0.3, 0.5, 0.8, 1.0], dtype=torch.float64))
+    sigma = sde.sigma(torch.tensor([0.1, 0.3, 0.5, 0.8, 1.0], dtype=torch.float64) * sde.t_max)
     expected = m + v / (v + sigma.reshape(-1, 1, 1) ** 2) * (x_tilde - m)
     torch.testing.assert_close(den(x_tilde, y, sigma), expected, rtol=1e-9, atol=1e-12)
 
 
-def test_sgmse_weight_equals_score_matching_objective():
+@pytest.mark.parametrize("sde", [S.OUVE(), S.SBVP()], ids=["ouve", "sbvp"])
+def test_sgmse_weight_equals_score_matching_objective(sde):
     """1/sigma^2 |D - r|^2 == |std * score + z|^2 (Richter et al. 2023, eq. 8)."""
-    sde = S.OUVE()
     g = torch.Generator().manual_seed(1)
     t = torch.tensor([0.2, 0.7], dtype=torch.float64)
     r, z, D, y = (torch.randn(2, 8, dtype=torch.float64, generator=g) for _ in range(4))
     sigma, s = sde.sigma(t)[:, None], sde.s(t)[:, None]
-    x_t = y + s * (r + sigma * z)
+    x_t = sde.center(y, t) + s * (r + sigma * z)
     score = sde.score(x_t, y, y + D, t)
     lhs = P.SGMSE(sde=sde).loss_weight(sigma) * (D - r) ** 2
     torch.testing.assert_close(lhs, (sde.std(t)[:, None] * score + z) ** 2)
