@@ -70,6 +70,27 @@ def model_config(cfg: DictConfig | dict) -> dict:
     return {k: full[k] for k in MODEL_KEYS}
 
 
+def instantiate_group(node: Any, group: str, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate(node, **kwargs)`` for the config group ``group``; a ValueError its constructor
+    raises (a parameter out of range, e.g. ``sde.c=-1``) becomes a one-line
+    :class:`edm_se.validate.ConfigError` naming the group, instead of Hydra's wrapped multi-line error.
+
+    Raises:
+        edm_se.validate.ConfigError: the constructor refused a value.
+    """
+    from hydra.errors import InstantiationException
+
+    from edm_se.validate import ConfigError
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__ or err.__context__
+        if isinstance(cause, ValueError):
+            raise ConfigError(f"{group}: {cause}") from None
+        raise
+
+
 def build_model(cfg: DictConfig | dict) -> ModelParts:
     """Build SDE, preconditioning, backbone, Denoiser and STFT from a config with keys ``sde, precond, net, stft``.
 
@@ -78,15 +99,18 @@ def build_model(cfg: DictConfig | dict) -> ModelParts:
 
     Returns:
         :class:`ModelParts`.
+
+    Raises:
+        edm_se.validate.ConfigError: a constructor refused a value (one line naming the group).
     """
     from edm_se.denoiser import Denoiser
 
     cfg = OmegaConf.create(model_config(cfg))
-    sde = instantiate(cfg.sde)
-    precond = instantiate(cfg.precond, sde=sde, _partial_=False)
-    net = instantiate(cfg.net)
+    sde = instantiate_group(cfg.sde, "sde")
+    precond = instantiate_group(cfg.precond, "precond", sde=sde, _partial_=False)
+    net = instantiate_group(cfg.net, "net")
     denoiser = Denoiser(net, precond)
-    stft = instantiate(cfg.stft)
+    stft = instantiate_group(cfg.stft, "stft")
     return ModelParts(sde=sde, precond=precond, net=net, denoiser=denoiser, stft=stft)
 
 
@@ -98,7 +122,7 @@ def build_sampler(sampler_cfg: DictConfig | dict, **overrides: Any) -> Any:
             if key not in node:
                 raise KeyError(f"sampler {node.get('_target_')} has no parameter {key!r}")
             node[key] = value
-    return instantiate(node)
+    return instantiate_group(node, "sampler")
 
 
 def select_device(name: str = "auto") -> torch.device:

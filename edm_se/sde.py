@@ -20,7 +20,8 @@ works on real tensors of any shape. ``std(t) = s(t) * sigma(t)`` is the marginal
 ``x_tilde = (x_t - y) / s = (x0 - y) + sigma * noise`` is plain EDM on the residual ``x0 - y``.
 
 A subclass implements only ``s(t)``, ``sigma(t)``, ``sigma_inv(sigma)``, ``f(t)`` and ``g(t)`` (and, where
-``m != 1``, ``m(t)`` and ``m_dot(t)``) in closed form; the base class derives the rest. Times are float64 tensors (or Python floats) internally; results are cast back.
+``m != 1``, ``m(t)`` and ``m_dot(t)``) in closed form; the base class derives the rest. Times are float64 tensors
+(or Python floats) internally; results are cast back.
 
 Complex noise follows ``torch.randn`` semantics: real and imaginary parts each have variance 1/2, so
 ``E|noise|^2 = 1`` for both real and complex tensors (:func:`edm_se.noise.randn_like`, re-exported here).
@@ -34,8 +35,8 @@ import torch
 
 from edm_se.noise import randn_like
 
-__all__ = ["as_float64", "batch_view", "SDE", "EDM", "VE", "VP", "OUVE", "OUVEDecoupled", "OUVP", "OUCosine", "BBED", "SBVE",
-           "SBVP", "FlowMatching", "randn_like"]
+__all__ = ["as_float64", "batch_view", "SDE", "EDM", "VE", "VP", "OUVE", "OUVEDecoupled", "OUVP", "OUCosine", "BBED",
+           "SBVE", "SBVP", "FlowMatching", "randn_like"]
 
 
 def as_float64(t: torch.Tensor | float) -> torch.Tensor:

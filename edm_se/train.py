@@ -32,7 +32,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from edm_se.checkpoint import FORMAT, CheckpointError, atomic_torch_save, load_checkpoint
-from edm_se.config import build_model, config_diff, model_config, select_device, to_container
+from edm_se.config import build_model, config_diff, instantiate_group, model_config, select_device, to_container
 from edm_se.train_data import PositionSampler, RankBatches, collate
 from edm_se.train_dist import Replicas
 from edm_se.train_log import RunLog
@@ -116,7 +116,7 @@ class Trainer:
 
         self.parts = build_model(cfg)
         self.denoiser = self.parts.denoiser.to(self.device)
-        self.loss_fn = instantiate(cfg.loss, _partial_=False) if "_target_" in cfg.loss else None
+        self.loss_fn = instantiate_group(cfg.loss, "loss", _partial_=False) if "_target_" in cfg.loss else None
         if self.loss_fn is None:
             raise ValueError("loss config needs a _target_")
         self.model = self.denoiser

@@ -228,3 +228,18 @@ def test_a_device_this_machine_lacks_is_one_line_before_any_work(tmp_path):
         assert res.stderr.strip().splitlines()[-1].endswith("device=tpu: not a device torch knows; use auto, cpu or "
                                                             "cuda[:N]")
     assert not out.exists() and not any((tmp_path / "study").glob("*/metrics.json"))
+
+
+def test_a_value_a_model_constructor_refuses_is_one_line_naming_its_group(tmp_path):
+    """`sde.c=-1` reached the SDE's constructor, whose ValueError Hydra wrapped into a multi-line error with exit
+    status 1; the group, the constructor's message and exit status 2, and no run directory."""
+    cases = {"sde": (["sde=sbvp", "sde.c=-1"], "sde: need 0 <= beta_0 < beta_1, c > 0, 0 < t_max < 1; got 0.01, 20.0, "
+                                                "-1, 0.999"),
+             "precond": (["precond.sigma_data=-1"], "precond: sigma_data must be > 0, got -1"),
+             "stft": (["stft.n_fft=0"], "stft: need 0 < hop_length <= n_fft, got n_fft=0, hop_length=128")}
+    results = run_cli_many(*(["train", *TINY_TRAIN, *ov, f"run_dir={tmp_path / name}"]
+                             for name, (ov, _) in cases.items()))
+    for (name, (_, message)), res in zip(cases.items(), results):
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+        assert res.stderr.strip().splitlines()[-1] == f"edm-se train: error: {message}"
+        assert not (tmp_path / name).exists()
