@@ -133,7 +133,7 @@ def test_nfe_is_counted(n):
         assert out.nfe == expected == oracle.calls, type(sampler).__name__
 
 
-@pytest.mark.parametrize("name", ["edm", "ouve", "oucosine_theta", "bbed", "ve"])
+@pytest.mark.parametrize("name", ["edm", "ouve", "oucosine_theta", "bbed", "ve", "sbvp"])
 @pytest.mark.parametrize("kind", ["em", "pc", "churn"])
 def test_stochastic_samplers_reach_the_data_distribution(name, kind):
     """Start from the true marginal at t_start; the output residual must be N(m, V): Monte-Carlo mean and variance
