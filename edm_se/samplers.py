@@ -64,7 +64,7 @@ class _Counted:
         self.denoiser, self.sde, self.y, self.nfe = denoiser, sde, y, 0
         self.y_net = y if y_net is None else y_net
         self.estimates = estimates
-        self._last: tuple[torch.Tensor, float, torch.Tensor] | None = None  # (x, s, x_tilde) of from_residual
+        self._last: tuple[torch.Tensor, float, torch.Tensor] | None = None  # (x, t, x_tilde) of from_residual
 
     def center(self, t: torch.Tensor) -> torch.Tensor:
         """``m(t) y``, the point the residual is measured from: the state's ``y`` itself when ``m = 1`` (every SDE
