@@ -601,7 +601,8 @@ class SBVP(SDE):
         r = as_float64(sigma) ** 2 / self._v1
         b = torch.log1p(r * math.expm1(self._b1) / (1 + r))
         half_slope = 0.5 * (self.beta_1 - self.beta_0)
-        return 2 * b / (self.beta_0 + torch.sqrt(self.beta_0 ** 2 + 4 * half_slope * b))
+        # the root of half_slope t^2 + beta_0 t = b without cancellation; 0 at b = 0 also when beta_0 = 0
+        return 2 * b / (self.beta_0 + torch.sqrt(self.beta_0 ** 2 + 4 * half_slope * b)).clamp_min(1e-300)
 
     def f(self, t):
         beta = self.beta(t)

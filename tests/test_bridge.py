@@ -129,6 +129,15 @@ def test_sbvp_marginal_equals_the_papers_closed_form_on_a_grid(b0, b1, c):
     assert float(ours.std(torch.tensor(1.0 - 1e-12, dtype=torch.float64))) < 1e-4  # the bridge ends at y
 
 
+def test_sbvp_sigma_inverse_with_beta_0_zero():
+    """beta_0 = 0 is allowed: sigma_inv(sigma(t)) = t down to t = 0 (no 0 / 0 at sigma = 0)."""
+    sde = S.SBVP(beta_0=0.0, beta_1=5.0)
+    t = torch.linspace(0.0, sde.t_max, 11, dtype=torch.float64)
+    torch.testing.assert_close(sde.sigma_inv(sde.sigma(t)), t, rtol=0, atol=1e-9)
+    with pytest.raises(ValueError):
+        S.SBVP(beta_0=1.0, beta_1=1.0)
+
+
 @pytest.mark.parametrize("b0,b1,c", VP_PARAMS)
 def test_sbvp_forward_sde_is_the_h_transform_of_the_vp_reference(b0, b1, c):
     """Pinning the reference dx = -beta/2 x dt + g dw at y (t = 1) adds g^2 grad log p(y | x_t) = g^2 (y / alpha_1
