@@ -204,6 +204,11 @@ class EDMHeun(Sampler):
             parameterisation of time, only its discretisation does). False steps in ``t`` with ``dx/dt`` from
             :meth:`edm_se.sde.SDE.probability_flow` (Karras et al. Alg. 1 in its general form), which needs many
             steps where ``sigma(t)`` is far from linear (OU-cosine, VP near t = 1).
+
+    With N = 2 on a Karras grid the first step jumps from ``sigma_max`` to ``sigma_min``, and its trapezoid keeps
+    about ``sigma_max k^2 / 2`` of the prior's unit noise (``k = V / (V + sigma_min^2)`` for a residual of variance
+    ``V``), even with an exact denoiser: harmless for ``sigma_max`` near the data's scale, a collapse for BBED, the
+    bridges and flow matching (``sigma_max`` 23-662). Use :class:`Euler` or :class:`Posterior` for 1-2 steps there.
     """
 
     def __init__(self, num_steps: int = 16, schedule: Schedule | None = None, s_churn: float = 0.0,

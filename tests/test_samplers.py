@@ -354,3 +354,36 @@ def test_last_step_in_the_callers_dtype_is_bit_identical_to_the_float64_sum(name
     old = make()(den, S.OUVE(), y, generator=torch.Generator().manual_seed(0))
     assert new.nfe == old.nfe and new.x0_hat.dtype == old.x0_hat.dtype == torch.complex64
     assert torch.equal(torch.view_as_real(new.x0_hat), torch.view_as_real(old.x0_hat))
+
+
+@pytest.mark.parametrize("name", ["flow", "bbed", "sbve", "sbvp", "oucosine"])
+def test_two_heun_steps_keep_a_share_of_the_prior_noise_that_grows_with_sigma_max(name):
+    """Why EDM Heun collapses at NFE 3 on the flow, BBED and bridge cells of the `design` study with an exact
+    denoiser too. On a Karras grid with N = 2 the first step jumps from sigma_max to sigma_min; its trapezoid
+    keeps (1 + r) / 2 of the prior's residual (r = sigma_min / sigma_max), and the slope at sigma_min cancels only a
+    share 1 - k(sigma_min) of it, k(sigma) = V / (V + sigma^2). For the Gaussian oracle the whole map is linear in
+    a = x_tilde_T - m, out - m = G a, with G in closed form below; for a large sigma_max the leftover |G| sigma_max is
+    about sigma_max k^2 / 2 (flow 499.5: 2.5, SBVP 662: 3.3, BBED 41.7: 0.24, SBVE 23.2: 0.14), above the data's std
+    sqrt(V) = 0.1, while Euler's two steps stay within it (and OU-cosine's sigma_max = 1.5 is harmless)."""
+    sde = SDES[name]()
+    sigma_min = 0.3  # the edm_heun preset's grid (conf/sampler/edm_heun.yaml)
+    y, m, x_init, _ = _problem(sde, 1.0, batch=2, n=256)
+    heun = SM.EDMHeun(2, schedule=SC.Karras(sigma_min=sigma_min))(GaussianOracle(m), sde, y, x_init=x_init)
+    euler = SM.Euler(2)(GaussianOracle(m), sde, y, x_init=x_init)
+    t0 = torch.tensor(sde.t_max, dtype=torch.float64)
+    a = (x_init - sde.center(y, t0)) / sde.s(t0) - m
+    smax = float(sde.sigma(t0))
+    k = lambda s: V / (V + s ** 2)  # noqa: E731 - the oracle's shrinkage at sigma
+    r, h = sigma_min / smax, sigma_min - smax
+    e = k(smax) + r * (1 - k(smax))  # the Euler state's gain: x_tilde_e - m = e a
+    gain = k(sigma_min) * ((1 + r) / 2 + k(smax) * (1 - r) / 2 + h / 2 * (1 - k(sigma_min)) * e / sigma_min)
+    torch.testing.assert_close(heun.x0_hat - y - m, gain * a, rtol=1e-6, atol=1e-9)
+    if smax > 100:  # then the leftover is about sigma_max k(sigma_min)^2 / 2 of the unit prior noise
+        assert abs(gain) * smax == pytest.approx(smax * k(sigma_min) ** 2 / 2, rel=0.05)
+    heun_dev = float((heun.x0_hat - y - m).pow(2).mean().sqrt())
+    euler_dev = float((euler.x0_hat - y - m).pow(2).mean().sqrt())
+    assert euler_dev < math.sqrt(V)  # Euler's two steps: within the data's own spread
+    if smax > 20:
+        assert heun_dev > math.sqrt(V) and heun_dev > 2 * euler_dev  # Heun's: beyond it
+    else:
+        assert heun_dev < math.sqrt(V)
