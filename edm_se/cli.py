@@ -215,8 +215,9 @@ def _unchosen_group_hint(config_name: str, argv: list[str]) -> str | None:
         field = next((a for a in argv if re.match(rf"^{group}\.[\w.]+=", a)), None)
         if field is not None and not chosen:
             names = sorted(p.stem for p in (Path(conf_dir()) / group).glob("*.yaml"))
+            example = "edm_heun" if "edm_heun" in names else (names[0] if names else "NAME")  # the default sampler
             return (f"{field}: no {group} is chosen on this command line, so it has no fields to set; choose one "
-                    f"first ({group}={names[0] if names else 'NAME'} {field}; {group}: {', '.join(names)})"
+                    f"first ({group}={example} {field}; {group}: {', '.join(names)})"
                     + (", or set num_steps=N for the default one" if field.startswith(f"{group}.num_steps=")
                        else ""))
     return None

@@ -387,3 +387,54 @@ def test_two_heun_steps_keep_a_share_of_the_prior_noise_that_grows_with_sigma_ma
         assert heun_dev > math.sqrt(V) and heun_dev > 2 * euler_dev  # Heun's: beyond it
     else:
         assert heun_dev < math.sqrt(V)
+
+
+def test_dpmpp_2m_is_k_diffusions_sample_dpmpp_2m():
+    """EDM SDE (s = 1, so x_tilde = x - y) + Karras grid: DPMSolver2M against a hand transcription of k-diffusion's
+    sample_dpmpp_2m (Lu et al. 2022, DPM-Solver++(2M)) with the absolute denoiser."""
+    sde = S.EDM(sigma_max=2.0)
+    y, m, x_init, _ = _problem(sde, 1.0, batch=2, n=64)
+    oracle = GaussianOracle(m)
+    n, sigma_min, sigma_max, rho = 6, 0.002, 2.0, 7.0
+    out = SM.DPMSolver2M(n, schedule=SC.Karras(sigma_min=sigma_min, rho=rho))(oracle, sde, y, x_init=x_init)
+
+    def model(x, sigma):
+        return y + oracle(x - y, y, torch.tensor(sigma, dtype=torch.float64))
+
+    i = torch.arange(n, dtype=torch.float64)
+    sigmas = (sigma_max ** (1 / rho) + i / (n - 1) * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+    sigmas = torch.cat([sigmas, torch.zeros(1, dtype=torch.float64)]).tolist()
+    x, old = x_init.clone(), None
+    for k in range(n):
+        denoised = model(x, sigmas[k])
+        if sigmas[k + 1] == 0:
+            x = denoised
+            break
+        t, t_next = -math.log(sigmas[k]), -math.log(sigmas[k + 1])
+        h = t_next - t
+        if old is None:
+            x = (sigmas[k + 1] / sigmas[k]) * x - math.expm1(-h) * denoised
+        else:
+            r = (t - (-math.log(sigmas[k - 1]))) / h
+            d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old
+            x = (sigmas[k + 1] / sigmas[k]) * x - math.expm1(-h) * d
+        old = denoised
+    torch.testing.assert_close(out.x0_hat, x, rtol=0, atol=1e-9)
+    assert out.nfe == n and oracle.calls == 2 * n  # ours, then the transcription
+
+
+@pytest.mark.parametrize("name", SDES)
+def test_dpmpp_2m_converges_at_second_order_and_equals_euler_at_two_steps(name):
+    sde = SDES[name]()
+    y, m, x_init, exact = _problem(sde, 1.0)
+    karras = SC.Karras(sigma_min=1e-4)
+    errs = []
+    for n in (32, 64):
+        out = SM.DPMSolver2M(n, schedule=karras)(GaussianOracle(m), sde, y, x_init=x_init)
+        errs.append(float((out.x0_hat - y - exact).abs().max()))
+    assert math.log2(errs[0] / errs[1]) > 1.8, errs
+    sampler = SM.DPMSolver2M(2, schedule=karras)
+    two = sampler(GaussianOracle(m), sde, y, x_init=x_init).x0_hat
+    assert torch.equal(two, SM.Euler(2, schedule=karras)(GaussianOracle(m), sde, y, x_init=x_init).x0_hat)
+    # the multistep memory lives in the call, not in the (shared) sampler object
+    assert torch.equal(sampler(GaussianOracle(m), sde, y, x_init=x_init).x0_hat, two)
