@@ -243,3 +243,25 @@ def test_a_value_a_model_constructor_refuses_is_one_line_naming_its_group(tmp_pa
         assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
         assert res.stderr.strip().splitlines()[-1] == f"edm-se train: error: {message}"
         assert not (tmp_path / name).exists()
+
+
+def test_a_sampler_node_its_target_does_not_take_is_one_line_and_the_documented_swap_works(tmp_path):
+    """`sampler.schedule._target_=...Uniform` kept Karras's keys; Uniform's TypeError, wrapped by Hydra, came out as a
+    multi-line error with exit status 1. Now one line and exit 2, with nothing written; replacing the node as the
+    README says enhances."""
+    import soundfile as sf
+    from conftest import speech_like
+
+    noisy = tmp_path / "n.wav"
+    sf.write(noisy, speech_like(1.0), 16000)
+    bad, good = run_cli_many(
+        ["enhance", f"input={noisy}", f"output={tmp_path / 'bad'}", "sampler=dpmpp_2m", "num_steps=3",
+         "sampler.schedule._target_=edm_se.schedules.Uniform"],
+        ["enhance", f"input={noisy}", f"output={tmp_path / 'good'}", "sampler=dpmpp_2m", "num_steps=3",
+         "~sampler.schedule", "+sampler.schedule={_target_:edm_se.schedules.Uniform,t_min:null}", "progress=false"])
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr[-2000:]
+    assert bad.stderr.strip().splitlines()[-1] == ("edm-se enhance: error: sampler: Uniform.__init__() got an "
+                                                   "unexpected keyword argument 'sigma_min'")
+    assert not (tmp_path / "bad").exists()
+    assert good.returncode == 0, good.stderr[-2000:]
+    assert list((tmp_path / "good").glob("*.wav"))
