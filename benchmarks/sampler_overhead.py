@@ -36,10 +36,11 @@ import torch
 from _enhance_setup import add_model_args, model_and_input  # benchmarks/ (the script's own directory)
 from _env import environment
 
-# (sampler, num_steps) per target NFE n in {1, 4, 16, 60}: Euler, Posterior and PC without correctors make N calls,
-# EDM Heun 2N - 1 (the nearest odd NFE), PC with one corrector 2N.
+# (sampler, num_steps) per target NFE n in {1, 4, 16, 60}: Euler, DPM-Solver++(2M), Posterior and PC without
+# correctors make N calls, EDM Heun 2N - 1 (the nearest odd NFE), PC with one corrector 2N.
 GRID = {
     "euler": {1: 1, 4: 4, 16: 16, 60: 60},
+    "dpmpp_2m": {1: 1, 4: 4, 16: 16, 60: 60},
     "posterior": {1: 1, 4: 4, 16: 16, 60: 60},
     "edm_heun": {1: 1, 4: 2, 16: 8, 60: 30},
     "edm_heun_churn": {1: 1, 4: 2, 16: 8, 60: 30},
