@@ -52,11 +52,11 @@ def test_sampler_overhead_runs_on_real_audio(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     data = json.loads(out.read_text())
     rows = {(r["sampler"], r["nfe"]) for r in data["rows"]}
-    assert rows == {("euler", 1), ("euler", 4), ("posterior", 1), ("posterior", 4), ("edm_heun", 1),
-                    ("edm_heun", 3), ("edm_heun_churn", 1), ("edm_heun_churn", 3), ("pc", 4)}
+    assert rows == {("euler", 1), ("euler", 4), ("dpmpp_2m", 1), ("dpmpp_2m", 4), ("posterior", 1), ("posterior", 4),
+                    ("edm_heun", 1), ("edm_heun", 3), ("edm_heun_churn", 1), ("edm_heun_churn", 3), ("pc", 4)}
     assert all(r["in_run_ratio"] > 1.0 for r in data["rows"])
     zero = data["zero_cost_denoiser"]
-    assert set(zero) == {"euler", "posterior", "edm_heun", "edm_heun_churn", "pc"}
+    assert set(zero) == {"euler", "dpmpp_2m", "posterior", "edm_heun", "edm_heun_churn", "pc"}
     assert all(p["outside_ms"] > 0 for z in zero.values() for p in z["points"])
     assert zero["pc"]["per_nfe_ms"] is None and set(zero["pc"]["break_even_call_ms"]) == {"4"}
     assert data["cpu"] and data["ckpt"] == "bundled"
