@@ -69,7 +69,7 @@ train() {  # MODE PER_NET_LIMIT_S FLAGS...: training throughput of $NETS, each b
 }
 step ncsnpp_vs_sgmse 60 benchmarks/ncsnpp_vs_sgmse.py --device "$DEV" --size $SIZE --repeats "$R" \
     --threads "$THREADS" --json "$OUT/ncsnpp_vs_sgmse_gpu.json"
-step sampler_overhead 50 benchmarks/sampler_overhead.py --device "$DEV" --seconds "$SEC" --repeats 5 \
+step sampler_overhead 60 benchmarks/sampler_overhead.py --device "$DEV" --seconds "$SEC" --repeats 5 \
     --threads "$THREADS" --json "$OUT/sampler_overhead_gpu.json"
 step sampler_overhead_big 60 benchmarks/sampler_overhead.py --device "$DEV" --net "$BIG" --seconds "$SEC" \
     --nfe 1 4 16 --repeats 3 --threads "$THREADS" --json "$OUT/sampler_overhead_${BIG}_gpu.json"
