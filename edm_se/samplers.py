@@ -209,7 +209,8 @@ class EDMHeun(Sampler):
     With N = 2 on a Karras grid the first step jumps from ``sigma_max`` to ``sigma_min``, and its trapezoid keeps
     about ``sigma_max k^2 / 2`` of the prior's unit noise (``k = V / (V + sigma_min^2)`` for a residual of variance
     ``V``), even with an exact denoiser: harmless for ``sigma_max`` near the data's scale, a collapse for BBED, the
-    bridges and flow matching (``sigma_max`` 23-662). Use :class:`Euler` or :class:`Posterior` for 1-2 steps there.
+    bridges and flow matching (``sigma_max`` 23-662). Use :class:`Euler`, :class:`DPMSolver2M` (Euler at N = 2) or
+    :class:`Posterior` for 1-2 steps there.
     """
 
     def __init__(self, num_steps: int = 16, schedule: Schedule | None = None, s_churn: float = 0.0,
