@@ -70,10 +70,12 @@ def model_config(cfg: DictConfig | dict) -> dict:
     return {k: full[k] for k in MODEL_KEYS}
 
 
-def instantiate_group(node: Any, group: str, **kwargs: Any) -> Any:
-    """``hydra.utils.instantiate(node, **kwargs)`` for the config group ``group``; a ValueError its constructor
-    raises (a parameter out of range, e.g. ``sde.c=-1``) becomes a one-line
-    :class:`edm_se.validate.ConfigError` naming the group, instead of Hydra's wrapped multi-line error.
+def instantiate_group(node: Any, group: str, user_errors: tuple[type[Exception], ...] = (ValueError,),
+                      **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate(node, **kwargs)`` for the config group ``group``; an error of ``user_errors`` that
+    its constructor raises (a parameter out of range, e.g. ``sde.c=-1``) becomes a one-line
+    :class:`edm_se.validate.ConfigError` naming the group (its message's first line), instead of Hydra's wrapped
+    multi-line error.
 
     Raises:
         edm_se.validate.ConfigError: the constructor refused a value.
@@ -86,8 +88,8 @@ def instantiate_group(node: Any, group: str, **kwargs: Any) -> Any:
         return instantiate(node, **kwargs)
     except InstantiationException as err:
         cause = err.__cause__ or err.__context__
-        if isinstance(cause, ValueError):
-            raise ConfigError(f"{group}: {cause}") from None
+        if isinstance(cause, user_errors):
+            raise ConfigError(f"{group}: {str(cause).strip().splitlines()[0]}") from None
         raise
 
 
@@ -122,7 +124,8 @@ def build_sampler(sampler_cfg: DictConfig | dict, **overrides: Any) -> Any:
             if key not in node:
                 raise KeyError(f"sampler {node.get('_target_')} has no parameter {key!r}")
             node[key] = value
-    return instantiate_group(node, "sampler")
+    # a sampler node is the user's own (a key its target does not take is a TypeError): both are user errors
+    return instantiate_group(node, "sampler", user_errors=(ValueError, TypeError))
 
 
 def select_device(name: str = "auto") -> torch.device:

@@ -70,7 +70,7 @@ class _Counted:
     def center(self, t: torch.Tensor) -> torch.Tensor:
         """``m(t) y``, the point the residual is measured from: the state's ``y`` itself when ``m = 1`` (every SDE
         but :class:`edm_se.sde.SBVP`)."""
-        return self.y if self.sde.unit_center else self.sde.center(self.y, t)
+        return self.sde.center(self.y, t)
 
     def from_residual(self, x_tilde: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The state ``m(t) y + s(t) x_tilde`` at the scalar time ``t``, remembering ``x_tilde`` for

@@ -111,18 +111,13 @@ def sampler(node: Any, prefix: str = "sampler") -> None:
     check(node, "schedule.rho", lambda v: is_number(v) and v > 0, "a number > 0", optional=True)
     check(node, "snr", lambda v: is_number(v) and v > 0, "a number > 0", optional=True)
     int_at_least(node, ["corrector_steps"], 0, optional=True)
-    from hydra.errors import InstantiationException
-
     from edm_se.config import build_sampler
 
     plain = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
     try:
-        build_sampler(plain)
-    except InstantiationException as err:  # Hydra wraps what the constructors raise (a key the target does not take)
-        cause = err.__cause__ or err.__context__ or err
-        raise ConfigError(f"{prefix}: {str(cause).strip().splitlines()[0]}") from None
-    except (ValueError, TypeError) as err:
-        raise ConfigError(f"{prefix}: {str(err).splitlines()[0]}") from None
+        build_sampler(plain)  # its constructor's refusal comes back as a ConfigError "sampler: ..."
+    except ConfigError as err:
+        raise ConfigError(f"{prefix}: {str(err).partition(': ')[2]}") from None
 
 
 def _prefixed(fn: Callable[[], None], prefix: str) -> None:
