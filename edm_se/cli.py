@@ -153,6 +153,10 @@ def run_hydra(command: str, argv: list[str], spec: tuple[str, str] | None = None
     def task(cfg):  # noqa: ANN001
         from edm_se.runtime import tune_malloc
 
+        if isinstance(sys.stderr, _HeldStream):  # composed: the command's own messages and progress bars go out
+            held_stream = sys.stderr
+            sys.stderr = held_stream.target
+            held_stream.release()
         tune_malloc()  # again here: a multirun launcher (joblib, Slurm) runs this in processes of its own
         started.append(True)
         # the command's module (torch and the rest) is imported only now: `--help` and a command line that does
@@ -171,21 +175,63 @@ def run_hydra(command: str, argv: list[str], spec: tuple[str, str] | None = None
             print(f"edm-se {command}: error: {arg}: {blocker} is a file; name a directory", file=sys.stderr)
             raise SystemExit(2)
     prog = f"edm-se {command}"
-    old_argv = sys.argv
+    old_argv, old_stderr = sys.argv, sys.stderr
     sys.argv = [prog, *argv]
+    # What Hydra writes to stderr before the task starts is held back: when the command line does not compose and
+    # a hint below names the cause in one line, that line replaces Hydra's multi-line message.
+    held = sys.stderr = _HeldStream(old_stderr)
     try:
         hydra.main(version_base=None, config_path=conf_dir(), config_name=config_name)(task)()
     except SystemExit as exit_:
         # Hydra exits 1 after printing its own message when the command line does not compose (unknown option,
-        # bad override syntax): that is a user error, so end with one summary line and status 2.
+        # bad override syntax): that is a user error, so end with one line and status 2.
         if exit_.code == 1 and not started:
-            hint = _unchosen_group_hint(config_name, argv) or _unknown_key_hint(config_name, argv)
+            hint = (_unchosen_group_hint(config_name, argv) or _unknown_option_hint(argv)
+                    or _unknown_key_hint(config_name, argv))
+            if hint:
+                held.drop()
+            else:
+                held.release()
             print(f"edm-se {command}: error: " + (hint or "the command line does not compose into a valid config "
-                  f"(Hydra's message above); `edm-se {command} --help` lists the options"), file=sys.stderr)
+                  f"(Hydra's message above); `edm-se {command} --help` lists the options"), file=old_stderr)
             raise SystemExit(2) from None
         raise
     finally:
-        sys.argv = old_argv
+        held.release()
+        sys.argv, sys.stderr = old_argv, old_stderr
+
+
+class _HeldStream:
+    """A text stream that holds what is written to it until :meth:`release` (which writes it on to ``target``
+    and passes every later write straight through) or :meth:`drop` (which forgets it, and passes later writes
+    through too). Stands in for ``sys.stderr`` while Hydra composes a command line."""
+
+    def __init__(self, target) -> None:  # noqa: ANN001 (any text stream)
+        self.target, self._held, self._holding = target, [], True
+
+    def write(self, text: str) -> int:
+        if self._holding:
+            self._held.append(text)
+            return len(text)
+        return self.target.write(text)
+
+    def flush(self) -> None:
+        if not self._holding:
+            self.target.flush()
+
+    def release(self) -> None:
+        if self._holding:
+            self._holding = False
+            self.target.write("".join(self._held))
+            self._held.clear()
+            self.target.flush()
+
+    def drop(self) -> None:
+        self._held.clear()
+        self._holding = False
+
+    def __getattr__(self, name: str):  # noqa: ANN204 (isatty, fileno, encoding, ... of the real stream)
+        return getattr(self.target, name)
 
 
 def _defaults_list(config_name: str) -> list | None:
@@ -220,6 +266,33 @@ def _unchosen_group_hint(config_name: str, argv: list[str]) -> str | None:
                     f"first ({group}={example} {field}; {group}: {', '.join(names)})"
                     + (", or set num_steps=N for the default one" if field.startswith(f"{group}.num_steps=")
                        else ""))
+    return None
+
+
+def _unknown_option_hint(argv: list[str]) -> str | None:
+    """The message for a config group option that does not exist (``sde=ouvee``, ``+experiment=nope``): the first
+    such override, the nearest options (:func:`difflib.get_close_matches`) and all of them; a comma-separated sweep
+    (``-m sde=ouve,nope``) is checked option by option. None when every group option exists, or for values Hydra's
+    grammar writes with brackets or functions (``choice(...)``), which are left to Hydra's own message."""
+    import difflib
+
+    conf = Path(conf_dir())
+    for arg in argv:
+        shown, eq, value = arg.partition("=")
+        key = shown.lstrip("+")
+        if not eq or not (conf / key).is_dir() or key.startswith("_") or any(c in value for c in "()[]{}"):
+            continue
+        options = sorted(p.relative_to(conf / key).with_suffix("").as_posix() for p in (conf / key).rglob("*.yaml"))
+        if key == "study":  # `edm-se study study=paradigms` runs the paradigms app (see main)
+            options = sorted({*options, *STUDY_APPS})
+        for option in value.split(","):
+            option = option.strip()
+            if option in ("", "null") or option in options:
+                continue
+            near = difflib.get_close_matches(option, options, n=2, cutoff=0.6)
+            return (f"{shown}={option}: {key} has no option {option!r} ("
+                    + (f"did you mean {' or '.join(f'{key}={n}' for n in near)}? " if near else "")
+                    + f"options: {', '.join(options)})")
     return None
 
 

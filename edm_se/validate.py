@@ -8,6 +8,7 @@ any file or directory is created.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -374,9 +375,17 @@ def _metrics(cfg: DictConfig, optional: bool = False) -> None:
     from edm_se.metrics import KNOWN_METRICS
 
     known = list(KNOWN_METRICS)
+    value = _get(cfg, "metrics")
+    if value is not _MISSING and value is not None and not isinstance(value, str) and len(value) > 0:
+        unknown = [m for m in value if m not in known]
+        if unknown:  # name the one to fix, and what it may have meant (dnsmos -> dnsmos_ovrl, ...)
+            near = [k for k in known if str(unknown[0]) and k.startswith(str(unknown[0]))] or \
+                difflib.get_close_matches(str(unknown[0]), known, n=2, cutoff=0.6)
+            raise ConfigError(f"metrics={value}: unknown metric {unknown[0]!r} ("
+                              + (f"did you mean {' or '.join(near)}? " if near else "")
+                              + "known: " + ", ".join(known) + ")")
     check(cfg, "metrics", lambda v: len(v) > 0 and all(m in known for m in v),
           "a non-empty list of " + ", ".join(known), optional)
-    value = _get(cfg, "metrics")
     if value is not _MISSING and value is not None:
         twice = sorted({m for m in value if list(value).count(m) > 1})
         if twice:  # a metric named twice made a table with two columns of one name: a failed cell, a doubled row

@@ -177,9 +177,9 @@ def test_karras_refuses_sigma_min_above_the_sde_range():
 def test_unknown_config_option_exits_2_with_a_summary_line(tmp_path):
     res = run_cli("train", "sde=nonexistent", f"run_dir={tmp_path / 'r'}")
     assert res.returncode == 2
-    last = res.stderr.strip().splitlines()[-1]
-    assert last.startswith("edm-se train: error: the command line does not compose")
-    assert "nonexistent" in res.stderr  # Hydra's own message stays
+    assert res.stderr.strip().splitlines() == [
+        "edm-se train: error: sde=nonexistent: sde has no option 'nonexistent' (options: bbed, edm, flow, oucosine, "
+        "ouve, ouve_decoupled, ouvp, sbve, sbvp, ve, vp)"]
     assert not (tmp_path / "r").exists()
 
 
@@ -195,8 +195,14 @@ def test_study_config_values_are_checked(override, key):
 def test_evaluate_config_values_are_checked():
     with pytest.raises(ConfigError, match="required"):
         validate.evaluate_config(_compose("evaluate", []))
-    with pytest.raises(ConfigError, match="^metrics="):
+    with pytest.raises(ConfigError, match=r"^metrics=\['wer'\]: unknown metric 'wer' \(did you mean wer_whisper or "
+                                          r"wer_sphinx\? known: pesq, "):
         validate.evaluate_config(_compose("evaluate", ["estimates=a", "references=b", "metrics=[wer]"]))
+    # the unknown one is named even after known ones, with the nearest spelling
+    with pytest.raises(ConfigError, match=r"unknown metric 'sisdr' \(did you mean si_sdr\? known"):
+        validate.evaluate_config(_compose("evaluate", ["estimates=a", "references=b", "metrics=[pesq,sisdr]"]))
+    with pytest.raises(ConfigError, match="^metrics=pesq: must be a non-empty list"):  # a name, not a list
+        validate.evaluate_config(_compose("evaluate", ["estimates=a", "references=b", "metrics=pesq"]))
     validate.evaluate_config(_compose("evaluate", ["estimates=a", "references=b"]))
 
 
