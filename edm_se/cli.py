@@ -104,6 +104,19 @@ def _file_in_the_way(path: str | os.PathLike) -> Path | None:
     return first if first is not None and not first.is_dir() else None
 
 
+def _worker_message(text: str) -> str | None:
+    """The original message of an error a DataLoader worker raised (PyTorch re-raises it in the main process as
+    ``"Caught AudioError in DataLoader worker process 0. Original Traceback ... AudioError: <file>: <problem>"``,
+    sometimes on one line): ``"<file>: <problem>"``; None for any other text."""
+    import re
+
+    found = re.match(r"\s*Caught (\w+) in DataLoader worker process \d+\.", text)
+    if found is None or f"{found.group(1)}: " not in text[found.end():]:
+        return None
+    message = text.rsplit(f"{found.group(1)}: ", 1)[1].strip()
+    return " ".join(message.split()) or None
+
+
 def report_user_errors(command: str) -> Callable[[Callable], Callable]:
     """Decorator: turn user errors raised by ``fn`` into one line on stderr and ``SystemExit(2)``."""
 
@@ -115,7 +128,8 @@ def report_user_errors(command: str) -> Callable[[Callable], Callable]:
             except _user_error_types() as err:  # noqa: PERF203
                 if os.environ.get("EDM_SE_DEBUG"):
                     raise
-                msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                msg = _worker_message(str(err)) or (str(err).strip().splitlines()[0] if str(err).strip()
+                                                    else type(err).__name__)
                 print(f"edm-se {command}: error: {msg}", file=sys.stderr)
                 raise SystemExit(2) from None
             except (FileExistsError, NotADirectoryError) as err:  # an output directory's path runs into a file

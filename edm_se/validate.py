@@ -151,6 +151,11 @@ def train_config(cfg: DictConfig) -> None:
         node = f"data.{split}"
         check(cfg, f"{node}.segment_seconds", lambda v: is_number(v) and v > 0, "a number > 0 or null",
               optional=True)
+        n_fft, rate, seconds = _get(cfg, "stft.n_fft"), _get(cfg, "sample_rate"), _get(cfg, f"{node}.segment_seconds")
+        if _is_int(n_fft) and _is_int(rate) and rate > 0 and is_number(seconds) and seconds * rate < n_fft:
+            # a crop shorter than one STFT window: torch.stft's reflection padding fails inside the first step
+            raise ConfigError(f"{node}.segment_seconds={seconds}: must be at least one STFT window long (stft.n_fft="
+                              f"{n_fft} samples = {n_fft / rate:.4g} s at sample_rate={rate})")
         number_in(cfg, f"{node}.rir_prob", 0.0, 1.0)
         number_in(cfg, f"{node}.high_snr_fraction", 0.0, 1.0)
         int_at_least(cfg, [f"{node}.length"], 1, optional=True)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from conftest import run_cli, run_cli_many
 
-from edm_se.cli import COMMANDS
+from edm_se.audio import AudioError
+from edm_se.cli import COMMANDS, _worker_message, report_user_errors
 
 
 def test_top_level_help_lists_every_command():
@@ -174,3 +176,30 @@ def test_a_file_where_a_run_directory_goes_is_one_line(tmp_path, command, key):
         assert res.returncode == 2 and "Traceback" not in res.stderr
         assert res.stderr.strip() == f"edm-se {command}: error: {key}={value}: {blocker} is a file; name a directory"
     assert blocker.read_bytes() == b"RIFF"
+
+
+class _WorkerFails(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int):
+        raise AudioError("noise/rain.wav", "silent noise segment")
+
+
+def test_a_user_error_raised_in_a_dataloader_worker_keeps_its_own_message(capsys):
+    """PyTorch re-raises a worker's error in the main process as "Caught AudioError in DataLoader worker process 0.
+    Original Traceback ...", which came out as one line holding the whole traceback; the line is now the error's
+    own message."""
+    loader = torch.utils.data.DataLoader(_WorkerFails(), batch_size=2, num_workers=1)
+
+    @report_user_errors("train")
+    def first_batch():
+        return next(iter(loader))
+
+    with pytest.raises(SystemExit) as info:
+        first_batch()
+    assert info.value.code == 2
+    assert capsys.readouterr().err == "edm-se train: error: noise/rain.wav: silent noise segment\n"
+    assert _worker_message("Caught ValueError in DataLoader worker process 3.\nOriginal Traceback (most recent "
+                           "call last):\n  File x\nValueError: bad\n  value") == "bad value"
+    assert _worker_message("noise/rain.wav: silent noise segment") is None  # not a worker's error: left alone

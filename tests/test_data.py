@@ -164,6 +164,30 @@ def test_mixing_full_utterance_and_padding():
     assert long[0]["clean"].shape[0] == 96000 and long[1]["noisy"].shape[0] == 96000
 
 
+def test_a_silent_stretch_of_a_noise_recording_is_replaced_by_its_loudest_crop(tmp_path):
+    # 4 s of noise that is silent except for 0.25 s: most 40 ms crops land in silence, which raised
+    # "<noise>: silent noise segment" inside the DataLoader (`edm-se train data.train.segment_seconds=0.032`);
+    # every item now mixes at its drawn SNR with noise from the loud stretch
+    noise = np.zeros(64000, dtype=np.float32)
+    noise[30000:34000] = np.random.default_rng(0).standard_normal(4000).astype(np.float32) * 0.1
+    save_audio(tmp_path / "noise.wav", noise, 16000)
+    ds = MixingDataset(builtin_files("speech", "valid")[:3], [tmp_path / "noise.wav"], snr_db=(0.0, 10.0),
+                       segment_seconds=0.04, seed=3, gain_db=None)
+    fell_back = 0
+    for i in range(30):
+        item = ds[i]
+        clean, noisy = item["clean"].numpy(), item["noisy"].numpy()
+        if not np.any(clean):
+            continue
+        residual = noisy - clean
+        assert np.any(residual), f"item {i}: no noise"
+        assert abs(_snr_db(clean, noisy) - item["snr_db"]) < 0.05
+        if np.count_nonzero(residual) >= 0.95 * len(residual):  # the crop lies inside the loud stretch
+            fell_back += 1
+    # items whose random crop hit silence (most of them) took the loudest crop: all inside the 0.25 s stretch
+    assert fell_back >= 20
+
+
 def test_mixing_rir(tmp_path):
     rir = np.zeros(1600, dtype=np.float32)
     rir[0], rir[400], rir[1200] = 1.0, 0.5, 0.25

@@ -33,6 +33,9 @@ def _compose(name: str, overrides: list[str]):
     ("resume=maybe", "resume=maybe"),
     ("data.train.rir_prob=1.5", "data.train.rir_prob=1.5"),
     ("data.train.snr_db=[20,5]", "data.train.snr_db="),
+    # shorter than one STFT window (510 samples): torch.stft's padding error traceback in the first step
+    ("data.train.segment_seconds=0.01", "data.train.segment_seconds=0.01: must be at least one STFT window long "
+                                        "(stft.n_fft=510 samples = 0.03188 s at sample_rate=16000)"),
     ("sampler.num_steps=0", "sampler.num_steps=0"),
     ("sampler.s_noise=0", "sampler.s_noise=0"),
 ])
@@ -41,6 +44,13 @@ def test_train_config_values_are_checked(override, key):
     with pytest.raises(ConfigError) as info:
         validate.train_config(cfg)
     assert str(info.value).startswith(key) and "must be" in str(info.value)
+
+
+def test_a_crop_of_one_stft_window_is_enough():
+    validate.train_config(_compose("train", ["data.train.segment_seconds=0.032"]))  # 512 samples >= 510
+    validate.train_config(_compose("train", ["data.train.segment_seconds=0.04", "stft.n_fft=640"]))
+    with pytest.raises(ConfigError, match=r"^data.train.segment_seconds=0.04: .*stft.n_fft=1022 samples"):
+        validate.train_config(_compose("train", ["data.train.segment_seconds=0.04", "stft.n_fft=1022"]))
 
 
 def test_a_task_models_keys_must_be_its_constructors():

@@ -262,6 +262,11 @@ class MixingDataset(torch.utils.data.Dataset):
             clean = np.zeros(seg)
             clean[:len(x[best:best + seg])] = x[best:best + seg]
         noise = _fit(self.noise[noise_idx], len(clean), noise_rng).astype(np.float64)
+        if not np.any(noise):  # an all-zero stretch of a noise recording (short crops): its loudest crop position
+            src = np.asarray(self.noise[noise_idx], dtype=np.float64)
+            energy = np.concatenate([[0.0], np.cumsum(src ** 2)])
+            best = int(np.argmax(energy[len(clean):] - energy[:-len(clean)]))
+            noise = src[best:best + len(clean)]
         noise = _scale_to_snr(clean, noise, snr) if np.any(clean) else noise * 0.0
         g = 10.0 ** (gain / 20.0)
         clean, noisy = clean * g, (clean + noise) * g
