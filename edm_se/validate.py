@@ -97,6 +97,19 @@ def sampler(node: Any, prefix: str = "sampler") -> None:
     """
     if node is None:
         return
+    _sampler_values(node)
+    from edm_se.config import build_sampler
+
+    plain = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    try:
+        build_sampler(plain)  # its constructor's refusal comes back as a ConfigError "sampler: ..."
+    except ConfigError as err:
+        raise ConfigError(f"{prefix}: {str(err).partition(': ')[2]}") from None
+
+
+def _sampler_values(node: Any) -> None:
+    """The value checks of :func:`sampler` (no build): each key that ``node`` has must hold a value its sampler
+    accepts (also for a node of swept values alone, e.g. ``{"num_steps": 0}``)."""
     int_at_least(node, ["num_steps"], 1, optional=True)
     for key in ("s_churn", "s_min"):
         check(node, key, lambda v: is_number(v) and v >= 0, "a number >= 0", optional=True)
@@ -112,13 +125,6 @@ def sampler(node: Any, prefix: str = "sampler") -> None:
     check(node, "schedule.rho", lambda v: is_number(v) and v > 0, "a number > 0", optional=True)
     check(node, "snr", lambda v: is_number(v) and v > 0, "a number > 0", optional=True)
     int_at_least(node, ["corrector_steps"], 0, optional=True)
-    from edm_se.config import build_sampler
-
-    plain = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
-    try:
-        build_sampler(plain)  # its constructor's refusal comes back as a ConfigError "sampler: ..."
-    except ConfigError as err:
-        raise ConfigError(f"{prefix}: {str(err).partition(': ')[2]}") from None
 
 
 def _prefixed(fn: Callable[[], None], prefix: str) -> None:
@@ -305,6 +311,13 @@ def study_config(cfg: DictConfig) -> None:
     for key, low_open in (("t_start", True), ("oa_weight", False)):  # every swept value, before any cell runs
         for value in (swept or {}).get(key, []):
             number_in({key: _swept_number(value)}, key, 0.0, 1.0, low_open=low_open)
+    for key, values in (swept or {}).items():  # swept sampler fields too (sampler.num_steps=0,1 failed a cell each)
+        if not key.startswith("sampler.") or key.startswith("sampler._"):
+            continue
+        for value in values:
+            one = OmegaConf.create()
+            OmegaConf.update(one, key.partition(".")[2], None if value == "null" else _swept_number(value))
+            _prefixed(lambda: _sampler_values(one), "sampler")
     labels: dict[str, str] = {}
     for ckpt in (swept or {}).get("ckpt", []):
         if ckpt in ("null", ""):

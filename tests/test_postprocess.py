@@ -195,11 +195,15 @@ def test_a_study_over_oa_weight_scores_weight_one_as_the_noisy_input(tiny_checkp
 
 def test_every_swept_weight_and_start_time_is_checked_before_any_cell(tmp_path):
     """`oa_weight=0,2` ran the first cell and recorded the second's failure in its error.json; a value out of range
-    anywhere in the sweep (t_start too) now stops the study with one line before any cell runs."""
+    anywhere in the sweep (t_start and the sampler's fields too) now stops the study with one line before any cell runs."""
     cases = ((["study=oa", "oa_weight=0,2"], "oa_weight=2: must be a number in [0, 1]"),
              (["study=oa", "oa_weight=1e-1,2"], "oa_weight=2: must be a number in [0, 1]"),  # 1e-1 is 0.1
              (["study=t_start", "t_start=0.5,0"], "t_start=0: must be a number in (0, 1]"),
-             (["study=t_start", "t_start=0.5,abc"], "t_start=abc: must be a number in (0, 1]"))
+             (["study=t_start", "t_start=0.5,abc"], "t_start=abc: must be a number in (0, 1]"),
+             # swept sampler fields: `sampler.num_steps=0,1` recorded a ValueError in every num_steps=0 cell
+             (["sampler.num_steps=0,1"], "sampler.num_steps=0: must be an integer >= 1"),
+             (["study=churn", "sampler.s_churn=-1,0"], "sampler.s_churn=-1: must be a number >= 0"),
+             (["sampler.schedule.rho=7,0"], "sampler.schedule.rho=0: must be a number > 0"))
     runs = run_cli_many(*(["study", *args, f"hydra.sweep.dir={tmp_path / 's'}", "max_files=1", "peers=[]"]
                           for args, _ in cases))
     for res, (args, message) in zip(runs, cases):

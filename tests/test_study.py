@@ -170,21 +170,25 @@ def _mtimes(paths):
 # ----------------------------------------------------------------------------------------------- end to end
 def test_study_end_to_end_resume_and_failure(tiny_ckpt, tiny_test_set, tmp_path):
     args = ["study", "study=steps", f"ckpt={tiny_ckpt}", f"test_set={tiny_test_set}", "study.name=e2e",
-            f"hydra.sweep.dir={tmp_path / 'e2e'}", "sampler=edm_heun", "sampler.num_steps=1,2,0", "keep_audio=1",
-            "num_workers=1", "threads=1", "peers=[]"]  # peers: see the WER + peer study test
+            f"hydra.sweep.dir={tmp_path / 'e2e'}", "sampler=edm_heun", "sampler.num_steps=2,3",
+            "sampler.schedule.sigma_min=0.3,1000", "keep_audio=1", "num_workers=1", "threads=1",
+            "peers=[]"]  # peers: see the WER + peer study test
     res = run_cli(*args)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     sweep = tmp_path / "e2e"
-    good = [sweep / f"model=tiny,sampler.num_steps={n},sampler=edm_heun" for n in (1, 2)]  # ckpt=.../tiny.pt
-    bad = sweep / "model=tiny,sampler.num_steps=0,sampler=edm_heun"
-    # the failing cell recorded its error and did not stop the sweep
+    cell = "model=tiny,sampler.num_steps={},sampler.schedule.sigma_min={},sampler=edm_heun"  # ckpt=.../tiny.pt
+    good = [sweep / cell.format(n, 0.3) for n in (2, 3)]
+    # sigma_min = 1000 passes the config checks (a number > 0) and fails in the cell, against the model's SDE (from
+    # 2 steps on: one step uses sigma_max alone)
+    bad, bad2 = (sweep / cell.format(n, 1000) for n in (2, 3))
+    # the failing cells recorded their error and did not stop the sweep
     err = json.loads((bad / "error.json").read_text())
-    assert err["type"] and "num_steps" in err["message"] and "Traceback" in err["traceback"]
-    assert not (bad / "metrics.json").exists()
+    assert err["type"] and "sigma_min=1000 must be below" in err["message"] and "Traceback" in err["traceback"]
+    assert not (bad / "metrics.json").exists() and (bad2 / "error.json").exists()
     nfes = []
     for cell in good:
         m = json.loads((cell / "metrics.json").read_text())
-        assert m["format"] == study.FORMAT and m["config"]["sampler"]["num_steps"] in (1, 2)
+        assert m["format"] == study.FORMAT and m["config"]["sampler"]["num_steps"] in (2, 3)
         (point,) = m["points"]
         assert point["n"] == 2 and point["nfe"] >= 1 and point["rtf"] > 0
         assert set(point["metrics"]) == {"pesq", "estoi", "si_sdr"}
@@ -215,7 +219,7 @@ def test_study_end_to_end_resume_and_failure(tiny_ckpt, tiny_test_set, tmp_path)
 
     # gather() alone rebuilds the same table
     out = study.gather(sweep, plot=False)
-    assert out["cells"] == 2 and len(out["failed"]) == 1
+    assert out["cells"] == 2 and len(out["failed"]) == 2
     again = pd.read_csv(out["results"])
     pd.testing.assert_frame_equal(again, table)
 
