@@ -74,6 +74,32 @@ Each command is a Hydra app: pass overrides as key=value, e.g.
 
 register_resolvers()  # before any Hydra app composes conf/study.yaml (its hydra.sweep.subdir names a resolver)
 
+# groups a command can add that its defaults list does not name (`edm-se train +experiment=cpu_demo`)
+ADDABLE_GROUPS: dict[str, tuple[str, ...]] = {"train": ("experiment",)}
+
+
+def config_groups_help(config_name: str) -> str:
+    """The "Configuration groups" section of ``edm-se <command> --help`` (``conf/hydra/help/edm_se.yaml``): the
+    groups of ``conf/<config_name>.yaml``'s defaults list with their options, and the groups it can add with ``+``;
+    "" when the command chooses no group (evaluate, plot, data). Hydra's own section listed every group under
+    ``conf/``, so `edm-se plot --help` offered `net` and `loss`."""
+    conf = Path(conf_dir())
+    named = [str(k) for entry in (_defaults_list(config_name) or []) if isinstance(entry, dict) for k in entry
+             if (conf / str(k)).is_dir()]
+    lines = []
+    for group in [*named, *ADDABLE_GROUPS.get(config_name, ())]:
+        options = sorted(p.relative_to(conf / group).with_suffix("").as_posix() for p in (conf / group).rglob("*.yaml"))
+        if group == "study":  # `edm-se study study=paradigms` runs the paradigms app (see main)
+            options = sorted({*options, *STUDY_APPS})
+        added = group not in named
+        lines.append(f"{'+' if added else ''}{group}: {', '.join(options)}")
+    if not lines:
+        return ""
+    adds = "; +group=option adds one" if ADDABLE_GROUPS.get(config_name) else ""
+    return ("== Configuration groups ==\nCompose your configuration from those groups (group=option" + adds + ")\n\n"
+            + "\n".join(lines) + "\n\n")
+
+
 
 class UserError(Exception):
     """An error caused by the user's input or configuration; printed as one line, exit status 2."""

@@ -70,13 +70,22 @@ def cell_dir_name(override_dirname: str, ckpt: str | None, kind: str | None) -> 
 
 
 def register_resolvers() -> None:
-    """Register the OmegaConf resolver ``edm_se_cell`` (:func:`cell_dir_name`) that ``conf/study.yaml`` names;
+    """Register the OmegaConf resolvers ``edm_se_cell`` (:func:`cell_dir_name`) that ``conf/study.yaml`` names and
+    ``edm_se_groups`` (:func:`edm_se.cli.config_groups_help`) that ``conf/hydra/help/edm_se.yaml`` names;
     idempotent. :mod:`edm_se.cli` and :mod:`edm_se.study` call it on import, so a launcher's worker process that
-    unpickles the task has it too."""
+    unpickles the task has them too."""
     from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("edm_se_cell"):
         OmegaConf.register_new_resolver("edm_se_cell", cell_dir_name)
+    if not OmegaConf.has_resolver("edm_se_groups"):
+        OmegaConf.register_new_resolver("edm_se_groups", _config_groups_help)
+
+
+def _config_groups_help(config_name: str) -> str:
+    from edm_se.cli import config_groups_help  # imported when a help is drawn: edm_se.cli imports this module
+
+    return config_groups_help(config_name)
 
 
 def _short_target(node: Any) -> str | None:

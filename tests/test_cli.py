@@ -51,6 +51,29 @@ def test_subcommand_help_explains_itself(command):
     assert "Configuration groups" in res.stdout or "== Config ==" in res.stdout
 
 
+def test_help_lists_only_the_config_groups_a_command_chooses():
+    """Hydra's help listed every group under conf/ for every command (`edm-se plot --help` offered `net` and
+    `loss`); each command's help now lists the groups of its own defaults list (and `+experiment` for train), with
+    every option, and none where the command chooses none."""
+    train, enhance, study, plot, evaluate, build = run_cli_many(
+        ["train", "--help"], ["enhance", "--help"], ["study", "--help"], ["plot", "--help"], ["evaluate", "--help"],
+        ["data", "build", "--help"])
+    groups = {}
+    for name, res in (("train", train), ("enhance", enhance), ("study", study)):
+        assert res.returncode == 0, res.stderr
+        section = res.stdout.split("== Configuration groups ==", 1)[1].split("== Config ==", 1)[0]
+        groups[name] = {line.split(":")[0]: line.split(": ", 1)[1].split(", ") for line in section.splitlines()
+                        if ": " in line and not line.startswith("Compose")}
+    assert list(groups["train"]) == ["sde", "precond", "net", "loss", "data", "stft", "trainer", "sampler",
+                                     "paradigm", "+experiment"]
+    assert "sbvp" in groups["train"]["sde"] and "cpu_demo" in groups["train"]["+experiment"]
+    assert list(groups["enhance"]) == ["sampler"] and "dpmpp_2m" in groups["enhance"]["sampler"]
+    assert list(groups["study"]) == ["sampler", "study"] and "paradigms" in groups["study"]["study"]
+    for res in (plot, evaluate, build):
+        assert res.returncode == 0 and "== Config ==" in res.stdout and "Configuration groups" not in res.stdout
+    assert "edm-se plot: draw" in plot.stdout and "results: null" in plot.stdout
+
+
 def test_data_help():
     res = run_cli("data", "--help")
     assert res.returncode == 0
