@@ -201,7 +201,19 @@ def run_hydra(command: str, argv: list[str], spec: tuple[str, str] | None = None
         started.append(True)
         # the command's module (torch and the rest) is imported only now: `--help` and a command line that does
         # not compose answer without it
-        return report_user_errors(command)(getattr(importlib.import_module(module_name), func_name))(cfg)
+        run = getattr(importlib.import_module(module_name), func_name)
+
+        def checked(cfg):  # noqa: ANN001
+            from hydra.core.hydra_config import HydraConfig
+
+            from edm_se import validate
+
+            hydra_cfg = HydraConfig.get()
+            validate.overrides(cfg, conf_dir(), config_name, list(hydra_cfg.overrides.task),
+                               dict(hydra_cfg.runtime.choices))
+            return run(cfg)
+
+        return report_user_errors(command)(checked)(cfg)
 
     # Hydra names the job after the task function's module: that of the command, as if it were decorated directly
     task.__module__, task.__name__, task.__qualname__ = module_name, func_name, func_name
@@ -341,7 +353,8 @@ def _unknown_key_hint(config_name: str, argv: list[str]) -> str | None:
     ``trainer.max_step=5``): the first such key, where its path stops matching, and the nearest existing keys at
     that level (:func:`difflib.get_close_matches`). The config is composed with the command line's group choices
     only, so the fields of a chosen group count. None when every key exists (a bad value or a bad group option:
-    Hydra's own message says which), when the group choices themselves do not compose, or for ``+key=`` additions."""
+    Hydra's own message says which), when the group choices themselves do not compose, or for ``+key=`` additions.
+    Also the message for a section given a value (``tasks=[keywords]`` where ``tasks`` holds keys)."""
     import difflib
 
     from hydra import compose, initialize_config_dir
@@ -387,6 +400,12 @@ def _unknown_key_hint(config_name: str, argv: list[str]) -> str | None:
             suggestion = (f"did you mean {' or '.join(n + '=' for n in near)}?" if near else
                           f"its keys: {', '.join(prefix + k for k in here)}")
             return f"{key}: no such key in {where} ({suggestion})"
+        value = override.split("=", 1)[1].strip()
+        if isinstance(node, dict) and node and value not in ("", "null") and not value.startswith("{"):
+            # `tasks=[keywords]` where tasks holds keys: Hydra's "Cannot merge DictConfig with ListConfig"
+            keys = [str(k) for k in node]
+            return (f"{override}: `{key}` is a section with keys ({', '.join(keys)}), not a value; set one of them "
+                    f"({key}.{keys[0]}=...), or drop one with '~{key}.{keys[-1]}'")
     return None
 
 

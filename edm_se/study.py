@@ -304,6 +304,10 @@ class GatherCallback(Callback):
 
         try:
             validate.study_config(config)
+            from edm_se.cli import conf_dir
+
+            validate.overrides(config, conf_dir(), str(config.hydra.job.config_name),  # before the cells' directories
+                               list(config.hydra.overrides.task), dict(config.hydra.runtime.choices))
             test_set = load_test_set(config.get("test_set"), config.get("max_files"))
             wanted_metrics(list(config.metrics), test_set)  # a missing `asr` extra stops here, naming it
             installed_peers(config.get("peers") or [], warn=True)

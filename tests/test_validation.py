@@ -281,3 +281,35 @@ def test_a_sampler_node_its_target_does_not_take_is_one_line_and_the_documented_
     assert not (tmp_path / "bad").exists()
     assert good.returncode == 0, good.stderr[-2000:]
     assert list((tmp_path / "good").glob("*.wav"))
+
+
+def test_an_override_of_the_wrong_kind_is_one_line_before_any_work(tmp_path):
+    """A section given a value, a constructor's number given a text and a `_target_` that cannot be imported each
+    ended in Hydra's multi-line instantiation error with exit status 1 (some after the run directory was made); now
+    one line naming the override, status 2, nothing written. The command's own keys keep their own checks."""
+    run = ["train", "net=tiny", "trainer.max_steps=1", f"run_dir={tmp_path / 'r'}"]
+    cases = [
+        ([*run, "trainer.optimizer=5"], "edm-se train: error: trainer.optimizer=5: `trainer.optimizer` is a section "
+         "with keys (_target_, _partial_, lr, weight_decay), not a value; set one of them (trainer.optimizer.lr=...)"),
+        ([*run, "sde.theta=abc"], "edm-se train: error: sde.theta=abc: must be a number (the default is 0.0)"),
+        ([*run, "trainer.optimizer._target_=torch.optim.Nope"],
+         "edm-se train: error: trainer.optimizer._target_=torch.optim.Nope: torch.optim has no 'Nope'"),
+        ([*run, "net._target_=nope.Net"], "edm-se train: error: net._target_=nope.Net: no module named 'nope'"),
+        ([*run, "trainer.max_steps=abc"], "edm-se train: error: trainer.max_steps=abc: must be an integer >= 1"),
+        (["enhance", f"input={tmp_path}/x.wav", f"output={tmp_path / 'e'}", "sampler=euler", "sampler.num_steps=abc"],
+         "edm-se enhance: error: sampler.num_steps=abc: must be an integer (the default is 16)"),
+        (["study", f"hydra.sweep.dir={tmp_path / 's'}", "max_files=1", "peers=[]", "sampler.schedule._target_=x.Y"],
+         "edm-se study: error: sampler.schedule._target_=x.Y: no module named 'x'"),
+    ]
+    for res, (args, expected) in zip(run_cli_many(*(args for args, _ in cases)), cases):
+        assert res.returncode == 2, (args, res.stderr[-2000:])
+        assert res.stderr.strip().splitlines()[-1] == expected
+        assert "Traceback" not in res.stderr and "HYDRA_FULL_ERROR" not in res.stderr
+    assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists() and not (tmp_path / "e").exists()
+
+
+def test_unimportable_names_the_missing_part():
+    assert validate._unimportable("torch.optim.AdamW") is None and validate._unimportable("edm_se.sde.OUVE") is None
+    assert validate._unimportable("edm_se.sde.OUVE.nope") == "edm_se.sde.OUVE has no 'nope'"
+    assert validate._unimportable("edm_se") == "edm_se is a module or a value, not a class or function"
+    assert validate._unimportable("a b") == "not a dotted Python path (module.Class)"
