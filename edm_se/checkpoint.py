@@ -74,8 +74,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory, expected a checkpoint file (e.g. {path}/last.pt)")
+    if path.is_dir():  # a trainer's run directory keeps its checkpoints in checkpoints/: name the ones there
+        found = [c for d in (path / "checkpoints", path) for c in (d / "best.pt", d / "last.pt") if c.is_file()]
+        raise CheckpointError(f"{path}: is a directory, expected a checkpoint file ("
+                              + (f"here: {' or '.join(str(c) for c in found)}" if found else
+                                 f"e.g. {path}/checkpoints/last.pt of a training run") + ")")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: checkpoint file is empty")
     require_torch_file(path)

@@ -267,6 +267,25 @@ def test_enhance_cli_writes_every_calls_estimate_and_its_time(tiny_checkpoint, n
     assert one.returncode == 2 and "name a directory as output" in one.stderr
 
 
+def test_a_run_directory_as_checkpoint_names_the_checkpoints_in_it(tmp_path):
+    """`ckpt=runs/x` (the run directory) suggested `runs/x/last.pt`, which a trainer never writes; the message now
+    names the checkpoints that are there (`checkpoints/best.pt`, `checkpoints/last.pt`)."""
+    from edm_se.checkpoint import CheckpointError, load_checkpoint
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    with pytest.raises(CheckpointError, match=r"run: is a directory, expected a checkpoint file \(e\.g\. .*/run/"
+                                              r"checkpoints/last\.pt of a training run\)$"):
+        load_checkpoint(run)
+    (run / "checkpoints" / "last.pt").write_bytes(b"x")
+    (run / "checkpoints" / "best.pt").write_bytes(b"x")
+    for where in (run, run / "checkpoints"):
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(where)
+        assert str(info.value) == (f"{where}: is a directory, expected a checkpoint file (here: "
+                                   f"{run}/checkpoints/best.pt or {run}/checkpoints/last.pt)")
+
+
 def test_missing_checkpoint_is_one_line_and_writes_nothing(noisy_dir, tmp_path):
     out = tmp_path / "enh"
     res = run_cli("enhance", f"ckpt={tmp_path}/nope.pt", f"input={noisy_dir}", f"output={out}")
