@@ -78,6 +78,14 @@ register_resolvers()  # before any Hydra app composes conf/study.yaml (its hydra
 ADDABLE_GROUPS: dict[str, tuple[str, ...]] = {"train": ("experiment",)}
 
 
+def group_options(group: str) -> list[str]:
+    """The options of config group ``group`` (``conf/<group>/**/*.yaml``, sorted), with ``paradigms`` for
+    ``study`` (``edm-se study study=paradigms`` runs the paradigms app, see :func:`main`)."""
+    root = Path(conf_dir()) / group
+    options = {p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml")}
+    return sorted({*options, *STUDY_APPS} if group == "study" else options)
+
+
 def config_groups_help(config_name: str) -> str:
     """The "Configuration groups" section of ``edm-se <command> --help`` (``conf/hydra/help/edm_se.yaml``): the
     groups of ``conf/<config_name>.yaml``'s defaults list with their options, and the groups it can add with ``+``;
@@ -88,9 +96,7 @@ def config_groups_help(config_name: str) -> str:
              if (conf / str(k)).is_dir()]
     lines = []
     for group in [*named, *ADDABLE_GROUPS.get(config_name, ())]:
-        options = sorted(p.relative_to(conf / group).with_suffix("").as_posix() for p in (conf / group).rglob("*.yaml"))
-        if group == "study":  # `edm-se study study=paradigms` runs the paradigms app (see main)
-            options = sorted({*options, *STUDY_APPS})
+        options = group_options(group)
         added = group not in named
         lines.append(f"{'+' if added else ''}{group}: {', '.join(options)}")
     if not lines:
@@ -312,7 +318,7 @@ def _unchosen_group_hint(config_name: str, argv: list[str]) -> str | None:
         chosen = any(re.match(rf"^[+~]*{group}=", a) for a in argv)
         field = next((a for a in argv if re.match(rf"^{group}\.[\w.]+=", a)), None)
         if field is not None and not chosen:
-            names = sorted(p.stem for p in (Path(conf_dir()) / group).glob("*.yaml"))
+            names = group_options(group)
             example = "edm_heun" if "edm_heun" in names else (names[0] if names else "NAME")  # the default sampler
             return (f"{field}: no {group} is chosen on this command line, so it has no fields to set; choose one "
                     f"first ({group}={example} {field}; {group}: {', '.join(names)})"
@@ -334,9 +340,7 @@ def _unknown_option_hint(argv: list[str]) -> str | None:
         key = shown.lstrip("+")
         if not eq or not (conf / key).is_dir() or key.startswith("_") or any(c in value for c in "()[]{}"):
             continue
-        options = sorted(p.relative_to(conf / key).with_suffix("").as_posix() for p in (conf / key).rglob("*.yaml"))
-        if key == "study":  # `edm-se study study=paradigms` runs the paradigms app (see main)
-            options = sorted({*options, *STUDY_APPS})
+        options = group_options(key)
         for option in value.split(","):
             option = option.strip()
             if option in ("", "null") or option in options:
