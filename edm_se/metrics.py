@@ -81,12 +81,15 @@ def pesq_wb(ref: Any, est: Any, sample_rate: int) -> float:
         MOS-LQO score (about 1.04 .. 4.64); NaN, with a logged warning, when PESQ finds no utterance in ``ref``.
 
     Raises:
-        ValueError: shapes differ / not 1-D / non-finite input.
+        ValueError: shapes differ / not 1-D / non-finite input, or ``est`` is all zeros (the ``pesq`` package
+            fails on it with "cannot convert float NaN to integer"; a nearly silent estimate scores about 1.02).
         pesq.PesqError: other PESQ failures (e.g. a signal too short).
     """
     from pesq import NoUtterancesError, pesq
 
     ref, est = _pair(ref, est)
+    if not np.any(est):
+        raise ValueError("pesq: the estimate is silent (all samples zero); PESQ is undefined for it")
     ref = _resample(ref, sample_rate, PESQ_SAMPLE_RATE)
     est = _resample(est, sample_rate, PESQ_SAMPLE_RATE)
     try:
@@ -127,7 +130,8 @@ def si_sdr(ref: Any, est: Any) -> float:
         SI-SDR in dB (+inf for a perfect scaled copy, -inf for an estimate orthogonal to ``ref``).
 
     Raises:
-        ValueError: shapes differ / not 1-D / non-finite input, or ``ref`` is constant (zero energy).
+        ValueError: shapes differ / not 1-D / non-finite input, or ``ref`` or ``est`` is constant (zero energy:
+            an all-zero estimate was scored +inf, as if perfect).
     """
     ref, est = _pair(ref, est)
     ref = ref - ref.mean()
@@ -135,6 +139,8 @@ def si_sdr(ref: Any, est: Any) -> float:
     ref_energy = float(np.dot(ref, ref))
     if ref_energy <= 0.0:
         raise ValueError("si_sdr: the reference has zero energy (after removing its mean)")
+    if not np.any(est):  # target and residual both vanish: 0/0, which the den == 0 test below called +inf
+        raise ValueError("si_sdr: the estimate has zero energy (after removing its mean); SI-SDR is undefined")
     scale = float(np.dot(est, ref)) / ref_energy
     target = scale * ref
     residual = est - target
@@ -404,6 +410,9 @@ def score_pairs(references: Sequence[Any], estimates: Sequence[Any], sample_rate
             ref, est = _pair(ref, est)
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from None
+        if not np.any(est) and any(m in ("pesq", "si_sdr") for m in metrics):  # before any worker's time
+            raise ValueError(f"{name}: the estimate is silent (all samples zero); PESQ and SI-SDR are undefined "
+                             "for it")
         jobs.append((ref.astype(np.float32), est.astype(np.float32), int(sample_rate), metrics, text))
 
     keys = [_job_key(job) for job in jobs] if resume_log is not None else None

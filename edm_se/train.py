@@ -329,9 +329,12 @@ class Trainer:
             item = dataset[i]
             res = model.enhance(item["noisy"], sr, seed=i)
             ref, est = item["clean"].numpy(), res.waveform.numpy()
-            scores["val_pesq"].append(pesq_wb(ref, est, sr))
+            silent = not est.any()  # PESQ and SI-SDR refuse an all-zero estimate: NaN here, training goes on
+            if silent:
+                log.warning("validation item %d: the model's output is silent (all zeros); PESQ and SI-SDR are NaN", i)
+            scores["val_pesq"].append(float("nan") if silent else pesq_wb(ref, est, sr))
             scores["val_estoi"].append(estoi(ref, est, sr))
-            scores["val_si_sdr"].append(si_sdr(ref, est))
+            scores["val_si_sdr"].append(float("nan") if silent else si_sdr(ref, est))
         self.ema.module.train(False)
         return {k: float(sum(v) / len(v)) for k, v in scores.items() if v}
 

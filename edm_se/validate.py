@@ -423,10 +423,10 @@ def overrides(cfg: DictConfig, conf: str | Path, config_name: str, overrides: It
               choices: dict[str, Any]) -> None:
     """Check the kind of every ``key=value`` override against the default it replaces, for every command before
     it starts: a section (keys) given a value (``trainer.optimizer=5``), a constructor's number given a text
-    (``sde.theta=abc``), and a ``_target_`` that cannot be imported (``sde._target_=edm_se.sde.Nope``). Each ended in Hydra's
-    multi-line instantiation error, exit status 1. The default is read from the group option chosen for the key's
-    first part (``conf/sde/ouve.yaml`` for ``sde.theta``) or from ``conf/<config_name>.yaml``; keys without one
-    (``+key=`` additions, presets with a ``@package`` line) are left to the command's own checks.
+    (``sde.theta=abc``), and a ``_target_`` that cannot be imported (``sde._target_=edm_se.sde.Nope``). Each
+    ended in Hydra's multi-line instantiation error, exit status 1. The default is read from the group option
+    chosen for the key's first part (``conf/sde/ouve.yaml`` for ``sde.theta``) or from ``conf/<config_name>.yaml``;
+    keys without one (``+key=`` additions, presets with a ``@package`` line) are left to the command's own checks.
 
     Args:
         cfg: the composed config the command runs with.

@@ -50,6 +50,24 @@ def test_si_sdr_errors(ref):
         M.si_sdr(ref, ref[:-1])
     with pytest.raises(ValueError):
         M.si_sdr(np.zeros(100), np.ones(100))
+    # an all-zero (or constant) estimate: target and residual both vanish; it was scored +inf, "perfect"
+    for est in (np.zeros_like(ref), np.full_like(ref, 0.25)):
+        with pytest.raises(ValueError, match="the estimate has zero energy"):
+            M.si_sdr(ref, est)
+    assert M.si_sdr(ref, ref) == math.inf  # a perfect copy still is
+
+
+def test_a_silent_estimate_is_refused_by_name(ref):
+    """PESQ of an all-zero estimate failed inside the `pesq` package ("cannot convert float NaN to integer") and
+    SI-SDR called it perfect; both now refuse it, and score_pairs names the file before any worker starts."""
+    with pytest.raises(ValueError, match="pesq: the estimate is silent"):
+        M.pesq_wb(ref, np.zeros_like(ref), SR)
+    assert M.pesq_wb(ref, 1e-6 * _noise(ref.size), SR) < 1.1  # nearly silent: PESQ's floor
+    with pytest.raises(ValueError, match=r"^b: the estimate is silent \(all samples zero\); PESQ and SI-SDR"):
+        M.score_pairs([ref, ref], [ref, np.zeros_like(ref)], names=["a", "b"], metrics=("si_sdr",), num_workers=0,
+                      progress=False)
+    frame, _ = M.score_pairs([ref], [np.zeros_like(ref)], metrics=("estoi",), num_workers=0, progress=False)
+    assert frame["estoi"].iloc[0] < 0.1  # ESTOI is defined for silence: near 0
 
 
 def test_pesq_identical_high_noise_low(ref):

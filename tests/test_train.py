@@ -161,6 +161,31 @@ def test_best_checkpoint_is_the_best_validation_pesq(tmp_path, monkeypatch):
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 4
 
 
+def test_a_silent_validation_output_is_nan_not_a_crash(tmp_path, monkeypatch, caplog):
+    """PESQ and SI-SDR refuse an all-zero estimate (SI-SDR used to call it perfect, +inf); validation records NaN
+    for them with a warning and goes on, and a NaN never becomes the best checkpoint's score."""
+    import logging
+
+    import dataclasses
+
+    from edm_se.model import EnhancementModel
+    from edm_se.train import Trainer
+
+    real = EnhancementModel.enhance
+
+    def silent(self, waveform, sample_rate, **kwargs):  # noqa: ANN001
+        res = real(self, waveform, sample_rate, **kwargs)
+        return dataclasses.replace(res, waveform=torch.zeros_like(res.waveform))
+
+    monkeypatch.setattr(EnhancementModel, "enhance", silent)
+    cfg = _tiny_cfg(tmp_path / "run", "trainer.max_steps=1", "trainer.val_files=2", "trainer.val_num_steps=1")
+    with caplog.at_level(logging.WARNING, logger="edm_se.train"):
+        scores = Trainer(cfg).validate()
+    assert math.isnan(scores["val_pesq"]) and math.isnan(scores["val_si_sdr"])
+    assert abs(scores["val_estoi"]) < 0.2  # ESTOI is defined for silence: about 0
+    assert sum("output is silent" in r.getMessage() for r in caplog.records) == 2
+
+
 # ------------------------------------------------------------------- data order, run log (the trainer's parts)
 def test_ranks_split_the_single_process_order_without_overlap():
     """Two ranks of batch 3 see, step by step, the examples one process of batch 6 sees, each exactly once."""
