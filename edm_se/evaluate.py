@@ -61,7 +61,7 @@ def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
                   noisy: str | os.PathLike | None = None, output_dir: str | os.PathLike | None = None,
                   num_workers: int = 2, metrics: Sequence[str] | None = None, sample_rate: int = 16000,
                   progress: bool = True, transcripts: str | os.PathLike | None = None,
-                  partial: bool = False) -> dict[str, Any]:
+                  partial: bool = False, max_length_mismatch: float | None = 0.1) -> dict[str, Any]:
     """Score every estimate against its reference (and the noisy input, if given); write CSV + JSON.
 
     Args:
@@ -81,6 +81,10 @@ def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
         partial: score only the references that have an estimate when some have none (their names go to the
             summary's ``missing_estimates``). False (default): that is an error, since a mean over the files a
             system did produce is not its score on the test set (a failed file would silently leave it).
+        max_length_mismatch: the largest relative length difference of a matched pair (and its noisy file) that is
+            scored, on the first ``min`` samples of each, with a warning (an STFT's padding, a peer's delay
+            compensation); a larger one, as a fraction of the longest file, is an error: an estimate half as long
+            as its reference scored a perfect PESQ on that half. None: any difference is scored.
 
     Returns:
         ``{"format", "num_files", "sample_rate", "metrics": [names], "estimates", "references", "noisy",
@@ -90,8 +94,8 @@ def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
 
     Raises:
         AudioError: a directory is missing / holds no audio, nothing matches, a reference has no estimate (unless
-            ``partial``), a matched file lacks its noisy counterpart, or a file is unreadable (see
-            :func:`edm_se.audio.load_audio`).
+            ``partial``), a matched file lacks its noisy counterpart, the lengths of a pair differ by more than
+            ``max_length_mismatch``, or a file is unreadable (see :func:`edm_se.audio.load_audio`).
         ValueError: unknown metric name, or a WER metric without a transcript for every file.
         edm_se.asr.MissingExtra: a WER metric without the ``asr`` extra.
     """
@@ -152,10 +156,15 @@ def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
         pair = [ref, est]
         if noisy_files is not None:
             pair.append(load_audio(noisy_files[k], sample_rate=sample_rate))
-        length = min(int(w.numel()) for w in pair)
-        if any(int(w.numel()) != length for w in pair):
-            log.warning("%s: lengths differ (%s samples); scoring the first %d", k,
-                        "/".join(str(int(w.numel())) for w in pair), length)
+        length, longest = min(int(w.numel()) for w in pair), max(int(w.numel()) for w in pair)
+        if length != longest:
+            lengths = "/".join(str(int(w.numel())) for w in pair)
+            if max_length_mismatch is not None and longest - length > max_length_mismatch * longest:
+                raise AudioError(est_files[k], f"its length differs from its reference's by more than "
+                                 f"{max_length_mismatch:.0%} ({lengths} samples: reference/estimate"
+                                 f"{'/noisy' if noisy_files is not None else ''}); another file's estimate? "
+                                 "(max_length_mismatch=null scores the first samples of each anyway)")
+            log.warning("%s: lengths differ (%s samples); scoring the first %d", k, lengths, length)
         pair = [w[:length].numpy() for w in pair]
         refs.append(pair[0])
         ests.append(pair[1])

@@ -378,6 +378,8 @@ def evaluate_config(cfg: DictConfig) -> None:
     _metrics(cfg, optional=True)
     for key in ("partial", "progress"):
         check(cfg, key, lambda v: isinstance(v, bool), "true or false")
+    check(cfg, "max_length_mismatch", lambda v: is_number(v) and 0 <= v < 1, "a fraction in [0, 1) or null",
+          optional=True)
     dirs = {key: cfg.get(key) for key in ("estimates", "references", "noisy") if cfg.get(key) is not None}
     for i, (key, value) in enumerate(dirs.items()):
         for other, value2 in list(dirs.items())[i + 1:]:

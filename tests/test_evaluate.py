@@ -104,6 +104,31 @@ def test_evaluate_dirs_refuses_a_reference_without_estimate_unless_partial(dirs)
     assert "missing_estimates" not in full and "PARTIAL" not in format_summary(full)
 
 
+def test_a_pair_of_very_different_lengths_is_refused_unless_allowed(dirs, caplog):
+    """An estimate half as long as its reference was scored on that half (here a near-perfect copy): more
+    than 10% apart is now an error naming the file; a few samples apart (an STFT's padding) is scored with a
+    warning; max_length_mismatch=None scores any pair."""
+    import logging
+
+    clean = _speech_like(1.0, seed=1)
+    save_audio(dirs / "enhanced" / "b.flac", clean[: clean.size // 2], SR)  # b's first half, exactly
+    with pytest.raises(AudioError, match=r"b\.flac: its length differs from its reference's by more than 10% "
+                                         r"\(16000/8000 samples: reference/estimate\)"):
+        evaluate_dirs(dirs / "enhanced", dirs / "clean", num_workers=0, metrics=("si_sdr",), progress=False)
+    assert not (dirs / "enhanced" / "metrics.csv").exists()
+    anyway = evaluate_dirs(dirs / "enhanced", dirs / "clean", num_workers=0, metrics=("si_sdr",), progress=False,
+                           max_length_mismatch=None)
+    assert anyway["scores"]["si_sdr"]["n"] == 3
+    per_file = pd.read_csv(dirs / "enhanced" / "metrics.csv").set_index("name")["si_sdr"]
+    assert per_file["b"] > 40.0  # half of the file, and a score as if nothing were missing
+    save_audio(dirs / "enhanced" / "b.flac", clean[:-200], SR)  # 200 samples short: 1.25%
+    with caplog.at_level(logging.WARNING, logger="edm_se.evaluate"):
+        near = evaluate_dirs(dirs / "enhanced", dirs / "clean", num_workers=0, metrics=("si_sdr",), progress=False)
+    assert near["scores"]["si_sdr"]["n"] == 3
+    assert any("b: lengths differ (16000/15800 samples); scoring the first 15800" in r.getMessage()
+               for r in caplog.records)
+
+
 def test_evaluate_cli_missing_estimate_is_one_line_unless_partial(dirs, tmp_path):
     from conftest import run_cli_many
 
