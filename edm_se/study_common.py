@@ -71,7 +71,7 @@ def cell_dir_name(override_dirname: str, ckpt: str | None, kind: str | None) -> 
 
 def register_resolvers() -> None:
     """Register the OmegaConf resolvers ``edm_se_cell`` (:func:`cell_dir_name`) that ``conf/study.yaml`` names and
-    ``edm_se_groups`` (:func:`edm_se.cli.config_groups_help`) that ``conf/hydra/help/edm_se.yaml`` names;
+    ``edm_se_groups`` (:func:`edm_se.cli_hints.config_groups_help`) that ``conf/hydra/help/edm_se.yaml`` names;
     idempotent. :mod:`edm_se.cli` and :mod:`edm_se.study` call it on import, so a launcher's worker process that
     unpickles the task has them too."""
     from omegaconf import OmegaConf
@@ -83,7 +83,7 @@ def register_resolvers() -> None:
 
 
 def _config_groups_help(config_name: str) -> str:
-    from edm_se.cli import config_groups_help  # imported when a help is drawn: edm_se.cli imports this module
+    from edm_se.cli_hints import config_groups_help  # imported when a help is drawn
 
     return config_groups_help(config_name)
 
