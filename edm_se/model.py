@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -240,7 +241,9 @@ class EnhancementModel:
                 the noisy mixture).
             seed: seed of the sampler's noise (None: non-deterministic).
             chunk_seconds: inputs longer than this are processed in overlapping chunks, cross-faded linearly over
-                ``overlap_seconds`` (no seam; each chunk is normalised separately).
+                ``overlap_seconds`` (no seam; each chunk is normalised separately; 0 overlap: chunks side by side).
+                A last chunk that would be shorter than half an STFT frame (the tail and the overlap) joins the
+                chunk before it.
             return_estimates: keep the clean estimate of every network call (:attr:`EnhanceResult.estimates`):
                 what each step of this one run buys and costs. The output is the same with or without it.
             oa_weight: observation adding, ``(1 - w) * enhanced + w * noisy`` with ``w`` in [0, 1] (0: off; the
@@ -254,13 +257,17 @@ class EnhancementModel:
 
         Raises:
             ValueError: empty input, non-finite samples, a signal shorter than half an STFT frame (a
-                channel-last ``(L, C)`` array is named as such), an unknown sampler name, or ``oa_weight``
-                outside [0, 1].
+                channel-last ``(L, C)`` array is named as such), an unknown sampler name, ``oa_weight``
+                outside [0, 1], ``chunk_seconds <= 0``, or ``overlap_seconds`` outside [0, ``chunk_seconds``).
         """
         from edm_se.audio import resample
         from edm_se.postprocess import check_oa_weight, observation_adding
 
         oa_weight = check_oa_weight(oa_weight)
+        if not (math.isfinite(chunk_seconds) and chunk_seconds > 0):
+            raise ValueError(f"chunk_seconds must be a number of seconds > 0, got {chunk_seconds}")
+        if not (math.isfinite(overlap_seconds) and 0 <= overlap_seconds < chunk_seconds):
+            raise ValueError(f"overlap_seconds must be in [0, chunk_seconds={chunk_seconds:g}), got {overlap_seconds}")
         start = time.perf_counter()
         x = torch.as_tensor(waveform, dtype=torch.float32)
         squeeze = x.dim() == 1
@@ -291,18 +298,21 @@ class EnhancementModel:
         else:
             hop = chunk - int(overlap_seconds * self.sample_rate)
             if hop <= 0:
-                raise ValueError("overlap_seconds must be smaller than chunk_seconds")
+                raise ValueError(f"overlap_seconds={overlap_seconds:g} leaves no hop between chunks of "
+                                 f"chunk_seconds={chunk_seconds:g} at {self.sample_rate} Hz")
             out = torch.zeros_like(x)
             weight = torch.zeros(length)
             nfe, estimates = 0, None
             for begin in range(0, length, hop):
                 end = min(begin + chunk, length)
+                if 0 < length - end < min_length - int(overlap_seconds * self.sample_rate):
+                    end = length  # the next chunk (the tail and the overlap) would be too short for the STFT
                 piece, nfe, calls = self._enhance_block(x[:, begin:end], smp, t_start, gen, return_estimates)
                 w = torch.ones(end - begin)
                 ov = min(int(overlap_seconds * self.sample_rate), end - begin)
-                if begin > 0:
+                if begin > 0 and ov > 0:
                     w[:ov] = torch.linspace(0, 1, ov + 2)[1:-1]
-                if end < length:
+                if end < length and ov > 0:
                     w[-ov:] = torch.minimum(w[-ov:], torch.linspace(1, 0, ov + 2)[1:-1])
                 out[:, begin:end] += piece * w
                 if calls is not None:  # every chunk makes the same calls: the k-th ones are cross-faded alike

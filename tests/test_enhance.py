@@ -203,6 +203,32 @@ def test_chunked_processing_has_no_seams(tiny_checkpoint, monkeypatch):
     torch.testing.assert_close(res.waveform, wave, rtol=0, atol=1e-5)
 
 
+def test_chunks_side_by_side_and_a_short_tail(tiny_checkpoint, monkeypatch):
+    """overlap_seconds=0 ended in a shape error (an empty cross-fade ramp over the whole chunk), and a tail
+    shorter than half an STFT frame would reach the STFT alone; now chunks sit side by side, such a tail joins the
+    chunk before it, and bad chunk arguments are named."""
+    model = EnhancementModel.from_checkpoint(tiny_checkpoint, device="cpu")
+    pieces = []
+
+    def identity(x, *a):  # noqa: ANN001
+        pieces.append(x.shape[-1])
+        return x.clone(), 1, None
+
+    monkeypatch.setattr(model, "_enhance_block", identity)
+    wave = torch.randn(16000 * 3 + 100)  # three 1 s chunks and 100 samples (< 256, half of n_fft 510)
+    res = model.enhance(wave, 16000, chunk_seconds=1.0, overlap_seconds=0.0)
+    torch.testing.assert_close(res.waveform, wave, rtol=0, atol=0)
+    assert pieces == [16000, 16000, 16100]
+    pieces.clear()
+    model.enhance(torch.randn(16000 * 3 + 300), 16000, chunk_seconds=1.0, overlap_seconds=0.0)
+    assert pieces == [16000, 16000, 16000, 300]  # a tail the STFT can take stays a chunk of its own
+    for kwargs, message in ((dict(chunk_seconds=0.0), "chunk_seconds must be a number of seconds > 0"),
+                            (dict(overlap_seconds=-1.0), r"overlap_seconds must be in \[0, chunk_seconds=30\)"),
+                            (dict(chunk_seconds=1.0, overlap_seconds=1.0), r"overlap_seconds must be in \[0, ")):
+        with pytest.raises(ValueError, match=message):
+            model.enhance(wave, 16000, **kwargs)
+
+
 def test_estimates_of_every_call_through_the_model_and_across_chunks(tiny_checkpoint, noisy_dir):
     """``return_estimates=True`` gives one waveform per network call, the last equal to the output (EDM Heun ends on
     the denoiser's estimate); the output is unchanged by asking; a chunked input gives the cross-faded estimates of
