@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from edm_se.cli_hints import _unchosen_group_hint, _unknown_key_hint, _unknown_option_hint
+from edm_se.cli_hints import unchosen_group_hint, unknown_key_hint, unknown_option_hint
 from edm_se.study_common import register_resolvers
 
 # command -> (config name, "module:function", one-line summary, whether -m multirun makes sense)
@@ -74,6 +74,7 @@ Each command is a Hydra app: pass overrides as key=value, e.g.
 
 
 register_resolvers()  # before any Hydra app composes conf/study.yaml (its hydra.sweep.subdir names a resolver)
+
 
 class UserError(Exception):
     """An error caused by the user's input or configuration; printed as one line, exit status 2."""
@@ -212,8 +213,8 @@ def run_hydra(command: str, argv: list[str], spec: tuple[str, str] | None = None
         # Hydra exits 1 after printing its own message when the command line does not compose (unknown option,
         # bad override syntax): that is a user error, so end with one line and status 2.
         if exit_.code == 1 and not started:
-            hint = (_unchosen_group_hint(config_name, argv) or _unknown_option_hint(argv)
-                    or _unknown_key_hint(config_name, argv))
+            hint = (unchosen_group_hint(config_name, argv) or unknown_option_hint(argv)
+                    or unknown_key_hint(config_name, argv))
             if hint:
                 held.drop()
             else:

@@ -63,7 +63,7 @@ def _defaults_list(config_name: str) -> list | None:
         return None
 
 
-def _unchosen_group_hint(config_name: str, argv: list[str]) -> str | None:
+def unchosen_group_hint(config_name: str, argv: list[str]) -> str | None:
     """The message for the usual cause of a failed composition: a field of a config group that the command leaves
     unchosen (``- sampler: null`` in ``conf/enhance.yaml``: the checkpoint's own sampler) set without choosing the
     group, e.g. ``sampler.num_steps=8`` without ``sampler=NAME``; None when the command line has no such field."""
@@ -87,7 +87,7 @@ def _unchosen_group_hint(config_name: str, argv: list[str]) -> str | None:
     return None
 
 
-def _unknown_option_hint(argv: list[str]) -> str | None:
+def unknown_option_hint(argv: list[str]) -> str | None:
     """The message for a config group option that does not exist (``sde=ouvee``, ``+experiment=nope``): the first
     such override, the nearest options (:func:`difflib.get_close_matches`) and all of them; a comma-separated sweep
     (``-m sde=ouve,nope``) is checked option by option. None when every group option exists, or for values Hydra's
@@ -112,7 +112,7 @@ def _unknown_option_hint(argv: list[str]) -> str | None:
     return None
 
 
-def _unknown_key_hint(config_name: str, argv: list[str]) -> str | None:
+def unknown_key_hint(config_name: str, argv: list[str]) -> str | None:
     """The message for an override of a key the config does not have (``checkpoint=x.pt`` for ``ckpt=``,
     ``trainer.max_step=5``): the first such key, where its path stops matching, and the nearest existing keys at
     that level (:func:`difflib.get_close_matches`). The config is composed with the command line's group choices
