@@ -283,6 +283,13 @@ def enhance_config(cfg: DictConfig) -> None:
     if cfg.get("estimates") and str(cfg.get("enhancer")) != "diffusion":
         raise ConfigError(f"estimates=true: enhancer={cfg.enhancer} makes no network calls to show "
                           "(estimates are the diffusion model's clean estimate after each call)")
+    if str(cfg.get("enhancer")) != "diffusion":  # a peer would ignore them: the output would not be what was asked
+        given = [key if key == "sampler" else f"{key}={cfg.get(key)}" for key, unset in
+                 (("ckpt", None), ("sampler", None), ("num_steps", None), ("t_start", 1.0)) if cfg.get(key) != unset]
+        if given:
+            raise ConfigError(f"{given[0]}: enhancer={cfg.enhancer} is a pretrained peer with no checkpoint, sampler, "
+                              "steps or start time (those are the diffusion model's; drop them or use "
+                              "enhancer=diffusion)")
     if cfg.get("sampler") is not None:
         _prefixed(lambda: sampler(cfg.sampler), "sampler")
 

@@ -313,3 +313,18 @@ def test_unimportable_names_the_missing_part():
     assert validate._unimportable("edm_se.sde.OUVE.nope") == "edm_se.sde.OUVE has no 'nope'"
     assert validate._unimportable("edm_se") == "edm_se is a module or a value, not a class or function"
     assert validate._unimportable("a b") == "not a dotted Python path (module.Class)"
+
+
+def test_a_peer_refuses_the_diffusion_models_settings():
+    """`enhancer=rnnoise sampler=euler` (or ckpt=, num_steps=, t_start=) ran the peer and ignored them: the output was
+    not what the command line asked for. Each is now named; the peer alone passes."""
+    peer = ["input=x.wav", "output=o", "enhancer=rnnoise"]
+    for extra, named in ((["sampler=euler"], "sampler: "), (["num_steps=4"], "num_steps=4: "),
+                         (["t_start=0.5"], "t_start=0.5: "), (["ckpt=a.pt"], "ckpt=a.pt: ")):
+        with pytest.raises(ConfigError) as info:
+            validate.enhance_config(_compose("enhance", [*peer, *extra]))
+        assert str(info.value) == (named + "enhancer=rnnoise is a pretrained peer with no checkpoint, sampler, steps "
+                                   "or start time (those are the diffusion model's; drop them or use "
+                                   "enhancer=diffusion)")
+    validate.enhance_config(_compose("enhance", peer))
+    validate.enhance_config(_compose("enhance", ["input=x.wav", "output=o", "t_start=0.5", "sampler=euler"]))
