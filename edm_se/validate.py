@@ -315,6 +315,18 @@ def study_config(cfg: DictConfig) -> None:
     from edm_se.study_best import factor_level, same_value
 
     swept = swept_values(cfg)
+    kind = str(OmegaConf.select(cfg, "study.kind") or "sampler")
+    if kind == "train" and (cfg.get("ckpt") is not None or "ckpt" in (swept or {})):
+        # it was ignored: the study trained and scored its own models, not the one named
+        ckpt = ",".join((swept or {}).get("ckpt") or [str(cfg.get("ckpt"))])
+        raise ConfigError(f"ckpt={ckpt}: study={OmegaConf.select(cfg, 'study.name')} trains every cell's own model; "
+                          "a checkpoint is for the sampler studies (steps, churn, t_start, oa)")
+    if kind == "train":  # `cell=nope` made a cell directory and an error.json; `cell=a,b` picks some cells
+        for name in (swept or {}).get("cell") or ([str(cfg.get("cell"))] if cfg.get("cell") is not None else []):
+            if name not in cells:
+                near = difflib.get_close_matches(name, cells, n=1, cutoff=0.6)
+                raise ConfigError(f"cell={name}: no such cell in study={OmegaConf.select(cfg, 'study.name')} ("
+                                  + (f"did you mean cell={near[0]}? " if near else "") + f"cells: {', '.join(cells)})")
     for key, low_open in (("t_start", True), ("oa_weight", False)):  # every swept value, before any cell runs
         for value in (swept or {}).get(key, []):
             number_in({key: _swept_number(value)}, key, 0.0, 1.0, low_open=low_open)
@@ -370,8 +382,10 @@ def swept_values(cfg: DictConfig) -> dict[str, list[str]] | None:
              for k, vals in (OmegaConf.select(cfg, "hydra.sweeper.params") or {}).items()}
     for override in OmegaConf.select(cfg, "hydra.overrides.task") or []:
         key, _, vals = str(override).partition("=")
-        if "," in vals and not vals.startswith(("[", "{", "'", '"')):
-            swept[key.lstrip("+~")] = [v.strip() for v in vals.split(",")]
+        key = key.lstrip("+~")
+        # a comma sweeps; one value of a key the preset sweeps (`cell=a`) replaces the preset's values
+        if ("," in vals or key in swept) and not vals.startswith(("[", "{", "'", '"')):
+            swept[key] = [v.strip() for v in vals.split(",")]
     if "ckpt" in swept:  # the cells name each checkpoint's model (edm_se.study_common.cell_dir_name)
         swept["model"] = [model_label(v) for v in swept["ckpt"]]
     return swept

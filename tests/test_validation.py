@@ -328,3 +328,25 @@ def test_a_peer_refuses_the_diffusion_models_settings():
                                    "enhancer=diffusion)")
     validate.enhance_config(_compose("enhance", peer))
     validate.enhance_config(_compose("enhance", ["input=x.wav", "output=o", "t_start=0.5", "sampler=euler"]))
+
+
+def test_a_training_study_refuses_an_unknown_cell_and_a_checkpoint(tmp_path):
+    """`study=recipes cell=nope` made a cell directory and an error.json, and a training study given `ckpt=` trained
+    its own models and ignored it; both are refused before any directory is made, the cell with its nearest name.
+    One value of a key the preset sweeps (`cell=nope`) replaces the preset's values in the check."""
+    sweep = [f"hydra.sweep.dir={tmp_path / 's'}"]
+    one, two, ckpt = run_cli_many(["study", "study=recipes", "cell=nope", *sweep],
+                                  ["study", "study=recipes", "cell=seed_recipe,sgmse_recip", *sweep],
+                                  ["study", "study=design", "ckpt=a.pt", *sweep])
+    assert one.returncode == 2 and one.stderr.strip().splitlines()[-1] == (
+        "edm-se study: error: cell=nope: no such cell in study=recipes (cells: sgmse_recipe, seed_recipe)")
+    assert two.returncode == 2 and two.stderr.strip().splitlines()[-1] == (
+        "edm-se study: error: cell=sgmse_recip: no such cell in study=recipes (did you mean cell=sgmse_recipe? "
+        "cells: sgmse_recipe, seed_recipe)")
+    assert ckpt.returncode == 2 and ckpt.stderr.strip().splitlines()[-1] == (
+        "edm-se study: error: ckpt=a.pt: study=design trains every cell's own model; a checkpoint is for the "
+        "sampler studies (steps, churn, t_start, oa)")
+    assert not (tmp_path / "s").exists()
+    with pytest.raises(ConfigError, match="^cell=nope: no such cell in study=recipes"):  # composed without Hydra
+        validate.study_config(_compose("study", ["study=recipes", "cell=nope"]))
+    validate.study_config(_compose("study", ["study=recipes", "cell=seed_recipe"]))
