@@ -321,8 +321,13 @@ def study_config(cfg: DictConfig) -> None:
         ckpt = ",".join((swept or {}).get("ckpt") or [str(cfg.get("ckpt"))])
         raise ConfigError(f"ckpt={ckpt}: study={OmegaConf.select(cfg, 'study.name')} trains every cell's own model; "
                           "a checkpoint is for the sampler studies (steps, churn, t_start, oa)")
+    named_cells = (swept or {}).get("cell") or ([str(cfg.get("cell"))] if cfg.get("cell") is not None else [])
+    if kind != "train" and named_cells:  # it only renamed the cell directories of a sampler study
+        raise ConfigError(f"cell={','.join(named_cells)}: study={OmegaConf.select(cfg, 'study.name')} sweeps samplers "
+                          "on one checkpoint and has no cells; cell= picks the cells of a training study (design, "
+                          "recipes, few_step)")
     if kind == "train":  # `cell=nope` made a cell directory and an error.json; `cell=a,b` picks some cells
-        for name in (swept or {}).get("cell") or ([str(cfg.get("cell"))] if cfg.get("cell") is not None else []):
+        for name in named_cells:
             if name not in cells:
                 near = difflib.get_close_matches(name, cells, n=1, cutoff=0.6)
                 raise ConfigError(f"cell={name}: no such cell in study={OmegaConf.select(cfg, 'study.name')} ("

@@ -350,3 +350,6 @@ def test_a_training_study_refuses_an_unknown_cell_and_a_checkpoint(tmp_path):
     with pytest.raises(ConfigError, match="^cell=nope: no such cell in study=recipes"):  # composed without Hydra
         validate.study_config(_compose("study", ["study=recipes", "cell=nope"]))
     validate.study_config(_compose("study", ["study=recipes", "cell=seed_recipe"]))
+    with pytest.raises(ConfigError, match=r"^cell=foo: study=steps sweeps samplers on one checkpoint and has no "
+                                          r"cells; cell= picks"):  # it only renamed the cell directories
+        validate.study_config(_compose("study", ["cell=foo"]))
