@@ -327,6 +327,11 @@ def study_config(cfg: DictConfig) -> None:
                           "on one checkpoint and has no cells; cell= picks the cells of a training study (design, "
                           "recipes, few_step)")
     if kind == "train":  # `cell=nope` made a cell directory and an error.json; `cell=a,b` picks some cells
+        for override in OmegaConf.select(cfg, "hydra.overrides.task") or []:
+            if str(override).lstrip("+~").partition("=")[0].split(".")[0] == "sampler":
+                # every cell evaluates its own grid: `sampler=pc,euler` trained each cell once per sampler, unused
+                raise ConfigError(f"{override}: study={OmegaConf.select(cfg, 'study.name')} scores each cell with "
+                                  "its evaluation grid (study.eval, study.cells.<cell>.eval), not with sampler=")
         for name in named_cells:
             if name not in cells:
                 near = difflib.get_close_matches(name, cells, n=1, cutoff=0.6)

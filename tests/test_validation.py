@@ -331,13 +331,14 @@ def test_a_peer_refuses_the_diffusion_models_settings():
 
 
 def test_a_training_study_refuses_an_unknown_cell_and_a_checkpoint(tmp_path):
-    """`study=recipes cell=nope` made a cell directory and an error.json, and a training study given `ckpt=` trained
-    its own models and ignored it; both are refused before any directory is made, the cell with its nearest name.
+    """`study=recipes cell=nope` made a cell directory and an error.json, and a training study given `ckpt=` or
+    `sampler=` trained its own models and ignored them; all are refused before any directory is made, the cell with its nearest name.
     One value of a key the preset sweeps (`cell=nope`) replaces the preset's values in the check."""
     sweep = [f"hydra.sweep.dir={tmp_path / 's'}"]
-    one, two, ckpt = run_cli_many(["study", "study=recipes", "cell=nope", *sweep],
-                                  ["study", "study=recipes", "cell=seed_recipe,sgmse_recip", *sweep],
-                                  ["study", "study=design", "ckpt=a.pt", *sweep])
+    one, two, ckpt, smp = run_cli_many(["study", "study=recipes", "cell=nope", *sweep],
+                                       ["study", "study=recipes", "cell=seed_recipe,sgmse_recip", *sweep],
+                                       ["study", "study=design", "ckpt=a.pt", *sweep],
+                                       ["study", "study=recipes", "sampler=pc,euler", "cell=seed_recipe", *sweep])
     assert one.returncode == 2 and one.stderr.strip().splitlines()[-1] == (
         "edm-se study: error: cell=nope: no such cell in study=recipes (cells: sgmse_recipe, seed_recipe)")
     assert two.returncode == 2 and two.stderr.strip().splitlines()[-1] == (
@@ -346,6 +347,10 @@ def test_a_training_study_refuses_an_unknown_cell_and_a_checkpoint(tmp_path):
     assert ckpt.returncode == 2 and ckpt.stderr.strip().splitlines()[-1] == (
         "edm-se study: error: ckpt=a.pt: study=design trains every cell's own model; a checkpoint is for the "
         "sampler studies (steps, churn, t_start, oa)")
+    # a swept sampler trained the cell once per sampler and scored it with the cell's own grid each time
+    assert smp.returncode == 2 and smp.stderr.strip().splitlines()[-1] == (
+        "edm-se study: error: sampler=pc,euler: study=recipes scores each cell with its evaluation grid (study.eval, "
+        "study.cells.<cell>.eval), not with sampler=")
     assert not (tmp_path / "s").exists()
     with pytest.raises(ConfigError, match="^cell=nope: no such cell in study=recipes"):  # composed without Hydra
         validate.study_config(_compose("study", ["study=recipes", "cell=nope"]))
