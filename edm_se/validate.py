@@ -292,6 +292,24 @@ def enhance_config(cfg: DictConfig) -> None:
                               "enhancer=diffusion)")
     if cfg.get("sampler") is not None:
         _prefixed(lambda: sampler(cfg.sampler), "sampler")
+    given = _command_line()
+    if "num_steps" in given and "sampler.num_steps" in given and cfg.get("sampler") is not None \
+            and cfg.num_steps != cfg.sampler.get("num_steps"):  # num_steps won without a word
+        raise ConfigError(f"num_steps={cfg.num_steps} and sampler.num_steps={cfg.sampler.num_steps}: two step counts; "
+                          "give one (num_steps= is the shortcut for sampler.num_steps=)")
+
+
+def _command_line() -> dict[str, str]:
+    """The running Hydra app's command-line overrides as ``{key: value}`` (``+``/``~`` stripped); {} outside one."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    out = {}
+    for override in HydraConfig.get().overrides.task:
+        key, _, value = str(override).partition("=")
+        out[key.lstrip("+~")] = value
+    return out
 
 
 def study_config(cfg: DictConfig) -> None:

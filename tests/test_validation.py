@@ -358,3 +358,15 @@ def test_a_training_study_refuses_an_unknown_cell_and_a_checkpoint(tmp_path):
     with pytest.raises(ConfigError, match=r"^cell=foo: study=steps sweeps samplers on one checkpoint and has no "
                                           r"cells; cell= picks"):  # it only renamed the cell directories
         validate.study_config(_compose("study", ["cell=foo"]))
+
+
+def test_two_step_counts_for_enhance_are_refused(tmp_path):
+    """`num_steps=4 sampler.num_steps=8` ran 4 steps without a word; two different counts are now refused, the
+    same count twice passes the check (it fails later here only because the input does not exist)."""
+    io = [f"input={tmp_path}/x.wav", f"output={tmp_path / 'o'}", "sampler=euler"]
+    two, same = run_cli_many(["enhance", *io, "sampler.num_steps=8", "num_steps=4"],
+                             ["enhance", *io, "sampler.num_steps=4", "num_steps=4"])
+    assert two.returncode == 2 and two.stderr.strip().splitlines() == [
+        "edm-se enhance: error: num_steps=4 and sampler.num_steps=8: two step counts; give one (num_steps= is the "
+        "shortcut for sampler.num_steps=)"]
+    assert same.returncode == 2 and "x.wav: no such file" in same.stderr and "two step counts" not in same.stderr
