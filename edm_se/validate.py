@@ -320,6 +320,7 @@ def study_config(cfg: DictConfig) -> None:
     int_at_least(cfg, ["max_files"], 1, optional=True)
     int_at_least(cfg, ["keep_audio", "threads", "seed"], 0)
     int_at_least(cfg, ["num_workers"], 1)
+    check(cfg, "progress", lambda v: isinstance(v, bool), "true or false")  # `progress=maybe` ran every cell
     _metrics(cfg)
     from edm_se.enhancers import PEERS
 
@@ -377,8 +378,9 @@ def study_config(cfg: DictConfig) -> None:
         labels[label] = ckpt
     level = factor_level(OmegaConf.select(cfg, "study.compare_to"))
     if level is None:
-        check(cfg, "study.compare_to", lambda v: str(v) in cells, "null, a cell of this study (" +
-              ", ".join(cells) + ") or KEY=VALUE, a level of a swept key", optional=True)
+        check(cfg, "study.compare_to", lambda v: str(v) in cells,
+              ("null, a cell of this study (" + ", ".join(cells) + ") or KEY=VALUE, a level of a swept key") if cells
+              else "null or KEY=VALUE, a level of a swept key (e.g. sampler=edm_heun)", optional=True)
         return
     key, value = level
     if key == "cell":  # a training study's cells are compared by name

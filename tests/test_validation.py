@@ -194,7 +194,8 @@ def test_unknown_config_option_exits_2_with_a_summary_line(tmp_path):
 
 
 @pytest.mark.parametrize("override, key", [("t_start=1.5", "t_start=1.5"), ("num_workers=0", "num_workers=0"),
-                                           ("max_files=0", "max_files=0"), ("metrics=[pesq,mos]", "metrics=")])
+                                           ("max_files=0", "max_files=0"), ("metrics=[pesq,mos]", "metrics="),
+                                           ("progress=maybe", "progress=maybe: must be true or false")])
 def test_study_config_values_are_checked(override, key):
     with pytest.raises(ConfigError) as info:
         validate.study_config(_compose("study", [override]))
