@@ -22,7 +22,7 @@ ADDABLE_GROUPS: dict[str, tuple[str, ...]] = {"train": ("experiment",)}
 
 def group_options(group: str) -> list[str]:
     """The options of config group ``group`` (``conf/<group>/**/*.yaml``, sorted), with ``paradigms`` for
-    ``study`` (``edm-se study study=paradigms`` runs the paradigms app, see :func:`main`)."""
+    ``study`` (``edm-se study study=paradigms`` runs the paradigms app, see :func:`edm_se.cli.main`)."""
     from edm_se.cli import STUDY_APPS
 
     root = _conf() / group
@@ -48,8 +48,6 @@ def config_groups_help(config_name: str) -> str:
     adds = "; +group=option adds one" if ADDABLE_GROUPS.get(config_name) else ""
     return ("== Configuration groups ==\nCompose your configuration from those groups (group=option" + adds + ")\n\n"
             + "\n".join(lines) + "\n\n")
-
-
 
 
 def _defaults_list(config_name: str) -> list | None:
@@ -167,9 +165,9 @@ def unknown_key_hint(config_name: str, argv: list[str]) -> str | None:
         value = override.split("=", 1)[1].strip()
         if isinstance(node, dict) and node and value not in ("", "null") and not value.startswith("{"):
             # `tasks=[keywords]` where tasks holds keys: Hydra's "Cannot merge DictConfig with ListConfig"
-            keys = [str(k) for k in node]
-            return (f"{override}: `{key}` is a section with keys ({', '.join(keys)}), not a value; set one of them "
-                    f"({key}.{keys[0]}=...), or drop one with '~{key}.{keys[-1]}'")
+            from edm_se.validate import section_given_value
+
+            return section_given_value(override, key, node)
     return None
 
 

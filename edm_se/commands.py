@@ -19,7 +19,7 @@ def evaluate_main(cfg: DictConfig) -> None:
     summary = evaluate_dirs(cfg.estimates, cfg.references, noisy=cfg.noisy, output_dir=output,
                             num_workers=int(cfg.num_workers), transcripts=cfg.get("transcripts"),
                             partial=bool(cfg.partial), progress=bool(cfg.progress),
-                            max_length_mismatch=cfg.get("max_length_mismatch", 0.1), **kwargs)
+                            max_length_mismatch=cfg.max_length_mismatch, **kwargs)
     print(format_summary(summary))
     print(f"wrote {output / 'metrics.csv'} and {output / 'summary.json'}")
 

@@ -410,9 +410,12 @@ def score_pairs(references: Sequence[Any], estimates: Sequence[Any], sample_rate
             ref, est = _pair(ref, est)
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from None
-        if not np.any(est) and any(m in ("pesq", "si_sdr") for m in metrics):  # before any worker's time
+        # before any worker's time (a worker's error would not name the file): the metrics' own refusals
+        if not np.any(est) and any(m in ("pesq", "si_sdr") for m in metrics):
             raise ValueError(f"{name}: the estimate is silent (all samples zero); PESQ and SI-SDR are undefined "
                              "for it")
+        if "si_sdr" in metrics and np.ptp(est) == 0:
+            raise ValueError(f"{name}: the estimate is constant; SI-SDR is undefined for it")
         jobs.append((ref.astype(np.float32), est.astype(np.float32), int(sample_rate), metrics, text))
 
     keys = [_job_key(job) for job in jobs] if resume_log is not None else None

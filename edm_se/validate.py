@@ -300,16 +300,19 @@ def enhance_config(cfg: DictConfig) -> None:
 
 
 def _command_line() -> dict[str, str]:
-    """The running Hydra app's command-line overrides as ``{key: value}`` (``+``/``~`` stripped); {} outside one."""
+    """The running Hydra app's command-line overrides (:func:`_override_pairs`); {} outside one."""
     from hydra.core.hydra_config import HydraConfig
 
-    if not HydraConfig.initialized():
-        return {}
-    out = {}
-    for override in HydraConfig.get().overrides.task:
-        key, _, value = str(override).partition("=")
-        out[key.lstrip("+~")] = value
-    return out
+    return dict(_override_pairs(HydraConfig.get().overrides.task)) if HydraConfig.initialized() else {}
+
+
+def _override_pairs(items: Iterable[Any]) -> list[tuple[str, str]]:
+    """``hydra.overrides.task`` as ``(key, value)`` pairs, ``+``/``~`` stripped from the key."""
+    pairs = []
+    for item in items or []:
+        key, _, value = str(item).partition("=")
+        pairs.append((key.lstrip("+~"), value))
+    return pairs
 
 
 def study_config(cfg: DictConfig) -> None:
@@ -346,11 +349,11 @@ def study_config(cfg: DictConfig) -> None:
                           "on one checkpoint and has no cells; cell= picks the cells of a training study (design, "
                           "recipes, few_step)")
     if kind == "train":  # `cell=nope` made a cell directory and an error.json; `cell=a,b` picks some cells
-        for override in OmegaConf.select(cfg, "hydra.overrides.task") or []:
-            if str(override).lstrip("+~").partition("=")[0].split(".")[0] == "sampler":
+        for key, value in _override_pairs(OmegaConf.select(cfg, "hydra.overrides.task")):
+            if key.split(".")[0] == "sampler":
                 # every cell evaluates its own grid: `sampler=pc,euler` trained each cell once per sampler, unused
-                raise ConfigError(f"{override}: study={OmegaConf.select(cfg, 'study.name')} scores each cell with "
-                                  "its evaluation grid (study.eval, study.cells.<cell>.eval), not with sampler=")
+                raise ConfigError(f"{key}={value}: study={OmegaConf.select(cfg, 'study.name')} scores each cell "
+                                  "with its evaluation grid (study.eval, study.cells.<cell>.eval), not with sampler=")
         for name in named_cells:
             if name not in cells:
                 near = difflib.get_close_matches(name, cells, n=1, cutoff=0.6)
@@ -410,9 +413,7 @@ def swept_values(cfg: DictConfig) -> dict[str, list[str]] | None:
         return None
     swept = {str(k): [v.strip() for v in str(vals).split(",")]
              for k, vals in (OmegaConf.select(cfg, "hydra.sweeper.params") or {}).items()}
-    for override in OmegaConf.select(cfg, "hydra.overrides.task") or []:
-        key, _, vals = str(override).partition("=")
-        key = key.lstrip("+~")
+    for key, vals in _override_pairs(OmegaConf.select(cfg, "hydra.overrides.task")):
         # a comma sweeps; one value of a key the preset sweeps (`cell=a`) replaces the preset's values
         if ("," in vals or key in swept) and not vals.startswith(("[", "{", "'", '"')):
             swept[key] = [v.strip() for v in vals.split(",")]
@@ -510,15 +511,22 @@ def overrides(cfg: DictConfig, conf: str | Path, config_name: str, overrides: It
         if actual is _MISSING or actual is None:
             continue
         if isinstance(default, dict) and default and not isinstance(actual, DictConfig):
-            keys = [str(k) for k in default]
-            first = next((k for k in keys if not k.startswith("_")), keys[0])
-            raise ConfigError(f"{override}: `{key}` is a section with keys ({', '.join(keys)}), not a value; set "
-                              f"one of them ({key}.{first}=...)")
+            raise ConfigError(section_given_value(override, key, default))
         parent = OmegaConf.select(cfg, key.rpartition(".")[0]) if "." in key else None
         if is_number(default) and isinstance(actual, str) and isinstance(parent, DictConfig) and "_target_" in parent:
             # a constructor's argument (the command's own keys have their own checks, with ranges)
             kind = "an integer" if _is_int(default) else "a number"
             raise ConfigError(f"{override}: must be {kind} (the default is {default})")
+
+
+def section_given_value(override: str, key: str, section: Iterable[Any]) -> str:
+    """The one-line message for ``override`` giving a value to ``key``, a section with the keys ``section``
+    (``trainer.optimizer=5``; ``tasks=[keywords]``, which does not compose:
+    :func:`edm_se.cli_hints.unknown_key_hint`)."""
+    keys = [str(k) for k in section]
+    first = next((k for k in keys if not k.startswith("_")), keys[0])
+    return (f"{override}: `{key}` is a section with keys ({', '.join(keys)}), not a value; set one of them "
+            f"({key}.{first}=...)")
 
 
 def _unimportable(target: str) -> str | None:

@@ -157,6 +157,12 @@ def test_an_unknown_group_option_is_one_line_naming_the_options():
         "edm-se train: error: +experiment=nope: experiment has no option 'nope' (options: cpu_demo, seed_paper, "
         "sgmse_plus)"]
     assert syntax.returncode == 2 and "Traceback" not in syntax.stderr and len(syntax.stderr.splitlines()) > 1
+    # a section given a list does not compose ("Cannot merge DictConfig with ListConfig"): one line, the same message
+    # as a section given a value that does compose (validate.section_given_value)
+    (tasks,) = run_cli_many(["paradigms", "tasks=[nope]"])
+    assert tasks.returncode == 2 and tasks.stderr.strip().splitlines() == [
+        "edm-se paradigms: error: tasks=[nope]: `tasks` is a section with keys (keywords, sentences), not a value; "
+        "set one of them (tasks.keywords=...)"]
     assert "does not compose into a valid config" in syntax.stderr.strip().splitlines()[-1]
 
 

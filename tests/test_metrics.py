@@ -66,6 +66,9 @@ def test_a_silent_estimate_is_refused_by_name(ref):
     with pytest.raises(ValueError, match=r"^b: the estimate is silent \(all samples zero\); PESQ and SI-SDR"):
         M.score_pairs([ref, ref], [ref, np.zeros_like(ref)], names=["a", "b"], metrics=("si_sdr",), num_workers=0,
                       progress=False)
+    with pytest.raises(ValueError, match=r"^b: the estimate is constant; SI-SDR is undefined for it"):
+        M.score_pairs([ref, ref], [ref, np.full_like(ref, 0.25)], names=["a", "b"], metrics=("si_sdr",),
+                      num_workers=2, progress=False)  # named before the workers, whose error would not name it
     frame, _ = M.score_pairs([ref], [np.zeros_like(ref)], metrics=("estoi",), num_workers=0, progress=False)
     assert frame["estoi"].iloc[0] < 0.1  # ESTOI is defined for silence: near 0
 
