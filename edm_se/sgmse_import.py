@@ -19,12 +19,15 @@ divides by ``t`` before its ``output_layer``, so that layer's bias is not divide
 ``output_bias_times_t=True``.
 
 Raises :class:`edm_se.checkpoint.CheckpointError` (one line) for a file that is not an sgmse checkpoint, another
-backbone or SDE, or weights that do not fit.
+backbone or SDE, a hyper-parameter of the wrong type or out of range, weights that do not fit, or an output that
+cannot be written (a directory, under a file, the input itself).
 """
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -134,27 +137,71 @@ def sgmse_config(hparams: dict[str, Any]) -> dict[str, Any]:
         raise CheckpointError(f"sgmse SDE {sde!r}: only 'ouve' is imported (SGMSE+)")
     if str(hparams.get("transform_type", "exponent")) != "exponent":
         raise CheckpointError(f"sgmse transform_type {hparams.get('transform_type')!r}: only 'exponent' is imported")
-    net = {k: hparams.get(k, v) for k, v in NCSNPP_DEFAULTS.items()}
+    theta, sigma_min, sigma_max = (_hp(hparams, k, d) for k, d in (("theta", 1.5), ("sigma_min", 0.05),
+                                                                        ("sigma_max", 0.5)))
+    n_fft, hop = _hp(hparams, "n_fft", 510, integer=True), _hp(hparams, "hop_length", 128, integer=True)
+    alpha, beta = _hp(hparams, "spec_abs_exponent", 0.5), _hp(hparams, "spec_factor", 0.15)
+    num_steps, t_eps = _hp(hparams, "N", 30, integer=True), _hp(hparams, "t_eps", 0.03)
+    if num_steps < 1:
+        raise CheckpointError(f"sgmse hyper-parameter N={num_steps}: its PC sampler needs at least 1 step")
+    if not 0 < t_eps < 1:
+        raise CheckpointError(f"sgmse hyper-parameter t_eps={t_eps}: must lie in (0, 1)")
     net = {"_target_": "edm_se.nets.ncsnpp.NCSNpp", "in_channels": 4, "out_channels": 2,
-           **{k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in net.items()},
+           **{k: _net_hp(hparams, k, v) for k, v in NCSNPP_DEFAULTS.items()},
            "output_bias_times_t": True}  # sgmse divides by t before its output layer
     return {
-        "sde": {"_target_": "edm_se.sde.OUVE", "theta": float(hparams.get("theta", 1.5)),
-                "sigma_min": float(hparams.get("sigma_min", 0.05)), "sigma_max": float(hparams.get("sigma_max", 0.5))},
+        "sde": {"_target_": "edm_se.sde.OUVE", "theta": theta, "sigma_min": sigma_min, "sigma_max": sigma_max},
         "precond": {"_target_": "edm_se.precond.SGMSE", "_partial_": True},
         "net": net,
-        "stft": {"_target_": "edm_se.stft.SpecTransform", "n_fft": int(hparams.get("n_fft", 510)),
-                 "hop_length": int(hparams.get("hop_length", 128)),
-                 "alpha": float(hparams.get("spec_abs_exponent", 0.5)), "beta": float(hparams.get("spec_factor", 0.15))},
-        "sampler": {"_target_": "edm_se.samplers.PC", "num_steps": int(hparams.get("N", 30)), "snr": 0.5,
+        "stft": {"_target_": "edm_se.stft.SpecTransform", "n_fft": n_fft, "hop_length": hop, "alpha": alpha,
+                 "beta": beta},
+        "sampler": {"_target_": "edm_se.samplers.PC", "num_steps": num_steps, "snr": 0.5,
                     "corrector_steps": 1, "final_denoise": False, "predictor_in_sigma": False, "float64": True,
-                    "schedule": {"_target_": "edm_se.schedules.Uniform", "t_min": float(hparams.get("t_eps", 0.03))}},
+                    "schedule": {"_target_": "edm_se.schedules.Uniform", "t_min": t_eps}},
         "sample_rate": 16000,
     }
 
 
+def _hp(hparams: dict[str, Any], key: str, default: float, integer: bool = False) -> Any:
+    """The finite number ``hparams[key]`` (``default`` when absent), an int where ``integer``.
+
+    Raises:
+        CheckpointError: not a finite number (not an integer where ``integer``), naming the key.
+    """
+    value = hparams.get(key, default)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or (integer and number != int(number)):
+        raise CheckpointError(f"sgmse hyper-parameter {key}={value!r}: not {'an integer' if integer else 'a number'}")
+    return int(number) if integer else number
+
+
+def _net_hp(hparams: dict[str, Any], key: str, default: Any) -> Any:
+    """The NCSN++ hyper-parameter ``key`` of the type of its sgmse default (a list of integers, an integer, a
+    number or a bool).
+
+    Raises:
+        CheckpointError: another type, naming the key.
+    """
+    value = hparams.get(key, default)
+    if isinstance(default, list):
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise CheckpointError(f"sgmse hyper-parameter {key}={value!r}: not a list of integers")
+        return list(value)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise CheckpointError(f"sgmse hyper-parameter {key}={value!r}: not true or false")
+        return value
+    return _hp(hparams, key, default, integer=isinstance(default, int))
+
+
 def _dnn_state(ckpt: dict, use_ema: bool) -> tuple[dict[str, torch.Tensor], str]:
     state = ckpt["state_dict"]
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"its state_dict is a {type(state).__name__}, not a mapping of tensors")
     dnn = {k[len("dnn."):]: v for k, v in state.items() if k.startswith("dnn.")}
     if not dnn:
         raise CheckpointError("no 'dnn.*' weights in its state_dict (not an sgmse ScoreModel checkpoint)")
@@ -175,11 +222,16 @@ def import_sgmse(ckpt_path: str | os.PathLike, out_path: str | os.PathLike, use_
         ``{"out", "weights" ("ema" | "state_dict"), "parameters", "config"}``.
 
     Raises:
-        CheckpointError: unreadable file, not an sgmse ``ScoreModel`` (ncsnpp + ouve), or weights that do not fit.
+        CheckpointError: unreadable file, not an sgmse ``ScoreModel`` (ncsnpp + ouve), hyper-parameters of the
+            wrong type or out of range, weights that do not fit; ``out_path`` a directory, the input itself, or
+            not writable.
     """
-    from edm_se.model import build_model
-
-    path = Path(ckpt_path)
+    path, out = Path(ckpt_path), Path(out_path)
+    if out.is_dir():
+        raise CheckpointError(f"{out}: is a directory; name the output file (e.g. {out / (path.stem + '.pt')})")
+    if out.exists() and path.exists() and out.resolve() == path.resolve():
+        raise CheckpointError(f"{out}: is the sgmse checkpoint itself; name another output file (it would be "
+                              "overwritten)")
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory; name the checkpoint file (sgmse's .ckpt)")
     if not path.is_file():
@@ -191,9 +243,12 @@ def import_sgmse(ckpt_path: str | os.PathLike, out_path: str | os.PathLike, use_
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(err).__name__})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{path}: no 'state_dict' (not a PyTorch Lightning checkpoint of sgmse)")
+    hparams = ckpt.get("hyper_parameters") or {}
     try:
-        cfg = sgmse_config(dict(ckpt.get("hyper_parameters") or {}))
-        parts = build_model(cfg)
+        if not isinstance(hparams, Mapping):
+            raise CheckpointError(f"its hyper_parameters are a {type(hparams).__name__}, not a mapping")
+        cfg = sgmse_config(dict(hparams))
+        parts = _build(cfg)
         dnn, weights = _dnn_state(ckpt, use_ema)
         net_state = convert_ncsnpp_state(dnn, parts.net)
     except CheckpointError as err:
@@ -203,9 +258,32 @@ def import_sgmse(ckpt_path: str | os.PathLike, out_path: str | os.PathLike, use_
     n_params = sum(p.numel() for p in parts.net.parameters())
     info = {"imported_from": str(path), "source": "sgmse (sp-uhh/sgmse)", "weights": weights,
             "sgmse_step": int(ckpt.get("global_step", 0) or 0)}
-    atomic_torch_save({"format": FORMAT, "config": cfg, "step": int(ckpt.get("global_step", 0) or 0),
-                       "ema": state, "info": info}, out_path)
+    try:
+        atomic_torch_save({"format": FORMAT, "config": cfg, "step": int(ckpt.get("global_step", 0) or 0),
+                           "ema": state, "info": info}, out)
+    except OSError as err:
+        blocker = next((p for p in out.absolute().parents if p.exists() and not p.is_dir()), None)
+        why = f"{blocker} is a file, not a directory" if blocker is not None else (err.strerror or str(err))
+        raise CheckpointError(f"{out}: cannot write it ({why})") from None
     return {"out": str(out_path), "weights": weights, "parameters": n_params, "config": cfg}
+
+
+def _build(cfg: dict[str, Any]):
+    """:func:`edm_se.model.build_model` of an imported config; a hyper-parameter its constructors refuse (a value
+    out of range, a width that is not a number) is a :class:`CheckpointError` naming the part."""
+    from hydra.errors import InstantiationException
+
+    from edm_se.model import build_model
+    from edm_se.validate import ConfigError
+
+    try:
+        return build_model(cfg)
+    except ConfigError as err:
+        raise CheckpointError(f"its hyper-parameters do not build an edm_se model: {err}") from None
+    except InstantiationException as err:  # e.g. nf='x': NCSNpp's own TypeError deep inside
+        cause = err.__cause__ or err
+        raise CheckpointError("its hyper-parameters do not build sgmse's NCSN++: "
+                              f"{type(cause).__name__}: {str(cause).strip().splitlines()[0]}") from None
 
 
 def main(argv: list[str]) -> int:

@@ -120,12 +120,36 @@ def test_import_refuses_what_it_cannot_read_with_one_line(tmp_path, sgmse_ckpt, 
     torch.save({**torch.load(ckpt, weights_only=False), "hyper_parameters": {**HPARAMS, "nf": 32}}, wide)
     notorch = tmp_path / "text.ckpt"
     notorch.write_text("not a checkpoint")
-    for path, why in ((bad, "only 'ncsnpp'"), (wide, "shape"), (notorch, "not a PyTorch checkpoint (neither a zip"),
-                      (tmp_path / "missing.ckpt", "not found"), (tmp_path, "is a directory; name the checkpoint")):
+    saved = torch.load(ckpt, weights_only=False)
+    refused = [(bad, "only 'ncsnpp'"), (wide, "shape"), (notorch, "not a PyTorch checkpoint (neither a zip"),
+               (tmp_path / "missing.ckpt", "not found"), (tmp_path, "is a directory; name the checkpoint")]
+    # hyper-parameters of the wrong type or out of range, and a state_dict that is no mapping: one line naming them
+    for i, (change, why) in enumerate([({"hyper_parameters": {**HPARAMS, "theta": "abc"}}, "theta='abc': not a number"),
+                                       ({"hyper_parameters": {**HPARAMS, "nf": "x"}}, "nf='x': not an integer"),
+                                       ({"hyper_parameters": {**HPARAMS, "ch_mult": 2}}, "not a list of integers"),
+                                       ({"hyper_parameters": {**HPARAMS, "N": 0}}, "N=0: its PC sampler needs"),
+                                       ({"hyper_parameters": {**HPARAMS, "sigma_max": -1}},
+                                        "do not build an edm_se model: sde: need 0 < sigma_min < sigma_max"),
+                                       ({"hyper_parameters": "x"}, "hyper_parameters are a str, not a mapping"),
+                                       ({"state_dict": [1]}, "state_dict is a list, not a mapping of tensors")]):
+        torch.save({**saved, **change}, tmp_path / f"odd{i}.ckpt")
+        refused.append((tmp_path / f"odd{i}.ckpt", why))
+    for path, why in refused:
         assert main(["sgmse", str(path), str(tmp_path / "o.pt")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("edm-se import: error: ") and why in err[0], err
     assert not (tmp_path / "o.pt").exists()
+    # an output that cannot be written, or that is the input itself (which it would have overwritten)
+    copy = tmp_path / "copy.ckpt"
+    copy.write_bytes(ckpt.read_bytes())
+    (tmp_path / "afile").write_text("x")
+    for out, why in ((tmp_path, "is a directory; name the output file (e.g. "),
+                     (tmp_path / "afile" / "o.pt", "afile is a file, not a directory"),
+                     (tmp_path / ".." / tmp_path.name / "copy.ckpt", "is the sgmse checkpoint itself")):
+        assert main(["sgmse", str(copy), str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and why in err[0], err
+    assert copy.read_bytes() == ckpt.read_bytes()
     assert main(["sgmse"]) == 2 and "usage" in capsys.readouterr().err
     assert main(["sgmsee", str(ckpt), str(tmp_path / "o.pt")]) == 2
     assert capsys.readouterr().err.startswith("edm-se import: error: unknown source 'sgmsee'; the one importer is sgmse")
