@@ -74,8 +74,6 @@ class TestSet:
         return [self.names[round(i * (n - 1) / (k - 1))] if k > 1 else self.names[0] for i in range(k)]
 
 
-
-
 def load_test_set(path: str | os.PathLike | None = None, max_files: int | None = None) -> TestSet:
     """Read a paired test-set directory (``clean/``, ``noisy/``, optional ``manifest.csv``), or a VoiceBank-DEMAND
     directory as it is downloaded (``clean_testset_wav/``, ``noisy_testset_wav/``, ``testset_txt/``).
@@ -92,7 +90,7 @@ def load_test_set(path: str | os.PathLike | None = None, max_files: int | None =
 
     Raises:
         edm_se.audio.AudioError: the directory or its clean / noisy sub-directories (either layout) are missing,
-            or no noisy file has a clean reference.
+            no noisy file has a clean reference, or ``manifest.csv`` is not UTF-8 CSV.
     """
 
     from edm_se.audio import AudioError
@@ -131,7 +129,6 @@ def load_test_set(path: str | os.PathLike | None = None, max_files: int | None =
                    clean_dir=clean_dir, noisy_dir=noisy_dir)
 
 
-
 def read_transcripts(source: str | os.PathLike, keys: list[str]) -> dict[str, str]:
     """Reference transcripts for the files ``keys`` (relative paths, with or without suffix) from ``source``:
 
@@ -144,7 +141,7 @@ def read_transcripts(source: str | os.PathLike, keys: list[str]) -> dict[str, st
         ``{key: text}`` for the keys found (possibly empty).
 
     Raises:
-        edm_se.audio.AudioError: ``source`` does not exist.
+        edm_se.audio.AudioError: ``source`` does not exist, or a CSV file there is not UTF-8 CSV.
     """
     from edm_se.audio import AudioError
 
@@ -171,11 +168,23 @@ def _manifest_rows(manifest: Path, keys: list[str]) -> dict[str, dict]:
     """``{key: row}`` of a CSV manifest, a row matched to a key by any column naming the file (``name``, ``file``,
     ``noisy``, ``path``, ``noisy_path``; with or without directories and suffix). Empty when the file is missing."""
     import csv
+    import io
+
+    from edm_se.audio import AudioError
 
     if not manifest.is_file():
         return {}
-    with open(manifest, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+    data = manifest.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")  # -sig: the byte-order mark a spreadsheet may write
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise AudioError(manifest, f"not UTF-8 text (byte 0x{data[err.start]:02x} on line {line}); save it as "
+                         "UTF-8") from None
+    try:
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as err:
+        raise AudioError(manifest, f"not a readable CSV file ({err})") from None
     lookup: dict[str, str] = {}
     for k in keys:
         for alias in (k, Path(k).with_suffix("").as_posix(), Path(k).name, Path(k).stem):

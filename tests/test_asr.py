@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 
 from edm_se import asr
+from edm_se.audio import AudioError
 from edm_se.testset import load_test_set
 
 
@@ -146,6 +147,14 @@ def test_test_sets_carry_transcripts_from_the_manifest_or_txt_files(tmp_path):
     other = load_test_set(tmp_path)
     assert other.transcripts == ["Please call Stella."]
     assert "transcripts_sha256" in other.identity()
+    # a manifest a spreadsheet saved with a byte-order mark: its `name` column is still found (it was '\ufeffname')
+    (tmp_path / "manifest.csv").write_bytes("\ufeffname,snr_db,transcript\np232_001,5,Ask her.\n".encode("utf-8"))
+    bom = load_test_set(tmp_path)
+    assert bom.transcripts == ["Ask her."] and bom.snr_db == [5.0]
+    # one saved in Latin-1: one line naming the file and the byte (every cell of a study failed on it)
+    (tmp_path / "manifest.csv").write_bytes("name,transcript\np232_000,a\np232_001,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(AudioError, match=r"manifest.csv: not UTF-8 text \(byte 0xe9 on line 3\); save it as UTF-8$"):
+        load_test_set(tmp_path)
 
 
 # ----------------------------------------------------------------------------------------------- missing extra
