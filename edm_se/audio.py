@@ -154,6 +154,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000, on_mismatch: s
             data = mono[:, None]
         except AudioError:
             raise AudioError(p, f"not a readable audio file ({_one_line(exc)})") from None
+        if mono.size == 0:  # FFmpeg trusts the suffix (text named x.flac opens as FLAC) and decodes nothing
+            raise AudioError(p, f"not a readable audio file ({_one_line(exc)})")
     if data.shape[0] == 0:
         raise AudioError(p, "audio file holds no samples (zero length)")
     if not np.isfinite(data).all():

@@ -309,6 +309,7 @@ class GatherCallback(Callback):
             validate.overrides(config, conf_dir(), str(config.hydra.job.config_name),  # before the cells' directories
                                list(config.hydra.overrides.task), dict(config.hydra.runtime.choices))
             test_set = load_test_set(config.get("test_set"), config.get("max_files"))
+            test_set.check_audio()  # one unreadable file failed every cell
             wanted_metrics(list(config.metrics), test_set)  # a missing `asr` extra stops here, naming it
             installed_peers(config.get("peers") or [], warn=True)
             if str(config.study.get("kind", "sampler")) == "sampler":

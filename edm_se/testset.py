@@ -64,6 +64,19 @@ class TestSet:
             out["transcripts_sha256"] = hashlib.sha256(text).hexdigest()
         return out
 
+    def check_audio(self, sample_rate: int = 16000) -> None:
+        """Read every clean and noisy file once (about 1 ms a file), so that a study refuses a test set with an
+        unreadable, empty, silent or too short file before its cells (each of which failed on it).
+
+        Raises:
+            edm_se.audio.AudioError: the first such file, named (:func:`edm_se.audio.load_audio`).
+        """
+        from edm_se.audio import load_audio
+
+        for name in self.names:
+            load_audio(self.clean(name), sample_rate=sample_rate)
+            load_audio(self.noisy(name), sample_rate=sample_rate)
+
     def kept(self, k: int) -> list[str]:
         """``k`` file names spread evenly over the (sorted) test set: the files whose audio is kept."""
         n = len(self.names)

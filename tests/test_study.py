@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -224,11 +225,23 @@ def test_study_end_to_end_resume_and_failure(tiny_ckpt, tiny_test_set, tmp_path)
     pd.testing.assert_frame_equal(again, table)
 
 
-def test_missing_checkpoint_stops_the_study_with_one_line(tiny_test_set, tmp_path):
-    res = run_cli("study", "study=steps", f"ckpt={tmp_path / 'nope.pt'}", f"test_set={tiny_test_set}",
-                  f"hydra.sweep.dir={tmp_path / 's'}", "sampler.num_steps=1")
-    assert res.returncode == 2
-    assert "checkpoint not found" in res.stderr and "Traceback" not in res.stderr
+def test_missing_checkpoint_or_unreadable_test_file_stops_the_study_with_one_line(tiny_test_set, tmp_path):
+    # a test set with a file that is not audio (text named .flac, which FFmpeg opened as FLAC and decoded to nothing:
+    # "holds no samples"); every cell failed on it, one by one
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_test_set, broken)
+    (broken / "noisy" / "utt1.flac").write_text("not audio\n")
+    missing, unreadable = run_cli_many(
+        ["study", "study=steps", f"ckpt={tmp_path / 'nope.pt'}", f"test_set={tiny_test_set}",
+         f"hydra.sweep.dir={tmp_path / 's'}", "sampler.num_steps=1"],
+        ["study", "study=steps", f"test_set={broken}", f"hydra.sweep.dir={tmp_path / 'b'}", "sampler=euler",
+         "sampler.num_steps=1,2", "peers=[]"])
+    assert missing.returncode == 2
+    assert "checkpoint not found" in missing.stderr and "Traceback" not in missing.stderr
+    assert unreadable.returncode == 2 and unreadable.stderr.strip().splitlines() == [
+        f"edm-se study: error: {broken / 'noisy' / 'utt1.flac'}: not a readable audio file (Error opening "
+        f"'{broken / 'noisy' / 'utt1.flac'}': Format not recognised.)"]
+    assert not (tmp_path / "b").exists()
 
 
 def test_training_cell_trains_then_evaluates_several_points(tiny_test_set, tmp_path):
