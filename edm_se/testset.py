@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,7 +136,9 @@ def load_test_set(path: str | os.PathLike | None = None, max_files: int | None =
         try:
             snr[n] = float(value)
         except (TypeError, ValueError):
-            pass
+            continue
+        if math.isnan(snr[n]):  # `nan` is no SNR: each NaN made a per-SNR group of its own, all named "nan"
+            del snr[n]
     text = read_transcripts(root, names)
     transcripts = [text.get(n) for n in names] if text else None
     return TestSet(root=root, names=names, snr_db=[snr.get(n) for n in names], transcripts=transcripts,

@@ -151,6 +151,8 @@ def test_test_sets_carry_transcripts_from_the_manifest_or_txt_files(tmp_path):
     (tmp_path / "manifest.csv").write_bytes("\ufeffname,snr_db,transcript\np232_001,5,Ask her.\n".encode("utf-8"))
     bom = load_test_set(tmp_path)
     assert bom.transcripts == ["Ask her."] and bom.snr_db == [5.0]
+    (tmp_path / "manifest.csv").write_text("name,snr_db\np232_001,nan\n")
+    assert load_test_set(tmp_path).snr_db == [None]  # NaN is no SNR (each one made a per-SNR group named "nan")
     # one saved in Latin-1: one line naming the file and the byte (every cell of a study failed on it)
     (tmp_path / "manifest.csv").write_bytes("name,transcript\np232_000,a\np232_001,caf\xe9\n".encode("latin-1"))
     with pytest.raises(AudioError, match=r"manifest.csv: not UTF-8 text \(byte 0xe9 on line 3\); save it as UTF-8$"):
