@@ -324,7 +324,7 @@ def _spectrogram_db(wave: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.
 
 
 def plot_spectrograms(frame: pd.DataFrame, base_dir: str | os.PathLike, file: str | None = None,
-                      line: str | None = None, nfe: Sequence[float] | None = None, x: str = "nfe") -> Any:
+                      line: str | None = None, nfe: float | Sequence[float] | None = None, x: str = "nfe") -> Any:
     """Clean / noisy / enhanced (at a few NFE) log-magnitude spectrograms of one kept test file.
 
     Args:
@@ -332,7 +332,7 @@ def plot_spectrograms(frame: pd.DataFrame, base_dir: str | os.PathLike, file: st
         base_dir: the directory of ``results.csv`` (the sweep directory).
         file: kept file name (stem or name); None: the first one.
         line: which line's audio (see :func:`add_line_labels`); None: the first line with kept audio.
-        nfe: NFE values to show (nearest available); None: up to 3 spread over the available ones.
+        nfe: NFE value(s) to show (nearest available); None: up to 3 spread over the available ones.
 
     Returns:
         The Figure, or None when no kept audio is found.
@@ -361,6 +361,8 @@ def plot_spectrograms(frame: pd.DataFrame, base_dir: str | os.PathLike, file: st
     col = x if x in cells.columns and x != "rtf" else "nfe"
     sub = cells[cells["line"] == chosen].dropna(subset=[col]).sort_values(col).drop_duplicates(col)
     available = sub[col].to_numpy(float)
+    if isinstance(nfe, (int, float)):  # one NFE
+        nfe = [nfe]
     if nfe is None or col != "nfe":
         idx = sorted({0, len(available) // 2, len(available) - 1}) if len(available) else []
         picks = [available[i] for i in idx]
@@ -440,14 +442,10 @@ def main(cfg: Any) -> None:
     from omegaconf import OmegaConf
 
     from edm_se.cli import UserError
+    from edm_se.validate import plot_config
 
-    if cfg.results is None:
-        raise UserError("results=PATH/results.csv (or the study's directory) is required")
-    known = sorted(plt.figure().canvas.get_supported_filetypes())
+    plot_config(cfg, plt.figure().canvas.get_supported_filetypes())
     plt.close("all")
-    formats = [str(f) for f in (cfg.formats or [])]
-    if not formats or any(f not in known for f in formats):
-        raise UserError(f"formats={formats}: must be a non-empty list of {', '.join(known)}")
     try:
         spec = OmegaConf.to_container(cfg.spectrogram, resolve=True) if cfg.get("spectrogram") else None
         written = make_plots(cfg.results, cfg.output, x=str(cfg.x), formats=list(cfg.formats),

@@ -464,6 +464,30 @@ def _metrics(cfg: DictConfig, optional: bool = False) -> None:
             raise ConfigError(f"metrics={value}: {', '.join(twice)} named twice; name each metric once")
 
 
+def plot_config(cfg: DictConfig, formats: Iterable[str]) -> None:
+    """Check ``edm-se plot`` (``conf/plot.yaml``); ``formats`` are the file types matplotlib writes.
+
+    Raises:
+        ConfigError: ``results`` missing; ``formats`` / ``metrics`` not a list (``metrics=pesq``, read letter by
+            letter, asked for the metrics p, e, s, q); ``spectrogram.enabled`` not a bool; ``spectrogram.nfe`` not
+            an NFE or a list of NFEs (a number crashed the spectrogram figure); ``spectrogram.file`` / ``line`` not
+            text.
+    """
+    if cfg.get("results") is None:
+        raise ConfigError("results=PATH/results.csv (or the study's directory) is required")
+    known = sorted(formats)
+    check(cfg, "formats", lambda v: not isinstance(v, str) and len(v) > 0 and all(f in known for f in v),
+          "a non-empty list of " + ", ".join(known))
+    check(cfg, "metrics", lambda v: not isinstance(v, str) and len(v) > 0 and all(isinstance(m, str) for m in v),
+          "a non-empty list of metric names (metrics=[pesq,estoi]) or null", optional=True)
+    check(cfg, "spectrogram.enabled", lambda v: isinstance(v, bool), "true or false")
+    check(cfg, "spectrogram.nfe", lambda v: (is_number(v) and v >= 1) or (
+        not isinstance(v, str) and len(v) > 0 and all(is_number(n) and n >= 1 for n in v)),
+          "an NFE >= 1, a non-empty list of them, or null", optional=True)
+    for key in ("spectrogram.file", "spectrogram.line"):
+        check(cfg, key, lambda v: isinstance(v, str), "a name or null", optional=True)
+
+
 def data_build_config(cfg: DictConfig) -> None:
     """Check ``edm-se data build`` (``conf/data_build.yaml``)."""
     int_at_least(cfg, ["seed"], 0)

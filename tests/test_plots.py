@@ -128,6 +128,20 @@ def test_formats_must_name_figure_formats(tmp_path):
         assert res.stderr.strip().startswith(f"edm-se plot: error: formats={shown}: must be a non-empty list of ")
         assert "pdf" in res.stderr and "svg" in res.stderr
     assert not (tmp_path / "out").exists()
+    # a value where a list goes (metrics=pesq was read letter by letter: "no finished cell has p, e, s, q"), an NFE
+    # that is not a number (a traceback), a flag that is not a bool (taken as true)
+    refused = (("formats=png", "formats=png: must be a non-empty list of "),
+               ("metrics=pesq", "metrics=pesq: must be a non-empty list of metric names (metrics=[pesq,estoi]) or "
+                                "null"),
+               ("spectrogram.nfe=[1,x]", "spectrogram.nfe=[1, 'x']: must be an NFE >= 1, a non-empty list of them, "
+                                         "or null"),
+               ("spectrogram.nfe=0", "spectrogram.nfe=0: must be an NFE >= 1"),
+               ("spectrogram.enabled=maybe", "spectrogram.enabled=maybe: must be true or false"))
+    runs = run_cli_many(*(["plot", f"results={results}", f"output={tmp_path / 'out'}", arg] for arg, _ in refused))
+    for res, (_, why) in zip(runs, refused):
+        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert res.stderr.startswith(f"edm-se plot: error: {why}"), res.stderr
+    assert not (tmp_path / "out").exists()
     ok = run_cli("plot", f"results={results}", f"output={tmp_path / 'out'}", "formats=[svg]")
     assert ok.returncode == 0 and (tmp_path / "out" / "metric_vs_nfe.svg").is_file()
 

@@ -208,6 +208,11 @@ def test_study_end_to_end_resume_and_failure(tiny_ckpt, tiny_test_set, tmp_path)
     assert (sweep / "metric_vs_nfe.png").stat().st_size > 1000
     assert (sweep / "spectrograms.png").exists()
     assert "results:" in res.stdout and "failed cell" in res.stdout
+    # one NFE (spectrogram.nfe=3, not a list, crashed the figure): the nearest NFE with audio, beside clean and noisy
+    from edm_se import plots
+
+    fig = plots.plot_spectrograms(plots.load_results(sweep / "results.csv"), sweep, nfe=nfes[1] + 0.4)
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["clean", "noisy", f"enhanced, NFE={nfes[1]:g}"]
 
     # a re-run skips both finished cells (files untouched) and retries the failed one
     before = _mtimes([c / "metrics.json" for c in good] + [c / "audio" for c in good])
