@@ -42,8 +42,7 @@ def data_tasks_main(cfg: DictConfig) -> None:
     from edm_se import validate
     from edm_se.tasks.data import build_task_corpus
 
-    validate.int_at_least(cfg, ["max_sentences"], 1, optional=True)
-    validate.int_at_least(cfg, ["sentence_takes"], 1, optional=True)
+    validate.data_tasks_config(cfg)
     voices = tuple(OmegaConf.to_container(cfg.voices)) if cfg.voices is not None else None
     tasks = tuple(OmegaConf.to_container(cfg.tasks)) if cfg.get("tasks") is not None else ("keywords", "sentences")
     out = build_task_corpus(Path(cfg.out_dir), voices=voices, max_sentences=cfg.max_sentences,

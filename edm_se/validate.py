@@ -488,6 +488,19 @@ def plot_config(cfg: DictConfig, formats: Iterable[str]) -> None:
         check(cfg, key, lambda v: isinstance(v, str), "a name or null", optional=True)
 
 
+def data_tasks_config(cfg: DictConfig) -> None:
+    """Check ``edm-se data tasks`` (``conf/data_tasks.yaml``): ``tasks=keywords`` (not a list) was a traceback."""
+    from edm_se.tasks.data import VOICES
+
+    check(cfg, "tasks", lambda v: not isinstance(v, str) and len(v) > 0 and all(t in ("keywords", "sentences")
+                                                                                for t in v),
+          "a non-empty list of keywords, sentences (tasks=[keywords])")
+    check(cfg, "voices", lambda v: not isinstance(v, str) and len(v) > 0 and all(x in VOICES for x in v),
+          f"a non-empty list of voices ({', '.join(VOICES)}) or null", optional=True)
+    int_at_least(cfg, ["max_sentences"], 1, optional=True)
+    int_at_least(cfg, ["sentence_takes"], 1)
+
+
 def data_build_config(cfg: DictConfig) -> None:
     """Check ``edm-se data build`` (``conf/data_build.yaml``)."""
     int_at_least(cfg, ["seed"], 0)

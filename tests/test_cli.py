@@ -80,6 +80,19 @@ def test_data_help():
     assert "edm-se data build" in res.stdout
 
 
+def test_data_tasks_refuses_a_value_where_a_list_goes_in_one_line(tmp_path):
+    """`edm-se data tasks tasks=keywords` was a traceback (OmegaConf.to_container of a string)."""
+    cases = (("tasks=keywords", "tasks=keywords: must be a non-empty list of keywords, sentences (tasks=[keywords])"),
+             ("tasks=[kw]", "tasks=['kw']: must be a non-empty list of keywords, sentences (tasks=[keywords])"),
+             ("voices=slt", "voices=slt: must be a non-empty list of voices (kal16, joe, espeak, rms, slt, awb, "
+                            "allison) or null"),
+             ("sentence_takes=0", "sentence_takes=0: must be an integer >= 1"))
+    runs = run_cli_many(*(["data", "tasks", f"out_dir={tmp_path / 'tasks'}", arg] for arg, _ in cases))
+    for res, (_, why) in zip(runs, cases):
+        assert res.returncode == 2 and res.stderr.strip().splitlines() == [f"edm-se data tasks: error: {why}"]
+    assert not (tmp_path / "tasks").exists()
+
+
 def test_multirun_refused_where_it_makes_no_sense(tmp_path):
     res = run_cli("evaluate", "-m", f"estimates={tmp_path}", f"references={tmp_path}")
     assert res.returncode == 2
