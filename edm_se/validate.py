@@ -329,6 +329,13 @@ def study_config(cfg: DictConfig) -> None:
 
     check(cfg, "peers", lambda v: all(str(p) in PEERS for p in v), "a list of " + ", ".join(PEERS) + " (or [])",
           optional=True)
+    # a directory alone was read letter by letter ('/', 't', 'm', 'p': every checkpoint under /); a mistyped one
+    # was a warning in a cell's log, and the cell trained from scratch
+    check(cfg, "reuse_checkpoints", lambda v: not isinstance(v, str) and all(isinstance(d, str) for d in v),
+          "a list of directories (reuse_checkpoints=[DIR]) or []", optional=True)
+    for d in cfg.get("reuse_checkpoints") or []:
+        if not Path(d).expanduser().is_dir():
+            raise ConfigError(f"reuse_checkpoints: {d} is not a directory")
     from edm_se.study_common import X_CANDIDATES
 
     one_of(cfg, "study.x", ("auto", *X_CANDIDATES, "rtf"))

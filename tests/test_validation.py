@@ -359,6 +359,14 @@ def test_a_training_study_refuses_an_unknown_cell_and_a_checkpoint(tmp_path):
     with pytest.raises(ConfigError, match=r"^cell=foo: study=steps sweeps samplers on one checkpoint and has no "
                                           r"cells; cell= picks"):  # it only renamed the cell directories
         validate.study_config(_compose("study", ["cell=foo"]))
+    # one directory where a list goes was read letter by letter ('/', 't', ...: every checkpoint under /); a
+    # directory that does not exist was a warning in a cell's log, and the cell trained from scratch
+    with pytest.raises(ConfigError, match=r"^reuse_checkpoints=/tmp: must be a list of directories "
+                                          r"\(reuse_checkpoints=\[DIR\]\) or \[\]$"):
+        validate.study_config(_compose("study", ["study=recipes", "reuse_checkpoints=/tmp"]))
+    with pytest.raises(ConfigError, match=rf"^reuse_checkpoints: {tmp_path / 'nope'} is not a directory$"):
+        validate.study_config(_compose("study", ["study=recipes", f"reuse_checkpoints=[{tmp_path / 'nope'}]"]))
+    validate.study_config(_compose("study", ["study=recipes", f"reuse_checkpoints=[{tmp_path}]"]))
 
 
 def test_two_step_counts_for_enhance_are_refused(tmp_path):
