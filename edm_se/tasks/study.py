@@ -152,6 +152,11 @@ def _cached_eval(path: Path, key: dict, compute) -> dict:
     return result
 
 
+def _manifest(cfg: DictConfig, task: str, tcfg: DictConfig) -> Path:
+    """The task's manifest, ``task_root/<manifest>/manifest.csv``."""
+    return Path(cfg.task_root) / str(tcfg.get("manifest", task)) / "manifest.csv"
+
+
 def _test_items(cfg: DictConfig, task: str, tcfg: DictConfig) -> tuple[list[dict], str]:
     """The task's fixed test mixtures (every ``max_clips``-th subset of the clips when set, the same clips at every
     SNR) and their SHA-256 (audio and targets)."""
@@ -160,8 +165,7 @@ def _test_items(cfg: DictConfig, task: str, tcfg: DictConfig) -> tuple[list[dict
     from edm_se.tasks.data import make_task_test_set
 
     target = str(tcfg.get("target", "label"))
-    items = make_task_test_set(Path(cfg.task_root) / str(tcfg.get("manifest", task)) / "manifest.csv",
-                               cfg.test_noise, snrs_db=list(cfg.snrs_db), split=str(cfg.get("test_split", "test")),
+    items = make_task_test_set(_manifest(cfg, task, tcfg), cfg.test_noise, snrs_db=list(cfg.snrs_db), split=str(cfg.get("test_split", "test")),
                                target=target, segment_seconds=None, max_clips=tcfg.get("max_clips"))
     h = hashlib.sha256()
     for it in items:
@@ -201,10 +205,14 @@ def run_study(cfg: DictConfig) -> dict:
     from edm_se.provenance import run_info
     from edm_se.tasks.report import markdown, seed_markdown, seed_table, write_results, write_seed_csv
 
+    from edm_se.tasks.data import read_task_manifest
+
     out = Path(cfg.out_dir)
+    tasks = _tasks(cfg)
+    for task, tcfg in tasks.items():  # a missing or foreign manifest, before any directory (out_dir/<task>/) is made
+        read_task_manifest(_manifest(cfg, task, tcfg), split=str(cfg.get("test_split", "test")))
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(int(cfg.threads)) if int(cfg.threads) > 0 else None
-    tasks = _tasks(cfg)
     rows: list[dict] = []
     seed_rows: list[dict] = []
     nfe: dict[str, list[dict]] = {}
@@ -350,6 +358,17 @@ def main(cfg: DictConfig) -> None:
                        "a list of training seeds (integers >= 0), e.g. [1,2]")
     validate.check(cfg, "snrs_db", lambda v: len(v) > 0 and all(validate.is_number(x) for x in v),
                    "a non-empty list of SNRs in dB (numbers)")
+    # checked before the task data is read: nfe_steps=4 was a TypeError after the study's first hour of training
+    from edm_se.enhancers import PEERS
+
+    validate.check(cfg, "peers", lambda v: not isinstance(v, str) and all(p in PEERS for p in v),
+                   "a list of " + ", ".join(PEERS) + " (or [])", optional=True)
+    validate.check(cfg, "nfe_steps", lambda v: not isinstance(v, str) and all(validate._is_int(n) and n >= 1
+                                                                             for n in v),
+                   "a list of step counts (integers >= 1), e.g. [1,2,4,8]")
+    validate.check(cfg, "nfe_curve", lambda v: isinstance(v, bool), "true or false")
+    validate.int_at_least(cfg, ["eval_num_steps"], 1)
+    validate.int_at_least(cfg, ["seed"], 0)
     summary = run_study(cfg)
     n = ", ".join(f"{t}: {v['n_test']}" for t, v in summary["tests"].items())
     print(f"edm-se paradigms: {len(summary['rows'])} rows scored (test mixtures {n}); "
