@@ -3,6 +3,7 @@ finished checkpoint with the same config, then evaluate a sampler x steps grid."
 
 from __future__ import annotations
 
+import copy
 import logging
 import shutil
 from pathlib import Path
@@ -73,16 +74,79 @@ def find_reusable_checkpoint(train_cfg: DictConfig, roots: list[Path]) -> Path |
     return None
 
 
+def eval_points(cell: str, spec: dict, study_eval: list | None) -> list[tuple[str, str, dict]]:
+    """``(entry, sampler name, sampler node)`` for every point of a training cell's evaluation grid: its own
+    ``study.cells.<cell>.eval``, else ``study.eval``; one point per entry (named ``study.cells.<cell>.eval[i]``) and
+    step count.
+
+    An entry is ``{sampler: NAME, num_steps: N or [N, ...] (null: the sampler's own), params: {KEY: VALUE}}``
+    (a ``conf/sampler/NAME.yaml`` with those fields replaced; a nested mapping is merged key by key).
+
+    Raises:
+        ValueError: no grid; an entry that is no such mapping, names an unknown sampler, a step count that is not an
+            integer >= 1, or a parameter its sampler does not have; naming the entry (``study.cells.<cell>.eval[i]``).
+    """
+    from edm_se.model import sampler_from_name
+
+    where = f"study.cells.{cell}.eval" if spec.get("eval") else "study.eval"
+    grid = spec.get("eval") or study_eval or []
+    if not grid:
+        raise ValueError(f"cell {cell!r} has no evaluation grid (study.eval or study.cells.{cell}.eval)")
+    if not isinstance(grid, list):
+        raise ValueError(f"{where}={grid}: must be a list of {{sampler: NAME, num_steps: [N, ...]}} entries")
+    out = []
+    for i, entry in enumerate(grid):
+        key = f"{where}[{i}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("sampler"), str):
+            raise ValueError(f"{key}={entry}: must be {{sampler: NAME, num_steps: [N, ...], params: {{...}}}}")
+        extra = sorted(set(entry) - {"sampler", "num_steps", "params"})
+        if extra:
+            raise ValueError(f"{key}.{extra[0]}: an entry has sampler, num_steps and params only")
+        name = entry["sampler"]
+        try:
+            base = OmegaConf.to_container(sampler_from_name(name), resolve=True)
+        except ValueError as err:  # naming the choices
+            raise ValueError(f"{key}.sampler: {err}") from None
+        steps = entry.get("num_steps")
+        steps = [None] if steps is None else steps if isinstance(steps, list) else [steps]
+        if not steps or not all(n is None or (isinstance(n, int) and not isinstance(n, bool) and n >= 1)
+                                for n in steps):
+            raise ValueError(f"{key}.num_steps={entry.get('num_steps')}: must be a step count >= 1 or a non-empty "
+                             "list of them")
+        params = entry.get("params") or {}
+        if not isinstance(params, dict):
+            raise ValueError(f"{key}.params={params}: must be a mapping of sampler parameters")
+        for k in params:
+            if k not in base or k == "_target_":
+                raise ValueError(f"{key}.params.{k}: sampler {name} has no parameter {k!r} (it has "
+                                 f"{', '.join(p for p in base if p != '_target_')})")
+        for num_steps in steps:
+            node = _merged(base, {**params, **({"num_steps": num_steps} if num_steps is not None else {})})
+            out.append((key, name, node))
+    return out
+
+
+def _merged(base: dict, changes: dict) -> dict:
+    """A copy of ``base`` with ``changes`` merged in, key by key in nested mappings (``schedule: {sigma_min: 0.1}``
+    keeps the schedule's ``_target_`` and other keys)."""
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def _run_train_cell(cfg: DictConfig, out_dir: Path, test_set: TestSet, keep: list[str], noisy: dict | None = None,
                     metrics: list[str] | None = None) -> list:
     from edm_se.config import to_container
-    from edm_se.model import EnhancementModel, sampler_from_name
+    from edm_se.model import EnhancementModel
     from edm_se.train import train
 
     cells = OmegaConf.to_container(cfg.study.cells, resolve=True) or {}
     if cfg.cell is None or cfg.cell not in cells:
         raise ValueError(f"unknown or missing cell {cfg.cell!r}; this study's cells are {sorted(cells)}")
     spec = cells[cfg.cell] or {}
+    # one point per sampler entry and step count of the cell's grid, read before the training
+    grid = eval_points(str(cfg.cell), spec, OmegaConf.to_container(cfg.study.eval, resolve=True))
     cell_overrides = [str(o) for o in spec.get("overrides", [])]
     overrides = [*map(str, cfg.study.train_overrides), *cell_overrides, f"run_dir='{out_dir}'", "resume=true",
                  f"seed={int(cfg.seed)}", f"device={cfg.device}"]
@@ -99,32 +163,20 @@ def _run_train_cell(cfg: DictConfig, out_dir: Path, test_set: TestSet, keep: lis
     train(train_cfg)
     model = EnhancementModel.from_checkpoint(out_dir / "checkpoints" / "last.pt", device=str(cfg.device))
     full = to_container(train_cfg)
-    grid = spec.get("eval") or OmegaConf.to_container(cfg.study.eval, resolve=True) or []
-    if not grid:
-        raise ValueError(f"cell {cfg.cell!r} has no evaluation grid (study.eval or study.cells.{cfg.cell}.eval)")
     points = []
-    for entry in grid:
-        name = str(entry["sampler"])
-        params = dict(entry.get("params") or {})
-        steps = entry.get("num_steps") or [None]
-        for num_steps in steps if isinstance(steps, list) else [steps]:
-            node = OmegaConf.to_container(sampler_from_name(name), resolve=True)
-            for key, value in {**params, **({"num_steps": num_steps} if num_steps is not None else {})}.items():
-                if key not in node:
-                    raise KeyError(f"sampler {name} has no parameter {key!r}")
-                node[key] = value
-            audio_dir = out_dir / "audio" / f"{name}_{node.get('num_steps')}"
-            point = evaluate_point(model, test_set, node, t_start=float(cfg.t_start), seed=int(cfg.seed),
-                                   oa_weight=oa_weight(cfg),
-                                   metrics=list(cfg.metrics) if metrics is None else metrics, keep=keep, audio_dir=audio_dir,
-                                   num_workers=int(cfg.num_workers), progress=bool(cfg.progress), noisy_ref=noisy)
-            points.append({"label": f"{cfg.cell} / {name}", "sampler": name, **sampler_params(node),
-                           "t_start": float(cfg.t_start), "oa_weight": oa_weight(cfg),
-                           "sde": _override_value(cell_overrides, "sde") or _short_target(full.get("sde")),
-                           "precond": _override_value(cell_overrides, "precond")
-                           or _short_target(full.get("precond")),
-                           "design": str(cfg.cell), **point})
-            log.info("cell %s / %s num_steps=%s: NFE=%d %s", cfg.cell, name, node.get("num_steps"), point["nfe"],
-                     _fmt_metrics(point["metrics"]))
+    for _, name, node in grid:
+        audio_dir = out_dir / "audio" / f"{name}_{node.get('num_steps')}"
+        point = evaluate_point(model, test_set, node, t_start=float(cfg.t_start), seed=int(cfg.seed),
+                               oa_weight=oa_weight(cfg),
+                               metrics=list(cfg.metrics) if metrics is None else metrics, keep=keep, audio_dir=audio_dir,
+                               num_workers=int(cfg.num_workers), progress=bool(cfg.progress), noisy_ref=noisy)
+        points.append({"label": f"{cfg.cell} / {name}", "sampler": name, **sampler_params(node),
+                       "t_start": float(cfg.t_start), "oa_weight": oa_weight(cfg),
+                       "sde": _override_value(cell_overrides, "sde") or _short_target(full.get("sde")),
+                       "precond": _override_value(cell_overrides, "precond")
+                       or _short_target(full.get("precond")),
+                       "design": str(cfg.cell), **point})
+        log.info("cell %s / %s num_steps=%s: NFE=%d %s", cfg.cell, name, node.get("num_steps"), point["nfe"],
+                 _fmt_metrics(point["metrics"]))
     return points
 

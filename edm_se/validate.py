@@ -366,6 +366,7 @@ def study_config(cfg: DictConfig) -> None:
                 near = difflib.get_close_matches(name, cells, n=1, cutoff=0.6)
                 raise ConfigError(f"cell={name}: no such cell in study={OmegaConf.select(cfg, 'study.name')} ("
                                   + (f"did you mean cell={near[0]}? " if near else "") + f"cells: {', '.join(cells)})")
+        _eval_grids(cfg, named_cells or cells)
     for key, low_open in (("t_start", True), ("oa_weight", False)):  # every swept value, before any cell runs
         for value in (swept or {}).get(key, []):
             number_in({key: _swept_number(value)}, key, 0.0, 1.0, low_open=low_open)
@@ -401,6 +402,22 @@ def study_config(cfg: DictConfig) -> None:
     if swept is not None and not any(same_value(value, v) for v in swept[key]):
         raise ConfigError(f"study.compare_to={key}={value}: {value} is not one of the swept values of {key} "
                           f"({', '.join(swept[key])})")
+
+
+def _eval_grids(cfg: DictConfig, cells: list[str]) -> None:
+    """Every point of the evaluation grid of each of ``cells`` names a sampler that builds
+    (:func:`edm_se.study_train.eval_points`): a bad one failed its cell after the training."""
+    from edm_se.study_train import eval_points
+
+    specs = OmegaConf.to_container(cfg.study.cells, resolve=True) or {}
+    study_eval = OmegaConf.to_container(cfg.study.eval, resolve=True) if cfg.study.get("eval") is not None else None
+    for cell in cells:
+        try:
+            points = eval_points(cell, specs.get(cell) or {}, study_eval)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        for entry, _, node in points:  # the values come from the entry's params (its num_steps are checked)
+            _prefixed(lambda: sampler(node, prefix=f"{entry}.params"), f"{entry}.params")
 
 
 def _swept_number(text: str) -> Any:

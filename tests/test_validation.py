@@ -369,6 +369,41 @@ def test_a_training_study_refuses_an_unknown_cell_and_a_checkpoint(tmp_path):
     validate.study_config(_compose("study", ["study=recipes", f"reuse_checkpoints=[{tmp_path}]"]))
 
 
+def test_a_training_study_checks_every_evaluation_point_before_any_training():
+    """A bad evaluation grid (an unknown sampler, 0 steps, a parameter the sampler lacks or refuses) failed its cell
+    after the training; each is now one line naming the entry, and nested params merge into the sampler's node."""
+    from edm_se.study_train import eval_points
+
+    grid = "study.cells.seed_recipe.eval"
+    cases = (("x", f"{grid}=x: must be a list of {{sampler: NAME, num_steps: [N, ...]}} entries"),
+             ("[{sampler:nope,num_steps:[1]}]", f"{grid}[0].sampler: unknown sampler 'nope'; choose from ["),
+             ("[{sampler:pc},{sampler:euler,num_steps:[2,0]}]",
+              f"{grid}[1].num_steps=[2, 0]: must be a step count >= 1 or a non-empty list of them"),
+             ("[{sampler:euler,steps:[2]}]", f"{grid}[0].steps: an entry has sampler, num_steps and params only"),
+             ("[{sampler:euler,params:{churn:1}}]", f"{grid}[0].params.churn: sampler euler has no parameter 'churn' "
+                                                   "(it has num_steps, s_churn, "),
+             ("[{sampler:euler,params:{s_churn:-1}}]", f"{grid}[0].params.s_churn=-1: must be a number >= 0"),
+             ("[{sampler:euler,params:{schedule:{sigma_mn:1}}}]",
+              f"{grid}[0].params: Karras.__init__() got an unexpected keyword argument 'sigma_mn'"))
+    for value, why in cases:
+        with pytest.raises(ConfigError) as err:
+            validate.study_config(_compose("study", ["study=recipes", "cell=seed_recipe", f"{grid}={value}"]))
+        assert str(err.value).startswith(why), (value, str(err.value))
+    # the other cell's grid is not checked when only this one runs; both are when no cell is named
+    bad = "study.cells.sgmse_recipe.eval=[{sampler:nope}]"
+    validate.study_config(_compose("study", ["study=recipes", "cell=seed_recipe", bad]))
+    with pytest.raises(ConfigError, match=r"^study.cells.sgmse_recipe.eval\[0\].sampler: unknown sampler"):
+        validate.study_config(_compose("study", ["study=recipes", bad]))
+    # one point per entry and step count; a nested mapping keeps the schedule's other keys
+    points = eval_points("c", {"eval": [{"sampler": "euler", "num_steps": [2, 3],
+                                         "params": {"schedule": {"sigma_min": 0.1}}}]}, None)
+    assert [(key, name, node["num_steps"]) for key, name, node in points] == [
+        ("study.cells.c.eval[0]", "euler", 2), ("study.cells.c.eval[0]", "euler", 3)]
+    assert points[0][2]["schedule"] == {"_target_": "edm_se.schedules.Karras", "sigma_min": 0.1, "sigma_max": None,
+                                        "rho": 7.0}
+    assert eval_points("c", {}, [{"sampler": "pc"}])[0][0] == "study.eval[0]"
+
+
 def test_two_step_counts_for_enhance_are_refused(tmp_path):
     """`num_steps=4 sampler.num_steps=8` ran 4 steps without a word; two different counts are now refused, the
     same count twice passes the check (it fails later here only because the input does not exist)."""
