@@ -34,6 +34,14 @@ def compose_train_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         return compose(config_name=name, overrides=overrides)
 
 
+def cell_train_overrides(cfg: DictConfig, cell: str, out_dir: Path) -> list[str]:
+    """The ``edm-se train`` overrides of training cell ``cell`` run in ``out_dir``: ``study.train_overrides``, the
+    cell's ``overrides``, then its run directory, ``resume=true``, the study's seed and device."""
+    spec = (OmegaConf.to_container(cfg.study.cells, resolve=True) or {}).get(cell) or {}
+    return [*map(str, cfg.study.train_overrides), *(str(o) for o in spec.get("overrides", [])),
+            f"run_dir='{out_dir}'", "resume=true", f"seed={int(cfg.seed)}", f"device={cfg.device}"]
+
+
 def _train_identity(train_config: dict) -> dict:
     full = json_safe(train_config)  # a normalised copy
     for key in TRAIN_IDENTITY_IGNORED:
@@ -148,8 +156,7 @@ def _run_train_cell(cfg: DictConfig, out_dir: Path, test_set: TestSet, keep: lis
     # one point per sampler entry and step count of the cell's grid, read before the training
     grid = eval_points(str(cfg.cell), spec, OmegaConf.to_container(cfg.study.eval, resolve=True))
     cell_overrides = [str(o) for o in spec.get("overrides", [])]
-    overrides = [*map(str, cfg.study.train_overrides), *cell_overrides, f"run_dir='{out_dir}'", "resume=true",
-                 f"seed={int(cfg.seed)}", f"device={cfg.device}"]
+    overrides = cell_train_overrides(cfg, str(cfg.cell), out_dir)
     train_cfg = compose_train_config(cfg, overrides)
     last = out_dir / "checkpoints" / "last.pt"
     if not last.exists() and cfg.get("reuse_checkpoints"):

@@ -367,6 +367,7 @@ def study_config(cfg: DictConfig) -> None:
                 raise ConfigError(f"cell={name}: no such cell in study={OmegaConf.select(cfg, 'study.name')} ("
                                   + (f"did you mean cell={near[0]}? " if near else "") + f"cells: {', '.join(cells)})")
         _eval_grids(cfg, named_cells or cells)
+        _cell_trainings(cfg, named_cells or cells)
     for key, low_open in (("t_start", True), ("oa_weight", False)):  # every swept value, before any cell runs
         for value in (swept or {}).get(key, []):
             number_in({key: _swept_number(value)}, key, 0.0, 1.0, low_open=low_open)
@@ -418,6 +419,36 @@ def _eval_grids(cfg: DictConfig, cells: list[str]) -> None:
             raise ConfigError(str(err)) from None
         for entry, _, node in points:  # the values come from the entry's params (its num_steps are checked)
             _prefixed(lambda: sampler(node, prefix=f"{entry}.params"), f"{entry}.params")
+
+
+def _cell_trainings(cfg: DictConfig, cells: list[str]) -> None:
+    """The training config of each of ``cells`` composes, passes :func:`train_config` and builds its model (a bad
+    ``study.train_overrides`` or cell override failed every cell, after the noisy input and the peers were scored).
+    """
+    import tempfile
+
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from edm_se.config import build_model
+    from edm_se.study_train import cell_train_overrides, compose_train_config
+
+    with tempfile.TemporaryDirectory() as tmp:  # a run directory that composes; nothing is written there
+        for cell in cells:
+            overrides = cell_train_overrides(cfg, cell, Path(tmp))
+            try:
+                train = compose_train_config(cfg, overrides)
+            except (HydraException, OmegaConfBaseException) as err:
+                first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+                raise ConfigError(f"cell {cell}: its training overrides do not compose ({first.strip()}); "
+                                  f"they are study.train_overrides + study.cells.{cell}.overrides") from None
+            if OmegaConf.select(train, "trainer.max_steps") == 0:  # a cell that trains nothing (few_step's `none`:
+                train.trainer.max_steps = 1                          # its starting weights as they are)
+            try:
+                train_config(train)
+                build_model(train)  # a value its constructor refuses (sde.sigma_min above sigma_max, ...)
+            except ConfigError as err:
+                raise ConfigError(f"cell {cell}: {err}") from None
 
 
 def _swept_number(text: str) -> Any:

@@ -404,6 +404,24 @@ def test_a_training_study_checks_every_evaluation_point_before_any_training():
     assert eval_points("c", {}, [{"sampler": "pc"}])[0][0] == "study.eval[0]"
 
 
+def test_a_training_study_composes_and_checks_every_cells_training_before_any_cell_runs():
+    """A bad `study.train_overrides` or cell override failed every cell (error.json), after the noisy input and the
+    peers had been scored; now one line naming the cell. A cell that trains nothing (trainer.max_steps=0, few_step's
+    `none`: its starting weights as they are) passes."""
+    cases = (('study.train_overrides=["net=nope"]',
+              "cell seed_recipe: its training overrides do not compose (In 'train': Could not find 'net/nope'); they "
+              "are study.train_overrides + study.cells.seed_recipe.overrides"),
+             ('study.train_overrides=["trainer.max_steps=-1"]',
+              "cell seed_recipe: trainer.max_steps=-1: must be an integer >= 1"),
+             ('study.cells.seed_recipe.overrides=["precond.sigma_data=-1"]',
+              "cell seed_recipe: precond: sigma_data must be > 0, got -1"))
+    for override, why in cases:
+        with pytest.raises(ConfigError) as err:
+            validate.study_config(_compose("study", ["study=recipes", "cell=seed_recipe", override]))
+        assert str(err.value) == why
+    validate.study_config(_compose("study", ["study=few_step"]))
+
+
 def test_two_step_counts_for_enhance_are_refused(tmp_path):
     """`num_steps=4 sampler.num_steps=8` ran 4 steps without a word; two different counts are now refused, the
     same count twice passes the check (it fails later here only because the input does not exist)."""
