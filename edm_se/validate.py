@@ -153,8 +153,16 @@ def train_config(cfg: DictConfig) -> None:
     check(cfg, "trainer.optimizer.lr", lambda v: is_number(v) and v > 0, "a number > 0")
     check(cfg, "resume", lambda v: v in (True, False, "force"), "true, false or force")
     check(cfg, "loss.prior_fraction", lambda v: is_number(v) and 0 <= v <= 1, "a number in [0, 1]", optional=True)
+    # one speaker where a list goes was read letter by letter (`valid_speakers=p226`: speakers p, 2, 2, 6)
+    def speakers_ok(v: Any) -> bool:
+        return not isinstance(v, str) and all(isinstance(x, (str, int)) for x in v)
+
+    check(cfg, "data.valid_speakers", speakers_ok, "a list of speakers (data.valid_speakers=[p226,p287])",
+          optional=True)
     for split in ("train", "valid"):
         node = f"data.{split}"
+        for key in ("speakers", "exclude_speakers"):
+            check(cfg, f"{node}.{key}", speakers_ok, f"a list of speakers ({node}.{key}=[p226]) or null", optional=True)
         check(cfg, f"{node}.segment_seconds", lambda v: is_number(v) and v > 0, "a number > 0 or null",
               optional=True)
         n_fft, rate, seconds = _get(cfg, "stft.n_fft"), _get(cfg, "sample_rate"), _get(cfg, f"{node}.segment_seconds")

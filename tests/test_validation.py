@@ -53,6 +53,19 @@ def test_a_crop_of_one_stft_window_is_enough():
         validate.train_config(_compose("train", ["data.train.segment_seconds=0.04", "stft.n_fft=1022"]))
 
 
+def test_speakers_must_be_lists():
+    """`data.valid_speakers=p226` was read letter by letter (speakers p, 2, 2, 6); `[p226]` and numeric IDs pass."""
+    paired = ["data=paired", "data.root=/vbd"]
+    for override, why in (("data.valid_speakers=p226", "data.valid_speakers=p226: must be a list of speakers "
+                                                       "(data.valid_speakers=[p226,p287])"),
+                          ("data.train.exclude_speakers=p226", "data.train.exclude_speakers=p226: must be a list of "
+                                                               "speakers (data.train.exclude_speakers=[p226]) or null")):
+        with pytest.raises(ConfigError) as info:
+            validate.train_config(_compose("train", [*paired, override]))
+        assert str(info.value) == why
+    validate.train_config(_compose("train", [*paired, "data.valid_speakers=[p226,19]"]))
+
+
 def test_a_task_models_keys_must_be_its_constructors():
     """`paradigm.task.name=ctc` kept M5's `num_classes`, and training ended in CTCRecognizer's TypeError traceback;
     the key is named with the override that drops it, and the CTC node the paradigms study uses passes."""
