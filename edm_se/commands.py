@@ -30,10 +30,8 @@ def data_build_main(cfg: DictConfig) -> None:
     from edm_se.data.corpus import build_corpus
 
     validate.data_build_config(cfg)
-
     sources = tuple(OmegaConf.to_container(cfg.sources)) if cfg.sources is not None else None
-    kwargs = {"sources": sources} if sources else {}
-    info = build_corpus(Path(cfg.out_dir), seed=int(cfg.seed), max_minutes=cfg.max_minutes, **kwargs)
+    info = build_corpus(Path(cfg.out_dir), seed=int(cfg.seed), max_minutes=cfg.max_minutes, sources=sources)
     print(info if isinstance(info, str) else f"corpus ready in {cfg.out_dir}: {info}")
 
 

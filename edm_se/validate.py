@@ -566,7 +566,12 @@ def data_tasks_config(cfg: DictConfig) -> None:
 
 def data_build_config(cfg: DictConfig) -> None:
     """Check ``edm-se data build`` (``conf/data_build.yaml``)."""
+    from edm_se.data.sources import SOURCES
+
     int_at_least(cfg, ["seed"], 0)
+    # sources=flite was a traceback (OmegaConf.to_container of a string); sources=[] built every source
+    check(cfg, "sources", lambda v: not isinstance(v, str) and len(v) > 0 and all(x in SOURCES for x in v),
+          f"a non-empty list of corpus sources ({', '.join(SOURCES)}) or null (all)", optional=True)
     check(cfg, "max_minutes", lambda v: is_number(v) and v > 0, "a number of minutes > 0 or null", optional=True)
     check(cfg, "sources", lambda v: len(v) > 0 and all(isinstance(x, str) for x in v),
           "a non-empty list of source names or null", optional=True)

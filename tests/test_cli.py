@@ -80,7 +80,7 @@ def test_data_help():
     assert "edm-se data build" in res.stdout
 
 
-def test_data_tasks_refuses_a_value_where_a_list_goes_in_one_line(tmp_path):
+def test_data_commands_refuse_a_value_where_a_list_goes_in_one_line(tmp_path):
     """`edm-se data tasks tasks=keywords` was a traceback (OmegaConf.to_container of a string)."""
     cases = (("tasks=keywords", "tasks=keywords: must be a non-empty list of keywords, sentences (tasks=[keywords])"),
              ("tasks=[kw]", "tasks=['kw']: must be a non-empty list of keywords, sentences (tasks=[keywords])"),
@@ -91,6 +91,15 @@ def test_data_tasks_refuses_a_value_where_a_list_goes_in_one_line(tmp_path):
     for res, (_, why) in zip(runs, cases):
         assert res.returncode == 2 and res.stderr.strip().splitlines() == [f"edm-se data tasks: error: {why}"]
     assert not (tmp_path / "tasks").exists()
+    # `data build sources=flite` was the same traceback, and `sources=[]` built every source
+    known = "allison, arctic, fillets_cs, ktuberling, megaglest, sonic_pi, freedesktop, wesnoth, supertuxkart, " \
+            "asterisk_moh, piper_rir"
+    for res, value in zip(run_cli_many(*(["data", "build", f"out_dir={tmp_path / 'corpus'}", f"sources={v}"]
+                                         for v in ("flite", "[]"))), ("flite", "[]")):
+        assert res.returncode == 2 and res.stderr.strip().splitlines() == [
+            f"edm-se data build: error: sources={value}: must be a non-empty list of corpus sources ({known}) or "
+            "null (all)"]
+    assert not (tmp_path / "corpus").exists()
 
 
 def test_multirun_refused_where_it_makes_no_sense(tmp_path):
