@@ -36,7 +36,7 @@ def list_inputs(path: str | Path, exclude: str | Path | None = None) -> tuple[Pa
             directory: a re-run must not take the outputs of the last run for inputs).
 
     Raises:
-        AudioError: the path does not exist, or a directory holds no audio file.
+        AudioError: the path does not exist, or a directory holds no audio file (or none outside ``exclude``).
     """
     from edm_se.audio import AudioError
 
@@ -49,6 +49,11 @@ def list_inputs(path: str | Path, exclude: str | Path | None = None) -> tuple[Pa
     if exclude is not None and Path(exclude).resolve() != path.resolve():
         skip = Path(exclude).resolve()
         kept = [f for f in files if not f.resolve().is_relative_to(skip)]
+        if files and not kept:  # every audio file is the output: `output=` names the one input, or the last outputs
+            if skip.is_file():
+                raise AudioError(files[0], f"enhancing it into {exclude} would overwrite this input: name another "
+                                 "output")
+            raise AudioError(path, f"its only audio files lie under the output {exclude}: no input is left")
         if len(kept) < len(files):
             log.info("%s: %d audio file(s) under the output %s are not taken as inputs", path, len(files) - len(kept),
                      exclude)

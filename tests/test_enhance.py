@@ -369,14 +369,20 @@ def test_no_input_is_overwritten_and_no_output_written_twice(tiny_checkpoint, no
         (inputs / f.name).write_bytes(f.read_bytes())
     before = {f.name: f.read_bytes() for f in inputs.iterdir()}
     first = sorted(inputs.iterdir())[0]
-    pairs = ((inputs, inputs), (first, first), (first, inputs))
+    # a directory of one file, output= that file: "the directory holds no audio file" (the output was left out)
+    single = tmp_path / "single"
+    single.mkdir()
+    alone = single / first.name
+    alone.write_bytes(first.read_bytes())
+    pairs = ((inputs, inputs, first), (first, first, first), (first, inputs, first), (single, alone, alone))
     runs = run_cli_many(*(["enhance", f"ckpt={tiny_checkpoint}", f"input={inp}", f"output={out}", "progress=false"]
-                          for inp, out in pairs))
-    for res, (inp, out) in zip(runs, pairs):
+                          for inp, out, _ in pairs))
+    for res, (inp, out, named) in zip(runs, pairs):
         assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
-        assert res.stderr.strip() == (f"edm-se enhance: error: {first}: enhancing it into {out} would overwrite "
+        assert res.stderr.strip() == (f"edm-se enhance: error: {named}: enhancing it into {out} would overwrite "
                                       "this input: name another output")
     assert {f.name: f.read_bytes() for f in inputs.iterdir()} == before  # nothing written, nothing replaced
+    assert alone.read_bytes() == first.read_bytes()
 
     from edm_se.audio import AudioError
     from edm_se.enhance import plan_outputs
