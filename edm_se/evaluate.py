@@ -264,6 +264,15 @@ def format_summary(summary: dict[str, Any]) -> str:
                      .rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
+    total = summary.get("num_files")
+    for m in metrics:  # a mean over fewer files than were scored says so (SI-SDR is +inf for an exact copy)
+        for column, stat in (("estimate", summary["scores"].get(m)), ("noisy", (summary.get("noisy_scores") or {})
+                                                                               .get(m))):
+            n = (stat or {}).get("n")
+            if isinstance(total, int) and isinstance(n, int) and n < total:
+                lines.append(f"{m} ({column}): the mean is over {n} of {total} files; the others' scores are not "
+                             "finite (e.g. SI-SDR: +inf for an exact copy of the reference, -inf for an orthogonal "
+                             "estimate)")
     from edm_se.asr import RUNAWAY_RULE, describe_runaways
 
     for column, found in (summary.get("runaway_transcripts") or {}).items():

@@ -195,6 +195,13 @@ def results_markdown(frame: Any, failed: list[tuple[str, str]], study: str | Non
         n = overall["n"].dropna()
         lines += ["", f"Mean ± 95% confidence half-width over {int(n.max()) if len(n) else '?'} test files. "
                   "NFE: network calls per file. RTF: wall time / audio duration."]
+        short = overall[overall["n"].notna() & (overall["n"] < (n.max() if len(n) else 0))]
+        if len(short):  # a mean over fewer files says so (mean_ci95 leaves out scores that are not finite)
+            named = [f"{r.cell if isinstance(r.cell, str) and r.cell else r.kind} {r.metric} (n={int(r.n)})"
+                     for r in short.itertuples()]
+            lines += [f"Fewer files in {len(short)} row(s): {', '.join(named[:4])}{', ...' if len(named) > 4 else ''}"
+                      "; the other files' scores are not finite (e.g. SI-SDR: +inf for an exact copy of the "
+                      "reference) and are left out of the mean."]
         if any(m in LOWER_IS_BETTER for m in metrics):
             lines += ["WER: corpus-level word error rate in % (total errors / total reference words; lower is "
                       "better), 95% bootstrap interval over files; `clean reference`: the recogniser on the clean "

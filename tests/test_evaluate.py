@@ -69,7 +69,19 @@ def test_evaluate_dirs_default_output_without_noisy(dirs):
     np.testing.assert_allclose(table["si_sdr"], -20 * np.log10(0.18), atol=0.3)
     assert summary["scores"]["si_sdr"]["n"] == 3
     assert "noisy_scores" not in summary and "delta" not in format_summary(summary)
+    assert "the mean is over" not in format_summary(summary)
     assert (dirs / "enhanced" / "summary.json").is_file()
+    # an exact copy of a reference scores SI-SDR +inf, which the mean leaves out: the table says so
+    exact = dirs / "exact"
+    (exact / "sub").mkdir(parents=True)
+    (exact / "a.flac").write_bytes((dirs / "enhanced" / "a.flac").read_bytes())
+    for rel in ("b.wav", "sub/c.wav"):
+        (exact / rel).write_bytes((dirs / "clean" / rel).read_bytes())
+    copied = evaluate_dirs(exact, dirs / "clean", num_workers=0, metrics=("si_sdr",), progress=False)
+    assert copied["scores"]["si_sdr"]["n"] == 1 and copied["num_files"] == 3
+    assert format_summary(copied).splitlines()[-1] == (
+        "si_sdr (estimate): the mean is over 1 of 3 files; the others' scores are not finite (e.g. SI-SDR: +inf for "
+        "an exact copy of the reference, -inf for an orthogonal estimate)")
 
 
 def test_evaluate_dirs_errors(dirs, tmp_path):

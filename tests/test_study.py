@@ -510,6 +510,23 @@ def _sampler_cell(root, overrides: str, sampler: str, steps: int, sdr: list[floa
     (d / "metrics.json").write_text(json.dumps({"format": FORMAT, "cell": overrides, "points": [point]}))
 
 
+def test_results_md_names_the_rows_whose_mean_leaves_files_out(tmp_path):
+    """An exact copy of the reference scores SI-SDR +inf; the mean leaves it out (n = 2 of 3) and results.md said
+    "over 3 test files" for every row; the shorter rows are now named."""
+    from edm_se.study_report import gather
+
+    _sampler_cell(tmp_path, "sampler=euler", "euler", 1, [1.0, 2.0, 3.0])
+    assert "Fewer files" not in gather(tmp_path, plot=False)["markdown"].read_text()
+    _sampler_cell(tmp_path, "sampler=pc", "pc", 1, [1.0, 2.0, 3.0])
+    cell = json.loads((tmp_path / "sampler=pc" / "metrics.json").read_text())
+    cell["points"][0]["metrics"]["si_sdr"]["n"] = 2  # as mean_ci95 reports [1, 2, inf]
+    (tmp_path / "sampler=pc" / "metrics.json").write_text(json.dumps(cell))
+    text = gather(tmp_path, plot=False)["markdown"].read_text()
+    assert "Mean ± 95% confidence half-width over 3 test files." in text
+    assert ("Fewer files in 1 row(s): sampler=pc si_sdr (n=2); the other files' scores are not finite (e.g. SI-SDR: "
+            "+inf for an exact copy of the reference) and are left out of the mean.") in text
+
+
 def test_results_md_names_the_runaway_transcripts_of_every_system(tmp_path):
     """A recogniser looping on one file ("day day day ...") moved a cell's corpus WER by 25 points with nothing in
     results.md to say why; the file is named under its system, and a study without one has no such section."""
