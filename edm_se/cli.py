@@ -181,11 +181,11 @@ def run_hydra(command: str, argv: list[str], spec: tuple[str, str] | None = None
         def checked(cfg):  # noqa: ANN001
             from hydra.core.hydra_config import HydraConfig
 
-            from edm_se import validate
+            from edm_se import validate_overrides
 
             hydra_cfg = HydraConfig.get()
-            validate.overrides(cfg, conf_dir(), config_name, list(hydra_cfg.overrides.task),
-                               dict(hydra_cfg.runtime.choices))
+            validate_overrides.overrides(cfg, conf_dir(), config_name, list(hydra_cfg.overrides.task),
+                                         dict(hydra_cfg.runtime.choices))
             return run(cfg)
 
         return report_user_errors(command)(checked)(cfg)

@@ -165,7 +165,7 @@ def unknown_key_hint(config_name: str, argv: list[str]) -> str | None:
         value = override.split("=", 1)[1].strip()
         if isinstance(node, dict) and node and value not in ("", "null") and not value.startswith("{"):
             # `tasks=[keywords]` where tasks holds keys: Hydra's "Cannot merge DictConfig with ListConfig"
-            from edm_se.validate import section_given_value
+            from edm_se.validate_overrides import section_given_value
 
             return section_given_value(override, key, node)
     return None

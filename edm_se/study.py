@@ -296,24 +296,21 @@ class GatherCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         import sys
 
+        from edm_se import validate_overrides, validate_study
         from edm_se.checkpoint import load_checkpoint
-        from edm_se.cli import _user_error_types
+        from edm_se.cli import _user_error_types, conf_dir
         from edm_se.model import default_checkpoint_path
 
-        from edm_se import validate
-
         try:
-            validate.study_config(config)
-            from edm_se.cli import conf_dir
-
-            validate.overrides(config, conf_dir(), str(config.hydra.job.config_name),  # before the cells' directories
-                               list(config.hydra.overrides.task), dict(config.hydra.runtime.choices))
+            validate_study.study_config(config)
+            validate_overrides.overrides(config, conf_dir(), str(config.hydra.job.config_name),  # before any cell dir
+                                         list(config.hydra.overrides.task), dict(config.hydra.runtime.choices))
             test_set = load_test_set(config.get("test_set"), config.get("max_files"))
             test_set.check_audio()  # one unreadable file failed every cell
             wanted_metrics(list(config.metrics), test_set)  # a missing `asr` extra stops here, naming it
             installed_peers(config.get("peers") or [], warn=True)
             if str(config.study.get("kind", "sampler")) == "sampler":
-                swept = (validate.swept_values(config) or {}).get("ckpt")  # ckpt=a.pt,b.pt: every model
+                swept = (validate_study.swept_values(config) or {}).get("ckpt")  # ckpt=a.pt,b.pt: every model
                 for ckpt in swept or [config.get("ckpt")]:
                     load_checkpoint(Path(ckpt).expanduser() if ckpt else default_checkpoint_path())
         except _user_error_types() as err:

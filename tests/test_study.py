@@ -603,16 +603,16 @@ def test_compare_to_a_factor_level_on_the_command_line(tiny_ckpt, tiny_test_set,
 
 
 def test_compare_to_cell_level_asks_for_the_cell_name():
-    from edm_se import validate
+    from edm_se import validate, validate_study
 
     cfg = _compose("study", ["study=few_step", 'study.compare_to="cell=none"'], hydra_cfg=True)
     with pytest.raises(validate.ConfigError, match=r"^study.compare_to=cell=none: name the cell itself "
                                                    r"\(study.compare_to=none\)$"):
-        validate.study_config(cfg)
+        validate_study.study_config(cfg)
     bad = _compose("study", ["study=churn", 'study.compare_to="sampler.s_noise=2"'], hydra_cfg=True)
     with pytest.raises(validate.ConfigError, match=r"2 is not one of the swept values of sampler.s_noise \(1.0, "):
-        validate.study_config(bad)
-    validate.study_config(_compose("study", ["study=churn"], hydra_cfg=True))  # the preset's own level is valid
+        validate_study.study_config(bad)
+    validate_study.study_config(_compose("study", ["study=churn"], hydra_cfg=True))  # the preset's own level is valid
 
 
 def test_model_labels_and_cell_names():

@@ -11,7 +11,7 @@ import torch
 from conftest import TINY_TRAIN, run_cli, run_cli_many
 from hydra import compose, initialize_config_dir
 
-from edm_se import validate
+from edm_se import validate, validate_overrides, validate_study
 from edm_se.cli import conf_dir
 from edm_se.validate import ConfigError
 
@@ -211,9 +211,9 @@ def test_unknown_config_option_exits_2_with_a_summary_line(tmp_path):
                                            ("progress=maybe", "progress=maybe: must be true or false")])
 def test_study_config_values_are_checked(override, key):
     with pytest.raises(ConfigError) as info:
-        validate.study_config(_compose("study", [override]))
+        validate_study.study_config(_compose("study", [override]))
     assert str(info.value).startswith(key)
-    validate.study_config(_compose("study", []))
+    validate_study.study_config(_compose("study", []))
 
 
 def test_evaluate_config_values_are_checked():
@@ -323,10 +323,10 @@ def test_an_override_of_the_wrong_kind_is_one_line_before_any_work(tmp_path):
 
 
 def test_unimportable_names_the_missing_part():
-    assert validate._unimportable("torch.optim.AdamW") is None and validate._unimportable("edm_se.sde.OUVE") is None
-    assert validate._unimportable("edm_se.sde.OUVE.nope") == "edm_se.sde.OUVE has no 'nope'"
-    assert validate._unimportable("edm_se") == "edm_se is a module or a value, not a class or function"
-    assert validate._unimportable("a b") == "not a dotted Python path (module.Class)"
+    assert validate_overrides._unimportable("torch.optim.AdamW") is None and validate_overrides._unimportable("edm_se.sde.OUVE") is None
+    assert validate_overrides._unimportable("edm_se.sde.OUVE.nope") == "edm_se.sde.OUVE has no 'nope'"
+    assert validate_overrides._unimportable("edm_se") == "edm_se is a module or a value, not a class or function"
+    assert validate_overrides._unimportable("a b") == "not a dotted Python path (module.Class)"
 
 
 def test_a_peer_refuses_the_diffusion_models_settings():
@@ -367,19 +367,19 @@ def test_a_training_study_refuses_an_unknown_cell_and_a_checkpoint(tmp_path):
         "study.cells.<cell>.eval), not with sampler=")
     assert not (tmp_path / "s").exists()
     with pytest.raises(ConfigError, match="^cell=nope: no such cell in study=recipes"):  # composed without Hydra
-        validate.study_config(_compose("study", ["study=recipes", "cell=nope"]))
-    validate.study_config(_compose("study", ["study=recipes", "cell=seed_recipe"]))
+        validate_study.study_config(_compose("study", ["study=recipes", "cell=nope"]))
+    validate_study.study_config(_compose("study", ["study=recipes", "cell=seed_recipe"]))
     with pytest.raises(ConfigError, match=r"^cell=foo: study=steps sweeps samplers on one checkpoint and has no "
                                           r"cells; cell= picks"):  # it only renamed the cell directories
-        validate.study_config(_compose("study", ["cell=foo"]))
+        validate_study.study_config(_compose("study", ["cell=foo"]))
     # one directory where a list goes was read letter by letter ('/', 't', ...: every checkpoint under /); a
     # directory that does not exist was a warning in a cell's log, and the cell trained from scratch
     with pytest.raises(ConfigError, match=r"^reuse_checkpoints=/tmp: must be a list of directories "
                                           r"\(reuse_checkpoints=\[DIR\]\) or \[\]$"):
-        validate.study_config(_compose("study", ["study=recipes", "reuse_checkpoints=/tmp"]))
+        validate_study.study_config(_compose("study", ["study=recipes", "reuse_checkpoints=/tmp"]))
     with pytest.raises(ConfigError, match=rf"^reuse_checkpoints: {tmp_path / 'nope'} is not a directory$"):
-        validate.study_config(_compose("study", ["study=recipes", f"reuse_checkpoints=[{tmp_path / 'nope'}]"]))
-    validate.study_config(_compose("study", ["study=recipes", f"reuse_checkpoints=[{tmp_path}]"]))
+        validate_study.study_config(_compose("study", ["study=recipes", f"reuse_checkpoints=[{tmp_path / 'nope'}]"]))
+    validate_study.study_config(_compose("study", ["study=recipes", f"reuse_checkpoints=[{tmp_path}]"]))
 
 
 def test_a_training_study_checks_every_evaluation_point_before_any_training():
@@ -400,13 +400,13 @@ def test_a_training_study_checks_every_evaluation_point_before_any_training():
               f"{grid}[0].params: Karras.__init__() got an unexpected keyword argument 'sigma_mn'"))
     for value, why in cases:
         with pytest.raises(ConfigError) as err:
-            validate.study_config(_compose("study", ["study=recipes", "cell=seed_recipe", f"{grid}={value}"]))
+            validate_study.study_config(_compose("study", ["study=recipes", "cell=seed_recipe", f"{grid}={value}"]))
         assert str(err.value).startswith(why), (value, str(err.value))
     # the other cell's grid is not checked when only this one runs; both are when no cell is named
     bad = "study.cells.sgmse_recipe.eval=[{sampler:nope}]"
-    validate.study_config(_compose("study", ["study=recipes", "cell=seed_recipe", bad]))
+    validate_study.study_config(_compose("study", ["study=recipes", "cell=seed_recipe", bad]))
     with pytest.raises(ConfigError, match=r"^study.cells.sgmse_recipe.eval\[0\].sampler: unknown sampler"):
-        validate.study_config(_compose("study", ["study=recipes", bad]))
+        validate_study.study_config(_compose("study", ["study=recipes", bad]))
     # one point per entry and step count; a nested mapping keeps the schedule's other keys
     points = eval_points("c", {"eval": [{"sampler": "euler", "num_steps": [2, 3],
                                          "params": {"schedule": {"sigma_min": 0.1}}}]}, None)
@@ -430,9 +430,9 @@ def test_a_training_study_composes_and_checks_every_cells_training_before_any_ce
               "cell seed_recipe: precond: sigma_data must be > 0, got -1"))
     for override, why in cases:
         with pytest.raises(ConfigError) as err:
-            validate.study_config(_compose("study", ["study=recipes", "cell=seed_recipe", override]))
+            validate_study.study_config(_compose("study", ["study=recipes", "cell=seed_recipe", override]))
         assert str(err.value) == why
-    validate.study_config(_compose("study", ["study=few_step"]))
+    validate_study.study_config(_compose("study", ["study=few_step"]))
 
 
 def test_two_step_counts_for_enhance_are_refused(tmp_path):
