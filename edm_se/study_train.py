@@ -154,7 +154,9 @@ def _run_train_cell(cfg: DictConfig, out_dir: Path, test_set: TestSet, keep: lis
         raise ValueError(f"unknown or missing cell {cfg.cell!r}; this study's cells are {sorted(cells)}")
     spec = cells[cfg.cell] or {}
     # one point per sampler entry and step count of the cell's grid, read before the training
-    grid = eval_points(str(cfg.cell), spec, OmegaConf.to_container(cfg.study.eval, resolve=True))
+    study_eval = cfg.study.get("eval")
+    grid = eval_points(str(cfg.cell), spec, OmegaConf.to_container(study_eval, resolve=True)
+                       if study_eval is not None else None)
     cell_overrides = [str(o) for o in spec.get("overrides", [])]
     overrides = cell_train_overrides(cfg, str(cfg.cell), out_dir)
     train_cfg = compose_train_config(cfg, overrides)

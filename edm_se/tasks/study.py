@@ -38,7 +38,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -165,8 +165,9 @@ def _test_items(cfg: DictConfig, task: str, tcfg: DictConfig) -> tuple[list[dict
     from edm_se.tasks.data import make_task_test_set
 
     target = str(tcfg.get("target", "label"))
-    items = make_task_test_set(_manifest(cfg, task, tcfg), cfg.test_noise, snrs_db=list(cfg.snrs_db), split=str(cfg.get("test_split", "test")),
-                               target=target, segment_seconds=None, max_clips=tcfg.get("max_clips"))
+    items = make_task_test_set(_manifest(cfg, task, tcfg), cfg.test_noise, snrs_db=list(cfg.snrs_db),
+                               split=str(cfg.get("test_split", "test")), target=target, segment_seconds=None,
+                               max_clips=tcfg.get("max_clips"))
     h = hashlib.sha256()
     for it in items:
         h.update(it["noisy"].numpy().tobytes())
@@ -203,9 +204,8 @@ def run_study(cfg: DictConfig) -> dict:
     ``summary.json`` gain each row's all-SNR value per seed with the mean and 95% t-interval over the seeds."""
     from edm_se.atomic import atomic_write_json, atomic_write_text
     from edm_se.provenance import run_info
-    from edm_se.tasks.report import markdown, seed_markdown, seed_table, write_results, write_seed_csv
-
     from edm_se.tasks.data import read_task_manifest
+    from edm_se.tasks.report import markdown, seed_markdown, seed_table, write_results, write_seed_csv
 
     out = Path(cfg.out_dir)
     tasks = _tasks(cfg)
@@ -363,9 +363,10 @@ def main(cfg: DictConfig) -> None:
 
     validate.check(cfg, "peers", lambda v: not isinstance(v, str) and all(p in PEERS for p in v),
                    "a list of " + ", ".join(PEERS) + " (or [])", optional=True)
-    validate.check(cfg, "nfe_steps", lambda v: not isinstance(v, str) and all(validate._is_int(n) and n >= 1
-                                                                             for n in v),
-                   "a list of step counts (integers >= 1), e.g. [1,2,4,8]")
+    def step_counts(v: Any) -> bool:
+        return not isinstance(v, str) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in v)
+
+    validate.check(cfg, "nfe_steps", step_counts, "a list of step counts (integers >= 1), e.g. [1,2,4,8]")
     validate.check(cfg, "nfe_curve", lambda v: isinstance(v, bool), "true or false")
     validate.int_at_least(cfg, ["eval_num_steps"], 1)
     validate.int_at_least(cfg, ["seed"], 0)
