@@ -124,6 +124,8 @@ def _sampler_values(node: Any) -> None:
     check(node, "schedule.rho", lambda v: is_number(v) and v > 0, "a number > 0", optional=True)
     check(node, "snr", lambda v: is_number(v) and v > 0, "a number > 0", optional=True)
     int_at_least(node, ["corrector_steps"], 0, optional=True)
+    for key in ("float64", "steps_in_sigma", "final_denoise", "predictor_in_sigma", "heun"):  # `float64=2` ran as true
+        check(node, key, lambda v: isinstance(v, bool), "true or false")
 
 
 def _prefixed(fn: Callable[[], None], prefix: str) -> None:

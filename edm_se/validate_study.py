@@ -154,7 +154,10 @@ def _cell_trainings(cfg: DictConfig, cells: list[str]) -> None:
 
 
 def _swept_number(text: str) -> Any:
-    """A swept value of a numeric key as the number Hydra reads (``"2"`` -> 2, ``"1e-1"`` -> 0.1), else the text."""
+    """A swept value as Hydra reads it: a number (``"2"`` -> 2, ``"1e-1"`` -> 0.1), a bool (``"true"``), else the
+    text."""
+    if text.lower() in ("true", "false"):  # sampler.float64=true,false: a bool, as the sampler check wants
+        return text.lower() == "true"
     for kind in (int, float):
         try:
             return kind(text)

@@ -435,6 +435,17 @@ def test_a_training_study_composes_and_checks_every_cells_training_before_any_ce
     validate_study.study_config(_compose("study", ["study=few_step"]))
 
 
+def test_a_samplers_flags_must_be_bools():
+    """`sampler.float64=2` or `sampler.steps_in_sigma=maybe` ran as true; swept, `true,false` are bools."""
+    io = ["input=x.wav", "output=o"]
+    for sampler, key, value in (("euler", "float64", "2"), ("euler", "steps_in_sigma", "maybe"),
+                                ("pc", "final_denoise", "1"), ("pc", "predictor_in_sigma", "no")):
+        with pytest.raises(ConfigError, match=rf"^sampler\.{key}={value}: must be true or false$"):
+            validate.enhance_config(_compose("enhance", [*io, f"sampler={sampler}", f"sampler.{key}={value}"]))
+    validate.enhance_config(_compose("enhance", [*io, "sampler=euler", "sampler.float64=false"]))
+    assert [validate_study._swept_number(v) for v in ("true", "False", "2", "0.5", "x")] == [True, False, 2, 0.5, "x"]
+
+
 def test_two_step_counts_for_enhance_are_refused(tmp_path):
     """`num_steps=4 sampler.num_steps=8` ran 4 steps without a word; two different counts are now refused, the
     same count twice passes the check (it fails later here only because the input does not exist)."""
