@@ -153,6 +153,9 @@ def train_config(cfg: DictConfig) -> None:
     number_in(cfg, "trainer.ema_decay", 0.0, 1.0, high_open=True)
     check(cfg, "trainer.optimizer.lr", lambda v: is_number(v) and v > 0, "a number > 0")
     check(cfg, "resume", lambda v: v in (True, False, "force"), "true, false or force")
+    for key in ("trainer.amp", "trainer.tensorboard", "trainer.progress", "net.skip_rescale", "net.zero_init",
+                "net.output_bias_times_t"):  # `trainer.progress=no` ran as true
+        check(cfg, key, lambda v: isinstance(v, bool), "true or false")
     check(cfg, "loss.prior_fraction", lambda v: is_number(v) and 0 <= v <= 1, "a number in [0, 1]", optional=True)
     # one speaker where a list goes was read letter by letter (`valid_speakers=p226`: speakers p, 2, 2, 6)
     def speakers_ok(v: Any) -> bool:

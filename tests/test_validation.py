@@ -38,6 +38,8 @@ def _compose(name: str, overrides: list[str]):
                                         "(stft.n_fft=510 samples = 0.03188 s at sample_rate=16000)"),
     ("sampler.num_steps=0", "sampler.num_steps=0"),
     ("sampler.s_noise=0", "sampler.s_noise=0"),
+    ("trainer.progress=no", "trainer.progress=no: must be true or false"),  # ran as true
+    ("trainer.amp=1", "trainer.amp=1: must be true or false"),
 ])
 def test_train_config_values_are_checked(override, key):
     cfg = _compose("train", [override])
