@@ -65,18 +65,32 @@ class TestSet:
             out["transcripts_sha256"] = hashlib.sha256(text).hexdigest()
         return out
 
-    def check_audio(self, sample_rate: int = 16000) -> None:
+    def check_audio(self, sample_rate: int = 16000, max_length_mismatch: float = 0.1) -> None:
         """Read every clean and noisy file once (about 1 ms a file), so that a study refuses a test set with an
-        unreadable, empty, silent or too short file before its cells (each of which failed on it).
+        unreadable, empty, silent or too short file, or a pair that cannot be one recording, before its cells (each
+        of which failed on the file, or scored the pair's first samples alone).
+
+        Args:
+            sample_rate: rate the files are read at, in Hz.
+            max_length_mismatch: the largest length difference of a clean/noisy pair, as a fraction of the longer
+                (the rule of ``edm-se evaluate``); a smaller one is scored on the common length, with a warning.
 
         Raises:
-            edm_se.audio.AudioError: the first such file, named (:func:`edm_se.audio.load_audio`).
+            edm_se.audio.AudioError: the first such file, named (:func:`edm_se.audio.load_audio`), or a pair whose
+                lengths differ by more than ``max_length_mismatch``.
         """
-        from edm_se.audio import load_audio
+        from edm_se.audio import AudioError, load_audio
 
         for name in self.names:
-            load_audio(self.clean(name), sample_rate=sample_rate)
-            load_audio(self.noisy(name), sample_rate=sample_rate)
+            clean = load_audio(self.clean(name), sample_rate=sample_rate).numel()
+            noisy = load_audio(self.noisy(name), sample_rate=sample_rate).numel()
+            if clean != noisy:
+                if abs(clean - noisy) > max_length_mismatch * max(clean, noisy):
+                    raise AudioError(self.noisy(name), f"its length differs from its clean reference's by more than "
+                                     f"{max_length_mismatch:.0%} ({clean}/{noisy} samples at {sample_rate} Hz: "
+                                     "clean/noisy); not the same recording?")
+                log.warning("%s: clean and noisy lengths differ (%d/%d samples); scored on the first %d", name, clean,
+                            noisy, min(clean, noisy))
 
     def kept(self, k: int) -> list[str]:
         """``k`` file names spread evenly over the (sorted) test set: the files whose audio is kept."""

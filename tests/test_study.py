@@ -247,6 +247,18 @@ def test_missing_checkpoint_or_unreadable_test_file_stops_the_study_with_one_lin
         f"edm-se study: error: {broken / 'noisy' / 'utt1.flac'}: not a readable audio file (Error opening "
         f"'{broken / 'noisy' / 'utt1.flac'}': Format not recognised.)"]
     assert not (tmp_path / "b").exists()
+    # a clean reference 0.5 s shorter than its noisy file (not its recording) was scored on the first samples alone
+    from edm_se.audio import AudioError
+
+    short = tmp_path / "short"
+    shutil.copytree(tiny_test_set, short)
+    wave, sr = sf.read(short / "clean" / "utt1.flac", dtype="float32")
+    sf.write(short / "clean" / "utt1.flac", wave[: len(wave) - sr // 2], sr)
+    with pytest.raises(AudioError, match=r"utt1.flac: its length differs from its clean reference's by more than "
+                                         r"10% \(11200/19200 samples at 16000 Hz: clean/noisy\); not the same "
+                                         r"recording\?$"):
+        study.load_test_set(short).check_audio()
+    study.load_test_set(tiny_test_set).check_audio()
 
 
 def test_training_cell_trains_then_evaluates_several_points(tiny_test_set, tmp_path):
