@@ -182,8 +182,10 @@ def run_hydra(command: str, argv: list[str], spec: tuple[str, str] | None = None
             from hydra.core.hydra_config import HydraConfig
 
             from edm_se import validate_overrides
+            from edm_se.config import paths_as_text
 
             hydra_cfg = HydraConfig.get()
+            paths_as_text(cfg, list(hydra_cfg.overrides.task))  # `test_set=2024` names a directory
             validate_overrides.overrides(cfg, conf_dir(), config_name, list(hydra_cfg.overrides.task),
                                          dict(hydra_cfg.runtime.choices))
             return run(cfg)

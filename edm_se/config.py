@@ -28,6 +28,33 @@ class ModelParts:
     stft: Any
 
 
+# Keys that name files or directories (any command): a bare number on the command line (`test_set=2024`, `run_dir=9`,
+# `ckpt=12`) is a path there, but Hydra reads it as an int, and Path(int) was a TypeError.
+PATH_KEYS = ("input", "output", "ckpt", "estimates", "references", "noisy", "transcripts", "run_dir", "test_set",
+             "results", "out_dir", "task_root", "manifest", "noise", "test_noise", "cache_dir", "enhancer_checkpoint",
+             "reuse_checkpoints", "data.root", "paradigm.enhancer_checkpoint", "paradigm.task_checkpoint",
+             "paradigm.front_end_checkpoint", "spectrogram.file", "spectrogram.line")
+
+
+def paths_as_text(cfg: DictConfig, overrides: list[str] | None = None) -> None:
+    """Give the :data:`PATH_KEYS` of ``cfg`` that Hydra read as numbers their text again, in place: the text of the
+    command line's override (``overrides``, e.g. ``hydra.overrides.task``) where there is one, else ``str(value)``.
+    """
+    from edm_se.validate import _override_pairs
+
+    given = dict(_override_pairs(overrides or []))
+
+    def is_number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    for key in PATH_KEYS:
+        value = OmegaConf.select(cfg, key, default=None)
+        if is_number(value):
+            OmegaConf.update(cfg, key, given.get(key, str(value)), merge=False)
+        elif OmegaConf.is_list(value) and any(is_number(v) for v in value):
+            OmegaConf.update(cfg, key, [str(v) for v in value], merge=False)
+
+
 def to_container(cfg: DictConfig | dict) -> dict:
     """Resolve interpolations and return a plain dict (what checkpoints and metrics.json store)."""
     if isinstance(cfg, DictConfig):

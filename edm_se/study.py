@@ -299,9 +299,11 @@ class GatherCallback(Callback):
         from edm_se import validate_overrides, validate_study
         from edm_se.checkpoint import load_checkpoint
         from edm_se.cli import _user_error_types, conf_dir
+        from edm_se.config import paths_as_text
         from edm_se.model import default_checkpoint_path
 
         try:
+            paths_as_text(config, list(config.hydra.overrides.task))  # `ckpt=12`: Path(12) was a warning per cell
             validate_study.study_config(config)
             validate_overrides.overrides(config, conf_dir(), str(config.hydra.job.config_name),  # before any cell dir
                                          list(config.hydra.overrides.task), dict(config.hydra.runtime.choices))
@@ -317,6 +319,12 @@ class GatherCallback(Callback):
             # Hydra turns exceptions raised by callbacks into warnings; SystemExit stops the study before any cell.
             print(f"edm-se study: error: {str(err).strip().splitlines()[0]}", file=sys.stderr)
             raise SystemExit(2) from None
+        except Exception:  # noqa: BLE001 - our own bug: as a warning, the study ran every cell past its checks
+            import traceback
+
+            traceback.print_exc()
+            print("edm-se study: the study's checks failed (traceback above); no cell was run", file=sys.stderr)
+            raise SystemExit(1) from None
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))

@@ -102,6 +102,31 @@ def test_data_commands_refuse_a_value_where_a_list_goes_in_one_line(tmp_path):
     assert not (tmp_path / "corpus").exists()
 
 
+def test_a_path_that_is_a_bare_number_is_a_path(tmp_path):
+    """`ckpt=12`, `results=4`, `references=7`: Hydra reads a bare number as an int, and Path(int) was a TypeError
+    traceback (in a study's checks, a warning, after which every cell failed); it is the path it names."""
+    ckpt, plot, evaluate = run_cli_many(
+        ["study", "study=steps", "ckpt=12", f"hydra.sweep.dir={tmp_path / 's'}"], ["plot", "results=4"],
+        ["evaluate", "estimates=edm_se/data/builtin/testset/noisy", "references=7"])
+    assert ckpt.returncode == 2 and ckpt.stderr.strip() == "edm-se study: error: 12: checkpoint not found"
+    assert not (tmp_path / "s").exists()
+    assert plot.returncode == 2 and plot.stderr.strip() == (
+        "edm-se plot: error: 4: no such results file (run `edm-se study` first)")
+    assert evaluate.returncode == 2 and evaluate.stderr.strip() == (
+        "edm-se evaluate: error: 7: references directory does not exist")
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from edm_se.cli import conf_dir
+    from edm_se.config import paths_as_text
+
+    with initialize_config_dir(config_dir=conf_dir(), version_base=None):
+        cfg = compose(config_name="study", overrides=["test_set=2024", "ckpt=1.50", "reuse_checkpoints=[7,a]"])
+    paths_as_text(cfg, ["test_set=2024", "ckpt=1.50"])
+    assert (cfg.test_set, cfg.ckpt, OmegaConf.to_container(cfg.reuse_checkpoints)) == ("2024", "1.50", ["7", "a"])
+    assert cfg.seed == 0  # not a path: left as it is
+
+
 def test_multirun_refused_where_it_makes_no_sense(tmp_path):
     res = run_cli("evaluate", "-m", f"estimates={tmp_path}", f"references={tmp_path}")
     assert res.returncode == 2
