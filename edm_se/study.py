@@ -301,10 +301,17 @@ class GatherCallback(Callback):
         from edm_se.cli import _user_error_types, conf_dir
         from edm_se.config import paths_as_text
         from edm_se.model import default_checkpoint_path
+        from edm_se.study_common import studies_in
+        from edm_se.validate import ConfigError
 
         try:
             paths_as_text(config, list(config.hydra.overrides.task))  # `ckpt=12`: Path(12) was a warning per cell
             validate_study.study_config(config)
+            sweep, name = str(config.hydra.sweep.dir), str(config.study.name)
+            others = sorted(studies_in(sweep) - {name})
+            if others:  # gather() drew their cells into this study's results.csv, results.md and figures
+                raise ConfigError(f"hydra.sweep.dir={sweep}: holds the cells of study {others[0]}; give "
+                                  f"study.name={name} a directory of its own (by default studies/runs/<study.name>)")
             validate_overrides.overrides(config, conf_dir(), str(config.hydra.job.config_name),  # before any cell dir
                                          list(config.hydra.overrides.task), dict(config.hydra.runtime.choices))
             test_set = load_test_set(config.get("test_set"), config.get("max_files"))

@@ -46,6 +46,16 @@ def finished_cells(sweep_dir: str | os.PathLike) -> list[tuple[Path, dict]]:
     return out
 
 
+def studies_in(sweep_dir: str | os.PathLike) -> set[str]:
+    """The ``study`` names recorded by the cells under ``sweep_dir`` (their ``metrics.json`` and ``error.json``)."""
+    names = {str(r.get("study")) for _, r in finished_cells(sweep_dir) if r.get("study") is not None}
+    for path in Path(sweep_dir).rglob("error.json"):
+        err = read_json(path)
+        if err and err.get("format") == FORMAT and err.get("study") is not None:
+            names.add(str(err["study"]))
+    return names
+
+
 def model_label(ckpt: str | os.PathLike) -> str:
     """The name a sampler study gives the model of checkpoint ``ckpt`` (its cells' ``model=`` and the ``design``
     column of their rows): ``<run>-<stem>`` for a trainer's ``<run>/checkpoints/<stem>.pt``

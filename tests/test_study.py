@@ -522,6 +522,24 @@ def _sampler_cell(root, overrides: str, sampler: str, steps: int, sdr: list[floa
     (d / "metrics.json").write_text(json.dumps({"format": FORMAT, "cell": overrides, "points": [point]}))
 
 
+def test_a_sweep_directory_of_another_study_is_refused(tmp_path):
+    """`study=churn hydra.sweep.dir=<the steps study's>` ran, and its results.csv, results.md and figures mixed the
+    two studies' cells under the title "Study churn"; refused before any cell, naming the other study."""
+    from edm_se.study_common import studies_in
+
+    _sampler_cell(tmp_path, "sampler=euler", "euler", 1, [1.0, 2.0, 3.0])
+    cell = json.loads((tmp_path / "sampler=euler" / "metrics.json").read_text())
+    (tmp_path / "sampler=euler" / "metrics.json").write_text(json.dumps({**cell, "study": "steps"}))
+    (tmp_path / "failed").mkdir()
+    (tmp_path / "failed" / "error.json").write_text(json.dumps({"format": study.FORMAT, "study": "oa"}))
+    assert studies_in(tmp_path) == {"steps", "oa"}
+    (res,) = run_cli_many(["study", "study=churn", f"hydra.sweep.dir={tmp_path}", "sampler.num_steps=1"])
+    assert res.returncode == 2 and res.stderr.strip() == (
+        f"edm-se study: error: hydra.sweep.dir={tmp_path}: holds the cells of study oa; give study.name=churn a "
+        "directory of its own (by default studies/runs/<study.name>)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["failed", "sampler=euler"]
+
+
 def test_results_md_names_the_rows_whose_mean_leaves_files_out(tmp_path):
     """An exact copy of the reference scores SI-SDR +inf; the mean leaves it out (n = 2 of 3) and results.md said
     "over 3 test files" for every row; the shorter rows are now named."""
