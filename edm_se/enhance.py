@@ -228,6 +228,12 @@ def main(cfg: DictConfig) -> None:
     diffusion = str(cfg.enhancer) == "diffusion"
     if diffusion:
         model = EnhancementModel.from_checkpoint(cfg.ckpt, device=cfg.device)
+        given = validate._command_line()
+        if "sample_rate" in given and int(cfg.sample_rate) != model.sample_rate:  # it was ignored without a word
+            raise validate.ConfigError(
+                f"sample_rate={cfg.sample_rate}: the diffusion model enhances at its checkpoint's rate, "
+                f"{model.sample_rate} Hz (inputs at other rates are resampled, see on_rate_mismatch); sample_rate= "
+                "sets a peer's output rate (enhancer=dfn3|rnnoise|noisereduce)")
         options = {"sampler": OmegaConf.to_container(cfg.sampler, resolve=True) if cfg.get("sampler") else None,
                    "num_steps": cfg.num_steps, "t_start": float(cfg.t_start), "seed": int(cfg.seed),
                    "estimates": bool(cfg.estimates)}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_TRAIN, run_cli, run_cli_many
+from conftest import REPO, TINY_TRAIN, run_cli, run_cli_many
 from hydra import compose, initialize_config_dir
 
 from edm_se import validate, validate_overrides, validate_study
@@ -446,6 +446,17 @@ def test_a_samplers_flags_must_be_bools():
             validate.enhance_config(_compose("enhance", [*io, f"sampler={sampler}", f"sampler.{key}={value}"]))
     validate.enhance_config(_compose("enhance", [*io, "sampler=euler", "sampler.float64=false"]))
     assert [validate_study._swept_number(v) for v in ("true", "False", "2", "0.5", "x")] == [True, False, 2, 0.5, "x"]
+
+
+def test_the_diffusion_model_refuses_an_output_rate_of_its_own(tmp_path):
+    """`sample_rate=8000` sets a peer's output rate; the diffusion model ignored it without a word (16 kHz out)."""
+    noisy = sorted((REPO / "edm_se" / "data" / "builtin" / "testset" / "noisy").iterdir())[0]
+    (res,) = run_cli_many(["enhance", f"input={noisy}", f"output={tmp_path / 'o'}", "sample_rate=8000"])
+    assert res.returncode == 2 and res.stderr.strip() == (
+        "edm-se enhance: error: sample_rate=8000: the diffusion model enhances at its checkpoint's rate, 16000 Hz "
+        "(inputs at other rates are resampled, see on_rate_mismatch); sample_rate= sets a peer's output rate "
+        "(enhancer=dfn3|rnnoise|noisereduce)")
+    assert not (tmp_path / "o").exists()
 
 
 def test_two_step_counts_for_enhance_are_refused(tmp_path):
