@@ -40,9 +40,9 @@ def paths_as_text(cfg: DictConfig, overrides: list[str] | None = None) -> None:
     """Give the :data:`PATH_KEYS` of ``cfg`` that Hydra read as numbers their text again, in place: the text of the
     command line's override (``overrides``, e.g. ``hydra.overrides.task``) where there is one, else ``str(value)``.
     """
-    from edm_se.validate import _override_pairs
+    from edm_se.validate import override_pairs
 
-    given = dict(_override_pairs(overrides or []))
+    given = dict(override_pairs(overrides or []))
 
     def is_number(v: Any) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool)

@@ -228,7 +228,7 @@ def main(cfg: DictConfig) -> None:
     diffusion = str(cfg.enhancer) == "diffusion"
     if diffusion:
         model = EnhancementModel.from_checkpoint(cfg.ckpt, device=cfg.device)
-        given = validate._command_line()
+        given = validate.command_line()
         if "sample_rate" in given and int(cfg.sample_rate) != model.sample_rate:  # it was ignored without a word
             raise validate.ConfigError(
                 f"sample_rate={cfg.sample_rate}: the diffusion model enhances at its checkpoint's rate, "

@@ -157,6 +157,7 @@ def train_config(cfg: DictConfig) -> None:
                 "net.output_bias_times_t"):  # `trainer.progress=no` ran as true
         check(cfg, key, lambda v: isinstance(v, bool), "true or false")
     check(cfg, "loss.prior_fraction", lambda v: is_number(v) and 0 <= v <= 1, "a number in [0, 1]", optional=True)
+
     # one speaker where a list goes was read letter by letter (`valid_speakers=p226`: speakers p, 2, 2, 6)
     def speakers_ok(v: Any) -> bool:
         return not isinstance(v, str) and all(isinstance(x, (str, int)) for x in v)
@@ -304,21 +305,21 @@ def enhance_config(cfg: DictConfig) -> None:
                               "enhancer=diffusion)")
     if cfg.get("sampler") is not None:
         _prefixed(lambda: sampler(cfg.sampler), "sampler")
-    given = _command_line()
+    given = command_line()
     if "num_steps" in given and "sampler.num_steps" in given and cfg.get("sampler") is not None \
             and cfg.num_steps != cfg.sampler.get("num_steps"):  # num_steps won without a word
         raise ConfigError(f"num_steps={cfg.num_steps} and sampler.num_steps={cfg.sampler.num_steps}: two step counts; "
                           "give one (num_steps= is the shortcut for sampler.num_steps=)")
 
 
-def _command_line() -> dict[str, str]:
-    """The running Hydra app's command-line overrides (:func:`_override_pairs`); {} outside one."""
+def command_line() -> dict[str, str]:
+    """The running Hydra app's command-line overrides (:func:`override_pairs`); {} outside one."""
     from hydra.core.hydra_config import HydraConfig
 
-    return dict(_override_pairs(HydraConfig.get().overrides.task)) if HydraConfig.initialized() else {}
+    return dict(override_pairs(HydraConfig.get().overrides.task)) if HydraConfig.initialized() else {}
 
 
-def _override_pairs(items: Iterable[Any]) -> list[tuple[str, str]]:
+def override_pairs(items: Iterable[Any]) -> list[tuple[str, str]]:
     """``hydra.overrides.task`` as ``(key, value)`` pairs, ``+``/``~`` stripped from the key."""
     pairs = []
     for item in items or []:

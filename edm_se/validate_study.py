@@ -13,8 +13,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from edm_se.study_common import model_label
-from edm_se.validate import (ConfigError, _device, _metrics, _override_pairs, _prefixed, _sampler_values, check,
-                             int_at_least, number_in, one_of, sampler, train_config)
+from edm_se.validate import (ConfigError, _device, _metrics, _prefixed, _sampler_values, check, int_at_least,
+                             number_in, one_of, override_pairs, sampler, train_config)
 
 
 def study_config(cfg: DictConfig) -> None:
@@ -58,7 +58,7 @@ def study_config(cfg: DictConfig) -> None:
                           "on one checkpoint and has no cells; cell= picks the cells of a training study (design, "
                           "recipes, few_step)")
     if kind == "train":  # `cell=nope` made a cell directory and an error.json; `cell=a,b` picks some cells
-        for key, value in _override_pairs(OmegaConf.select(cfg, "hydra.overrides.task")):
+        for key, value in override_pairs(OmegaConf.select(cfg, "hydra.overrides.task")):
             if key.split(".")[0] == "sampler":
                 # every cell evaluates its own grid: `sampler=pc,euler` trained each cell once per sampler, unused
                 raise ConfigError(f"{key}={value}: study={OmegaConf.select(cfg, 'study.name')} scores each cell "
@@ -173,7 +173,7 @@ def swept_values(cfg: DictConfig) -> dict[str, list[str]] | None:
         return None
     swept = {str(k): [v.strip() for v in str(vals).split(",")]
              for k, vals in (OmegaConf.select(cfg, "hydra.sweeper.params") or {}).items()}
-    for key, vals in _override_pairs(OmegaConf.select(cfg, "hydra.overrides.task")):
+    for key, vals in override_pairs(OmegaConf.select(cfg, "hydra.overrides.task")):
         # a comma sweeps; one value of a key the preset sweeps (`cell=a`) replaces the preset's values
         if ("," in vals or key in swept) and not vals.startswith(("[", "{", "'", '"')):
             swept[key] = [v.strip() for v in vals.split(",")]
