@@ -316,7 +316,10 @@ class GatherCallback(Callback):
                                          list(config.hydra.overrides.task), dict(config.hydra.runtime.choices))
             test_set = load_test_set(config.get("test_set"), config.get("max_files"))
             test_set.check_audio()  # one unreadable file failed every cell
-            wanted_metrics(list(config.metrics), test_set)  # a missing `asr` extra stops here, naming it
+            # a missing `asr` extra stops here, naming it; metrics that all drop out left cells that scored nothing
+            if not wanted_metrics(list(config.metrics), test_set):
+                raise ConfigError(f"metrics={list(config.metrics)}: none can be computed on this test set (the "
+                                  "warning above says why); add one that can, e.g. metrics=[pesq,estoi,si_sdr]")
             installed_peers(config.get("peers") or [], warn=True)
             if str(config.study.get("kind", "sampler")) == "sampler":
                 swept = (validate_study.swept_values(config) or {}).get("ckpt")  # ckpt=a.pt,b.pt: every model

@@ -236,11 +236,18 @@ def test_missing_checkpoint_or_unreadable_test_file_stops_the_study_with_one_lin
     broken = tmp_path / "broken"
     shutil.copytree(tiny_test_set, broken)
     (broken / "noisy" / "utt1.flac").write_text("not audio\n")
-    missing, unreadable = run_cli_many(
+    missing, unreadable, no_metric = run_cli_many(
         ["study", "study=steps", f"ckpt={tmp_path / 'nope.pt'}", f"test_set={tiny_test_set}",
          f"hydra.sweep.dir={tmp_path / 's'}", "sampler.num_steps=1"],
         ["study", "study=steps", f"test_set={broken}", f"hydra.sweep.dir={tmp_path / 'b'}", "sampler=euler",
-         "sampler.num_steps=1,2", "peers=[]"])
+         "sampler.num_steps=1,2", "peers=[]"],
+        # WER alone on a test set without transcripts: every cell ran and scored nothing ("No finished cell yet")
+        ["study", "study=steps", f"test_set={tiny_test_set}", f"hydra.sweep.dir={tmp_path / 'w'}", "sampler=euler",
+         "sampler.num_steps=1", "peers=[]", "metrics=[wer_whisper]"])
+    assert no_metric.returncode == 2 and no_metric.stderr.strip().splitlines()[-1] == (
+        "edm-se study: error: metrics=['wer_whisper']: none can be computed on this test set (the warning above says "
+        "why); add one that can, e.g. metrics=[pesq,estoi,si_sdr]")
+    assert not (tmp_path / "w").exists()
     assert missing.returncode == 2
     assert "checkpoint not found" in missing.stderr and "Traceback" not in missing.stderr
     assert unreadable.returncode == 2 and unreadable.stderr.strip().splitlines() == [
