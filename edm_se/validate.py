@@ -344,6 +344,9 @@ def evaluate_config(cfg: DictConfig) -> None:
             if Path(str(value)).resolve() == Path(str(value2)).resolve():
                 raise ConfigError(f"{key}={value} and {other}={value2} are one directory: every file would be scored "
                                   "against itself")
+    transcripts = cfg.get("transcripts")
+    if transcripts is not None and not Path(str(transcripts)).expanduser().exists():  # it was never read without WER
+        raise ConfigError(f"transcripts={transcripts}: no such file or directory")
     output = cfg.get("output")
     if output is not None and Path(str(output)).exists() and not Path(str(output)).is_dir():
         raise ConfigError(f"output={output}: is a file; the results (metrics.csv, summary.json) go into a directory")

@@ -230,6 +230,9 @@ def test_evaluate_config_values_are_checked():
     with pytest.raises(ConfigError, match="^metrics=pesq: must be a non-empty list"):  # a name, not a list
         validate.evaluate_config(_compose("evaluate", ["estimates=a", "references=b", "metrics=pesq"]))
     validate.evaluate_config(_compose("evaluate", ["estimates=a", "references=b"]))
+    # a transcripts path that does not exist was never read (no WER metric asked for) and so never named
+    with pytest.raises(ConfigError, match="^transcripts=/nope.csv: no such file or directory$"):
+        validate.evaluate_config(_compose("evaluate", ["estimates=a", "references=b", "transcripts=/nope.csv"]))
 
 
 def test_data_build_config_values_are_checked():
