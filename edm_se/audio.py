@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,17 @@ class AudioError(ValueError):
     def __init__(self, path: Any, problem: str | None = None):
         message = str(path) if problem is None else f"{path}: {problem}"
         super().__init__(" ".join(message.split()))  # one line, whatever the problem text contained
+
+
+# The largest length difference of two files of one recording (clean/noisy, reference/estimate), as a fraction of
+# the longer: an STFT's padding or a peer's delay compensation is within it; a file of another recording is not.
+MAX_LENGTH_MISMATCH = 0.1
+
+
+def lengths_too_different(lengths: Sequence[int], max_fraction: float | None = MAX_LENGTH_MISMATCH) -> bool:
+    """Whether the longest of ``lengths`` (samples) exceeds the shortest by more than ``max_fraction`` of the
+    longest (None: never): then the files are not one recording, and scoring their first samples would mislead."""
+    return max_fraction is not None and max(lengths) - min(lengths) > max_fraction * max(lengths)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from edm_se.atomic import atomic_write_json, atomic_write_text
-from edm_se.audio import AUDIO_SUFFIXES, AudioError
+from edm_se.audio import AUDIO_SUFFIXES, MAX_LENGTH_MISMATCH, AudioError, lengths_too_different
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
                   noisy: str | os.PathLike | None = None, output_dir: str | os.PathLike | None = None,
                   num_workers: int = 2, metrics: Sequence[str] | None = None, sample_rate: int = 16000,
                   progress: bool = True, transcripts: str | os.PathLike | None = None,
-                  partial: bool = False, max_length_mismatch: float | None = 0.1) -> dict[str, Any]:
+                  partial: bool = False, max_length_mismatch: float | None = MAX_LENGTH_MISMATCH) -> dict[str, Any]:
     """Score every estimate against its reference (and the noisy input, if given); write CSV + JSON.
 
     Args:
@@ -159,7 +159,7 @@ def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
         length, longest = min(int(w.numel()) for w in pair), max(int(w.numel()) for w in pair)
         if length != longest:
             lengths = "/".join(str(int(w.numel())) for w in pair)
-            if max_length_mismatch is not None and longest - length > max_length_mismatch * longest:
+            if lengths_too_different([length, longest], max_length_mismatch):
                 raise AudioError(est_files[k], f"its length differs from its reference's by more than "
                                  f"{max_length_mismatch:.0%} ({lengths} samples: reference/estimate"
                                  f"{'/noisy' if noisy_files is not None else ''}); another file's estimate? "

@@ -176,9 +176,8 @@ def _run_train_cell(cfg: DictConfig, out_dir: Path, test_set: TestSet, keep: lis
     for _, name, node in grid:
         audio_dir = out_dir / "audio" / f"{name}_{node.get('num_steps')}"
         point = evaluate_point(model, test_set, node, t_start=float(cfg.t_start), seed=int(cfg.seed),
-                               oa_weight=oa_weight(cfg),
-                               metrics=list(cfg.metrics) if metrics is None else metrics, keep=keep, audio_dir=audio_dir,
-                               num_workers=int(cfg.num_workers), progress=bool(cfg.progress), noisy_ref=noisy)
+                               oa_weight=oa_weight(cfg), metrics=list(cfg.metrics) if metrics is None else metrics,
+                               keep=keep, audio_dir=audio_dir, num_workers=int(cfg.num_workers), progress=bool(cfg.progress), noisy_ref=noisy)
         points.append({"label": f"{cfg.cell} / {name}", "sampler": name, **sampler_params(node),
                        "t_start": float(cfg.t_start), "oa_weight": oa_weight(cfg),
                        "sde": _override_value(cell_overrides, "sde") or _short_target(full.get("sde")),

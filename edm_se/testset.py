@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from edm_se.audio import AUDIO_SUFFIXES
+from edm_se.audio import AUDIO_SUFFIXES, MAX_LENGTH_MISMATCH
 
 log = logging.getLogger("edm_se.study")
 
@@ -65,7 +65,7 @@ class TestSet:
             out["transcripts_sha256"] = hashlib.sha256(text).hexdigest()
         return out
 
-    def check_audio(self, sample_rate: int = 16000, max_length_mismatch: float = 0.1) -> None:
+    def check_audio(self, sample_rate: int = 16000, max_length_mismatch: float = MAX_LENGTH_MISMATCH) -> None:
         """Read every clean and noisy file once (about 1 ms a file), so that a study refuses a test set with an
         unreadable, empty, silent or too short file, or a pair that cannot be one recording, before its cells (each
         of which failed on the file, or scored the pair's first samples alone).
@@ -79,13 +79,13 @@ class TestSet:
             edm_se.audio.AudioError: the first such file, named (:func:`edm_se.audio.load_audio`), or a pair whose
                 lengths differ by more than ``max_length_mismatch``.
         """
-        from edm_se.audio import AudioError, load_audio
+        from edm_se.audio import AudioError, lengths_too_different, load_audio
 
         for name in self.names:
             clean = load_audio(self.clean(name), sample_rate=sample_rate).numel()
             noisy = load_audio(self.noisy(name), sample_rate=sample_rate).numel()
             if clean != noisy:
-                if abs(clean - noisy) > max_length_mismatch * max(clean, noisy):
+                if lengths_too_different([clean, noisy], max_length_mismatch):
                     raise AudioError(self.noisy(name), f"its length differs from its clean reference's by more than "
                                      f"{max_length_mismatch:.0%} ({clean}/{noisy} samples at {sample_rate} Hz: "
                                      "clean/noisy); not the same recording?")

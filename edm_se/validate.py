@@ -83,6 +83,23 @@ def number_in(cfg: Any, key: str, low: float, high: float, low_open: bool = Fals
     check(cfg, key, ok, text, optional)
 
 
+def list_of(cfg: Any, key: str, item_ok: Callable[[Any], bool], allowed: str, optional: bool = False,
+            empty_ok: bool = False) -> None:
+    """:func:`check` that ``key`` is a list (non-empty unless ``empty_ok``) whose items pass ``item_ok``. A string
+    is not a list here: a check over its items read it letter by letter (``metrics=pesq``: the metrics p, e, s, q).
+    """
+    check(cfg, key, lambda v: not isinstance(v, str) and (empty_ok or len(v) > 0) and all(item_ok(x) for x in v),
+          allowed, optional)
+
+
+def peers(cfg: Any) -> None:
+    """``peers`` (``edm-se study``, ``edm-se paradigms``): a list of :data:`edm_se.enhancers.PEERS`, or []."""
+    from edm_se.enhancers import PEERS
+
+    list_of(cfg, "peers", lambda p: p in PEERS, "a list of " + ", ".join(PEERS) + " (or [])", optional=True,
+            empty_ok=True)
+
+
 def one_of(cfg: Any, key: str, choices: Iterable[Any]) -> None:
     choices = list(choices)
     check(cfg, key, lambda v: v in choices, "one of " + ", ".join(str(c) for c in choices))
@@ -159,15 +176,16 @@ def train_config(cfg: DictConfig) -> None:
     check(cfg, "loss.prior_fraction", lambda v: is_number(v) and 0 <= v <= 1, "a number in [0, 1]", optional=True)
 
     # one speaker where a list goes was read letter by letter (`valid_speakers=p226`: speakers p, 2, 2, 6)
-    def speakers_ok(v: Any) -> bool:
-        return not isinstance(v, str) and all(isinstance(x, (str, int)) for x in v)
+    def speaker(x: Any) -> bool:
+        return isinstance(x, (str, int))
 
-    check(cfg, "data.valid_speakers", speakers_ok, "a list of speakers (data.valid_speakers=[p226,p287])",
-          optional=True)
+    list_of(cfg, "data.valid_speakers", speaker, "a list of speakers (data.valid_speakers=[p226,p287])",
+            optional=True, empty_ok=True)
     for split in ("train", "valid"):
         node = f"data.{split}"
         for key in ("speakers", "exclude_speakers"):
-            check(cfg, f"{node}.{key}", speakers_ok, f"a list of speakers ({node}.{key}=[p226]) or null", optional=True)
+            list_of(cfg, f"{node}.{key}", speaker, f"a list of speakers ({node}.{key}=[p226]) or null", optional=True,
+                    empty_ok=True)
         check(cfg, f"{node}.segment_seconds", lambda v: is_number(v) and v > 0, "a number > 0 or null",
               optional=True)
         n_fft, rate, seconds = _get(cfg, "stft.n_fft"), _get(cfg, "sample_rate"), _get(cfg, f"{node}.segment_seconds")
@@ -385,14 +403,14 @@ def plot_config(cfg: DictConfig, formats: Iterable[str]) -> None:
     if cfg.get("results") is None:
         raise ConfigError("results=PATH/results.csv (or the study's directory) is required")
     known = sorted(formats)
-    check(cfg, "formats", lambda v: not isinstance(v, str) and len(v) > 0 and all(f in known for f in v),
-          "a non-empty list of " + ", ".join(known))
-    check(cfg, "metrics", lambda v: not isinstance(v, str) and len(v) > 0 and all(isinstance(m, str) for m in v),
-          "a non-empty list of metric names (metrics=[pesq,estoi]) or null", optional=True)
+    list_of(cfg, "formats", lambda f: f in known, "a non-empty list of " + ", ".join(known))
+    list_of(cfg, "metrics", lambda m: isinstance(m, str), "a non-empty list of metric names (metrics=[pesq,estoi]) "
+            "or null", optional=True)
     check(cfg, "spectrogram.enabled", lambda v: isinstance(v, bool), "true or false")
-    check(cfg, "spectrogram.nfe", lambda v: (is_number(v) and v >= 1) or (
-        not isinstance(v, str) and len(v) > 0 and all(is_number(n) and n >= 1 for n in v)),
-          "an NFE >= 1, a non-empty list of them, or null", optional=True)
+    nfe = _get(cfg, "spectrogram.nfe")
+    if not (is_number(nfe) and nfe >= 1):  # one NFE, else a list of them
+        list_of(cfg, "spectrogram.nfe", lambda n: is_number(n) and n >= 1,
+                "an NFE >= 1, a non-empty list of them, or null", optional=True)
     for key in ("spectrogram.file", "spectrogram.line"):
         check(cfg, key, lambda v: isinstance(v, str), "a name or null", optional=True)
 
@@ -401,11 +419,10 @@ def data_tasks_config(cfg: DictConfig) -> None:
     """Check ``edm-se data tasks`` (``conf/data_tasks.yaml``): ``tasks=keywords`` (not a list) was a traceback."""
     from edm_se.tasks.data import VOICES
 
-    check(cfg, "tasks", lambda v: not isinstance(v, str) and len(v) > 0 and all(t in ("keywords", "sentences")
-                                                                                for t in v),
-          "a non-empty list of keywords, sentences (tasks=[keywords])")
-    check(cfg, "voices", lambda v: not isinstance(v, str) and len(v) > 0 and all(x in VOICES for x in v),
-          f"a non-empty list of voices ({', '.join(VOICES)}) or null", optional=True)
+    list_of(cfg, "tasks", lambda t: t in ("keywords", "sentences"),
+            "a non-empty list of keywords, sentences (tasks=[keywords])")
+    list_of(cfg, "voices", lambda x: x in VOICES, f"a non-empty list of voices ({', '.join(VOICES)}) or null",
+            optional=True)
     int_at_least(cfg, ["max_sentences"], 1, optional=True)
     int_at_least(cfg, ["sentence_takes"], 1)
 
@@ -416,9 +433,7 @@ def data_build_config(cfg: DictConfig) -> None:
 
     int_at_least(cfg, ["seed"], 0)
     # sources=flite was a traceback (OmegaConf.to_container of a string); sources=[] built every source
-    check(cfg, "sources", lambda v: not isinstance(v, str) and len(v) > 0 and all(x in SOURCES for x in v),
-          f"a non-empty list of corpus sources ({', '.join(SOURCES)}) or null (all)", optional=True)
+    list_of(cfg, "sources", lambda x: x in SOURCES,
+            f"a non-empty list of corpus sources ({', '.join(SOURCES)}) or null (all)", optional=True)
     check(cfg, "max_minutes", lambda v: is_number(v) and v > 0, "a number of minutes > 0 or null", optional=True)
-    check(cfg, "sources", lambda v: len(v) > 0 and all(isinstance(x, str) for x in v),
-          "a non-empty list of source names or null", optional=True)
     check(cfg, "out_dir", lambda v: isinstance(v, str) and v.strip() != "", "a directory path")

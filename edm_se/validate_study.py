@@ -13,8 +13,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from edm_se.study_common import model_label
-from edm_se.validate import (ConfigError, _device, _metrics, _prefixed, _sampler_values, check, int_at_least,
-                             number_in, one_of, override_pairs, sampler, train_config)
+from edm_se.validate import (ConfigError, _device, _metrics, _prefixed, _sampler_values, check, int_at_least, list_of,
+                             number_in, one_of, override_pairs, peers, sampler, train_config)
 
 
 def study_config(cfg: DictConfig) -> None:
@@ -27,14 +27,11 @@ def study_config(cfg: DictConfig) -> None:
     int_at_least(cfg, ["num_workers"], 1)
     check(cfg, "progress", lambda v: isinstance(v, bool), "true or false")  # `progress=maybe` ran every cell
     _metrics(cfg)
-    from edm_se.enhancers import PEERS
-
-    check(cfg, "peers", lambda v: all(str(p) in PEERS for p in v), "a list of " + ", ".join(PEERS) + " (or [])",
-          optional=True)
+    peers(cfg)
     # a directory alone was read letter by letter ('/', 't', 'm', 'p': every checkpoint under /); a mistyped one
     # was a warning in a cell's log, and the cell trained from scratch
-    check(cfg, "reuse_checkpoints", lambda v: not isinstance(v, str) and all(isinstance(d, str) for d in v),
-          "a list of directories (reuse_checkpoints=[DIR]) or []", optional=True)
+    list_of(cfg, "reuse_checkpoints", lambda d: isinstance(d, str), "a list of directories (reuse_checkpoints=[DIR]) "
+            "or []", optional=True, empty_ok=True)
     for d in cfg.get("reuse_checkpoints") or []:
         if not Path(d).expanduser().is_dir():
             raise ConfigError(f"reuse_checkpoints: {d} is not a directory")

@@ -38,7 +38,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -359,14 +359,9 @@ def main(cfg: DictConfig) -> None:
     validate.check(cfg, "snrs_db", lambda v: len(v) > 0 and all(validate.is_number(x) for x in v),
                    "a non-empty list of SNRs in dB (numbers)")
     # checked before the task data is read: nfe_steps=4 was a TypeError after the study's first hour of training
-    from edm_se.enhancers import PEERS
-
-    validate.check(cfg, "peers", lambda v: not isinstance(v, str) and all(p in PEERS for p in v),
-                   "a list of " + ", ".join(PEERS) + " (or [])", optional=True)
-    def step_counts(v: Any) -> bool:
-        return not isinstance(v, str) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in v)
-
-    validate.check(cfg, "nfe_steps", step_counts, "a list of step counts (integers >= 1), e.g. [1,2,4,8]")
+    validate.peers(cfg)
+    validate.list_of(cfg, "nfe_steps", lambda n: isinstance(n, int) and not isinstance(n, bool) and n >= 1,
+                     "a list of step counts (integers >= 1), e.g. [1,2,4,8]", empty_ok=True)
     validate.check(cfg, "nfe_curve", lambda v: isinstance(v, bool), "true or false")
     validate.int_at_least(cfg, ["eval_num_steps"], 1)
     validate.int_at_least(cfg, ["seed"], 0)
