@@ -4,9 +4,12 @@ A checkpoint is a ``torch.save`` dict with only tensors and plain Python values 
 ``weights_only=True``)::
 
     {"format": "edm_se/1", "config": {...resolved model config...}, "step": int,
-     "ema": {state_dict of the EMA denoiser}, "model": {...}, "optimizer": {...}, "rng": {...}, ...}
+     "ema": {state_dict of the EMA denoiser}, "model": {...}, "optimizer": {...}, "rng": {...},
+     "train_config": {...the composed training config...}, "info": {"train_cwd": str}, ...}
 
-The bundled default checkpoint keeps only ``format``, ``config``, ``step``, ``ema`` and ``info``.
+``info.train_cwd`` is the directory training ran in: what the relative data paths of ``train_config`` are relative
+to (the held-out check, :mod:`edm_se.heldout`, resolves them there). The bundled default checkpoint keeps only
+``format``, ``config``, ``train_config``, ``step``, ``ema`` and ``info``.
 """
 
 from __future__ import annotations

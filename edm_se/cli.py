@@ -37,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str, str, bool]] = {
     "paradigms": ("paradigms", "edm_se.tasks.study:main",
                   "the `paradigms` study (= `edm-se study study=paradigms`): task-weighting paradigms on keywords "
                   "and sentences (Milling et al. 2024, Tables 1-2)", False),
+    "heldout": ("heldout", "edm_se.commands:heldout_main",
+                "check a test set against a model's training data by audio fingerprint (is it held out?)", False),
     "plot": ("plot", "edm_se.plots:main",
              "draw metric-vs-NFE / metric-vs-RTF curves and spectrograms from a results.csv", False),
 }
@@ -91,7 +93,8 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     types: list[type[BaseException]] = [UserError]
     for mod, name in (("edm_se.audio", "AudioError"), ("edm_se.data.corpus", "CorpusError"),
                       ("edm_se.checkpoint", "CheckpointError"), ("edm_se.validate", "ConfigError"),
-                      ("edm_se.asr", "MissingExtra"), ("edm_se.tasks.data", "TaskDataError")):
+                      ("edm_se.asr", "MissingExtra"), ("edm_se.tasks.data", "TaskDataError"),
+                      ("edm_se.heldout", "HeldOutError")):
         try:
             types.append(getattr(importlib.import_module(mod), name))
         except (ImportError, AttributeError):

@@ -1,4 +1,5 @@
-"""Thin Hydra tasks for ``edm-se evaluate``, ``edm-se data build`` and ``edm-se data tasks`` (the work lives in evaluate.py and data/)."""
+"""Thin Hydra tasks for ``edm-se evaluate``, ``edm-se heldout``, ``edm-se data build`` and ``edm-se data tasks`` (the
+work lives in evaluate.py, heldout.py and data/)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,36 @@ def evaluate_main(cfg: DictConfig) -> None:
                             max_length_mismatch=cfg.max_length_mismatch, **kwargs)
     print(format_summary(summary))
     print(f"wrote {output / 'metrics.csv'} and {output / 'summary.json'}")
+
+
+def heldout_main(cfg: DictConfig) -> None:
+    """Hydra task of ``edm-se heldout``: check a test set against a checkpoint's training data, print the report
+    (and write it as JSON with ``output=``); exit 2 on shared audio unless ``heldout_check=warn``."""
+    from edm_se import validate
+    from edm_se.atomic import atomic_write_json
+    from edm_se.heldout import check_test_set, checkpoint_training_data, enforce
+    from edm_se.model import default_checkpoint_path
+    from edm_se.testset import load_test_set
+
+    validate.heldout_config(cfg)
+    ckpt = Path(str(cfg.ckpt)).expanduser() if cfg.ckpt is not None else default_checkpoint_path()
+    test_set = load_test_set(cfg.test_set, cfg.max_files)
+    test_set.check_audio()
+    report = check_test_set(test_set, checkpoint_training_data(ckpt), progress=bool(cfg.progress))
+    for t in report.training:
+        print(f"training {t['kind']:<6} {t.get('resolved', t['spec'])}: "
+              + (f"{t['files']} files" if t["files"] is not None else "not found"))
+    for m in report.matches[:20]:
+        print(f"shared: {m['test']} ({m['test_start_s']:.2f} s) = {m['train']} ({m['train_start_s']:.2f} s), "
+              f"{m['seconds']:.1f} s, bit error rate {m['ber']:.3f}")
+    if len(report.matches) > 20:
+        print(f"... and {len(report.matches) - 20} more shared pairs" + (" (all in the JSON report)"
+                                                                          if cfg.output is not None else ""))
+    if cfg.output is not None:
+        atomic_write_json(Path(str(cfg.output)), {"format": "edm_se.heldout_report/1", "checkpoint": str(ckpt),
+                                                  **report.as_dict()})
+        print(f"wrote {cfg.output}")
+    enforce(report, str(cfg.heldout_check))  # logs the verdict (an error on shared audio with refuse)
 
 
 def data_build_main(cfg: DictConfig) -> None:

@@ -204,6 +204,7 @@ def run_cell(cfg: DictConfig, out_dir: Path, sweep_dir: Path, cell: str, overrid
     import torch
 
     from edm_se.provenance import checkpoint_identity, run_info
+    from edm_se.study_heldout import cell_record
 
     out_dir.mkdir(parents=True, exist_ok=True)
     config = cell_config(cfg)
@@ -217,7 +218,8 @@ def run_cell(cfg: DictConfig, out_dir: Path, sweep_dir: Path, cell: str, overrid
         ckpt = _checkpoint_of(cfg, out_dir)
         prov = {"checkpoint": checkpoint_identity(ckpt) if ckpt is not None else None,
                 "test_set": {k: ts_ident[k] for k in ("root", "n", "sha256", "transcripts_sha256")
-                             if k in ts_ident}}
+                             if k in ts_ident},
+                "held_out": cell_record(cfg, sweep_dir, test_set.root)}
         done = read_json(metrics_path)
         stored = done.get("config") if done is not None else None
         if done is not None and done.get("format") == FORMAT and isinstance(stored, dict) \
@@ -325,6 +327,9 @@ class GatherCallback(Callback):
                 swept = (validate_study.swept_values(config) or {}).get("ckpt")  # ckpt=a.pt,b.pt: every model
                 for ckpt in swept or [config.get("ckpt")]:
                     load_checkpoint(Path(ckpt).expanduser() if ckpt else default_checkpoint_path())
+            from edm_se.study_heldout import check_study
+
+            check_study(config, test_set)  # scores on training data are not results (heldout_check=refuse)
         except _user_error_types() as err:
             # Hydra turns exceptions raised by callbacks into warnings; SystemExit stops the study before any cell.
             print(f"edm-se study: error: {str(err).strip().splitlines()[0]}", file=sys.stderr)

@@ -114,8 +114,11 @@ def gather(sweep_dir: str | os.PathLike, plot: bool = True, x: str = "auto") -> 
                                    "nfe", "snr_db"], na_position="first", kind="stable").drop(columns="_m")
     csv_path = sweep_dir / "results.csv"
     atomic_write_text(csv_path, frame.to_csv(index=False))
+    from edm_se.study_heldout import markdown_lines
+
     md_path = atomic_write_text(sweep_dir / "results.md",
-                                results_markdown(frame, failed, study, runaway=_runaways(sweep_dir)))
+                                results_markdown(frame, failed, study, runaway=_runaways(sweep_dir),
+                                                 held_out=markdown_lines(sweep_dir)))
     figures: list[Path] = []
     if plot and (frame["kind"] == "cell").any():
         from edm_se.plots import make_plots
@@ -157,10 +160,13 @@ def _runaways(sweep_dir: Path) -> list[str]:
 
 
 def results_markdown(frame: Any, failed: list[tuple[str, str]], study: str | None,
-                     runaway: list[str] | None = None) -> str:
+                     runaway: list[str] | None = None, held_out: list[str] | None = None) -> str:
     """A readable Markdown table: one row per point (cell/sampler/NFE), one column per metric (mean ± CI95); with
-    ``runaway``, a section naming the runaway transcripts (:func:`_runaways`)."""
+    ``runaway``, a section naming the runaway transcripts (:func:`_runaways`); with ``held_out``, the held-out check
+    of the test set (:func:`edm_se.study_heldout.markdown_lines`) under the title."""
     lines = [f"# Study `{study or '?'}`", ""]
+    if held_out:
+        lines += [*held_out, ""]
     overall = frame[frame["snr_db"].isna()] if len(frame) else frame
     if len(overall):
         metrics = sorted(overall["metric"].dropna().unique(), key=metric_sort_key)

@@ -162,6 +162,7 @@ class Trainer:
             "rng_cpu": torch.get_rng_state(),
             "world_size": self.replicas.world,
             "paradigm": {"name": self.paradigm.name, "state": self.paradigm.state_dict()},
+            "info": {"train_cwd": os.getcwd()},  # what relative data paths of train_config are relative to
         }
 
     def save(self, name: str) -> Path:

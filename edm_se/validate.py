@@ -370,6 +370,20 @@ def evaluate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"output={output}: is a file; the results (metrics.csv, summary.json) go into a directory")
 
 
+def heldout_config(cfg: DictConfig) -> None:
+    """Check ``edm-se heldout`` (``conf/heldout.yaml``)."""
+    int_at_least(cfg, ["max_files"], 1, optional=True)
+    one_of(cfg, "heldout_check", ("refuse", "warn"))
+    check(cfg, "progress", lambda v: isinstance(v, bool), "true or false")
+    if cfg.get("ckpt") is not None:
+        from edm_se.checkpoint import load_checkpoint
+
+        load_checkpoint(Path(str(cfg.ckpt)).expanduser())  # a missing or corrupt file, named
+    output = cfg.get("output")
+    if output is not None and Path(str(output)).is_dir():
+        raise ConfigError(f"output={output}: is a directory; the report is one JSON file (e.g. output=heldout.json)")
+
+
 def _metrics(cfg: DictConfig, optional: bool = False) -> None:
     from edm_se.metrics import KNOWN_METRICS
 

@@ -26,6 +26,9 @@ def study_config(cfg: DictConfig) -> None:
     int_at_least(cfg, ["keep_audio", "threads", "seed"], 0)
     int_at_least(cfg, ["num_workers"], 1)
     check(cfg, "progress", lambda v: isinstance(v, bool), "true or false")  # `progress=maybe` ran every cell
+    from edm_se.heldout import MODES
+
+    one_of(cfg, "heldout_check", MODES)
     _metrics(cfg)
     peers(cfg)
     # a directory alone was read letter by letter ('/', 't', 'm', 'p': every checkpoint under /); a mistyped one

@@ -21,7 +21,10 @@ vote.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -228,6 +231,43 @@ def find_matches(a: Mapping[str, Fingerprint], b: Mapping[str, Fingerprint] | No
                 if prev is None or m.ber < prev.ber:
                     best[(i, j)] = m
     return sorted(best.values(), key=lambda m: (m.a, m.b))
+
+
+def cached_fingerprint(path: str | os.PathLike, cache_dir: str | os.PathLike | None, key: str | None = None
+                       ) -> Fingerprint:
+    """The fingerprint of an audio file (read and resampled to :data:`SAMPLE_RATE` by :mod:`edm_se.audio`), kept
+    in ``cache_dir`` as ``<sha1>.npz`` so that a file is read once.
+
+    Args:
+        path: the audio file.
+        cache_dir: where fingerprints are kept (created when missing); None: no cache.
+        key: what names the file in the cache (default: its absolute path); its size and modification time are
+            added, so an edited file is fingerprinted again.
+
+    Raises:
+        edm_se.audio.AudioError: the file cannot be read.
+    """
+    from edm_se.audio import load_audio
+
+    path = Path(path)
+    cached = None
+    if cache_dir is not None:
+        st = path.stat()
+        name = hashlib.sha1(f"{key or path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+        cached = Path(cache_dir) / name[:2] / f"{name}.npz"
+        if cached.exists():
+            try:
+                with np.load(cached) as z:
+                    return Fingerprint(z["bits"], z["loud"])
+            except (OSError, ValueError, KeyError):  # a damaged cache entry is computed again
+                pass
+    fp = fingerprint(load_audio(path, sample_rate=SAMPLE_RATE).numpy(), SAMPLE_RATE)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, bits=fp.bits, loud=fp.loud)
+        os.replace(tmp, cached)
+    return fp
 
 
 def fingerprint_files(paths: Sequence[str], sample_rate: int = SAMPLE_RATE) -> dict[str, Fingerprint]:

@@ -5,9 +5,7 @@ then the held-out checks on content: training files whose audio matches a held-o
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -188,31 +186,13 @@ def drop_heldout_shared_speakers(rows: list[dict], by_speaker: Iterable[str] | N
 
 def fingerprint_rows(rows: Sequence[Mapping[str, object]], root: Path, cache_dir: Path | None = None) -> dict:
     """Fingerprints (:func:`edm_se.data.fingerprint.fingerprint`) of the files of ``rows`` (read at the
-    fingerprint's rate, :data:`edm_se.data.fingerprint.SAMPLE_RATE`), cached on disk.
+    fingerprint's rate, :data:`edm_se.data.fingerprint.SAMPLE_RATE`), cached on disk under their path relative to
+    ``root`` (:func:`edm_se.data.fingerprint.cached_fingerprint`), so a moved corpus keeps its cache.
 
     Returns:
         row path -> :class:`edm_se.data.fingerprint.Fingerprint`.
     """
-    from edm_se.audio import load_audio
-    from edm_se.data.fingerprint import SAMPLE_RATE, Fingerprint, fingerprint
+    from edm_se.data.fingerprint import cached_fingerprint
 
-    out = {}
-    for r in rows:
-        path = Path(root) / str(r["path"])
-        cached = None
-        if cache_dir is not None:
-            st = path.stat()
-            key = hashlib.sha1(f"{r['path']}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
-            cached = Path(cache_dir) / key[:2] / f"{key}.npz"
-            if cached.exists():
-                with np.load(cached) as z:
-                    out[str(r["path"])] = Fingerprint(z["bits"], z["loud"])
-                continue
-        fp = fingerprint(load_audio(path, sample_rate=SAMPLE_RATE).numpy(), SAMPLE_RATE)
-        out[str(r["path"])] = fp
-        if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_name(f".{cached.name}.tmp.npz")
-            np.savez(tmp, bits=fp.bits, loud=fp.loud)
-            os.replace(tmp, cached)
-    return out
+    return {str(r["path"]): cached_fingerprint(Path(root) / str(r["path"]), cache_dir, key=str(r["path"]))
+            for r in rows}

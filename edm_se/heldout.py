@@ -1,0 +1,366 @@
+"""Is a test set held out of a model's training data? Checked on content, by audio fingerprint.
+
+A score measured on audio the model trained on is not a result. The corpus and the built-in test set are split so
+that nothing is shared (``tests/test_heldout.py``); this module checks any other test set against the data a given
+model trained on, as the checkpoint records it:
+
+* **What the model trained on** (:func:`training_data`): the speech and noise sources of the checkpoint's
+  ``train_config.data.train`` (a directory, a manifest, a list of files, ``builtin:<split>`` or
+  ``corpus:<dir>:<split>``, resolved by :func:`edm_se.data.datasets.resolve_files`), plus, for a model fine-tuned
+  from another (CRP, a task paradigm's ``enhancer_checkpoint``), that model's training data in turn.
+* **What the test set holds**: each clean reference, and each mixture's noise as ``noisy - clean`` (exact for the
+  additive mixtures of ``edm-se data testset``, VoiceBank-DEMAND and the built-in set; a delayed or reverberant
+  noisy file gives a residual that matches nothing, so noise reuse is then not caught).
+* **The check**: Haitsma-Kalker sub-fingerprints of both (:mod:`edm_se.data.fingerprint`: invariant to gain,
+  robust to resampling, re-encoding and crops) and :func:`edm_se.data.fingerprint.find_matches`: a test file that
+  shares a stretch of audio (48 ms of identical 32-bit frames and a bit error rate <= 0.3 over the overlap) with a
+  training file is a match. Training files' fingerprints are cached (:func:`cache_dir`; a corpus of ``edm-se data
+  build`` brings its own), so only the first check against a set of files reads them (measured on 2 CPU cores: the
+  corpus's train split, 3487 files, 158 min of audio, 112 s the first time, then 1.5-3.5 s a check).
+
+``edm-se study`` runs it before any cell (``heldout_check=refuse|warn|off``, :mod:`edm_se.study_heldout`) and
+records the outcome in every cell's provenance and in ``results.md``; ``edm-se heldout`` runs it alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MODES = ("refuse", "warn", "off")
+HELD_OUT, OVERLAP, UNCHECKED = "held out", "overlap", "unchecked"
+MAX_DEPTH = 8  # models fine-tuned from models: how far back the training data is followed
+
+
+class HeldOutError(ValueError):
+    """The test set shares audio with the model's training data (the message names a shared pair)."""
+
+
+def cache_dir() -> Path:
+    """Where training files' fingerprints are kept: ``$EDM_SE_CACHE/fingerprints``, else
+    ``$XDG_CACHE_HOME/edm_se/fingerprints`` (default ``~/.cache/edm_se/fingerprints``)."""
+    root = os.environ.get("EDM_SE_CACHE")
+    if root:
+        return Path(root).expanduser() / "fingerprints"
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg).expanduser() / "edm_se" / "fingerprints"
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """What a model trained on, as its checkpoint says.
+
+    Attributes:
+        model: the checkpoint's path as given (or a label: a training study's cell).
+        sources: ``(kind, spec, model)`` per training source: kind ``"speech"`` or ``"noise"``, the source spec
+            (:func:`edm_se.data.datasets.resolve_files`), the checkpoint whose training used it.
+        unknown: why (part of) the training data is not known (an imported checkpoint records none); None when
+            every source is known.
+        bases: directories a relative spec is resolved against, in order, after the current one: where training
+            ran (the checkpoint's ``info.train_cwd``) and, for a model inside a source checkout of edm_se (the
+            bundled one), the checkout's root, where its ``data_cache/`` lives.
+    """
+
+    model: str
+    sources: list[tuple[str, Any, str]]
+    unknown: str | None = None
+    bases: list[str] = dataclasses.field(default_factory=list)
+
+    def key(self) -> tuple:
+        return tuple((k, repr(s)) for k, s, _ in self.sources), self.unknown
+
+
+def _plain(node: Any) -> Any:
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(node, (DictConfig, ListConfig)):
+            try:  # corpus:${..root}:train -> corpus:data_cache/corpus:train
+                return OmegaConf.to_container(node, resolve=True)
+            except Exception:  # noqa: BLE001 - an interpolation that needs a running app (${hydra:...})
+                return OmegaConf.to_container(node, resolve=False)
+    except ImportError:  # pragma: no cover - omegaconf is a dependency
+        pass
+    return node
+
+
+def _initial_checkpoint(paradigm: Mapping | None) -> str | None:
+    """The checkpoint a training run started from: its paradigm's ``enhancer_checkpoint``; CRP without one
+    fine-tunes the bundled model (:class:`edm_se.crp.CRP`)."""
+    if not isinstance(paradigm, Mapping):
+        return None
+    ckpt = paradigm.get("enhancer_checkpoint")
+    if ckpt:
+        return str(ckpt)
+    if str(paradigm.get("_target_", "")).endswith("crp.CRP"):
+        from edm_se.model import default_checkpoint_path
+
+        return str(default_checkpoint_path())
+    return None
+
+
+def training_data(train_config: Mapping | None, model: str, _depth: int = 0, bases: list[str] | None = None
+                  ) -> TrainingData:
+    """The training data of a model from its training config (a checkpoint's ``train_config``).
+
+    Args:
+        train_config: the composed training config (``data.train.speech``, ``data.train.noise``, ``paradigm``);
+            None: the model records none (e.g. imported from sgmse).
+        model: the checkpoint's path or a label, named in the report.
+        bases: :attr:`TrainingData.bases`.
+
+    Returns:
+        :class:`TrainingData` (``unknown`` says what could not be followed).
+    """
+    train_config = _plain(train_config)
+    bases = list(bases or [])
+    if not isinstance(train_config, Mapping):
+        return TrainingData(model, [], f"{model} records no training config (imported, or written by another tool)",
+                            bases)
+    train = (train_config.get("data") or {}).get("train") if isinstance(train_config.get("data"), Mapping) else None
+    sources: list[tuple[str, Any, str]] = []
+    unknown = None
+    if isinstance(train, Mapping) and (train.get("speech") is not None or train.get("clean_dir") is not None):
+        if train.get("speech") is not None:
+            sources.append(("speech", _plain(train["speech"]), model))
+            if train.get("noise") is not None:
+                sources.append(("noise", _plain(train["noise"]), model))
+        else:  # a paired dataset (clean_dir + noisy_dir): its clean files are the training speech
+            sources.append(("speech", str(train["clean_dir"]), model))
+    elif train is not None:
+        unknown = f"{model}: its training data (data.train) names no speech source"
+    start = _initial_checkpoint(train_config.get("paradigm"))
+    if start is not None:
+        if _depth >= MAX_DEPTH:
+            unknown = unknown or f"{model}: fine-tuned from models more than {MAX_DEPTH} deep"
+        else:
+            inner = checkpoint_training_data(start, _depth + 1)
+            sources += [s for s in inner.sources if s not in sources]
+            unknown = unknown or inner.unknown
+            bases += [b for b in inner.bases if b not in bases]
+    return TrainingData(model, sources, unknown, bases)
+
+
+def checkpoint_training_data(ckpt: str | os.PathLike, _depth: int = 0) -> TrainingData:
+    """:func:`training_data` of a checkpoint file (an edm_se enhancer checkpoint)."""
+    from edm_se.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        data = load_checkpoint(ckpt)
+    except CheckpointError as err:
+        return TrainingData(str(ckpt), [], str(err))
+    info = data.get("info") if isinstance(data.get("info"), Mapping) else {}
+    bases = [str(info["train_cwd"])] if info.get("train_cwd") else []
+    checkout = Path(ckpt).resolve().parents[2] if len(Path(ckpt).resolve().parents) > 2 else None
+    if checkout is not None and (checkout / "pyproject.toml").is_file() and (checkout / "edm_se").is_dir():
+        bases.append(str(checkout))  # edm_se/checkpoints/<name>.pt of a source checkout
+    return training_data(data.get("train_config"), str(ckpt), _depth, bases)
+
+
+def _rebase(spec: Any, base: Path) -> Any:
+    """``spec`` with its relative paths joined to ``base`` (``builtin:`` specs and absolute paths unchanged)."""
+    if isinstance(spec, (list, tuple)):
+        return [_rebase(s, base) for s in spec]
+    text = str(spec)
+    if text.startswith("builtin:"):
+        return spec
+    if text.startswith("corpus:"):
+        directory, split = text[len("corpus:"):].rsplit(":", 1) if ":" in text[len("corpus:"):] else (text, "")
+        return f"corpus:{base / directory}:{split}" if not Path(directory).is_absolute() else spec
+    return str(base / text) if not Path(text).is_absolute() else spec
+
+
+def _resolve(spec: Any, kind: str, bases: list[str]) -> tuple[Any, list[Path]]:
+    """(the spec as resolved, its files): tried in the current directory, then against each of ``bases``.
+
+    Raises:
+        edm_se.audio.AudioError: the first attempt's error when none resolves.
+    """
+    from edm_se.audio import AudioError
+    from edm_se.data.datasets import resolve_files
+
+    try:
+        return spec, resolve_files(spec, kind)
+    except AudioError as first:
+        for base in bases:
+            moved = _rebase(spec, Path(base))
+            try:
+                return moved, resolve_files(moved, kind)
+            except AudioError:
+                continue
+        raise first from None
+
+
+@dataclasses.dataclass
+class Report:
+    """The outcome of :func:`check_test_set`.
+
+    Attributes:
+        status: ``"held out"`` (no shared audio found), ``"overlap"`` (``matches`` lists it) or ``"unchecked"``
+            (``reason`` says why: training files not on this machine, none recorded).
+        model: :attr:`TrainingData.model`.
+        test_set: the test set's directory.
+        test_files: number of test mixtures checked.
+        training: ``[{"kind", "spec", "model", "files"}]``: each training source and how many files it resolved to
+            (``files`` None where it could not be resolved).
+        matches: ``[{"test", "mixture", "train", "kind", "test_start_s", "train_start_s", "seconds", "ber"}]``:
+            ``test`` is ``clean/<name>`` or ``noise of <name>`` (noisy - clean) of test mixture ``<name>``, ``train``
+            a training file of source ``kind``.
+        reason: why the status is ``"unchecked"`` (or what was left out of a ``"held out"`` check).
+        seconds: wall time of the check.
+    """
+
+    status: str
+    model: str
+    test_set: str
+    test_files: int
+    training: list[dict]
+    matches: list[dict]
+    reason: str | None = None
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def line(self) -> str:
+        """One line for logs and ``results.md``."""
+        files = sum(t["files"] or 0 for t in self.training)
+        if self.status == OVERLAP:
+            m = self.matches[0]
+            shared = len({x["mixture"] for x in self.matches})
+            return (f"{shared} of {self.test_files} test mixtures share audio with the training data of {self.model} "
+                    f"(e.g. {m['test']} = {m['train']}, {m['seconds']:.1f} s, bit error rate {m['ber']:.2f})")
+        if self.status == HELD_OUT:
+            text = (f"held out: no audio of the {self.test_files} test mixtures (clean speech, noisy - clean) is in "
+                    f"the {files} training files of {self.model} (fingerprints)")
+            return text + (f"; {self.reason}" if self.reason else "")
+        return f"not checked against the training data of {self.model}: {self.reason}"
+
+
+def _cache_of(spec: Any, path: Path, cache: Path | None) -> tuple[Path | None, str | None]:
+    """(cache dir, key) of a training file: a corpus's own fingerprints (``<dir>/.cache/fingerprints``, keyed by the
+    path in the corpus, written by ``edm-se data build``) for ``corpus:<dir>:<split>``, else ``cache``."""
+    if isinstance(spec, str) and spec.startswith("corpus:") and cache is not None:
+        root = Path(spec[len("corpus:"):].rsplit(":", 1)[0])
+        try:
+            return root / ".cache" / "fingerprints", path.relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return cache, None
+
+
+def _fingerprints(files: dict[str, tuple[str, Path | None, str | None]], progress: bool) -> dict:
+    from edm_se.data.fingerprint import cached_fingerprint
+
+    it: Any = files.items()
+    if progress and len(files) > 50:
+        from tqdm import tqdm
+
+        it = tqdm(it, total=len(files), desc="fingerprinting training files", unit="file", leave=False,
+                  delay=2.0)  # cached ones take milliseconds: no bar
+    return {p: cached_fingerprint(p, cache, key) for p, (_, cache, key) in it}
+
+
+def _test_fingerprints(test_set: Any) -> dict:
+    """``clean/<name>`` and ``noise of <name>`` (noisy - clean on the common length) -> fingerprint."""
+    from edm_se.audio import load_audio
+    from edm_se.data.fingerprint import SAMPLE_RATE, fingerprint
+
+    out = {}
+    for name in test_set.names:
+        clean = load_audio(test_set.clean(name), sample_rate=SAMPLE_RATE).numpy()
+        noisy = load_audio(test_set.noisy(name), sample_rate=SAMPLE_RATE).numpy()
+        n = min(len(clean), len(noisy))
+        out[f"{test_set.clean_dir}/{name}"] = fingerprint(clean, SAMPLE_RATE)
+        out[f"noise of {name}"] = fingerprint(noisy[:n] - clean[:n], SAMPLE_RATE)
+    return out
+
+
+def check_test_set(test_set: Any, data: TrainingData, cache: Path | None | str = "default",
+                   progress: bool = True) -> Report:
+    """Check a test set against a model's training data by audio fingerprint.
+
+    Args:
+        test_set: an :class:`edm_se.testset.TestSet` (its clean and noisy files must be readable:
+            :meth:`~edm_se.testset.TestSet.check_audio`).
+        data: what the model trained on (:func:`checkpoint_training_data`).
+        cache: where training fingerprints are kept; ``"default"``: :func:`cache_dir`; None: not kept.
+        progress: a tqdm bar while training files are fingerprinted (more than 50).
+
+    Returns:
+        :class:`Report`. Status ``"unchecked"`` when the training data is not recorded or a source does not
+        resolve on this machine (e.g. ``corpus:data_cache/corpus:train`` with no corpus built there).
+
+    Raises:
+        edm_se.audio.AudioError: a test file or a training file cannot be read.
+    """
+    from edm_se.audio import AudioError
+    from edm_se.data.fingerprint import HOP, SAMPLE_RATE, find_matches
+
+    started = time.time()
+    cache_path = cache_dir() if cache == "default" else (Path(cache) if cache is not None else None)
+    training: list[dict] = []
+    files: dict[str, tuple[str, Path | None, str | None]] = {}  # path -> (kind, cache dir, cache key)
+    missing: dict[tuple[str, str], list[str]] = {}  # (spec, why) -> kinds
+    for kind, spec, model in data.sources:
+        try:
+            resolved, found = _resolve(spec, kind, data.bases)
+        except AudioError as err:
+            training.append({"kind": kind, "spec": spec, "model": model, "files": None})
+            why = str(err).strip().splitlines()[0]
+            owner = "" if model == data.model else f" of {model}"
+            missing.setdefault((f"{spec}{owner}", why), []).append(kind)
+            continue
+        training.append({"kind": kind, "spec": spec, "model": model, "files": len(found),
+                         **({"resolved": resolved} if resolved != spec else {})})
+        for p in found:
+            files.setdefault(str(p), (kind, *_cache_of(resolved, Path(p), cache_path)))
+    missing_text = "; ".join(f"{' and '.join(kinds)} {spec} ({why})" for (spec, why), kinds in missing.items())
+    report = Report(UNCHECKED, data.model, str(test_set.root), len(test_set.names), training, [])
+    if not data.sources or (missing and not files):
+        report.reason = data.unknown or (f"its training data is not on this machine: {missing_text}"
+                                         if missing else f"{data.model} records no training source")
+        report.seconds = time.time() - started
+        return report
+    train = _fingerprints(files, progress)
+    test = _test_fingerprints(test_set)
+    found_matches = find_matches(test, train)
+    mixture = {key: name for name in test_set.names for key in (f"{test_set.clean_dir}/{name}", f"noise of {name}")}
+    report.matches = [{"test": m.a, "mixture": mixture[m.a], "train": m.b, "kind": files[m.b][0],
+                       "test_start_s": round(m.start_a * HOP / SAMPLE_RATE, 3),
+                       "train_start_s": round(m.start_b * HOP / SAMPLE_RATE, 3),
+                       "seconds": round(m.seconds, 3), "ber": m.ber} for m in found_matches]
+    report.status = OVERLAP if report.matches else HELD_OUT
+    left_out = [*([missing_text] if missing else []), *([data.unknown] if data.unknown else [])]
+    if left_out:  # partly checked: what is missing stays in the report
+        report.reason = "not checked against " + "; ".join(left_out)
+    report.seconds = round(time.time() - started, 3)
+    return report
+
+
+def enforce(report: Report, mode: str, key: str = "test_set") -> None:
+    """Act on a report as ``heldout_check=mode`` says: ``refuse`` raises on an overlap, ``warn`` logs it;
+    an unchecked test set is a warning in both.
+
+    Raises:
+        HeldOutError: an overlap and ``mode == "refuse"`` (one line: the shared pair and how to go on).
+        ValueError: an unknown mode.
+    """
+    if mode not in MODES:
+        raise ValueError(f"heldout_check must be one of {', '.join(MODES)}, got {mode!r}")
+    if report.status == OVERLAP and mode == "refuse":
+        raise HeldOutError(f"{key}={report.test_set}: {report.line()}; scores on it would measure training data "
+                           "(use a held-out test set, or heldout_check=warn to score it anyway, marked as overlapping)")
+    if report.status == OVERLAP:
+        log.warning("%s=%s: %s; its scores measure training data", key, report.test_set, report.line())
+    elif report.status == UNCHECKED:
+        log.warning("%s=%s: %s", key, report.test_set, report.line())
+    else:
+        log.info("%s=%s: %s (%.1f s)", key, report.test_set, report.line(), report.seconds)

@@ -1,0 +1,256 @@
+"""The held-out check of a test set against a model's training data (:mod:`edm_se.heldout`), and the study's use of
+it (:mod:`edm_se.study_heldout`): a test set cut from the training data is refused on content, whatever its file
+names, and a held-out one passes; what cannot be checked says so."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import REPO, run_cli
+from edm_se.data.builtin import builtin_files
+from edm_se.data.datasets import make_test_set
+from edm_se.heldout import (HELD_OUT, OVERLAP, UNCHECKED, HeldOutError, Report, TrainingData, _rebase,
+                            check_test_set, checkpoint_training_data, enforce, training_data)
+from edm_se.testset import load_test_set
+
+BUILTIN_TRAIN = TrainingData("model.pt", [("speech", "builtin:train", "model.pt"), ("noise", "builtin:train",
+                                                                                    "model.pt")])
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("fingerprints")
+
+
+@pytest.fixture(scope="module")
+def leaky(tmp_path_factory) -> Path:
+    """A test set mixed from the built-in TRAINING speech and noise, renamed and re-levelled by the mixing."""
+    out = tmp_path_factory.mktemp("leaky") / "testset"
+    make_test_set(builtin_files("speech", "train")[:3], builtin_files("noise", "train")[:2], out, snrs_db=[0, 10],
+                  per_snr=2, seed=3)
+    return out
+
+
+@pytest.fixture(scope="module")
+def noise_only_leak(tmp_path_factory) -> Path:
+    """Held-out (test) speech mixed with TRAINING noise: only the noise was seen."""
+    out = tmp_path_factory.mktemp("noise_leak") / "testset"
+    make_test_set(builtin_files("speech", "test")[:2], builtin_files("noise", "train")[:1], out, snrs_db=[5],
+                  per_snr=2, seed=1)
+    return out
+
+
+def test_a_test_set_cut_from_the_training_data_is_found_by_content(leaky, cache):
+    report = check_test_set(load_test_set(leaky, None), BUILTIN_TRAIN, cache=cache, progress=False)
+    assert report.status == OVERLAP
+    names = load_test_set(leaky, None).names
+    assert {m["mixture"] for m in report.matches} == set(names)  # every mixture, by its speech and by its noise
+    train_speech = {str(p) for p in builtin_files("speech", "train")}
+    train_noise = {str(p) for p in builtin_files("noise", "train")}
+    for m in report.matches:
+        if m["test"].startswith("clean/"):
+            assert m["kind"] == "speech" and m["train"] in train_speech
+        else:
+            assert m["test"].startswith("noise of ") and m["kind"] == "noise" and m["train"] in train_noise
+        assert m["ber"] <= 0.1 and m["seconds"] > 1.0
+    assert {m["test"].split("/")[0].split(" ")[0] for m in report.matches} == {"clean", "noise"}
+    assert report.training == [{"kind": "speech", "spec": "builtin:train", "model": "model.pt",
+                                "files": len(train_speech)},
+                               {"kind": "noise", "spec": "builtin:train", "model": "model.pt",
+                                "files": len(train_noise)}]
+    assert f"{len(names)} of {len(names)} test mixtures share audio" in report.line()
+
+
+def test_training_noise_under_held_out_speech_is_found_as_noise(noise_only_leak, cache):
+    report = check_test_set(load_test_set(noise_only_leak, None), BUILTIN_TRAIN, cache=cache, progress=False)
+    assert report.status == OVERLAP
+    assert {m["kind"] for m in report.matches} == {"noise"}
+    assert all(m["test"].startswith("noise of ") for m in report.matches)
+
+
+def test_the_builtin_test_set_is_held_out_of_the_builtin_training_split(cache):
+    report = check_test_set(load_test_set(None, None), BUILTIN_TRAIN, cache=cache, progress=False)
+    assert report.status == HELD_OUT and report.matches == [] and report.reason is None
+    assert report.test_files == 25
+    assert report.line().startswith("held out: no audio of the 25 test mixtures")
+
+
+def test_a_renamed_copy_of_one_training_file_in_a_held_out_test_set_is_caught(tmp_path, cache):
+    """One mixture of a real held-out set replaced by a training recording under the held-out file's name."""
+    src = load_test_set(None, None)
+    root = tmp_path / "ts"
+    (root / "clean").mkdir(parents=True)
+    (root / "noisy").mkdir()
+    for name in src.names[:3]:
+        for d in ("clean", "noisy"):
+            (root / d / name).write_bytes((src.root / d / name).read_bytes())
+    x, sr = sf.read(builtin_files("speech", "train")[5])
+    victim = src.names[1]
+    sf.write(root / "clean" / victim, 0.3 * x, sr)  # another level, the held-out file's name
+    sf.write(root / "noisy" / victim, 0.3 * x + 0.01 * np.random.default_rng(0).standard_normal(len(x)), sr)
+    report = check_test_set(load_test_set(root, None), BUILTIN_TRAIN, cache=cache, progress=False)
+    assert report.status == OVERLAP
+    assert {m["mixture"] for m in report.matches} == {victim}
+    assert report.line().startswith("1 of 3 test mixtures")
+
+
+def test_unresolvable_or_unrecorded_training_data_is_reported_unchecked(tmp_path, cache):
+    gone = TrainingData("m.pt", [("speech", str(tmp_path / "nowhere"), "m.pt")])
+    report = check_test_set(load_test_set(None, None), gone, cache=cache, progress=False)
+    assert report.status == UNCHECKED and report.training[0]["files"] is None
+    assert "not on this machine" in report.reason and "nowhere" in report.reason
+    none = training_data(None, "imported.pt")
+    assert none.sources == [] and "records no training config" in none.unknown
+    report = check_test_set(load_test_set(None, None), none, cache=cache, progress=False)
+    assert report.status == UNCHECKED and "records no training config" in report.line()
+    # one source found, one not: checked against what was found, the rest named
+    part = TrainingData("m.pt", [("speech", "builtin:train", "m.pt"), ("noise", str(tmp_path / "gone"), "m.pt")])
+    report = check_test_set(load_test_set(None, None), part, cache=cache, progress=False)
+    assert report.status == HELD_OUT and "gone" in report.reason
+
+
+def test_training_data_follows_the_config_and_the_model_fine_tuned_from(tmp_path):
+    mix = {"data": {"train": {"speech": "corpus:data_cache/corpus:train", "noise": ["a.wav", "b.wav"]}},
+           "paradigm": {"_target_": "edm_se.paradigms.Denoising"}}
+    d = training_data(mix, "m.pt")
+    assert d.sources == [("speech", "corpus:data_cache/corpus:train", "m.pt"), ("noise", ["a.wav", "b.wav"], "m.pt")]
+    assert d.unknown is None
+    paired = training_data({"data": {"train": {"clean_dir": "vb/clean", "noisy_dir": "vb/noisy"}}}, "p.pt")
+    assert paired.sources == [("speech", "vb/clean", "p.pt")]
+    # CRP without enhancer_checkpoint fine-tunes the bundled model: its training data comes along
+    from edm_se.model import default_checkpoint_path
+
+    crp = training_data({"data": {"train": {"speech": "builtin:train", "noise": "builtin:train"}},
+                         "paradigm": {"_target_": "edm_se.crp.CRP", "enhancer_checkpoint": None}}, "crp.pt")
+    bundled = str(default_checkpoint_path())
+    assert ("speech", "corpus:data_cache/corpus:train", bundled) in crp.sources
+    assert ("speech", "builtin:train", "crp.pt") in crp.sources
+    assert str(REPO) in crp.bases  # the bundled model's data_cache/ is at the checkout's root
+    # a chain that loops on itself stops, saying so
+    ckpt = tmp_path / "loop.pt"
+    bundle = torch.load(default_checkpoint_path(), weights_only=True)
+    bundle["train_config"] = {"data": {"train": {"speech": "builtin:train"}},
+                              "paradigm": {"_target_": "x.Y", "enhancer_checkpoint": str(ckpt)}}
+    torch.save(bundle, ckpt)
+    loop = checkpoint_training_data(ckpt)
+    assert loop.sources == [("speech", "builtin:train", str(ckpt))] and "more than 8 deep" in loop.unknown
+
+
+def test_relative_specs_are_resolved_where_training_ran(tmp_path, cache, monkeypatch):
+    assert _rebase("corpus:data_cache/corpus:train", Path("/r")) == "corpus:/r/data_cache/corpus:train"
+    assert _rebase("corpus:/abs/c:test", Path("/r")) == "corpus:/abs/c:test"
+    assert _rebase(["a.wav", "/b.wav"], Path("/r")) == ["/r/a.wav", "/b.wav"]
+    assert _rebase("builtin:train", Path("/r")) == "builtin:train"
+    speech = tmp_path / "run" / "speech"
+    speech.mkdir(parents=True)
+    for p in builtin_files("speech", "train")[:2]:
+        (speech / p.name).write_bytes(p.read_bytes())
+    monkeypatch.chdir(tmp_path)  # "speech" does not resolve here, only where training ran
+    data = TrainingData("m.pt", [("speech", "speech", "m.pt")], bases=[str(tmp_path / "run")])
+    report = check_test_set(load_test_set(None, None), data, cache=cache, progress=False)
+    assert report.status == HELD_OUT and report.training[0]["files"] == 2
+    assert report.training[0]["resolved"] == str(speech)
+
+
+def test_enforce_refuses_an_overlap_and_warns_otherwise(caplog):
+    overlap = Report(OVERLAP, "m.pt", "/ts", 4, [{"files": 3}], [{"test": "clean/a.flac", "mixture": "a.flac",
+                                                                  "train": "/t/x.flac", "kind": "speech",
+                                                                  "seconds": 2.0, "ber": 0.01}])
+    with pytest.raises(HeldOutError, match=r"test_set=/ts: 1 of 4 test mixtures share audio .* clean/a\.flac = "
+                                           r"/t/x\.flac.*heldout_check=warn"):
+        enforce(overlap, "refuse")
+    with caplog.at_level(logging.WARNING, logger="edm_se.heldout"):
+        enforce(overlap, "warn")
+        enforce(Report(UNCHECKED, "m.pt", "/ts", 4, [], [], reason="no data"), "refuse")
+    assert "its scores measure training data" in caplog.text and "no data" in caplog.text
+    with pytest.raises(ValueError, match="heldout_check must be one of refuse, warn, off"):
+        enforce(overlap, "maybe")
+
+
+def test_study_refuses_a_leaky_test_set_and_marks_it_when_told_to_score_it(tiny_checkpoint, leaky, tmp_path):
+    """End to end on the CLI: a model trained on builtin:train, a test set mixed from builtin:train."""
+    sweep = tmp_path / "sweep"
+    common = ["study", "study=steps", f"ckpt={tiny_checkpoint}", f"test_set={leaky}", "metrics=[si_sdr]", "peers=[]",
+              "sampler=euler", "sampler.num_steps=1", "max_files=2", "keep_audio=0", f"hydra.sweep.dir={sweep}"]
+    env = {"EDM_SE_CACHE": str(tmp_path / "cache")}
+    res = run_cli(*common, env=env)
+    assert res.returncode == 2, res.stderr[-2000:]
+    err = res.stderr.strip().splitlines()[-1]
+    assert err.startswith(f"edm-se study: error: test_set={leaky}: ") and "share audio with the training data" in err
+    assert "Traceback" not in res.stderr and not sweep.exists()  # refused before any cell
+    res = run_cli(*common, "heldout_check=warn", env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    md = (sweep / "results.md").read_text()
+    assert "**NOT held out**" in md and "share audio with the training data" in md
+    cell = json.loads(next(sweep.glob("*/metrics.json")).read_text())
+    assert cell["provenance"]["held_out"]["status"] == OVERLAP
+    assert cell["provenance"]["held_out"]["shared_mixtures"] == 2  # max_files=2 of the leaky set
+
+
+def test_study_records_a_held_out_test_set_in_every_cell(tiny_checkpoint, tmp_path):
+    sweep = tmp_path / "sweep"
+    res = run_cli("study", "study=steps", f"ckpt={tiny_checkpoint}", "metrics=[si_sdr]", "peers=[]",
+                  "sampler=euler", "sampler.num_steps=1", "max_files=2", "keep_audio=0", f"hydra.sweep.dir={sweep}",
+                  env={"EDM_SE_CACHE": str(tmp_path / "cache")})
+    assert res.returncode == 0, res.stderr[-2000:]
+    record = json.loads((sweep / "held_out.json").read_text())
+    (report,) = record["reports"].values()
+    assert report["status"] == HELD_OUT and report["test_files"] == 2
+    assert [t["spec"] for t in report["training"]] == ["builtin:train", "builtin:train"]
+    cell = json.loads(next(sweep.glob("*/metrics.json")).read_text())
+    assert cell["provenance"]["held_out"]["status"] == HELD_OUT
+    assert cell["provenance"]["held_out"]["training_files"] == len(builtin_files("speech", "train")) + len(
+        builtin_files("noise", "train"))
+    assert "- Held out: no audio of the 2 test mixtures" in (sweep / "results.md").read_text()
+
+
+def test_heldout_command_reports_refuses_and_writes_json(tiny_checkpoint, leaky, tmp_path):
+    from conftest import run_cli_many
+
+    report = tmp_path / "report.json"
+    env = {"EDM_SE_CACHE": str(tmp_path / "cache")}
+    leak, clean, warn, bad_out, bad_ckpt, bad_mode = run_cli_many(
+        ["heldout", f"ckpt={tiny_checkpoint}", f"test_set={leaky}", f"output={report}"],
+        ["heldout", f"ckpt={tiny_checkpoint}"],
+        ["heldout", f"ckpt={tiny_checkpoint}", f"test_set={leaky}", "heldout_check=warn"],
+        ["heldout", f"output={tmp_path}"],
+        ["heldout", f"ckpt={tmp_path / 'none.pt'}"],
+        ["heldout", "heldout_check=off"], env=env)
+    assert leak.returncode == 2 and "Traceback" not in leak.stderr
+    assert leak.stderr.strip().splitlines()[-1].startswith(f"edm-se heldout: error: test_set={leaky}: 4 of 4 test "
+                                                           "mixtures share audio")
+    assert leak.stdout.count("shared: ") == 8  # each mixture by its speech and by its noise
+    saved = json.loads(report.read_text())
+    assert saved["status"] == OVERLAP and saved["checkpoint"] == str(tiny_checkpoint) and len(saved["matches"]) == 8
+    assert clean.returncode == 0 and "held out: no audio of the 25 test mixtures" in clean.stdout
+    assert warn.returncode == 0 and "its scores measure training data" in warn.stdout
+    assert bad_out.returncode == 2 and f"output={tmp_path}: is a directory" in bad_out.stderr
+    assert bad_ckpt.returncode == 2 and "checkpoint not found" in bad_ckpt.stderr
+    assert bad_mode.returncode == 2 and "heldout_check" in bad_mode.stderr
+
+
+def test_a_training_study_checks_each_cell_by_the_data_it_trains_on():
+    """few_step's cells train on the corpus (`data.train.speech: corpus:${..root}:train`, resolved) and fine-tune
+    the bundled model (CRP), whose own training data comes along."""
+    from hydra import compose, initialize_config_dir
+
+    from edm_se.cli import conf_dir
+    from edm_se.model import default_checkpoint_path
+    from edm_se.study_heldout import _models, model_key
+
+    for cell in ("crp_n1", "none"):
+        with initialize_config_dir(config_dir=conf_dir(), version_base=None):
+            cfg = compose(config_name="study", overrides=["study=few_step", f"cell={cell}"], return_hydra_config=True)
+        models = _models(cfg)
+        assert list(models) == [f"cell {cell}"] == [model_key(cfg)]
+        data = models[f"cell {cell}"]
+        assert data.model == f"cell {cell}" and data.unknown is None
+        assert ("speech", "corpus:data_cache/corpus:train", f"cell {cell}") in data.sources
+        assert ("noise", "corpus:data_cache/corpus:train", str(default_checkpoint_path())) in data.sources
