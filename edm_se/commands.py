@@ -11,12 +11,15 @@ from omegaconf import DictConfig, OmegaConf
 def evaluate_main(cfg: DictConfig) -> None:
     """Hydra task of ``edm-se evaluate``: score estimates against references, print a table, write CSV/JSON."""
     from edm_se import validate
-    from edm_se.evaluate import evaluate_dirs, format_summary
+    from edm_se.evaluate import check_held_out, evaluate_dirs, format_summary
 
     validate.evaluate_config(cfg)
     output = Path(cfg.output) if cfg.output is not None else Path(cfg.estimates)
     metrics = tuple(OmegaConf.to_container(cfg.metrics)) if cfg.metrics is not None else None
     kwargs = {"metrics": metrics} if metrics else {}
+    held_out = check_held_out(cfg.estimates, cfg.references, noisy=cfg.noisy, ckpt=cfg.get("ckpt"),
+                              mode=str(cfg.get("heldout_check", "refuse")), progress=bool(cfg.progress))
+    kwargs["held_out"] = held_out
     summary = evaluate_dirs(cfg.estimates, cfg.references, noisy=cfg.noisy, output_dir=output,
                             num_workers=int(cfg.num_workers), transcripts=cfg.get("transcripts"),
                             partial=bool(cfg.partial), progress=bool(cfg.progress),

@@ -57,11 +57,64 @@ def _audio_files(root: Path, what: str) -> dict[str, Path]:
     return found
 
 
+def check_held_out(estimates: str | os.PathLike, references: str | os.PathLike,
+                   noisy: str | os.PathLike | None = None, ckpt: str | os.PathLike | None = None,
+                   mode: str = "refuse", progress: bool = True) -> dict:
+    """The references (and the noise of each ``noisy - reference``) against the training data of the model that
+    made the estimates (:mod:`edm_se.heldout`).
+
+    The model is ``ckpt``; without it, the bundled model when the estimates' ``enhance.json`` records its SHA-256,
+    else none (not checked). A ``ckpt`` that is not the model ``enhance.json`` records is refused.
+
+    Returns:
+        ``provenance.held_out`` of the summary: :meth:`edm_se.heldout.Report.as_dict` (with ``checkpoint``), or
+        ``{"status": "off" | "unchecked", "reason"}`` when no model is named or ``mode == "off"``.
+
+    Raises:
+        edm_se.heldout.HeldOutError: shared audio and ``mode == "refuse"``.
+        edm_se.checkpoint.CheckpointError: ``ckpt`` is unreadable, or not the model that made the estimates.
+        edm_se.audio.AudioError: a directory or file cannot be read.
+    """
+    from edm_se.checkpoint import CheckpointError
+    from edm_se.enhance_record import recorded_config
+    from edm_se.heldout import UNCHECKED, check_pairs, checkpoint_training_data, enforce
+    from edm_se.model import default_checkpoint_path
+    from edm_se.provenance import file_sha256
+
+    if mode == "off":
+        return {"status": "off", "reason": "heldout_check=off"}
+    recorded = (recorded_config(estimates) or {}).get("checkpoint_sha256")
+    if ckpt is not None:
+        from edm_se.checkpoint import load_checkpoint
+
+        path = Path(ckpt).expanduser()
+        load_checkpoint(path)  # a missing or unreadable file, named
+        if recorded and file_sha256(path) != recorded:
+            raise CheckpointError(f"ckpt={ckpt}: not the model that made {estimates} (its enhance.json records "
+                                  f"checkpoint SHA-256 {recorded[:12]}...)")
+    elif recorded and recorded == file_sha256(default_checkpoint_path()):
+        path = default_checkpoint_path()
+    else:
+        reason = ("name the model that made the estimates with ckpt=PATH" if not recorded else
+                  "the estimates' enhance.json records a checkpoint other than the bundled one; name it with "
+                  "ckpt=PATH")
+        log.warning("references=%s: not checked against any model's training data: %s", references, reason)
+        return {"status": UNCHECKED, "reason": reason}
+    refs = _audio_files(Path(references), "references")
+    noisy_files = _audio_files(Path(noisy), "noisy") if noisy is not None else {}
+    pairs = [(k, f, noisy_files.get(k)) for k, f in refs.items()]
+    report = check_pairs(pairs, str(references), checkpoint_training_data(path), clean_label=Path(references).name,
+                         progress=progress)
+    enforce(report, mode, key="references")
+    return {**report.as_dict(), "checkpoint": str(path)}
+
+
 def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
                   noisy: str | os.PathLike | None = None, output_dir: str | os.PathLike | None = None,
                   num_workers: int = 2, metrics: Sequence[str] | None = None, sample_rate: int = 16000,
                   progress: bool = True, transcripts: str | os.PathLike | None = None,
-                  partial: bool = False, max_length_mismatch: float | None = MAX_LENGTH_MISMATCH) -> dict[str, Any]:
+                  partial: bool = False, max_length_mismatch: float | None = MAX_LENGTH_MISMATCH,
+                  held_out: dict | None = None) -> dict[str, Any]:
     """Score every estimate against its reference (and the noisy input, if given); write CSV + JSON.
 
     Args:
@@ -85,6 +138,7 @@ def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
             scored, on the first ``min`` samples of each, with a warning (an STFT's padding, a peer's delay
             compensation); a larger one, as a fraction of the longest file, is an error: an estimate half as long
             as its reference scored a perfect PESQ on that half. None: any difference is scored.
+        held_out: the outcome of :func:`check_held_out`, kept as ``provenance.held_out``.
 
     Returns:
         ``{"format", "num_files", "sample_rate", "metrics": [names], "estimates", "references", "noisy",
@@ -200,7 +254,8 @@ def evaluate_dirs(estimates: str | os.PathLike, references: str | os.PathLike,
 
     summary["provenance"] = {"estimates_sha256": content(est_files), "references_sha256": content(ref_files),
                              "noisy_sha256": content(noisy_files) if noisy_files is not None else None,
-                             "enhance": recorded_config(est_dir), **run_info()}
+                             "enhance": recorded_config(est_dir), **run_info(),
+                             **({"held_out": held_out} if held_out is not None else {})}
     if noisy_files is not None:
         noisy_part = frame.iloc[len(keys):].reset_index(drop=True)
         for m in metrics:
@@ -273,6 +328,12 @@ def format_summary(summary: dict[str, Any]) -> str:
                 lines.append(f"{m} ({column}): the mean is over {n} of {total} files; the others' scores are not "
                              "finite (e.g. SI-SDR: +inf for an exact copy of the reference, -inf for an orthogonal "
                              "estimate)")
+    held = (summary.get("provenance") or {}).get("held_out") or {}
+    if held.get("status"):
+        from edm_se.heldout import Report
+
+        line = Report.from_dict(held).line() if "test_files" in held else f"not checked: {held.get('reason')}"
+        lines.append(("NOT HELD OUT: " if held["status"] == "overlap" else "") + line)
     from edm_se.asr import RUNAWAY_RULE, describe_runaways
 
     for column, found in (summary.get("runaway_transcripts") or {}).items():

@@ -215,6 +215,7 @@ class Report:
             a training file of source ``kind``.
         reason: why the status is ``"unchecked"`` (or what was left out of a ``"held out"`` check).
         seconds: wall time of the check.
+        noise_checked: whether the mixtures' noise (noisy - clean) was checked too (not without noisy files).
     """
 
     status: str
@@ -225,9 +226,16 @@ class Report:
     matches: list[dict]
     reason: str | None = None
     seconds: float = 0.0
+    noise_checked: bool = True
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Report:
+        """A report from :meth:`as_dict` (keys it does not know are left out)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
     def line(self) -> str:
         """One line for logs and ``results.md``."""
@@ -238,8 +246,9 @@ class Report:
             return (f"{shared} of {self.test_files} test mixtures share audio with the training data of {self.model} "
                     f"(e.g. {m['test']} = {m['train']}, {m['seconds']:.1f} s, bit error rate {m['ber']:.2f})")
         if self.status == HELD_OUT:
-            text = (f"held out: no audio of the {self.test_files} test mixtures (clean speech, noisy - clean) is in "
-                    f"the {files} training files of {self.model} (fingerprints)")
+            what = "clean speech, noisy - clean" if self.noise_checked else "clean speech"
+            text = (f"held out: no audio of the {self.test_files} test mixtures ({what}) is in the {files} training "
+                    f"files of {self.model} (fingerprints)")
             return text + (f"; {self.reason}" if self.reason else "")
         return f"not checked against the training data of {self.model}: {self.reason}"
 
@@ -268,35 +277,56 @@ def _fingerprints(files: dict[str, tuple[str, Path | None, str | None]], progres
     return {p: cached_fingerprint(p, cache, key) for p, (_, cache, key) in it}
 
 
-def _test_fingerprints(test_set: Any) -> dict:
-    """``clean/<name>`` and ``noise of <name>`` (noisy - clean on the common length) -> fingerprint."""
+def _test_fingerprints(pairs: list[tuple[str, Path, Path | None]], clean_label: str) -> tuple[dict, dict]:
+    """(``<clean_label>/<name>`` and ``noise of <name>`` (noisy - clean on the common length) -> fingerprint,
+    the same keys -> ``name``)."""
     from edm_se.audio import load_audio
     from edm_se.data.fingerprint import SAMPLE_RATE, fingerprint
 
-    out = {}
-    for name in test_set.names:
-        clean = load_audio(test_set.clean(name), sample_rate=SAMPLE_RATE).numpy()
-        noisy = load_audio(test_set.noisy(name), sample_rate=SAMPLE_RATE).numpy()
-        n = min(len(clean), len(noisy))
-        out[f"{test_set.clean_dir}/{name}"] = fingerprint(clean, SAMPLE_RATE)
-        out[f"noise of {name}"] = fingerprint(noisy[:n] - clean[:n], SAMPLE_RATE)
-    return out
+    prints, mixture = {}, {}
+    for name, clean_path, noisy_path in pairs:
+        clean = load_audio(clean_path, sample_rate=SAMPLE_RATE).numpy()
+        prints[f"{clean_label}/{name}"] = fingerprint(clean, SAMPLE_RATE)
+        mixture[f"{clean_label}/{name}"] = name
+        if noisy_path is not None:
+            noisy = load_audio(noisy_path, sample_rate=SAMPLE_RATE).numpy()
+            n = min(len(clean), len(noisy))
+            prints[f"noise of {name}"] = fingerprint(noisy[:n] - clean[:n], SAMPLE_RATE)
+            mixture[f"noise of {name}"] = name
+    return prints, mixture
 
 
 def check_test_set(test_set: Any, data: TrainingData, cache: Path | None | str = "default",
                    progress: bool = True) -> Report:
-    """Check a test set against a model's training data by audio fingerprint.
+    """Check a test set against a model's training data by audio fingerprint (:func:`check_pairs` of its clean and
+    noisy files).
 
     Args:
         test_set: an :class:`edm_se.testset.TestSet` (its clean and noisy files must be readable:
             :meth:`~edm_se.testset.TestSet.check_audio`).
+        data, cache, progress: as for :func:`check_pairs`.
+    """
+    pairs = [(name, test_set.clean(name), test_set.noisy(name)) for name in test_set.names]
+    return check_pairs(pairs, str(test_set.root), data, clean_label=test_set.clean_dir, cache=cache,
+                       progress=progress)
+
+
+def check_pairs(pairs: list[tuple[str, Path, Path | None]], where: str, data: TrainingData,
+                clean_label: str = "clean", cache: Path | None | str = "default", progress: bool = True) -> Report:
+    """Check test mixtures against a model's training data by audio fingerprint.
+
+    Args:
+        pairs: ``(name, clean file, noisy file or None)`` per test mixture; without a noisy file only the clean
+            reference is checked (the report's ``reason`` says so).
+        where: the test set's directory (the report's ``test_set``).
         data: what the model trained on (:func:`checkpoint_training_data`).
+        clean_label: how clean files are named in the matches (``<clean_label>/<name>``).
         cache: where training fingerprints are kept; ``"default"``: :func:`cache_dir`; None: not kept.
-        progress: a tqdm bar while training files are fingerprinted (more than 50).
+        progress: a tqdm bar while training files are fingerprinted (more than 50, after 2 s).
 
     Returns:
-        :class:`Report`. Status ``"unchecked"`` when the training data is not recorded or a source does not
-        resolve on this machine (e.g. ``corpus:data_cache/corpus:train`` with no corpus built there).
+        :class:`Report`. Status ``"unchecked"`` when the training data is not recorded or no source resolves on
+        this machine (e.g. ``corpus:data_cache/corpus:train`` with no corpus built there or where training ran).
 
     Raises:
         edm_se.audio.AudioError: a test file or a training file cannot be read.
@@ -323,20 +353,19 @@ def check_test_set(test_set: Any, data: TrainingData, cache: Path | None | str =
         for p in found:
             files.setdefault(str(p), (kind, *_cache_of(resolved, Path(p), cache_path)))
     missing_text = "; ".join(f"{' and '.join(kinds)} {spec} ({why})" for (spec, why), kinds in missing.items())
-    report = Report(UNCHECKED, data.model, str(test_set.root), len(test_set.names), training, [])
+    report = Report(UNCHECKED, data.model, str(where), len(pairs), training, [],
+                    noise_checked=all(p[2] is not None for p in pairs))
     if not data.sources or (missing and not files):
         report.reason = data.unknown or (f"its training data is not on this machine: {missing_text}"
                                          if missing else f"{data.model} records no training source")
-        report.seconds = time.time() - started
+        report.seconds = round(time.time() - started, 3)
         return report
     train = _fingerprints(files, progress)
-    test = _test_fingerprints(test_set)
-    found_matches = find_matches(test, train)
-    mixture = {key: name for name in test_set.names for key in (f"{test_set.clean_dir}/{name}", f"noise of {name}")}
+    test, mixture = _test_fingerprints(pairs, clean_label)
     report.matches = [{"test": m.a, "mixture": mixture[m.a], "train": m.b, "kind": files[m.b][0],
                        "test_start_s": round(m.start_a * HOP / SAMPLE_RATE, 3),
                        "train_start_s": round(m.start_b * HOP / SAMPLE_RATE, 3),
-                       "seconds": round(m.seconds, 3), "ber": m.ber} for m in found_matches]
+                       "seconds": round(m.seconds, 3), "ber": m.ber} for m in find_matches(test, train)]
     report.status = OVERLAP if report.matches else HELD_OUT
     left_out = [*([missing_text] if missing else []), *([data.unknown] if data.unknown else [])]
     if left_out:  # partly checked: what is missing stays in the report

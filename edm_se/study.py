@@ -79,7 +79,8 @@ log = logging.getLogger("edm_se.study")
 register_resolvers()  # conf/study.yaml's cell directory names (a launcher's worker may import this module first)
 
 # Config keys that do not change a cell's results: a change does not re-run a finished cell.
-IGNORED_KEYS = ("device", "threads", "num_workers", "progress", "keep_audio", "reuse_checkpoints", "peers")
+IGNORED_KEYS = ("device", "threads", "num_workers", "progress", "keep_audio", "reuse_checkpoints", "peers",
+                "heldout_check")  # the held-out check gates the study; a cell finished before it existed stands
 
 
 def cell_config(cfg: DictConfig) -> dict:

@@ -79,7 +79,7 @@ def check_study(config: DictConfig, test_set: Any) -> list[Report]:
             if data.key() not in checked:
                 checked[data.key()] = check_test_set(test_set, data, progress=bool(config.get("progress")))
             report = checked[data.key()]
-            reports[key] = Report(**{**report.as_dict(), "model": data.model})
+            reports[key] = Report.from_dict({**report.as_dict(), "model": data.model})
             enforce(reports[key], mode)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(sweep_dir / FILE, {"format": FORMAT, "mode": mode, "test_set": str(test_set.root),
@@ -98,7 +98,7 @@ def cell_record(cfg: DictConfig, sweep_dir: Path, test_root: Path) -> dict:
     rep = (data.get("reports") or {}).get(model_key(cfg))
     if not isinstance(rep, dict):
         return {"status": "not run", "line": "the held-out check did not run for this model"}
-    report = Report(**rep)
+    report = Report.from_dict(rep)
     return {"status": report.status, "mode": data.get("mode"), "shared_mixtures": len(_mixtures(report)),
             "training_files": sum(t.get("files") or 0 for t in report.training), "line": report.line()}
 
@@ -118,7 +118,7 @@ def markdown_lines(sweep_dir: Path) -> list[str]:
     lines = []
     for _, rep in sorted((data.get("reports") or {}).items(),
                          key=lambda kv: (kv[1].get("status") != OVERLAP, kv[0])):
-        report = Report(**rep)
+        report = Report.from_dict(rep)
         label = {OVERLAP: "**NOT held out**", HELD_OUT: "Held out",
                  UNCHECKED: "**Held out: not checked**"}.get(report.status, report.status)
         text = report.line().removeprefix("held out: ").removeprefix("not checked against ")

@@ -352,6 +352,7 @@ def evaluate_config(cfg: DictConfig) -> None:
         raise ConfigError("estimates=DIR and references=DIR are required (noisy=DIR adds the improvement columns)")
     int_at_least(cfg, ["num_workers"], 1)
     _metrics(cfg, optional=True)
+    one_of(cfg, "heldout_check", ("refuse", "warn", "off"))
     for key in ("partial", "progress"):
         check(cfg, key, lambda v: isinstance(v, bool), "true or false")
     check(cfg, "max_length_mismatch", lambda v: is_number(v) and 0 <= v < 1, "a fraction in [0, 1) or null",

@@ -174,7 +174,7 @@ def test_a_field_of_an_unchosen_sampler_gets_a_pointed_message(tmp_path):
                                     "seed= or sampler=?)"),
     ("evaluate", ["sample_rate=8000"], "sample_rate: no such key in this command's config (its keys: estimates, "
                                        "references, noisy, output, metrics, transcripts, num_workers, progress, "
-                                       "partial, max_length_mismatch)"),
+                                       "partial, max_length_mismatch, ckpt, heldout_check)"),
 ])
 def test_an_unknown_key_is_named_with_the_nearest_existing_ones(command, args, expected):
     """A misspelt key ends in one line naming it and the nearest keys at the level where its path stops, with the

@@ -254,3 +254,37 @@ def test_a_training_study_checks_each_cell_by_the_data_it_trains_on():
         assert data.model == f"cell {cell}" and data.unknown is None
         assert ("speech", "corpus:data_cache/corpus:train", f"cell {cell}") in data.sources
         assert ("noise", "corpus:data_cache/corpus:train", str(default_checkpoint_path())) in data.sources
+
+
+def test_evaluate_checks_the_references_against_the_model_that_made_the_estimates(tiny_checkpoint, leaky, tmp_path):
+    from conftest import run_cli_many
+    from edm_se.model import default_checkpoint_path
+
+    enhanced = tmp_path / "enhanced"
+    res = run_cli("enhance", f"ckpt={tiny_checkpoint}", f"input={leaky / 'noisy'}", f"output={enhanced}",
+                  "sampler=euler", "sampler.num_steps=1")
+    assert res.returncode == 0, res.stderr[-2000:]
+    common = ["evaluate", f"estimates={enhanced}", f"references={leaky / 'clean'}", "metrics=[si_sdr]",
+              "num_workers=1", "progress=false"]
+    unnamed, refused, warned, other_model, off = run_cli_many(
+        [*common, f"output={tmp_path / 'a'}"],
+        [*common, f"noisy={leaky / 'noisy'}", f"ckpt={tiny_checkpoint}", f"output={tmp_path / 'b'}"],
+        [*common, f"noisy={leaky / 'noisy'}", f"ckpt={tiny_checkpoint}", "heldout_check=warn",
+         f"output={tmp_path / 'c'}"],
+        [*common, f"ckpt={default_checkpoint_path()}", f"output={tmp_path / 'd'}"],
+        [*common, "heldout_check=off", f"output={tmp_path / 'e'}"], env={"EDM_SE_CACHE": str(tmp_path / "cache")})
+    # enhance.json names a model other than the bundled one: scored, "not checked" said in the log and the summary
+    assert unnamed.returncode == 0, unnamed.stderr[-2000:]
+    assert "not checked against any model's training data" in unnamed.stdout + unnamed.stderr
+    held = json.loads((tmp_path / "a" / "summary.json").read_text())["provenance"]["held_out"]
+    assert held["status"] == UNCHECKED and "ckpt=PATH" in held["reason"]
+    assert refused.returncode == 2 and not (tmp_path / "b" / "summary.json").exists()
+    assert refused.stderr.strip().splitlines()[-1].startswith(f"edm-se evaluate: error: references={leaky / 'clean'}:"
+                                                              " 4 of 4 test mixtures share audio")
+    assert warned.returncode == 0 and "NOT HELD OUT: 4 of 4 test mixtures" in warned.stdout
+    held = json.loads((tmp_path / "c" / "summary.json").read_text())["provenance"]["held_out"]
+    assert held["status"] == OVERLAP and held["checkpoint"] == str(tiny_checkpoint) and held["noise_checked"]
+    assert {m["kind"] for m in held["matches"]} == {"speech", "noise"}
+    assert other_model.returncode == 2 and "not the model that made" in other_model.stderr
+    assert off.returncode == 0
+    assert json.loads((tmp_path / "e" / "summary.json").read_text())["provenance"]["held_out"]["status"] == "off"
