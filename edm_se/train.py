@@ -110,6 +110,8 @@ class Trainer:
         self.is_main = self.replicas.is_main
         self.run_dir = Path(cfg.run_dir).resolve()
         self.ckpt_dir = self.run_dir / "checkpoints"
+        #: names and sizes of the training files (:func:`edm_se.heldout.dataset_identity`), kept in checkpoints
+        self.data_identity: dict = {}
         _seed_all(int(cfg.seed))
 
         from hydra.utils import instantiate
@@ -162,7 +164,8 @@ class Trainer:
             "rng_cpu": torch.get_rng_state(),
             "world_size": self.replicas.world,
             "paradigm": {"name": self.paradigm.name, "state": self.paradigm.state_dict()},
-            "info": {"train_cwd": os.getcwd()},  # what relative data paths of train_config are relative to
+            # where training ran (relative data paths of train_config are relative to it) and which files it read
+            "info": {"train_cwd": os.getcwd(), **({"train_data": self.data_identity} if self.data_identity else {})},
         }
 
     def save(self, name: str) -> Path:
@@ -206,6 +209,7 @@ class Trainer:
         self.best = float(ckpt["best"])
         torch.set_rng_state(ckpt["rng_cpu"])
         self.paradigm.load_state_dict((ckpt.get("paradigm") or {}).get("state") or {})
+        self.data_identity = (ckpt.get("info") or {}).get("train_data") or self.data_identity
         if self.is_main:
             log.info("resumed from %s at step %d", last, self.step)
         return True
@@ -351,6 +355,17 @@ class Trainer:
         max_steps = int(self.tc.max_steps)
         # the data is read before anything is written: a missing corpus stops the run with nothing created
         self._train_set = instantiate_data(self.cfg.data.train) if self.step < max_steps else None
+        if self._train_set is not None:
+            from edm_se.heldout import dataset_identity
+
+            found = dataset_identity(self._train_set)  # names and sizes of the files it trains on
+            changed = [k for k in found if k in self.data_identity and found[k] != self.data_identity[k]]
+            if changed and self.is_main:
+                log.warning("resuming on other %s training files than the checkpoint's (%s); the checkpoint will "
+                            "record these", " and ".join(changed), ", ".join(
+                                f"{k}: {self.data_identity[k].get('files')} -> {found[k]['files']} files"
+                                for k in changed))
+            self.data_identity = found
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))

@@ -383,6 +383,8 @@ def heldout_config(cfg: DictConfig) -> None:
     output = cfg.get("output")
     if output is not None and Path(str(output)).is_dir():
         raise ConfigError(f"output={output}: is a directory; the report is one JSON file (e.g. output=heldout.json)")
+    if output is not None and Path(str(output)).suffix.lower() != ".json":  # output=<a test file> overwrote it
+        raise ConfigError(f"output={output}: the report is a JSON file; give a path ending in .json")
 
 
 def _metrics(cfg: DictConfig, optional: bool = False) -> None:

@@ -216,13 +216,17 @@ def test_heldout_command_reports_refuses_and_writes_json(tiny_checkpoint, leaky,
 
     report = tmp_path / "report.json"
     env = {"EDM_SE_CACHE": str(tmp_path / "cache")}
-    leak, clean, warn, bad_out, bad_ckpt, bad_mode = run_cli_many(
+    victim = leaky / "clean" / sorted(p.name for p in (leaky / "clean").iterdir())[0]
+    before = victim.read_bytes()
+    leak, clean, warn, bad_out, bad_ckpt, bad_mode, over_audio = run_cli_many(
         ["heldout", f"ckpt={tiny_checkpoint}", f"test_set={leaky}", f"output={report}"],
         ["heldout", f"ckpt={tiny_checkpoint}"],
         ["heldout", f"ckpt={tiny_checkpoint}", f"test_set={leaky}", "heldout_check=warn"],
         ["heldout", f"output={tmp_path}"],
         ["heldout", f"ckpt={tmp_path / 'none.pt'}"],
-        ["heldout", "heldout_check=off"], env=env)
+        ["heldout", "heldout_check=off"],
+        ["heldout", f"ckpt={tiny_checkpoint}", f"test_set={leaky}", "heldout_check=warn", f"output={victim}"],
+        env=env)
     assert leak.returncode == 2 and "Traceback" not in leak.stderr
     assert leak.stderr.strip().splitlines()[-1].startswith(f"edm-se heldout: error: test_set={leaky}: 4 of 4 test "
                                                            "mixtures share audio")
@@ -234,6 +238,9 @@ def test_heldout_command_reports_refuses_and_writes_json(tiny_checkpoint, leaky,
     assert bad_out.returncode == 2 and f"output={tmp_path}: is a directory" in bad_out.stderr
     assert bad_ckpt.returncode == 2 and "checkpoint not found" in bad_ckpt.stderr
     assert bad_mode.returncode == 2 and "heldout_check" in bad_mode.stderr
+    # output= a file of the test set itself was overwritten with the report
+    assert over_audio.returncode == 2 and "give a path ending in .json" in over_audio.stderr
+    assert victim.read_bytes() == before
 
 
 def test_a_training_study_checks_each_cell_by_the_data_it_trains_on():
@@ -288,3 +295,42 @@ def test_evaluate_checks_the_references_against_the_model_that_made_the_estimate
     assert other_model.returncode == 2 and "not the model that made" in other_model.stderr
     assert off.returncode == 0
     assert json.loads((tmp_path / "e" / "summary.json").read_text())["provenance"]["held_out"]["status"] == "off"
+
+
+def test_the_check_tells_whether_the_training_files_found_are_those_the_model_recorded(tiny_checkpoint, tmp_path,
+                                                                                      cache):
+    from edm_se.heldout import files_identity
+
+    data = checkpoint_training_data(tiny_checkpoint)  # trained on builtin:train; info.train_data records its files
+    assert data.recorded[("speech", str(tiny_checkpoint))]["files"] == len(builtin_files("speech", "train"))
+    report = check_test_set(load_test_set(None, None), data, cache=cache, progress=False)
+    assert report.status == HELD_OUT and report.reason is None
+    assert [t["as_recorded"] for t in report.training] == [True, True]
+    # the same names and sizes elsewhere: the same identity; one file more or one changed: another
+    files = builtin_files("noise", "train")[:3]
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for p in files:
+        (moved / p.name).write_bytes(p.read_bytes())
+    assert files_identity(files) == files_identity(sorted(moved.iterdir()))
+    (moved / files[0].name).write_bytes(files[0].read_bytes() + b"\0")
+    assert files_identity(sorted(moved.iterdir()))["sha256"] != files_identity(files)["sha256"]
+    assert files_identity(files[:2])["files"] == 2
+    # a rebuilt corpus with other files: still checked, and the report says these are not the model's files
+    other = TrainingData("m.pt", [("noise", str(moved), "m.pt")], recorded={("noise", "m.pt"): files_identity(files)})
+    report = check_test_set(load_test_set(None, None), other, cache=cache, progress=False)
+    assert report.training[0]["as_recorded"] is False
+    assert "not those the model trained on: noise" in report.reason and "3 files here, 3 when m.pt trained" in \
+        report.reason
+
+
+def test_an_unreadable_training_file_is_named_as_the_models(tmp_path, cache):
+    speech = tmp_path / "speech"
+    speech.mkdir()
+    (speech / "a.flac").write_bytes(builtin_files("speech", "train")[0].read_bytes())
+    (speech / "b.flac").write_text("not audio")
+    data = TrainingData("m.pt", [("speech", str(speech), "m.pt")])
+    from edm_se.audio import AudioError
+
+    with pytest.raises(AudioError, match=r"b\.flac: not a readable audio file .*a training file of the model"):
+        check_test_set(load_test_set(None, None), data, cache=cache, progress=False)
