@@ -44,7 +44,8 @@ def heldout_main(cfg: DictConfig) -> None:
     report = check_test_set(test_set, checkpoint_training_data(ckpt), progress=bool(cfg.progress))
     for t in report.training:
         print(f"training {t['kind']:<6} {t.get('resolved', t['spec'])}: "
-              + (f"{t['files']} files" if t["files"] is not None else "not found"))
+              + (f"{t['files']} files" if t["files"] is not None else "not found")
+              + (f" (those listed in {t['listed_in']})" if t.get("listed_in") else ""))
     for m in report.matches[:20]:
         print(f"shared: {m['test']} ({m['test_start_s']:.2f} s) = {m['train']} ({m['train_start_s']:.2f} s), "
               f"{m['seconds']:.1f} s, bit error rate {m['ber']:.3f}")

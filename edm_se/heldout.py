@@ -69,6 +69,10 @@ class TrainingData:
         recorded: ``(kind, model) -> {"files", "sha256"}``: the training files as the checkpoint recorded them
             (``info.train_data``, :func:`files_identity`), for the check to tell whether the files found here are
             those (checkpoints written before it was recorded have none).
+        listed: ``(kind, model) -> (corpus dir, [paths in it], list file)``: the exact training files of a model
+            whose checkpoint has a ``<name>.train_files.json`` beside it (the bundled model: it predates
+            ``info.train_data``, and later corpus builds may leave files out of the train split that it trained
+            on); checked instead of what the spec resolves to today.
     """
 
     model: str
@@ -76,6 +80,7 @@ class TrainingData:
     unknown: str | None = None
     bases: list[str] = dataclasses.field(default_factory=list)
     recorded: dict[tuple[str, str], dict] = dataclasses.field(default_factory=dict)
+    listed: dict[tuple[str, str], tuple[str, list[str], str]] = dataclasses.field(default_factory=dict)
 
     def key(self) -> tuple:
         return tuple((k, repr(s)) for k, s, _ in self.sources), self.unknown
@@ -169,6 +174,7 @@ def training_data(train_config: Mapping | None, model: str, _depth: int = 0, bas
     elif train is not None:
         unknown = f"{model}: its training data (data.train) names no speech source"
     start = _initial_checkpoint(train_config.get("paradigm"))
+    listed: dict = {}
     if start is not None:
         if _depth >= MAX_DEPTH:
             unknown = unknown or f"{model}: fine-tuned from models more than {MAX_DEPTH} deep"
@@ -178,7 +184,55 @@ def training_data(train_config: Mapping | None, model: str, _depth: int = 0, bas
             unknown = unknown or inner.unknown
             bases += [b for b in inner.bases if b not in bases]
             known = {**inner.recorded, **known}
-    return TrainingData(model, sources, unknown, bases, known)
+            listed = inner.listed
+    return TrainingData(model, sources, unknown, bases, known, {**listed, **_listed_files(model)})
+
+
+LIST_SUFFIX = ".train_files.json"
+LIST_FORMAT = "edm_se.train_files/1"
+
+
+def _listed_files(model: str) -> dict:
+    """:attr:`TrainingData.listed` from ``<checkpoint stem>.train_files.json`` beside ``model``, when its
+    ``checkpoint_sha256`` is the checkpoint's (a list written for another file is ignored, with a warning)."""
+    import json
+
+    path = Path(model)
+    listing = path.with_name(path.stem + LIST_SUFFIX)
+    if not path.is_file() or not listing.is_file():
+        return {}
+    try:
+        data = json.loads(listing.read_text())
+    except (OSError, ValueError):
+        log.warning("%s: unreadable; the held-out check uses %s's training config instead", listing, path.name)
+        return {}
+    from edm_se.provenance import file_sha256
+
+    if not isinstance(data, dict) or data.get("format") != LIST_FORMAT or \
+            data.get("checkpoint_sha256") != file_sha256(path):
+        log.warning("%s: not a training-file list of %s; the held-out check uses its training config instead",
+                    listing, path)
+        return {}
+    return {(kind, model): (str(data["corpus"]), [str(p) for p in data[kind]], listing.name)
+            for kind in ("speech", "noise") if isinstance(data.get(kind), list)}
+
+
+def _resolve_listed(corpus: str, paths: list[str], bases: list[str]) -> tuple[Path, list[Path], int]:
+    """(the corpus directory found, the listed files in it, how many of them are missing there): the corpus is
+    looked for in the current directory, then in each of ``bases``.
+
+    Raises:
+        edm_se.audio.AudioError: no such directory anywhere.
+    """
+    from edm_se.audio import AudioError
+
+    for base in [".", *bases]:
+        root = Path(corpus) if Path(corpus).is_absolute() else Path(base) / corpus
+        if root.is_dir():
+            files = [root / p for p in paths]
+            there = [f for f in files if f.is_file()]
+            return root, there, len(files) - len(there)
+    raise AudioError(corpus, "corpus directory not found (edm-se data build out_dir=... makes it)")
 
 
 def checkpoint_training_data(ckpt: str | os.PathLike, _depth: int = 0) -> TrainingData:
@@ -291,10 +345,12 @@ def _cache_of(spec: Any, path: Path, cache: Path | None) -> tuple[Path | None, s
     path in the corpus, written by ``edm-se data build``) for ``corpus:<dir>:<split>``, else ``cache``."""
     if isinstance(spec, str) and spec.startswith("corpus:") and cache is not None:
         root = Path(spec[len("corpus:"):].rsplit(":", 1)[0])
-        try:
-            return root / ".cache" / "fingerprints", path.relative_to(root).as_posix()
-        except ValueError:
-            pass
+        own = root / ".cache" / "fingerprints"
+        if own.is_dir():  # only a corpus that has one: nothing is written into another directory
+            try:
+                return own, path.relative_to(root).as_posix()
+            except ValueError:
+                pass
     return cache, None
 
 
@@ -383,8 +439,16 @@ def check_pairs(pairs: list[tuple[str, Path, Path | None]], where: str, data: Tr
     missing: dict[tuple[str, str], list[str]] = {}  # (spec, why) -> kinds
     differ: list[str] = []  # sources whose files here are not those the checkpoint recorded
     for kind, spec, model in data.sources:
+        listed = data.listed.get((kind, model))
         try:
-            resolved, found = _resolve(spec, kind, data.bases)
+            if listed is not None:  # the model's own list of its training files
+                root, found, absent = _resolve_listed(listed[0], listed[1], data.bases)
+                resolved = f"corpus:{root}:train"  # (the corpus's own fingerprint cache)
+                if absent:
+                    differ.append(f"{absent} of the {len(listed[1])} {kind} files listed in {listed[2]} are not in "
+                                  f"{root}")
+            else:
+                resolved, found = _resolve(spec, kind, data.bases)
         except AudioError as err:
             training.append({"kind": kind, "spec": spec, "model": model, "files": None})
             why = str(err).strip().splitlines()[0]
@@ -392,7 +456,8 @@ def check_pairs(pairs: list[tuple[str, Path, Path | None]], where: str, data: Tr
             missing.setdefault((f"{spec}{owner}", why), []).append(kind)
             continue
         entry = {"kind": kind, "spec": spec, "model": model, "files": len(found),
-                 **({"resolved": resolved} if resolved != spec else {})}
+                 **({"resolved": resolved} if resolved != spec else {}),
+                 **({"listed_in": listed[2]} if listed is not None else {})}
         recorded = data.recorded.get((kind, model))
         if recorded is not None:  # are these the files the model trained on?
             entry["as_recorded"] = files_identity(found)["sha256"] == recorded.get("sha256")

@@ -334,3 +334,49 @@ def test_an_unreadable_training_file_is_named_as_the_models(tmp_path, cache):
 
     with pytest.raises(AudioError, match=r"b\.flac: not a readable audio file .*a training file of the model"):
         check_test_set(load_test_set(None, None), data, cache=cache, progress=False)
+
+
+def test_a_checkpoints_list_of_its_training_files_is_what_it_is_checked_against(tmp_path, cache, caplog):
+    """``<name>.train_files.json`` beside a checkpoint (the bundled model's: it trained on files a later corpus
+    build leaves out of the split) is checked instead of what the spec resolves to today."""
+    import shutil
+
+    from edm_se.data.builtin import builtin_root
+    from edm_se.model import default_checkpoint_path
+    from edm_se.provenance import file_sha256
+
+    ckpt = tmp_path / "m.pt"
+    shutil.copy(default_checkpoint_path(), ckpt)
+    root = builtin_root()
+    speech = [p.relative_to(root).as_posix() for p in builtin_files("speech", "train")[:2]]
+    noise = [p.relative_to(root).as_posix() for p in builtin_files("noise", "train")[:3]]
+    listing = {"format": "edm_se.train_files/1", "checkpoint_sha256": file_sha256(ckpt), "corpus": str(root),
+               "speech": speech, "noise": [*noise, "noise/gone.flac"]}
+    (tmp_path / "m.train_files.json").write_text(json.dumps(listing))
+    data = checkpoint_training_data(ckpt)
+    assert data.listed[("noise", str(ckpt))] == (str(root), [*noise, "noise/gone.flac"], "m.train_files.json")
+    report = check_test_set(load_test_set(None, None), data, cache=cache, progress=False)
+    assert [(t["kind"], t["files"], t["listed_in"]) for t in report.training] == [
+        ("speech", 2, "m.train_files.json"), ("noise", 3, "m.train_files.json")]
+    assert report.status == HELD_OUT and "1 of the 4 noise files listed in m.train_files.json are not in" in \
+        report.reason
+    assert not (root / ".cache").exists()  # the fingerprints went to the cache, not into the package
+    # a list written for another checkpoint is not used
+    listing["checkpoint_sha256"] = "0" * 64
+    (tmp_path / "m.train_files.json").write_text(json.dumps(listing))
+    with caplog.at_level(logging.WARNING, logger="edm_se.heldout"):
+        assert checkpoint_training_data(ckpt).listed == {}
+    assert "not a training-file list of" in caplog.text
+
+
+def test_the_bundled_models_list_is_its_own():
+    from edm_se.heldout import LIST_FORMAT
+    from edm_se.model import default_checkpoint_path
+    from edm_se.provenance import file_sha256
+
+    path = default_checkpoint_path()
+    listing = json.loads(path.with_name(path.stem + ".train_files.json").read_text())
+    assert listing["format"] == LIST_FORMAT and listing["checkpoint_sha256"] == file_sha256(path)
+    assert (len(listing["speech"]), len(listing["noise"])) == (2861, 626)
+    data = checkpoint_training_data(path)
+    assert set(data.listed) == {("speech", str(path)), ("noise", str(path))}
