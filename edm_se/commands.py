@@ -33,9 +33,10 @@ def heldout_main(cfg: DictConfig) -> None:
     (and write it as JSON with ``output=``); exit 2 on shared audio unless ``heldout_check=warn``."""
     from edm_se import validate
     from edm_se.atomic import atomic_write_json
-    from edm_se.heldout import check_test_set, checkpoint_training_data, enforce
+    from edm_se.heldout import check_test_set, enforce
     from edm_se.model import default_checkpoint_path
     from edm_se.testset import load_test_set
+    from edm_se.trained_on import checkpoint_training_data
 
     validate.heldout_config(cfg)
     ckpt = Path(str(cfg.ckpt)).expanduser() if cfg.ckpt is not None else default_checkpoint_path()

@@ -77,7 +77,8 @@ def check_held_out(estimates: str | os.PathLike, references: str | os.PathLike,
     """
     from edm_se.checkpoint import CheckpointError
     from edm_se.enhance_record import recorded_config
-    from edm_se.heldout import UNCHECKED, check_pairs, checkpoint_training_data, enforce
+    from edm_se.heldout import UNCHECKED, check_pairs, enforce
+    from edm_se.trained_on import checkpoint_training_data
     from edm_se.model import default_checkpoint_path
     from edm_se.provenance import file_sha256
 

@@ -4,7 +4,7 @@ A score measured on audio the model trained on is not a result. The corpus and t
 that nothing is shared (``tests/test_heldout.py``); this module checks any other test set against the data a given
 model trained on, as the checkpoint records it:
 
-* **What the model trained on** (:func:`training_data`): the speech and noise sources of the checkpoint's
+* **What the model trained on** (:mod:`edm_se.trained_on`): the speech and noise sources of the checkpoint's
   ``train_config.data.train`` (a directory, a manifest, a list of files, ``builtin:<split>`` or
   ``corpus:<dir>:<split>``, resolved by :func:`edm_se.data.datasets.resolve_files`), plus, for a model fine-tuned
   from another (CRP, a task paradigm's ``enhancer_checkpoint``), that model's training data in turn.
@@ -32,11 +32,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from edm_se.trained_on import TrainingData, files_identity, resolve_listed, resolve_source
+
 log = logging.getLogger(__name__)
 
 MODES = ("refuse", "warn", "off")
 HELD_OUT, OVERLAP, UNCHECKED = "held out", "overlap", "unchecked"
-MAX_DEPTH = 8  # models fine-tuned from models: how far back the training data is followed
 
 
 class HeldOutError(ValueError):
@@ -51,238 +52,6 @@ def cache_dir() -> Path:
         return Path(root).expanduser() / "fingerprints"
     xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(xdg).expanduser() / "edm_se" / "fingerprints"
-
-
-@dataclasses.dataclass
-class TrainingData:
-    """What a model trained on, as its checkpoint says.
-
-    Attributes:
-        model: the checkpoint's path as given (or a label: a training study's cell).
-        sources: ``(kind, spec, model)`` per training source: kind ``"speech"`` or ``"noise"``, the source spec
-            (:func:`edm_se.data.datasets.resolve_files`), the checkpoint whose training used it.
-        unknown: why (part of) the training data is not known (an imported checkpoint records none); None when
-            every source is known.
-        bases: directories a relative spec is resolved against, in order, after the current one: where training
-            ran (the checkpoint's ``info.train_cwd``) and, for a model inside a source checkout of edm_se (the
-            bundled one), the checkout's root, where its ``data_cache/`` lives.
-        recorded: ``(kind, model) -> {"files", "sha256"}``: the training files as the checkpoint recorded them
-            (``info.train_data``, :func:`files_identity`), for the check to tell whether the files found here are
-            those (checkpoints written before it was recorded have none).
-        listed: ``(kind, model) -> (corpus dir, [paths in it], list file)``: the exact training files of a model
-            whose checkpoint has a ``<name>.train_files.json`` beside it (the bundled model: it predates
-            ``info.train_data``, and later corpus builds may leave files out of the train split that it trained
-            on); checked instead of what the spec resolves to today.
-    """
-
-    model: str
-    sources: list[tuple[str, Any, str]]
-    unknown: str | None = None
-    bases: list[str] = dataclasses.field(default_factory=list)
-    recorded: dict[tuple[str, str], dict] = dataclasses.field(default_factory=dict)
-    listed: dict[tuple[str, str], tuple[str, list[str], str]] = dataclasses.field(default_factory=dict)
-
-    def key(self) -> tuple:
-        return tuple((k, repr(s)) for k, s, _ in self.sources), self.unknown
-
-
-def files_identity(paths: list[str | os.PathLike]) -> dict:
-    """``{"files": n, "sha256"}``: a list of training files by name and size (their paths relative to the list's
-    common directory, so a moved corpus keeps it; reading no audio: 3487 files in about 50 ms). The trainer records
-    it per source (checkpoint ``info.train_data``); the held-out check compares it with the files it finds."""
-    import hashlib
-
-    paths = [Path(p) for p in paths]
-    if not paths:
-        return {"files": 0, "sha256": hashlib.sha256(b"").hexdigest()}
-    root = Path(os.path.commonpath([str(p.resolve()) for p in paths]))
-    root = root if root.is_dir() else root.parent
-    lines = sorted(f"{p.resolve().relative_to(root).as_posix()}\t{p.stat().st_size}" for p in paths)
-    return {"files": len(paths), "sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest()}
-
-
-def dataset_identity(dataset: Any) -> dict:
-    """``{"speech": files_identity, "noise": files_identity}`` of a training dataset that lists its files
-    (:class:`edm_se.data.datasets.MixingDataset` and its task subclass); ``{}`` for one that does not."""
-    out = {}
-    for kind in ("speech", "noise"):
-        files = getattr(dataset, f"{kind}_files", None)
-        if files:
-            out[kind] = files_identity(files)
-    return out
-
-
-def _plain(node: Any) -> Any:
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(node, (DictConfig, ListConfig)):
-            try:  # corpus:${..root}:train -> corpus:data_cache/corpus:train
-                return OmegaConf.to_container(node, resolve=True)
-            except Exception:  # noqa: BLE001 - an interpolation that needs a running app (${hydra:...})
-                return OmegaConf.to_container(node, resolve=False)
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        pass
-    return node
-
-
-def _initial_checkpoint(paradigm: Mapping | None) -> str | None:
-    """The checkpoint a training run started from: its paradigm's ``enhancer_checkpoint``; CRP without one
-    fine-tunes the bundled model (:class:`edm_se.crp.CRP`)."""
-    if not isinstance(paradigm, Mapping):
-        return None
-    ckpt = paradigm.get("enhancer_checkpoint")
-    if ckpt:
-        return str(ckpt)
-    if str(paradigm.get("_target_", "")).endswith("crp.CRP"):
-        from edm_se.model import default_checkpoint_path
-
-        return str(default_checkpoint_path())
-    return None
-
-
-def training_data(train_config: Mapping | None, model: str, _depth: int = 0, bases: list[str] | None = None,
-                  recorded: Mapping | None = None) -> TrainingData:
-    """The training data of a model from its training config (a checkpoint's ``train_config``).
-
-    Args:
-        train_config: the composed training config (``data.train.speech``, ``data.train.noise``, ``paradigm``);
-            None: the model records none (e.g. imported from sgmse).
-        model: the checkpoint's path or a label, named in the report.
-        bases: :attr:`TrainingData.bases`.
-        recorded: the checkpoint's ``info.train_data`` (``kind -> {"files", "sha256"}``), if any.
-
-    Returns:
-        :class:`TrainingData` (``unknown`` says what could not be followed).
-    """
-    train_config = _plain(train_config)
-    bases = list(bases or [])
-    known = {(str(k), model): dict(v) for k, v in (recorded or {}).items() if isinstance(v, Mapping)}
-    if not isinstance(train_config, Mapping):
-        return TrainingData(model, [], f"{model} records no training config (imported, or written by another tool)",
-                            bases, known)
-    train = (train_config.get("data") or {}).get("train") if isinstance(train_config.get("data"), Mapping) else None
-    sources: list[tuple[str, Any, str]] = []
-    unknown = None
-    if isinstance(train, Mapping) and (train.get("speech") is not None or train.get("clean_dir") is not None):
-        if train.get("speech") is not None:
-            sources.append(("speech", _plain(train["speech"]), model))
-            if train.get("noise") is not None:
-                sources.append(("noise", _plain(train["noise"]), model))
-        else:  # a paired dataset (clean_dir + noisy_dir): its clean files are the training speech
-            sources.append(("speech", str(train["clean_dir"]), model))
-    elif train is not None:
-        unknown = f"{model}: its training data (data.train) names no speech source"
-    start = _initial_checkpoint(train_config.get("paradigm"))
-    listed: dict = {}
-    if start is not None:
-        if _depth >= MAX_DEPTH:
-            unknown = unknown or f"{model}: fine-tuned from models more than {MAX_DEPTH} deep"
-        else:
-            inner = checkpoint_training_data(start, _depth + 1)
-            sources += [s for s in inner.sources if s not in sources]
-            unknown = unknown or inner.unknown
-            bases += [b for b in inner.bases if b not in bases]
-            known = {**inner.recorded, **known}
-            listed = inner.listed
-    return TrainingData(model, sources, unknown, bases, known, {**listed, **_listed_files(model)})
-
-
-LIST_SUFFIX = ".train_files.json"
-LIST_FORMAT = "edm_se.train_files/1"
-
-
-def _listed_files(model: str) -> dict:
-    """:attr:`TrainingData.listed` from ``<checkpoint stem>.train_files.json`` beside ``model``, when its
-    ``checkpoint_sha256`` is the checkpoint's (a list written for another file is ignored, with a warning)."""
-    import json
-
-    path = Path(model)
-    listing = path.with_name(path.stem + LIST_SUFFIX)
-    if not path.is_file() or not listing.is_file():
-        return {}
-    try:
-        data = json.loads(listing.read_text())
-    except (OSError, ValueError):
-        log.warning("%s: unreadable; the held-out check uses %s's training config instead", listing, path.name)
-        return {}
-    from edm_se.provenance import file_sha256
-
-    if not isinstance(data, dict) or data.get("format") != LIST_FORMAT or \
-            data.get("checkpoint_sha256") != file_sha256(path):
-        log.warning("%s: not a training-file list of %s; the held-out check uses its training config instead",
-                    listing, path)
-        return {}
-    return {(kind, model): (str(data["corpus"]), [str(p) for p in data[kind]], listing.name)
-            for kind in ("speech", "noise") if isinstance(data.get(kind), list)}
-
-
-def _resolve_listed(corpus: str, paths: list[str], bases: list[str]) -> tuple[Path, list[Path], int]:
-    """(the corpus directory found, the listed files in it, how many of them are missing there): the corpus is
-    looked for in the current directory, then in each of ``bases``.
-
-    Raises:
-        edm_se.audio.AudioError: no such directory anywhere.
-    """
-    from edm_se.audio import AudioError
-
-    for base in [".", *bases]:
-        root = Path(corpus) if Path(corpus).is_absolute() else Path(base) / corpus
-        if root.is_dir():
-            files = [root / p for p in paths]
-            there = [f for f in files if f.is_file()]
-            return root, there, len(files) - len(there)
-    raise AudioError(corpus, "corpus directory not found (edm-se data build out_dir=... makes it)")
-
-
-def checkpoint_training_data(ckpt: str | os.PathLike, _depth: int = 0) -> TrainingData:
-    """:func:`training_data` of a checkpoint file (an edm_se enhancer checkpoint)."""
-    from edm_se.checkpoint import CheckpointError, load_checkpoint
-
-    try:
-        data = load_checkpoint(ckpt)
-    except CheckpointError as err:
-        return TrainingData(str(ckpt), [], str(err))
-    info = data.get("info") if isinstance(data.get("info"), Mapping) else {}
-    bases = [str(info["train_cwd"])] if info.get("train_cwd") else []
-    checkout = Path(ckpt).resolve().parents[2] if len(Path(ckpt).resolve().parents) > 2 else None
-    if checkout is not None and (checkout / "pyproject.toml").is_file() and (checkout / "edm_se").is_dir():
-        bases.append(str(checkout))  # edm_se/checkpoints/<name>.pt of a source checkout
-    return training_data(data.get("train_config"), str(ckpt), _depth, bases, info.get("train_data"))
-
-
-def _rebase(spec: Any, base: Path) -> Any:
-    """``spec`` with its relative paths joined to ``base`` (``builtin:`` specs and absolute paths unchanged)."""
-    if isinstance(spec, (list, tuple)):
-        return [_rebase(s, base) for s in spec]
-    text = str(spec)
-    if text.startswith("builtin:"):
-        return spec
-    if text.startswith("corpus:"):
-        directory, split = text[len("corpus:"):].rsplit(":", 1) if ":" in text[len("corpus:"):] else (text, "")
-        return f"corpus:{base / directory}:{split}" if not Path(directory).is_absolute() else spec
-    return str(base / text) if not Path(text).is_absolute() else spec
-
-
-def _resolve(spec: Any, kind: str, bases: list[str]) -> tuple[Any, list[Path]]:
-    """(the spec as resolved, its files): tried in the current directory, then against each of ``bases``.
-
-    Raises:
-        edm_se.audio.AudioError: the first attempt's error when none resolves.
-    """
-    from edm_se.audio import AudioError
-    from edm_se.data.datasets import resolve_files
-
-    try:
-        return spec, resolve_files(spec, kind)
-    except AudioError as first:
-        for base in bases:
-            moved = _rebase(spec, Path(base))
-            try:
-                return moved, resolve_files(moved, kind)
-            except AudioError:
-                continue
-        raise first from None
 
 
 @dataclasses.dataclass
@@ -442,13 +211,13 @@ def check_pairs(pairs: list[tuple[str, Path, Path | None]], where: str, data: Tr
         listed = data.listed.get((kind, model))
         try:
             if listed is not None:  # the model's own list of its training files
-                root, found, absent = _resolve_listed(listed[0], listed[1], data.bases)
+                root, found, absent = resolve_listed(listed[0], listed[1], data.bases)
                 resolved = f"corpus:{root}:train"  # (the corpus's own fingerprint cache)
                 if absent:
                     differ.append(f"{absent} of the {len(listed[1])} {kind} files listed in {listed[2]} are not in "
                                   f"{root}")
             else:
-                resolved, found = _resolve(spec, kind, data.bases)
+                resolved, found = resolve_source(spec, kind, data.bases)
         except AudioError as err:
             training.append({"kind": kind, "spec": spec, "model": model, "files": None})
             why = str(err).strip().splitlines()[0]

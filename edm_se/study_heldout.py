@@ -17,8 +17,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from edm_se.atomic import atomic_write_json
-from edm_se.heldout import (HELD_OUT, OVERLAP, UNCHECKED, Report, TrainingData, check_test_set,
-                            checkpoint_training_data, enforce, training_data)
+from edm_se.heldout import HELD_OUT, OVERLAP, UNCHECKED, Report, check_test_set, enforce
+from edm_se.trained_on import TrainingData, checkpoint_training_data, training_data
 from edm_se.study_common import read_json
 
 log = logging.getLogger("edm_se.study")

@@ -356,7 +356,7 @@ class Trainer:
         # the data is read before anything is written: a missing corpus stops the run with nothing created
         self._train_set = instantiate_data(self.cfg.data.train) if self.step < max_steps else None
         if self._train_set is not None:
-            from edm_se.heldout import dataset_identity
+            from edm_se.trained_on import dataset_identity
 
             found = dataset_identity(self._train_set)  # names and sizes of the files it trains on
             changed = [k for k in found if k in self.data_identity and found[k] != self.data_identity[k]]

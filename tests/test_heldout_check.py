@@ -16,8 +16,8 @@ import torch
 from conftest import REPO, run_cli
 from edm_se.data.builtin import builtin_files
 from edm_se.data.datasets import make_test_set
-from edm_se.heldout import (HELD_OUT, OVERLAP, UNCHECKED, HeldOutError, Report, TrainingData, _rebase,
-                            check_test_set, checkpoint_training_data, enforce, training_data)
+from edm_se.heldout import HELD_OUT, OVERLAP, UNCHECKED, HeldOutError, Report, check_test_set, enforce
+from edm_se.trained_on import TrainingData, checkpoint_training_data, rebase, training_data
 from edm_se.testset import load_test_set
 
 BUILTIN_TRAIN = TrainingData("model.pt", [("speech", "builtin:train", "model.pt"), ("noise", "builtin:train",
@@ -144,10 +144,10 @@ def test_training_data_follows_the_config_and_the_model_fine_tuned_from(tmp_path
 
 
 def test_relative_specs_are_resolved_where_training_ran(tmp_path, cache, monkeypatch):
-    assert _rebase("corpus:data_cache/corpus:train", Path("/r")) == "corpus:/r/data_cache/corpus:train"
-    assert _rebase("corpus:/abs/c:test", Path("/r")) == "corpus:/abs/c:test"
-    assert _rebase(["a.wav", "/b.wav"], Path("/r")) == ["/r/a.wav", "/b.wav"]
-    assert _rebase("builtin:train", Path("/r")) == "builtin:train"
+    assert rebase("corpus:data_cache/corpus:train", Path("/r")) == "corpus:/r/data_cache/corpus:train"
+    assert rebase("corpus:/abs/c:test", Path("/r")) == "corpus:/abs/c:test"
+    assert rebase(["a.wav", "/b.wav"], Path("/r")) == ["/r/a.wav", "/b.wav"]
+    assert rebase("builtin:train", Path("/r")) == "builtin:train"
     speech = tmp_path / "run" / "speech"
     speech.mkdir(parents=True)
     for p in builtin_files("speech", "train")[:2]:
@@ -299,7 +299,7 @@ def test_evaluate_checks_the_references_against_the_model_that_made_the_estimate
 
 def test_the_check_tells_whether_the_training_files_found_are_those_the_model_recorded(tiny_checkpoint, tmp_path,
                                                                                       cache):
-    from edm_se.heldout import files_identity
+    from edm_se.trained_on import files_identity
 
     data = checkpoint_training_data(tiny_checkpoint)  # trained on builtin:train; info.train_data records its files
     assert data.recorded[("speech", str(tiny_checkpoint))]["files"] == len(builtin_files("speech", "train"))
@@ -370,7 +370,7 @@ def test_a_checkpoints_list_of_its_training_files_is_what_it_is_checked_against(
 
 
 def test_the_bundled_models_list_is_its_own():
-    from edm_se.heldout import LIST_FORMAT
+    from edm_se.trained_on import LIST_FORMAT
     from edm_se.model import default_checkpoint_path
     from edm_se.provenance import file_sha256
 
