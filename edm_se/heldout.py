@@ -144,19 +144,30 @@ def _fingerprints(files: dict[str, tuple[str, Path | None, str | None]], progres
     return out
 
 
-def _test_fingerprints(pairs: list[tuple[str, Path, Path | None]], clean_label: str) -> tuple[dict, dict]:
+def _wave(x: Any) -> Any:
+    """A test signal as a 16 kHz float array: a file (read and resampled) or a waveform already at 16 kHz."""
+    import numpy as np
+
+    from edm_se.audio import load_audio
+    from edm_se.data.fingerprint import SAMPLE_RATE
+
+    if isinstance(x, (str, os.PathLike)):
+        return load_audio(x, sample_rate=SAMPLE_RATE).numpy()
+    return np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float32).reshape(-1)
+
+
+def _test_fingerprints(pairs: list[tuple[str, Any, Any]], clean_label: str) -> tuple[dict, dict]:
     """(``<clean_label>/<name>`` and ``noise of <name>`` (noisy - clean on the common length) -> fingerprint,
     the same keys -> ``name``)."""
-    from edm_se.audio import load_audio
     from edm_se.data.fingerprint import SAMPLE_RATE, fingerprint
 
     prints, mixture = {}, {}
-    for name, clean_path, noisy_path in pairs:
-        clean = load_audio(clean_path, sample_rate=SAMPLE_RATE).numpy()
+    for name, clean_src, noisy_src in pairs:
+        clean = _wave(clean_src)
         prints[f"{clean_label}/{name}"] = fingerprint(clean, SAMPLE_RATE)
         mixture[f"{clean_label}/{name}"] = name
-        if noisy_path is not None:
-            noisy = load_audio(noisy_path, sample_rate=SAMPLE_RATE).numpy()
+        if noisy_src is not None:
+            noisy = _wave(noisy_src)
             n = min(len(clean), len(noisy))
             prints[f"noise of {name}"] = fingerprint(noisy[:n] - clean[:n], SAMPLE_RATE)
             mixture[f"noise of {name}"] = name
@@ -178,13 +189,14 @@ def check_test_set(test_set: Any, data: TrainingData, cache: Path | None | str =
                        progress=progress)
 
 
-def check_pairs(pairs: list[tuple[str, Path, Path | None]], where: str, data: TrainingData,
+def check_pairs(pairs: list[tuple[str, Any, Any]], where: str, data: TrainingData,
                 clean_label: str = "clean", cache: Path | None | str = "default", progress: bool = True) -> Report:
     """Check test mixtures against a model's training data by audio fingerprint.
 
     Args:
-        pairs: ``(name, clean file, noisy file or None)`` per test mixture; without a noisy file only the clean
-            reference is checked (the report's ``reason`` says so).
+        pairs: ``(name, clean, noisy or None)`` per test mixture, each an audio file or a waveform (array or tensor,
+            (L,), at 16 kHz); without a noisy one only the clean reference is checked
+            (:attr:`Report.noise_checked`).
         where: the test set's directory (the report's ``test_set``).
         data: what the model trained on (:func:`checkpoint_training_data`).
         clean_label: how clean files are named in the matches (``<clean_label>/<name>``).

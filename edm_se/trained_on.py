@@ -131,7 +131,12 @@ def training_data(train_config: Mapping | None, model: str, _depth: int = 0, bas
     train = (train_config.get("data") or {}).get("train") if isinstance(train_config.get("data"), Mapping) else None
     sources: list[tuple[str, Any, str]] = []
     unknown = None
-    if isinstance(train, Mapping) and (train.get("speech") is not None or train.get("clean_dir") is not None):
+    if isinstance(train, Mapping) and train.get("manifest") is not None and train.get("split") is not None:
+        # a task dataset (edm_se.tasks.data.TaskMixingDataset): the clips of a split of a task manifest
+        sources.append(("speech", f"task:{train['manifest']}:{train['split']}", model))
+        if train.get("noise") is not None:
+            sources.append(("noise", _plain(train["noise"]), model))
+    elif isinstance(train, Mapping) and (train.get("speech") is not None or train.get("clean_dir") is not None):
         if train.get("speech") is not None:
             sources.append(("speech", _plain(train["speech"]), model))
             if train.get("noise") is not None:
@@ -225,9 +230,11 @@ def rebase(spec: Any, base: Path) -> Any:
     text = str(spec)
     if text.startswith("builtin:"):
         return spec
-    if text.startswith("corpus:"):
-        directory, split = text[len("corpus:"):].rsplit(":", 1) if ":" in text[len("corpus:"):] else (text, "")
-        return f"corpus:{base / directory}:{split}" if not Path(directory).is_absolute() else spec
+    for prefix in ("corpus:", "task:"):
+        if text.startswith(prefix):
+            body = text[len(prefix):]
+            directory, split = body.rsplit(":", 1) if ":" in body else (body, "")
+            return f"{prefix}{base / directory}:{split}" if not Path(directory).is_absolute() else spec
     return str(base / text) if not Path(text).is_absolute() else spec
 
 
@@ -238,15 +245,36 @@ def resolve_source(spec: Any, kind: str, bases: list[str]) -> tuple[Any, list[Pa
         edm_se.audio.AudioError: the first attempt's error when none resolves.
     """
     from edm_se.audio import AudioError
-    from edm_se.data.datasets import resolve_files
 
     try:
-        return spec, resolve_files(spec, kind)
+        return spec, _files(spec, kind)
     except AudioError as first:
         for base in bases:
             moved = rebase(spec, Path(base))
             try:
-                return moved, resolve_files(moved, kind)
+                return moved, _files(moved, kind)
             except AudioError:
                 continue
         raise first from None
+
+
+def _files(spec: Any, kind: str) -> list[Path]:
+    """:func:`edm_se.data.datasets.resolve_files`, plus ``task:<manifest.csv>:<split>`` (the clips of a split of a
+    task manifest of ``edm-se data tasks``, every voice).
+
+    Raises:
+        edm_se.audio.AudioError: as resolve_files; a task manifest that is missing or not one.
+    """
+    from edm_se.audio import AudioError
+    from edm_se.data.datasets import resolve_files
+
+    if isinstance(spec, str) and spec.startswith("task:"):
+        from edm_se.tasks.data import TaskDataError, read_task_manifest
+
+        manifest, _, split = spec[len("task:"):].rpartition(":")
+        try:
+            rows = read_task_manifest(manifest, split)
+        except TaskDataError as err:
+            raise AudioError(manifest, str(err).removeprefix(f"{manifest}: ")) from None
+        return [Path(manifest).parent / r["path"] for r in rows]
+    return resolve_files(spec, kind)

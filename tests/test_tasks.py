@@ -564,6 +564,11 @@ def test_paradigms_study_trains_scores_caches_rescores_a_changed_checkpoint_and_
     cfg.cells.iterative.enhancer_checkpoint = False
     cfg.cells.blackbox_iterative.enhancer_checkpoint = False
     first = run_study(cfg)
+    # held out: valid voices x builtin test noise, against the tasks' train clips x builtin train noise + the enhancer's
+    for task in ("keywords", "sentences"):
+        assert first["tests"][task]["held_out"].startswith("held out: no audio of the"), first["tests"][task]
+        assert json.loads((Path(cfg.out_dir) / task / "held_out.json").read_text())["status"] == "held out"
+    assert "Held-out check: held out" in (Path(cfg.out_dir) / "results.md").read_text()
     rows = {(r["task"], r["row"], r["metric"]): r for r in first["rows"]}
     kw = {k[1]: r for k, r in rows.items() if k[0] == "keywords"}
     assert set(kw) == {"baseline", "iterative", "clean reference"}
@@ -786,3 +791,30 @@ def test_paradigms_report_names_runaway_transcripts_of_wer_rows_only():
     assert section[1] == "- sentences, iterative, wer_whisper: `slt/a#0 at 0 dB` (40 words for 4)"
     assert len([line for line in section if line.startswith("- ")]) == 1
     assert "Runaway" not in markdown(rows[1:], {}, shas)
+
+
+def test_paradigms_study_refuses_test_mixtures_with_training_noise_before_any_cell_trains(tmp_path, task_root):
+    """The test noise drawn from the training noise (builtin:train, as the cells' data.train.noise): refused on
+    content before a cell trains; heldout_check=warn would score it, marked."""
+    from omegaconf import OmegaConf
+
+    from edm_se.heldout import HeldOutError
+    from edm_se.tasks.study import run_study
+
+    cfg = OmegaConf.load(REPO / "conf" / "paradigms.yaml")
+    cfg.pop("hydra")
+    cfg.pop("defaults")
+    cfg.out_dir, cfg.task_root, cfg.test_split = str(tmp_path / "study"), str(task_root), "valid"
+    cfg.test_noise, cfg.snrs_db, cfg.peers, cfg.threads, cfg.nfe_curve = "builtin:train", [5], [], 1, False
+    cfg.train_overrides = [*TINY_TRAIN, f"data.root={task_root}", "data.train.noise=builtin:train",
+                           "data.valid.noise=builtin:valid", "trainer.max_steps=2"]
+    cfg.tasks.keywords.overrides = ["data=keywords", "paradigm.task.channels=8"]
+    cfg.tasks.keywords.cells, cfg.tasks.keywords.cell_overrides = ["baseline"], {}
+    cfg.tasks.pop("sentences")
+    with pytest.raises(HeldOutError, match=r"^tasks\.keywords=keywords test mixtures: \d+ of 30 test mixtures share "
+                                           r"audio .*noise of"):
+        run_study(cfg)
+    out = Path(cfg.out_dir) / "keywords"
+    assert not (out / "cells").exists()  # nothing trained
+    report = json.loads((out / "held_out.json").read_text())
+    assert report["status"] == "overlap" and {m["kind"] for m in report["matches"]} == {"noise"}

@@ -111,6 +111,7 @@ def markdown(rows: list[dict], nfe: dict[str, list[dict]], shas: dict[str, dict]
         snrs = list(sel[0]["per_snr"])
         lines += [f"## {task}: {METRIC_LABEL.get(metric, metric)}; test set sha256 "
                   f"{shas[task]['test_sha256'][:12]} ({shas[task]['n_test']} mixtures)", "",
+                  *([f"Held-out check: {shas[task]['held_out']}.", ""] if shas[task].get("held_out") else []),
                   "| row | front end | " + " | ".join(f"{s} dB" for s in snrs) + " | all |",
                   "|" + "---|" * (len(snrs) + 3)]
         for r in sel:

@@ -65,6 +65,13 @@ def _compose_train(overrides: Sequence[str]) -> DictConfig:
         return compose(config_name="train", overrides=list(overrides))
 
 
+def _cell_overrides(name: str, cfg: DictConfig, tcfg: DictConfig, run: Sequence[str] = ()) -> list[str]:
+    """The ``edm-se train`` overrides of cell ``name`` of a task: the study's, the task's, the cell's paradigm,
+    ``run`` (run directory, resume, seed), the cell's own and the task's for that cell."""
+    return [*cfg.train_overrides, *(tcfg.get("overrides") or []), f"paradigm={cfg.cells[name].paradigm}", *run,
+            *cfg.cells[name].get("overrides", []), *((tcfg.get("cell_overrides") or {}).get(name) or [])]
+
+
 def _train_cell(name: str, cfg: DictConfig, tcfg: DictConfig, out: Path, deps: dict[str, Path]) -> Path:
     """Train (or resume, or skip when finished) one paradigm cell of a task; returns its checkpoint."""
     from edm_se import validate
@@ -73,9 +80,7 @@ def _train_cell(name: str, cfg: DictConfig, tcfg: DictConfig, out: Path, deps: d
 
     run_dir = out / "cells" / name
     paradigm = str(cfg.cells[name].paradigm)
-    overrides = [*cfg.train_overrides, *(tcfg.get("overrides") or []), f"paradigm={paradigm}", f"run_dir={run_dir}",
-                 "resume=true", f"seed={int(cfg.seed)}", *cfg.cells[name].get("overrides", []),
-                 *((tcfg.get("cell_overrides") or {}).get(name) or [])]
+    overrides = _cell_overrides(name, cfg, tcfg, [f"run_dir={run_dir}", "resume=true", f"seed={int(cfg.seed)}"])
     dep = _task_source(name, cfg, tcfg)
     if dep is not None:
         overrides.append(f"paradigm.task_checkpoint={deps[dep]}")
@@ -175,6 +180,50 @@ def _test_items(cfg: DictConfig, task: str, tcfg: DictConfig) -> tuple[list[dict
     return items, h.hexdigest()
 
 
+def _check_held_out(cfg: DictConfig, task: str, tcfg: DictConfig, items: list[dict], out: Path) -> dict:
+    """The task's test mixtures against what its cells train on (:mod:`edm_se.heldout`): the task's training data
+    (its training config's ``data.train``: the task manifest's train clips and the noise) and the enhancer the joint
+    cells start from and the cold cascades use (``enhancer_checkpoint``; the bundled model's own training files).
+    Written to ``out/held_out.json``; returns its report.
+
+    Raises:
+        edm_se.heldout.HeldOutError: shared audio and ``heldout_check=refuse`` (before any cell trains).
+    """
+    from edm_se.atomic import atomic_write_json
+    from edm_se.heldout import check_pairs, enforce
+    from edm_se.model import default_checkpoint_path
+    from edm_se.trained_on import TrainingData, checkpoint_training_data, training_data
+
+    mode = str(cfg.get("heldout_check") or "refuse")
+    if mode == "off":
+        return {"status": "off", "reason": "heldout_check=off"}
+    parts = [training_data(_compose_train(_cell_overrides(name, cfg, tcfg)), f"task {task}")
+             for name in tcfg.cells]  # each cell's data (the same for most)
+    parts.append(checkpoint_training_data(Path(str(cfg.enhancer_checkpoint)) if cfg.get("enhancer_checkpoint")
+                                          else default_checkpoint_path()))
+    data = TrainingData(f"the {task} cells", list(dict.fromkeys(s for p in parts for s in p.sources)),
+                        next((p.unknown for p in parts if p.unknown), None),
+                        list(dict.fromkeys(b for p in parts for b in p.bases)),
+                        {k: v for p in parts for k, v in p.recorded.items()},
+                        {k: v for p in parts for k, v in p.listed.items()})
+    pairs = [(f"{i:04d}_{it['name'].replace('/', '_')}", it["clean"], it["noisy"]) for i, it in enumerate(items)]
+    report = check_pairs(pairs, f"{task} test mixtures", data, clean_label="clean", progress=False)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "held_out.json", {"format": "edm_se.held_out/1", "mode": mode, **report.as_dict()})
+    enforce(report, mode, key=f"tasks.{task}")
+    return report.as_dict()
+
+
+def _held_out_line(report: dict) -> str:
+    """One line of a task's held-out check for ``results.md`` and ``summary.json``."""
+    from edm_se.heldout import OVERLAP, Report
+
+    if "test_files" not in report:
+        return f"not checked ({report.get('reason')})"
+    line = Report.from_dict(report).line()
+    return f"**NOT held out**: {line}" if report["status"] == OVERLAP else line
+
+
 def _tasks(cfg: DictConfig) -> dict[str, DictConfig]:
     from edm_se import validate
 
@@ -218,16 +267,22 @@ def run_study(cfg: DictConfig) -> dict:
     nfe: dict[str, list[dict]] = {}
     shas: dict[str, dict] = {}
     any_extra = False
+    held: dict[str, dict] = {}
+    shared_of: dict[str, dict] = {}
+    for task, tcfg in tasks.items():  # every task's test mixtures against its training data, before any cell trains
+        items, test_sha = _test_items(cfg, task, tcfg)
+        shared_of[task] = {"items": items, "test_sha": test_sha, "waves": {}, "blackbox_dir": out / task / "blackbox"}
+        held[task] = _check_held_out(cfg, task, tcfg, items, out / task)
     for task, tcfg in tasks.items():
         seeds = tcfg.get("seeds") if tcfg.get("seeds") is not None else cfg.get("seeds")
         extra = [int(k) for k in dict.fromkeys(seeds or []) if int(k) != int(cfg.seed)]
         any_extra = any_extra or bool(extra)
-        shared: dict = {}
+        shared = shared_of[task]
         t_rows, t_nfe, sha, n = _run_task(cfg, task, tcfg, out / task, shared)
         rows += t_rows
         seed_rows += [{**r, "seed": int(cfg.seed)} for r in t_rows] if extra else []
         nfe[task] = t_nfe
-        shas[task] = {"test_sha256": sha, "n_test": n}
+        shas[task] = {"test_sha256": sha, "n_test": n, "held_out": _held_out_line(held[task])}
         for k in extra:
             kcfg = cfg.copy()
             kcfg.seed, kcfg.nfe_curve = k, False
@@ -365,6 +420,7 @@ def main(cfg: DictConfig) -> None:
     validate.check(cfg, "nfe_curve", lambda v: isinstance(v, bool), "true or false")
     validate.int_at_least(cfg, ["eval_num_steps"], 1)
     validate.int_at_least(cfg, ["seed"], 0)
+    validate.one_of(cfg, "heldout_check", ("refuse", "warn", "off"))
     summary = run_study(cfg)
     n = ", ".join(f"{t}: {v['n_test']}" for t, v in summary["tests"].items())
     print(f"edm-se paradigms: {len(summary['rows'])} rows scored (test mixtures {n}); "
