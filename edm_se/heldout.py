@@ -230,6 +230,12 @@ def check_pairs(pairs: list[tuple[str, Any, Any]], where: str, data: TrainingDat
                                   f"{root}")
             else:
                 resolved, found = resolve_source(spec, kind, data.bases)
+                gone = [p for p in found if not Path(p).is_file()]  # a list of files names what it names
+                if gone:
+                    found = [p for p in found if Path(p).is_file()]
+                    if not found:
+                        raise AudioError(gone[0], f"not found (none of the {len(gone)} {kind} files is here)")
+                    differ.append(f"{len(gone)} {kind} file(s) of {model} are gone (e.g. {gone[0]})")
         except AudioError as err:
             training.append({"kind": kind, "spec": spec, "model": model, "files": None})
             why = str(err).strip().splitlines()[0]

@@ -380,3 +380,12 @@ def test_the_bundled_models_list_is_its_own():
     assert (len(listing["speech"]), len(listing["noise"])) == (2861, 626)
     data = checkpoint_training_data(path)
     assert set(data.listed) == {("speech", str(path)), ("noise", str(path))}
+
+
+def test_training_files_named_in_a_list_that_are_gone_are_said_not_a_traceback(tmp_path, cache):
+    keep = builtin_files("speech", "train")[0]
+    data = TrainingData("m.pt", [("speech", [str(keep), str(tmp_path / "gone.flac")], "m.pt"),
+                                 ("noise", [str(tmp_path / "gone2.flac")], "m.pt")])
+    report = check_test_set(load_test_set(None, None), data, cache=cache, progress=False)
+    assert report.status == HELD_OUT and report.training[0]["files"] == 1 and report.training[1]["files"] is None
+    assert "1 speech file(s) of m.pt are gone" in report.reason and "gone2.flac" in report.reason
