@@ -157,36 +157,40 @@ def training_data(train_config: Mapping | None, model: str, _depth: int = 0, bas
             bases += [b for b in inner.bases if b not in bases]
             known = {**inner.recorded, **known}
             listed = inner.listed
-    return TrainingData(model, sources, unknown, bases, known, {**listed, **_listed_files(model)})
+    own_listed, own_known = _listed_files(model)
+    return TrainingData(model, sources, unknown, bases, {**own_known, **known}, {**listed, **own_listed})
 
 
 LIST_SUFFIX = ".train_files.json"
 LIST_FORMAT = "edm_se.train_files/1"
 
 
-def _listed_files(model: str) -> dict:
-    """:attr:`TrainingData.listed` from ``<checkpoint stem>.train_files.json`` beside ``model``, when its
-    ``checkpoint_sha256`` is the checkpoint's (a list written for another file is ignored, with a warning)."""
+def _listed_files(model: str) -> tuple[dict, dict]:
+    """(:attr:`TrainingData.listed`, :attr:`TrainingData.recorded`) from ``<checkpoint stem>.train_files.json``
+    beside ``model`` (its lists and their ``<kind>_identity``: names and sizes), when its ``checkpoint_sha256`` is
+    the checkpoint's (a list written for another file is ignored, with a warning)."""
     import json
 
     path = Path(model)
     listing = path.with_name(path.stem + LIST_SUFFIX)
     if not path.is_file() or not listing.is_file():
-        return {}
+        return {}, {}
     try:
         data = json.loads(listing.read_text())
     except (OSError, ValueError):
         log.warning("%s: unreadable; the held-out check uses %s's training config instead", listing, path.name)
-        return {}
+        return {}, {}
     from edm_se.provenance import file_sha256
 
     if not isinstance(data, dict) or data.get("format") != LIST_FORMAT or \
             data.get("checkpoint_sha256") != file_sha256(path):
         log.warning("%s: not a training-file list of %s; the held-out check uses its training config instead",
                     listing, path)
-        return {}
-    return {(kind, model): (str(data["corpus"]), [str(p) for p in data[kind]], listing.name)
-            for kind in ("speech", "noise") if isinstance(data.get(kind), list)}
+        return {}, {}
+    kinds = [kind for kind in ("speech", "noise") if isinstance(data.get(kind), list)]
+    return ({(kind, model): (str(data["corpus"]), [str(p) for p in data[kind]], listing.name) for kind in kinds},
+            {(kind, model): dict(data[f"{kind}_identity"]) for kind in kinds
+             if isinstance(data.get(f"{kind}_identity"), dict)})
 
 
 def resolve_listed(corpus: str, paths: list[str], bases: list[str]) -> tuple[Path, list[Path], int]:

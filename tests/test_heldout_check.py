@@ -380,6 +380,8 @@ def test_the_bundled_models_list_is_its_own():
     assert (len(listing["speech"]), len(listing["noise"])) == (2861, 626)
     data = checkpoint_training_data(path)
     assert set(data.listed) == {("speech", str(path)), ("noise", str(path))}
+    # names and sizes of the listed files: what the check compares the local corpus's with
+    assert [data.recorded[(k, str(path))]["files"] for k in ("speech", "noise")] == [2861, 626]
 
 
 def test_training_files_named_in_a_list_that_are_gone_are_said_not_a_traceback(tmp_path, cache):
