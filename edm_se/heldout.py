@@ -174,6 +174,31 @@ def _test_fingerprints(pairs: list[tuple[str, Any, Any]], clean_label: str) -> t
     return prints, mixture
 
 
+def _source_files(kind: str, spec: Any, model: str, data: TrainingData) -> tuple[Any, list[Path], str | None]:
+    """(the spec as resolved, the training files of one source that are here, what is missing of them or None):
+    the model's own list of its files when it has one (:attr:`TrainingData.listed`), else the spec resolved.
+
+    Raises:
+        edm_se.audio.AudioError: none of the source's files is here.
+    """
+    from edm_se.audio import AudioError
+
+    listed = data.listed.get((kind, model))
+    if listed is not None:
+        root, found, absent = resolve_listed(listed[0], listed[1], data.bases)
+        note = f"{absent} of the {len(listed[1])} {kind} files listed in {listed[2]} are not in {root}" if absent \
+            else None
+        return f"corpus:{root}:train", found, note  # (corpus:...: the corpus's own fingerprint cache)
+    resolved, found = resolve_source(spec, kind, data.bases)
+    gone = [p for p in found if not Path(p).is_file()]  # a list of files names what it names
+    if not gone:
+        return resolved, found, None
+    if len(gone) == len(found):
+        raise AudioError(gone[0], f"not found (none of the {len(gone)} {kind} files is here)")
+    return resolved, [p for p in found if Path(p).is_file()], f"{len(gone)} {kind} file(s) of {model} are gone " \
+        f"(e.g. {gone[0]})"
+
+
 def check_test_set(test_set: Any, data: TrainingData, cache: Path | None | str = "default",
                    progress: bool = True) -> Report:
     """Check a test set against a model's training data by audio fingerprint (:func:`check_pairs` of its clean and
@@ -222,26 +247,14 @@ def check_pairs(pairs: list[tuple[str, Any, Any]], where: str, data: TrainingDat
     for kind, spec, model in data.sources:
         listed = data.listed.get((kind, model))
         try:
-            if listed is not None:  # the model's own list of its training files
-                root, found, absent = resolve_listed(listed[0], listed[1], data.bases)
-                resolved = f"corpus:{root}:train"  # (the corpus's own fingerprint cache)
-                if absent:
-                    differ.append(f"{absent} of the {len(listed[1])} {kind} files listed in {listed[2]} are not in "
-                                  f"{root}")
-            else:
-                resolved, found = resolve_source(spec, kind, data.bases)
-                gone = [p for p in found if not Path(p).is_file()]  # a list of files names what it names
-                if gone:
-                    found = [p for p in found if Path(p).is_file()]
-                    if not found:
-                        raise AudioError(gone[0], f"not found (none of the {len(gone)} {kind} files is here)")
-                    differ.append(f"{len(gone)} {kind} file(s) of {model} are gone (e.g. {gone[0]})")
+            resolved, found, note = _source_files(kind, spec, model, data)
         except AudioError as err:
             training.append({"kind": kind, "spec": spec, "model": model, "files": None})
             why = str(err).strip().splitlines()[0]
             owner = "" if model == data.model else f" of {model}"
             missing.setdefault((f"{spec}{owner}", why), []).append(kind)
             continue
+        differ += [note] if note else []
         entry = {"kind": kind, "spec": spec, "model": model, "files": len(found),
                  **({"resolved": resolved} if resolved != spec else {}),
                  **({"listed_in": listed[2]} if listed is not None else {})}
