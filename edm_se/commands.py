@@ -36,13 +36,20 @@ def heldout_main(cfg: DictConfig) -> None:
     from edm_se.heldout import check_test_set, enforce
     from edm_se.model import default_checkpoint_path
     from edm_se.testset import load_test_set
-    from edm_se.trained_on import checkpoint_training_data
+    from edm_se.trained_on import TrainingData, checkpoint_training_data
 
     validate.heldout_config(cfg)
-    ckpt = Path(str(cfg.ckpt)).expanduser() if cfg.ckpt is not None else default_checkpoint_path()
     test_set = load_test_set(cfg.test_set, cfg.max_files)
     test_set.check_audio()
-    report = check_test_set(test_set, checkpoint_training_data(ckpt), progress=bool(cfg.progress))
+    if cfg.get("train") is not None:  # training data itself, read as speech and as noise
+        spec = OmegaConf.to_container(cfg.train) if OmegaConf.is_config(cfg.train) else cfg.train
+        label = f"train={cfg.train}"
+        data = TrainingData(label, [("speech", spec, label), ("noise", spec, label)])
+        ckpt = None
+    else:
+        ckpt = Path(str(cfg.ckpt)).expanduser() if cfg.ckpt is not None else default_checkpoint_path()
+        data = checkpoint_training_data(ckpt)
+    report = check_test_set(test_set, data, progress=bool(cfg.progress))
     for t in report.training:
         print(f"training {t['kind']:<6} {t.get('resolved', t['spec'])}: "
               + (f"{t['files']} files" if t["files"] is not None else "not found")
@@ -54,7 +61,8 @@ def heldout_main(cfg: DictConfig) -> None:
         print(f"... and {len(report.matches) - 20} more shared pairs" + (" (all in the JSON report)"
                                                                           if cfg.output is not None else ""))
     if cfg.output is not None:
-        atomic_write_json(Path(str(cfg.output)), {"format": "edm_se.heldout_report/1", "checkpoint": str(ckpt),
+        atomic_write_json(Path(str(cfg.output)), {"format": "edm_se.heldout_report/1",
+                                                  "checkpoint": str(ckpt) if ckpt is not None else None,
                                                   **report.as_dict()})
         print(f"wrote {cfg.output}")
     enforce(report, str(cfg.heldout_check))  # logs the verdict (an error on shared audio with refuse)

@@ -376,6 +376,22 @@ def heldout_config(cfg: DictConfig) -> None:
     int_at_least(cfg, ["max_files"], 1, optional=True)
     one_of(cfg, "heldout_check", ("refuse", "warn"))
     check(cfg, "progress", lambda v: isinstance(v, bool), "true or false")
+    if cfg.get("ckpt") is not None and cfg.get("train") is not None:
+        raise ConfigError(f"ckpt={cfg.ckpt} and train={cfg.train}: give one, a model's training data or the data "
+                          "itself")
+    if cfg.get("train") is not None:  # data named on the command line must be there (else it is "not checked")
+        from edm_se.audio import AudioError
+        from edm_se.trained_on import resolve_source
+
+        errors = []
+        for kind in ("speech", "noise"):
+            try:
+                resolve_source(OmegaConf.to_container(cfg.train) if OmegaConf.is_config(cfg.train) else cfg.train,
+                               kind, [])
+            except AudioError as err:
+                errors.append(str(err))
+        if len(errors) == 2:
+            raise ConfigError(f"train={cfg.train}: {errors[0]}")
     if cfg.get("ckpt") is not None:
         from edm_se.checkpoint import load_checkpoint
 

@@ -391,3 +391,19 @@ def test_training_files_named_in_a_list_that_are_gone_are_said_not_a_traceback(t
     report = check_test_set(load_test_set(None, None), data, cache=cache, progress=False)
     assert report.status == HELD_OUT and report.training[0]["files"] == 1 and report.training[1]["files"] is None
     assert "1 speech file(s) of m.pt are gone" in report.reason and "gone2.flac" in report.reason
+
+
+def test_heldout_command_checks_training_data_itself_before_any_model(leaky, tmp_path):
+    from conftest import run_cli_many
+
+    leak, clean, gone, both = run_cli_many(
+        ["heldout", "train=builtin:train", f"test_set={leaky}"],
+        ["heldout", "train=builtin:train"],
+        ["heldout", f"train={tmp_path / 'nope'}"],
+        ["heldout", "train=builtin:train", "ckpt=x.pt"], env={"EDM_SE_CACHE": str(tmp_path / "cache")})
+    assert leak.returncode == 2 and "share audio with the training data of train=builtin:train" in leak.stderr
+    assert clean.returncode == 0 and "held out: no audio of the 25 test mixtures" in clean.stdout
+    n = len(builtin_files("speech", "train")) + len(builtin_files("noise", "train"))
+    assert f"{n} training files of train=builtin:train" in clean.stdout  # read as speech and as noise
+    assert gone.returncode == 2 and f"train={tmp_path / 'nope'}: " in gone.stderr and "not found" in gone.stderr
+    assert both.returncode == 2 and "give one, a model's training data or the data itself" in both.stderr

@@ -101,6 +101,15 @@ def test_cli_makes_a_test_set_a_study_reads_and_refuses_bad_requests_in_one_line
     assert res.returncode == 0, res.stderr[-3000:]
     assert "4 mixtures" in res.stdout and f"test_set={out}" in res.stdout
     assert len(load_test_set(out).names) == 4
+    # checked when made: the test voices against the task's train clips (held out here) ...
+    assert "held out: no audio of the 4 test mixtures (clean speech, noisy - clean)" in res.stdout
+    # ... and noise drawn from a corpus's TRAIN split against that split: said at once
+    from edm_se.data.builtin import builtin_root
+
+    res = run_cli("data", "testset", f"manifest={manifest}", f"noise=corpus:{builtin_root()}:train",
+                  f"out_dir={tmp_path / 'leaky'}", "snrs_db=[5]", "max_clips=2")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "WARNING, not held out: 2 of 2 test mixtures share audio" in res.stdout and "noise of" in res.stdout
     (tmp_path / "afile").write_text("x")
     (tmp_path / "bad_numbers.csv").write_text("path,split,voice,text,label,duration_s\na.flac,test,v,hi,,abc\n")
     not_a_manifest, binary = REPO / "README.md", REPO / "edm_se" / "checkpoints" / "default.pt"

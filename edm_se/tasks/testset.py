@@ -175,3 +175,24 @@ def main(cfg: Any) -> None:
     how = "already there (same recipe)" if res["reused"] else "written"
     print(f"test set {how}: {res['out_dir']} ({res['n']} mixtures, {res['words']} reference words); score it with "
           f"`edm-se study test_set={res['out_dir']} ...`")
+    print(held_out_of_training_splits(res["out_dir"], Path(str(cfg.manifest)), str(cfg.noise)))
+
+
+def held_out_of_training_splits(out_dir: Path, manifest: Path, noise: str) -> str:
+    """One line: the written test set against the training splits its parts come from (the task manifest's train
+    clips and, for ``noise=corpus:DIR:<split>``, the corpus's train split), by audio fingerprint
+    (:mod:`edm_se.heldout`), so that shared audio is known when the set is made, before a model is scored on it."""
+    from edm_se.heldout import OVERLAP, check_test_set
+    from edm_se.testset import load_test_set
+    from edm_se.trained_on import TrainingData
+
+    label = "the train splits of the task data and the corpus"
+    sources = [("speech", f"task:{manifest}:train", label)]
+    if noise.startswith("corpus:") and ":" in noise[len("corpus:"):]:
+        corpus = noise[len("corpus:"):].rsplit(":", 1)[0]
+        sources += [("speech", f"corpus:{corpus}:train", label), ("noise", f"corpus:{corpus}:train", label)]
+    report = check_test_set(load_test_set(out_dir, None), TrainingData(label, sources), progress=False)
+    line = report.line()
+    return ("WARNING, not held out: " + line + " (a study of a model trained on them stops unless "
+            "heldout_check=warn)"
+            if report.status == OVERLAP else line)  # (a study of a model trained on them refuses it)
