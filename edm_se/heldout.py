@@ -72,6 +72,7 @@ class Report:
         reason: why the status is ``"unchecked"`` (or what was left out of a ``"held out"`` check).
         seconds: wall time of the check.
         noise_checked: whether the mixtures' noise (noisy - clean) was checked too (not without noisy files).
+        items: what ``test_files`` counts (``"test mixtures"``; :func:`check_files`: ``"held-out files"``).
     """
 
     status: str
@@ -83,6 +84,7 @@ class Report:
     reason: str | None = None
     seconds: float = 0.0
     noise_checked: bool = True
+    items: str = "test mixtures"
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -99,11 +101,12 @@ class Report:
         if self.status == OVERLAP:
             m = self.matches[0]
             shared = len({x["mixture"] for x in self.matches})
-            return (f"{shared} of {self.test_files} test mixtures share audio with the training data of {self.model} "
+            return (f"{shared} of {self.test_files} {self.items} share audio with the training data of {self.model} "
                     f"(e.g. {m['test']} = {m['train']}, {m['seconds']:.1f} s, bit error rate {m['ber']:.2f})")
         if self.status == HELD_OUT:
-            what = "clean speech, noisy - clean" if self.noise_checked else "clean speech"
-            text = (f"held out: no audio of the {self.test_files} test mixtures ({what}) is in the {files} training "
+            what = ("clean speech, noisy - clean" if self.noise_checked else "clean speech") \
+                if self.items == "test mixtures" else "speech and noise"
+            text = (f"held out: no audio of the {self.test_files} {self.items} ({what}) is in the {files} training "
                     f"files of {self.model} (fingerprints)")
             return text + (f"; {self.reason}" if self.reason else "")
         return f"not checked against the training data of {self.model}: {self.reason}"
@@ -235,13 +238,82 @@ def check_pairs(pairs: list[tuple[str, Any, Any]], where: str, data: TrainingDat
     Raises:
         edm_se.audio.AudioError: a test file or a training file cannot be read.
     """
-    from edm_se.audio import AudioError
     from edm_se.data.fingerprint import HOP, SAMPLE_RATE, find_matches
 
     started = time.time()
+    side = _training_side(data, cache)
+    report = Report(UNCHECKED, data.model, str(where), len(pairs), side.training, [],
+                    noise_checked=all(p[2] is not None for p in pairs))
+    if side.unchecked:
+        report.reason, report.seconds = side.unchecked, round(time.time() - started, 3)
+        return report
+    train = _fingerprints(side.files, progress)
+    test, mixture = _test_fingerprints(pairs, clean_label)
+    report.matches = [{"test": m.a, "mixture": mixture[m.a], "train": m.b, "kind": side.files[m.b][0],
+                       "test_start_s": round(m.start_a * HOP / SAMPLE_RATE, 3),
+                       "train_start_s": round(m.start_b * HOP / SAMPLE_RATE, 3),
+                       "seconds": round(m.seconds, 3), "ber": m.ber} for m in find_matches(test, train)]
+    report.status = OVERLAP if report.matches else HELD_OUT
+    report.reason, report.seconds = side.notes, round(time.time() - started, 3)
+    return report
+
+
+def check_files(held: list[tuple[str, Any]], where: str, data: TrainingData, cache: Path | None | str = "default",
+                progress: bool = True) -> Report:
+    """Held-out *source* files (a validation split's speech and noise, before they are mixed) against training data,
+    file against file: the same rule as the corpus's own check (:func:`edm_se.data.splits.drop_train_copies`).
+
+    Args:
+        held: ``(kind, spec)`` per held-out source (``kind`` names it in the matches: ``<kind> <path>``).
+        where: what they are (the report's ``test_set``), e.g. ``data.valid``.
+        data, cache, progress: as for :func:`check_pairs`.
+
+    Returns:
+        :class:`Report` (``test_files``: the held-out files; ``mixture``: the held-out file of each match).
+
+    Raises:
+        edm_se.audio.AudioError: a held-out source does not resolve, or a file cannot be read.
+    """
+    from edm_se.data.fingerprint import HOP, SAMPLE_RATE, cached_fingerprint, find_matches
+
+    started = time.time()
+    side = _training_side(data, cache)
+    cache_path = cache_dir() if cache == "default" else (Path(cache) if cache is not None else None)
+    files = {f"{kind} {p}": (p, *_cache_of(spec, Path(p), cache_path))
+             for kind, spec in held for p in resolve_source(spec, kind, [])[1]}
+    report = Report(UNCHECKED, data.model, str(where), len(files), side.training, [], noise_checked=False,
+                    items="held-out files")
+    if side.unchecked:
+        report.reason, report.seconds = side.unchecked, round(time.time() - started, 3)
+        return report
+    train = _fingerprints(side.files, progress)
+    prints = {k: cached_fingerprint(p, c, key) for k, (p, c, key) in files.items()}
+    report.matches = [{"test": m.a, "mixture": m.a, "train": m.b, "kind": side.files[m.b][0],
+                       "test_start_s": round(m.start_a * HOP / SAMPLE_RATE, 3),
+                       "train_start_s": round(m.start_b * HOP / SAMPLE_RATE, 3),
+                       "seconds": round(m.seconds, 3), "ber": m.ber} for m in find_matches(prints, train)]
+    report.status = OVERLAP if report.matches else HELD_OUT
+    report.reason, report.seconds = side.notes, round(time.time() - started, 3)
+    return report
+
+
+@dataclasses.dataclass
+class _Side:
+    """The training side of a check: per-source entries of the report, the files (path -> (kind, cache dir, cache
+    key)), why nothing can be checked (``unchecked``) or what was left out (``notes``)."""
+
+    training: list[dict]
+    files: dict[str, tuple[str, Path | None, str | None]]
+    unchecked: str | None
+    notes: str | None
+
+
+def _training_side(data: TrainingData, cache: Path | None | str) -> _Side:
+    from edm_se.audio import AudioError
+
     cache_path = cache_dir() if cache == "default" else (Path(cache) if cache is not None else None)
     training: list[dict] = []
-    files: dict[str, tuple[str, Path | None, str | None]] = {}  # path -> (kind, cache dir, cache key)
+    files: dict[str, tuple[str, Path | None, str | None]] = {}
     missing: dict[tuple[str, str], list[str]] = {}  # (spec, why) -> kinds
     differ: list[str] = []  # sources whose files here are not those the checkpoint recorded
     for kind, spec, model in data.sources:
@@ -268,29 +340,17 @@ def check_pairs(pairs: list[tuple[str, Any, Any]], where: str, data: TrainingDat
         for p in found:
             files.setdefault(str(p), (kind, *_cache_of(resolved, Path(p), cache_path)))
     missing_text = "; ".join(f"{' and '.join(kinds)} {spec} ({why})" for (spec, why), kinds in missing.items())
-    report = Report(UNCHECKED, data.model, str(where), len(pairs), training, [],
-                    noise_checked=all(p[2] is not None for p in pairs))
     if not data.sources or (missing and not files):
-        report.reason = data.unknown or (f"its training data is not on this machine: {missing_text}"
-                                         if missing else f"{data.model} records no training source")
-        report.seconds = round(time.time() - started, 3)
-        return report
-    train = _fingerprints(files, progress)
-    test, mixture = _test_fingerprints(pairs, clean_label)
-    report.matches = [{"test": m.a, "mixture": mixture[m.a], "train": m.b, "kind": files[m.b][0],
-                       "test_start_s": round(m.start_a * HOP / SAMPLE_RATE, 3),
-                       "train_start_s": round(m.start_b * HOP / SAMPLE_RATE, 3),
-                       "seconds": round(m.seconds, 3), "ber": m.ber} for m in find_matches(test, train)]
-    report.status = OVERLAP if report.matches else HELD_OUT
+        return _Side(training, files, data.unknown or (f"its training data is not on this machine: {missing_text}"
+                                                       if missing else f"{data.model} records no training source"),
+                     None)
     left_out = [*([missing_text] if missing else []), *([data.unknown] if data.unknown else [])]
     notes = []
     if left_out:  # partly checked: what is missing stays in the report
         notes.append("not checked against " + "; ".join(left_out))
     if differ:
         notes.append("the training files found here are not those the model trained on: " + "; ".join(differ))
-    report.reason = "; ".join(notes) or None
-    report.seconds = round(time.time() - started, 3)
-    return report
+    return _Side(training, files, None, "; ".join(notes) or None)
 
 
 def enforce(report: Report, mode: str, key: str = "test_set") -> None:

@@ -110,8 +110,10 @@ class Trainer:
         self.is_main = self.replicas.is_main
         self.run_dir = Path(cfg.run_dir).resolve()
         self.ckpt_dir = self.run_dir / "checkpoints"
-        #: names and sizes of the training files (:func:`edm_se.heldout.dataset_identity`), kept in checkpoints
+        #: names and sizes of the training files (:func:`edm_se.trained_on.dataset_identity`), kept in checkpoints
         self.data_identity: dict = {}
+        #: data.valid against data.train by audio fingerprint (:meth:`_check_valid_held_out`), kept in checkpoints
+        self.valid_held_out: dict = {}
         _seed_all(int(cfg.seed))
 
         from hydra.utils import instantiate
@@ -165,7 +167,8 @@ class Trainer:
             "world_size": self.replicas.world,
             "paradigm": {"name": self.paradigm.name, "state": self.paradigm.state_dict()},
             # where training ran (relative data paths of train_config are relative to it) and which files it read
-            "info": {"train_cwd": os.getcwd(), **({"train_data": self.data_identity} if self.data_identity else {})},
+            "info": {"train_cwd": os.getcwd(), **({"train_data": self.data_identity} if self.data_identity else {}),
+                     **({"valid_held_out": self.valid_held_out} if self.valid_held_out else {})},
         }
 
     def save(self, name: str) -> Path:
@@ -210,11 +213,40 @@ class Trainer:
         torch.set_rng_state(ckpt["rng_cpu"])
         self.paradigm.load_state_dict((ckpt.get("paradigm") or {}).get("state") or {})
         self.data_identity = (ckpt.get("info") or {}).get("train_data") or self.data_identity
+        self.valid_held_out = (ckpt.get("info") or {}).get("valid_held_out") or self.valid_held_out
         if self.is_main:
             log.info("resumed from %s at step %d", last, self.step)
         return True
 
     # ---------------------------------------------------------------- data
+    def _check_valid_held_out(self) -> dict:
+        """The validation sources (``data.valid``) against the training sources (``data.train``), file against file
+        by audio fingerprint (:func:`edm_se.heldout.check_files`): a validation file that shares audio with a
+        training file makes the validation scores, and so the choice of ``best.pt``, partly measure training data.
+        Warns (training goes on); the outcome is kept in the checkpoints (``info.valid_held_out``). Fingerprints are
+        cached (2-3 s for the corpus, well under 1 s for the built-in data once cached)."""
+        from edm_se.audio import AudioError
+        from edm_se.heldout import OVERLAP, check_files
+        from edm_se.trained_on import TrainingData, sources_of
+
+        train = sources_of(self.cfg.data.get("train"), "data.train")
+        valid = sources_of(self.cfg.data.get("valid"), "data.valid")
+        if not train or not valid:
+            return {}
+        try:
+            report = check_files([(kind, spec) for kind, spec, _ in valid], "data.valid",
+                                 TrainingData("data.train", train), progress=False)
+        except AudioError as err:
+            log.warning("data.valid was not checked against data.train: %s", err)
+            return {"status": "unchecked", "line": str(err)}
+        if report.status == OVERLAP:
+            log.warning("data.valid: %s; its validation scores (and best.pt) partly measure training data",
+                        report.line())
+        else:
+            log.info("data.valid: %s (%.1f s)", report.line(), report.seconds)
+        return {"status": report.status, "shared": len({m["mixture"] for m in report.matches}),
+                "files": report.test_files, "line": report.line()}
+
     def _loader(self) -> Iterator[dict]:
         dataset = getattr(self, "_train_set", None)
         if dataset is None:
@@ -366,6 +398,8 @@ class Trainer:
                                 f"{k}: {self.data_identity[k].get('files')} -> {found[k]['files']} files"
                                 for k in changed))
             self.data_identity = found
+            if self.is_main:
+                self.valid_held_out = self._check_valid_held_out()
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))

@@ -108,6 +108,27 @@ def _initial_checkpoint(paradigm: Mapping | None) -> str | None:
     return None
 
 
+def sources_of(node: Any, model: str) -> list[tuple[str, Any, str]]:
+    """``(kind, spec, model)`` of the speech and noise a dataset config node reads (``data.train``, ``data.valid``):
+    a task dataset's manifest split (``task:<manifest>:<split>``) and noise, a mixing dataset's ``speech`` and
+    ``noise``, a paired dataset's ``clean_dir`` (as speech); ``[]`` for a node that names none."""
+    node = _plain(node)
+    if not isinstance(node, Mapping):
+        return []
+    out: list[tuple[str, Any, str]] = []
+    if node.get("manifest") is not None and node.get("split") is not None:  # edm_se.tasks.data.TaskMixingDataset
+        out.append(("speech", f"task:{node['manifest']}:{node['split']}", model))
+    elif node.get("speech") is not None:
+        out.append(("speech", _plain(node["speech"]), model))
+    elif node.get("clean_dir") is not None:  # a paired dataset: its clean files are the speech
+        return [("speech", str(node["clean_dir"]), model)]
+    else:
+        return []
+    if node.get("noise") is not None:
+        out.append(("noise", _plain(node["noise"]), model))
+    return out
+
+
 def training_data(train_config: Mapping | None, model: str, _depth: int = 0, bases: list[str] | None = None,
                   recorded: Mapping | None = None) -> TrainingData:
     """The training data of a model from its training config (a checkpoint's ``train_config``).
@@ -129,22 +150,9 @@ def training_data(train_config: Mapping | None, model: str, _depth: int = 0, bas
         return TrainingData(model, [], f"{model} records no training config (imported, or written by another tool)",
                             bases, known)
     train = (train_config.get("data") or {}).get("train") if isinstance(train_config.get("data"), Mapping) else None
-    sources: list[tuple[str, Any, str]] = []
-    unknown = None
-    if isinstance(train, Mapping) and train.get("manifest") is not None and train.get("split") is not None:
-        # a task dataset (edm_se.tasks.data.TaskMixingDataset): the clips of a split of a task manifest
-        sources.append(("speech", f"task:{train['manifest']}:{train['split']}", model))
-        if train.get("noise") is not None:
-            sources.append(("noise", _plain(train["noise"]), model))
-    elif isinstance(train, Mapping) and (train.get("speech") is not None or train.get("clean_dir") is not None):
-        if train.get("speech") is not None:
-            sources.append(("speech", _plain(train["speech"]), model))
-            if train.get("noise") is not None:
-                sources.append(("noise", _plain(train["noise"]), model))
-        else:  # a paired dataset (clean_dir + noisy_dir): its clean files are the training speech
-            sources.append(("speech", str(train["clean_dir"]), model))
-    elif train is not None:
-        unknown = f"{model}: its training data (data.train) names no speech source"
+    sources = sources_of(train, model)
+    unknown = f"{model}: its training data (data.train) names no speech source" if train is not None and \
+        not sources else None
     start = _initial_checkpoint(train_config.get("paradigm"))
     listed: dict = {}
     if start is not None:

@@ -407,3 +407,21 @@ def test_heldout_command_checks_training_data_itself_before_any_model(leaky, tmp
     assert f"{n} training files of train=builtin:train" in clean.stdout  # read as speech and as noise
     assert gone.returncode == 2 and f"train={tmp_path / 'nope'}: " in gone.stderr and "not found" in gone.stderr
     assert both.returncode == 2 and "give one, a model's training data or the data itself" in both.stderr
+
+
+def test_training_checks_its_validation_data_against_its_training_data(tiny_checkpoint, tmp_path):
+    """A validation split that shares audio with the training split makes best.pt's choice measure training data:
+    the trainer says so and keeps the outcome in its checkpoints (training goes on)."""
+    from conftest import TINY_TRAIN
+
+    info = torch.load(tiny_checkpoint, weights_only=True)["info"]
+    assert info["valid_held_out"]["status"] == HELD_OUT  # builtin:valid against builtin:train
+    run = tmp_path / "run"
+    res = run_cli("train", f"run_dir={run}", "trainer.max_steps=2", "trainer.ckpt_every=2", *TINY_TRAIN,
+                  "data.valid.speech=builtin:train", env={"EDM_SE_CACHE": str(tmp_path / "cache")})
+    assert res.returncode == 0, res.stderr[-2000:]
+    n_speech = len(builtin_files("speech", "train"))
+    assert f"data.valid: {n_speech} of" in res.stdout + res.stderr
+    assert "its validation scores (and best.pt) partly measure training data" in res.stdout + res.stderr
+    held = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["info"]["valid_held_out"]
+    assert held["status"] == OVERLAP and held["shared"] == n_speech
