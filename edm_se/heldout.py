@@ -238,8 +238,6 @@ def check_pairs(pairs: list[tuple[str, Any, Any]], where: str, data: TrainingDat
     Raises:
         edm_se.audio.AudioError: a test file or a training file cannot be read.
     """
-    from edm_se.data.fingerprint import HOP, SAMPLE_RATE, find_matches
-
     started = time.time()
     side = _training_side(data, cache)
     report = Report(UNCHECKED, data.model, str(where), len(pairs), side.training, [],
@@ -247,8 +245,16 @@ def check_pairs(pairs: list[tuple[str, Any, Any]], where: str, data: TrainingDat
     if side.unchecked:
         report.reason, report.seconds = side.unchecked, round(time.time() - started, 3)
         return report
-    train = _fingerprints(side.files, progress)
     test, mixture = _test_fingerprints(pairs, clean_label)
+    return _matched(report, test, mixture, side, progress, started)
+
+
+def _matched(report: Report, test: dict, mixture: dict, side: _Side, progress: bool, started: float) -> Report:
+    """``report`` with the matches of ``test`` (key -> fingerprint; ``mixture``: key -> the test item it belongs
+    to) against the training files of ``side``, its status, notes and wall time."""
+    from edm_se.data.fingerprint import HOP, SAMPLE_RATE, find_matches
+
+    train = _fingerprints(side.files, progress)
     report.matches = [{"test": m.a, "mixture": mixture[m.a], "train": m.b, "kind": side.files[m.b][0],
                        "test_start_s": round(m.start_a * HOP / SAMPLE_RATE, 3),
                        "train_start_s": round(m.start_b * HOP / SAMPLE_RATE, 3),
@@ -274,7 +280,7 @@ def check_files(held: list[tuple[str, Any]], where: str, data: TrainingData, cac
     Raises:
         edm_se.audio.AudioError: a held-out source does not resolve, or a file cannot be read.
     """
-    from edm_se.data.fingerprint import HOP, SAMPLE_RATE, cached_fingerprint, find_matches
+    from edm_se.data.fingerprint import cached_fingerprint
 
     started = time.time()
     side = _training_side(data, cache)
@@ -286,15 +292,8 @@ def check_files(held: list[tuple[str, Any]], where: str, data: TrainingData, cac
     if side.unchecked:
         report.reason, report.seconds = side.unchecked, round(time.time() - started, 3)
         return report
-    train = _fingerprints(side.files, progress)
     prints = {k: cached_fingerprint(p, c, key) for k, (p, c, key) in files.items()}
-    report.matches = [{"test": m.a, "mixture": m.a, "train": m.b, "kind": side.files[m.b][0],
-                       "test_start_s": round(m.start_a * HOP / SAMPLE_RATE, 3),
-                       "train_start_s": round(m.start_b * HOP / SAMPLE_RATE, 3),
-                       "seconds": round(m.seconds, 3), "ber": m.ber} for m in find_matches(prints, train)]
-    report.status = OVERLAP if report.matches else HELD_OUT
-    report.reason, report.seconds = side.notes, round(time.time() - started, 3)
-    return report
+    return _matched(report, prints, {k: k for k in prints}, side, progress, started)
 
 
 @dataclasses.dataclass
