@@ -85,11 +85,12 @@ def check_held_out(estimates: str | os.PathLike, references: str | os.PathLike,
     if mode == "off":
         return {"status": "off", "reason": "heldout_check=off"}
     recorded = (recorded_config(estimates) or {}).get("checkpoint_sha256")
+    loaded = None
     if ckpt is not None:
         from edm_se.checkpoint import load_checkpoint
 
         path = Path(ckpt).expanduser()
-        load_checkpoint(path)  # a missing or unreadable file, named
+        loaded = load_checkpoint(path)  # a missing or unreadable file, named
         if recorded and file_sha256(path) != recorded:
             raise CheckpointError(f"ckpt={ckpt}: not the model that made {estimates} (its enhance.json records "
                                   f"checkpoint SHA-256 {recorded[:12]}...)")
@@ -104,8 +105,8 @@ def check_held_out(estimates: str | os.PathLike, references: str | os.PathLike,
     refs = _audio_files(Path(references), "references")
     noisy_files = _audio_files(Path(noisy), "noisy") if noisy is not None else {}
     pairs = [(k, f, noisy_files.get(k)) for k, f in refs.items()]
-    report = check_pairs(pairs, str(references), checkpoint_training_data(path), clean_label=Path(references).name,
-                         progress=progress)
+    report = check_pairs(pairs, str(references), checkpoint_training_data(path, loaded=loaded),
+                         clean_label=Path(references).name, progress=progress)
     enforce(report, mode, key="references")
     return {**report.as_dict(), "checkpoint": str(path)}
 
@@ -331,10 +332,9 @@ def format_summary(summary: dict[str, Any]) -> str:
                              "estimate)")
     held = (summary.get("provenance") or {}).get("held_out") or {}
     if held.get("status"):
-        from edm_se.heldout import Report
+        from edm_se.heldout import record_line
 
-        line = Report.from_dict(held).line() if "test_files" in held else f"not checked: {held.get('reason')}"
-        lines.append(("NOT HELD OUT: " if held["status"] == "overlap" else "") + line)
+        lines.append(record_line(held))
     from edm_se.asr import RUNAWAY_RULE, describe_runaways
 
     for column, found in (summary.get("runaway_transcripts") or {}).items():

@@ -112,11 +112,28 @@ class Report:
         return f"not checked against the training data of {self.model}: {self.reason}"
 
 
+def record_line(record: Mapping, overlap_marker: str = "NOT HELD OUT: ") -> str:
+    """One line for a stored outcome: a :meth:`Report.as_dict` (an overlap led by ``overlap_marker``), or the
+    ``{"status", "reason"}`` of a check that did not run (``heldout_check=off``, no model named)."""
+    if "test_files" not in record:
+        return f"not checked ({record.get('reason') or record.get('status')})"
+    line = Report.from_dict(record).line()
+    return overlap_marker + line if record.get("status") == OVERLAP else line
+
+
+def _cache_path(cache: Path | None | str) -> Path | None:
+    """``cache`` as a directory: ``"default"`` is :func:`cache_dir`, None keeps no cache."""
+    return cache_dir() if cache == "default" else (Path(cache) if cache is not None else None)
+
+
 def _cache_of(spec: Any, path: Path, cache: Path | None) -> tuple[Path | None, str | None]:
     """(cache dir, key) of a training file: a corpus's own fingerprints (``<dir>/.cache/fingerprints``, keyed by the
     path in the corpus, written by ``edm-se data build``) for ``corpus:<dir>:<split>``, else ``cache``."""
-    if isinstance(spec, str) and spec.startswith("corpus:") and cache is not None:
-        root = Path(spec[len("corpus:"):].rsplit(":", 1)[0])
+    from edm_se.data.datasets import split_spec
+
+    parts = split_spec(spec)
+    if parts is not None and parts[0] == "corpus" and cache is not None:
+        root = Path(parts[1])
         own = root / ".cache" / "fingerprints"
         if own.is_dir():  # only a corpus that has one: nothing is written into another directory
             try:
@@ -193,13 +210,13 @@ def _source_files(kind: str, spec: Any, model: str, data: TrainingData) -> tuple
             else None
         return f"corpus:{root}:train", found, note  # (corpus:...: the corpus's own fingerprint cache)
     resolved, found = resolve_source(spec, kind, data.bases)
-    gone = [p for p in found if not Path(p).is_file()]  # a list of files names what it names
-    if not gone:
+    there = [p for p in found if Path(p).is_file()]  # a list of files names what it names
+    if len(there) == len(found):
         return resolved, found, None
-    if len(gone) == len(found):
+    gone = [p for p in found if p not in set(there)]
+    if not there:
         raise AudioError(gone[0], f"not found (none of the {len(gone)} {kind} files is here)")
-    return resolved, [p for p in found if Path(p).is_file()], f"{len(gone)} {kind} file(s) of {model} are gone " \
-        f"(e.g. {gone[0]})"
+    return resolved, there, f"{len(gone)} {kind} file(s) of {model} are gone (e.g. {gone[0]})"
 
 
 def check_test_set(test_set: Any, data: TrainingData, cache: Path | None | str = "default",
@@ -284,7 +301,7 @@ def check_files(held: list[tuple[str, Any]], where: str, data: TrainingData, cac
 
     started = time.time()
     side = _training_side(data, cache)
-    cache_path = cache_dir() if cache == "default" else (Path(cache) if cache is not None else None)
+    cache_path = _cache_path(cache)
     files = {f"{kind} {p}": (p, *_cache_of(spec, Path(p), cache_path))
              for kind, spec in held for p in resolve_source(spec, kind, [])[1]}
     report = Report(UNCHECKED, data.model, str(where), len(files), side.training, [], noise_checked=False,
@@ -310,7 +327,7 @@ class _Side:
 def _training_side(data: TrainingData, cache: Path | None | str) -> _Side:
     from edm_se.audio import AudioError
 
-    cache_path = cache_dir() if cache == "default" else (Path(cache) if cache is not None else None)
+    cache_path = _cache_path(cache)
     training: list[dict] = []
     files: dict[str, tuple[str, Path | None, str | None]] = {}
     missing: dict[tuple[str, str], list[str]] = {}  # (spec, why) -> kinds

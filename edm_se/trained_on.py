@@ -53,6 +53,16 @@ class TrainingData:
         return tuple((k, repr(s)) for k, s, _ in self.sources), self.unknown
 
 
+def merged(model: str, parts: list[TrainingData]) -> TrainingData:
+    """The training data of several models as one, named ``model`` (a model and the one it was fine-tuned from;
+    the cells of a study): every source once, in order; the first part's record wins where two have one."""
+    return TrainingData(model, list(dict.fromkeys(s for p in parts for s in p.sources)),
+                        next((p.unknown for p in parts if p.unknown), None),
+                        list(dict.fromkeys(b for p in parts for b in p.bases)),
+                        {k: v for p in reversed(parts) for k, v in p.recorded.items()},
+                        {k: v for p in reversed(parts) for k, v in p.listed.items()})
+
+
 def files_identity(paths: list[str | os.PathLike]) -> dict:
     """``{"files": n, "sha256"}``: a list of training files by name and size (their paths relative to the list's
     common directory, so a moved corpus keeps it; reading no audio: 3487 files in about 50 ms). The trainer records
@@ -154,19 +164,13 @@ def training_data(train_config: Mapping | None, model: str, _depth: int = 0, bas
     unknown = f"{model}: its training data (data.train) names no speech source" if train is not None and \
         not sources else None
     start = _initial_checkpoint(train_config.get("paradigm"))
-    listed: dict = {}
-    if start is not None:
-        if _depth >= MAX_DEPTH:
-            unknown = unknown or f"{model}: fine-tuned from models more than {MAX_DEPTH} deep"
-        else:
-            inner = checkpoint_training_data(start, _depth + 1)
-            sources += [s for s in inner.sources if s not in sources]
-            unknown = unknown or inner.unknown
-            bases += [b for b in inner.bases if b not in bases]
-            known = {**inner.recorded, **known}
-            listed = inner.listed
+    if start is not None and _depth >= MAX_DEPTH:
+        unknown = unknown or f"{model}: fine-tuned from models more than {MAX_DEPTH} deep"
     own_listed, own_known = _listed_files(model)
-    return TrainingData(model, sources, unknown, bases, {**own_known, **known}, {**listed, **own_listed})
+    own = TrainingData(model, sources, unknown, bases, {**own_known, **known}, own_listed)
+    if start is None or _depth >= MAX_DEPTH:
+        return own
+    return merged(model, [own, checkpoint_training_data(start, _depth + 1)])  # and the model it started from
 
 
 LIST_SUFFIX = ".train_files.json"
@@ -219,12 +223,14 @@ def resolve_listed(corpus: str, paths: list[str], bases: list[str]) -> tuple[Pat
     raise AudioError(corpus, "corpus directory not found (edm-se data build out_dir=... makes it)")
 
 
-def checkpoint_training_data(ckpt: str | os.PathLike, _depth: int = 0) -> TrainingData:
-    """:func:`training_data` of a checkpoint file (an edm_se enhancer checkpoint)."""
+def checkpoint_training_data(ckpt: str | os.PathLike, _depth: int = 0, loaded: Mapping | None = None
+                             ) -> TrainingData:
+    """:func:`training_data` of a checkpoint file (an edm_se enhancer checkpoint); ``loaded``: its content, when
+    the caller has already read it (a large checkpoint is then not read twice)."""
     from edm_se.checkpoint import CheckpointError, load_checkpoint
 
     try:
-        data = load_checkpoint(ckpt)
+        data = loaded if loaded is not None else load_checkpoint(ckpt)
     except CheckpointError as err:
         return TrainingData(str(ckpt), [], str(err))
     info = data.get("info") if isinstance(data.get("info"), Mapping) else {}
@@ -239,14 +245,15 @@ def rebase(spec: Any, base: Path) -> Any:
     """``spec`` with its relative paths joined to ``base`` (``builtin:`` specs and absolute paths unchanged)."""
     if isinstance(spec, (list, tuple)):
         return [rebase(s, base) for s in spec]
+    from edm_se.data.datasets import split_spec
+
     text = str(spec)
     if text.startswith("builtin:"):
         return spec
-    for prefix in ("corpus:", "task:"):
-        if text.startswith(prefix):
-            body = text[len(prefix):]
-            directory, split = body.rsplit(":", 1) if ":" in body else (body, "")
-            return f"{prefix}{base / directory}:{split}" if not Path(directory).is_absolute() else spec
+    parts = split_spec(text)
+    if parts is not None:
+        prefix, location, split = parts
+        return spec if Path(location).is_absolute() else f"{prefix}:{base / location}:{split}"
     return str(base / text) if not Path(text).is_absolute() else spec
 
 
@@ -278,12 +285,13 @@ def _files(spec: Any, kind: str) -> list[Path]:
         edm_se.audio.AudioError: as resolve_files; a task manifest that is missing or not one.
     """
     from edm_se.audio import AudioError
-    from edm_se.data.datasets import resolve_files
+    from edm_se.data.datasets import resolve_files, split_spec
 
-    if isinstance(spec, str) and spec.startswith("task:"):
+    parts = split_spec(spec)
+    if parts is not None and parts[0] == "task":
         from edm_se.tasks.data import TaskDataError, read_task_manifest
 
-        manifest, _, split = spec[len("task:"):].rpartition(":")
+        _, manifest, split = parts
         try:
             rows = read_task_manifest(manifest, split)
         except TaskDataError as err:

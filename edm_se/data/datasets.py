@@ -51,6 +51,22 @@ def _cached_load(path: Path, sample_rate: int) -> np.ndarray:
     return x
 
 
+SPLIT_SPECS = ("corpus", "task")  # <prefix>:<corpus dir | task manifest.csv>:<split>
+
+
+def split_spec(spec: Any) -> tuple[str, str, str] | None:
+    """``(prefix, location, split)`` of a ``corpus:<dir>:<split>`` or ``task:<manifest.csv>:<split>`` source spec
+    (the location may itself hold ``:``; the split is after the last one); None for any other spec, or for one
+    without a split."""
+    if not isinstance(spec, str):
+        return None
+    prefix, sep, body = spec.partition(":")
+    if not sep or prefix not in SPLIT_SPECS or ":" not in body:
+        return None
+    location, split = body.rsplit(":", 1)
+    return prefix, location, split
+
+
 def resolve_files(spec: Any, kind: str) -> list[Path]:
     """Turn a source spec (see module docstring) into a list of audio file paths.
 
@@ -74,11 +90,10 @@ def resolve_files(spec: Any, kind: str) -> list[Path]:
     if text.startswith("builtin:"):
         return builtin_files(kind, text.split(":", 1)[1])
     if text.startswith("corpus:"):
-        body = text[len("corpus:"):]
-        if ":" not in body:
+        parts = split_spec(text)
+        if parts is None:
             raise AudioError(text, "expected corpus:<dir>:<split>")
-        directory, split = body.rsplit(":", 1)
-        return manifest_files(Path(directory) / "manifest.csv", kind, split)
+        return manifest_files(Path(parts[1]) / "manifest.csv", kind, parts[2])
     path = Path(text)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)

@@ -192,7 +192,7 @@ def _check_held_out(cfg: DictConfig, task: str, tcfg: DictConfig, items: list[di
     from edm_se.atomic import atomic_write_json
     from edm_se.heldout import check_pairs, enforce
     from edm_se.model import default_checkpoint_path
-    from edm_se.trained_on import TrainingData, checkpoint_training_data, training_data
+    from edm_se.trained_on import checkpoint_training_data, merged, training_data
 
     mode = str(cfg.get("heldout_check") or "refuse")
     if mode == "off":
@@ -201,27 +201,13 @@ def _check_held_out(cfg: DictConfig, task: str, tcfg: DictConfig, items: list[di
              for name in tcfg.cells]  # each cell's data (the same for most)
     parts.append(checkpoint_training_data(Path(str(cfg.enhancer_checkpoint)) if cfg.get("enhancer_checkpoint")
                                           else default_checkpoint_path()))
-    data = TrainingData(f"the {task} cells", list(dict.fromkeys(s for p in parts for s in p.sources)),
-                        next((p.unknown for p in parts if p.unknown), None),
-                        list(dict.fromkeys(b for p in parts for b in p.bases)),
-                        {k: v for p in parts for k, v in p.recorded.items()},
-                        {k: v for p in parts for k, v in p.listed.items()})
+    data = merged(f"the {task} cells", parts)
     pairs = [(f"{i:04d}_{it['name'].replace('/', '_')}", it["clean"], it["noisy"]) for i, it in enumerate(items)]
     report = check_pairs(pairs, f"{task} test mixtures", data, clean_label="clean", progress=False)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "held_out.json", {"format": "edm_se.held_out/1", "mode": mode, **report.as_dict()})
     enforce(report, mode, key=f"tasks.{task}")
     return report.as_dict()
-
-
-def _held_out_line(report: dict) -> str:
-    """One line of a task's held-out check for ``results.md`` and ``summary.json``."""
-    from edm_se.heldout import OVERLAP, Report
-
-    if "test_files" not in report:
-        return f"not checked ({report.get('reason')})"
-    line = Report.from_dict(report).line()
-    return f"**NOT held out**: {line}" if report["status"] == OVERLAP else line
 
 
 def _tasks(cfg: DictConfig) -> dict[str, DictConfig]:
@@ -252,6 +238,7 @@ def run_study(cfg: DictConfig) -> dict:
     ``out_dir/<task>/seed<k>/`` (the same test set; no NFE curve), and ``results.md`` / ``seeds.csv`` /
     ``summary.json`` gain each row's all-SNR value per seed with the mean and 95% t-interval over the seeds."""
     from edm_se.atomic import atomic_write_json, atomic_write_text
+    from edm_se.heldout import record_line
     from edm_se.provenance import run_info
     from edm_se.tasks.data import read_task_manifest
     from edm_se.tasks.report import markdown, seed_markdown, seed_table, write_results, write_seed_csv
@@ -282,7 +269,7 @@ def run_study(cfg: DictConfig) -> dict:
         rows += t_rows
         seed_rows += [{**r, "seed": int(cfg.seed)} for r in t_rows] if extra else []
         nfe[task] = t_nfe
-        shas[task] = {"test_sha256": sha, "n_test": n, "held_out": _held_out_line(held[task])}
+        shas[task] = {"test_sha256": sha, "n_test": n, "held_out": record_line(held[task], "**NOT held out**: ")}
         for k in extra:
             kcfg = cfg.copy()
             kcfg.seed, kcfg.nfe_curve = k, False

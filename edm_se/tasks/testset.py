@@ -187,10 +187,12 @@ def held_out_of_training_splits(out_dir: Path, manifest: Path, noise: str) -> st
     from edm_se.trained_on import TrainingData
 
     label = "the train splits of the task data and the corpus"
+    from edm_se.data.datasets import split_spec
+
     sources = [("speech", f"task:{manifest}:train", label)]
-    if noise.startswith("corpus:") and ":" in noise[len("corpus:"):]:
-        corpus = noise[len("corpus:"):].rsplit(":", 1)[0]
-        sources += [("speech", f"corpus:{corpus}:train", label), ("noise", f"corpus:{corpus}:train", label)]
+    parts = split_spec(noise)
+    if parts is not None and parts[0] == "corpus":
+        sources += [("speech", f"corpus:{parts[1]}:train", label), ("noise", f"corpus:{parts[1]}:train", label)]
     report = check_test_set(load_test_set(out_dir, None), TrainingData(label, sources), progress=False)
     line = report.line()
     return ("WARNING, not held out: " + line + " (a study of a model trained on them stops unless "
