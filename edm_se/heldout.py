@@ -12,9 +12,10 @@ model trained on, as the checkpoint records it:
   additive mixtures of ``edm-se data testset``, VoiceBank-DEMAND and the built-in set; a delayed or reverberant
   noisy file gives a residual that matches nothing, so noise reuse is then not caught).
 * **The check**: Haitsma-Kalker sub-fingerprints of both (:mod:`edm_se.data.fingerprint`: invariant to gain,
-  robust to resampling, re-encoding and crops) and :func:`edm_se.data.fingerprint.find_matches`: a test file that
-  shares a stretch of audio (48 ms of identical 32-bit frames and a bit error rate <= 0.3 over the overlap) with a
-  training file is a match. Training files' fingerprints are cached (:func:`cache_dir`; a corpus of ``edm-se data
+  robust to resampling, re-encoding and crops) and :func:`edm_se.data.fingerprint.find_matches_any_phase`: a test
+  file that shares a stretch of audio (48 ms of identical 32-bit frames and a bit error rate <= 0.3 over the
+  overlap) with a training file, at any of four frame phases (a short sound effect's votes depend on where its
+  frames fall, :data:`edm_se.data.fingerprint.SHIFTS`), is a match. Training files' fingerprints are cached (:func:`cache_dir`; a corpus of ``edm-se data
   build`` brings its own), so only the first check against a set of files reads them (measured on 2 CPU cores: the
   corpus's train split, 3487 files, 158 min of audio, 112 s the first time, then 1.5-3.5 s a check).
 
@@ -176,22 +177,34 @@ def _wave(x: Any) -> Any:
     return np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float32).reshape(-1)
 
 
-def _test_fingerprints(pairs: list[tuple[str, Any, Any]], clean_label: str) -> tuple[dict, dict]:
+def _test_fingerprints(pairs: list[tuple[str, Any, Any]], clean_label: str) -> tuple[dict, dict, Any]:
     """(``<clean_label>/<name>`` and ``noise of <name>`` (noisy - clean on the common length) -> fingerprint,
-    the same keys -> ``name``)."""
-    from edm_se.data.fingerprint import SAMPLE_RATE, fingerprint
+    the same keys -> ``name``, key -> its fingerprints at the other frame phases (computed on demand, for
+    :func:`edm_se.data.fingerprint.find_matches_any_phase`))."""
+    from edm_se.data.fingerprint import SAMPLE_RATE, SHIFTS, fingerprint, fingerprints_shifted
 
-    prints, mixture = {}, {}
+    prints, mixture, source = {}, {}, {}
     for name, clean_src, noisy_src in pairs:
         clean = _wave(clean_src)
-        prints[f"{clean_label}/{name}"] = fingerprint(clean, SAMPLE_RATE)
-        mixture[f"{clean_label}/{name}"] = name
+        key = f"{clean_label}/{name}"
+        prints[key], mixture[key], source[key] = fingerprint(clean, SAMPLE_RATE), name, (clean_src, None)
         if noisy_src is not None:
             noisy = _wave(noisy_src)
             n = min(len(clean), len(noisy))
-            prints[f"noise of {name}"] = fingerprint(noisy[:n] - clean[:n], SAMPLE_RATE)
-            mixture[f"noise of {name}"] = name
-    return prints, mixture
+            key = f"noise of {name}"
+            prints[key] = fingerprint(noisy[:n] - clean[:n], SAMPLE_RATE)
+            mixture[key], source[key] = name, (clean_src, noisy_src)
+
+    def shifted(key: str) -> tuple:
+        clean_src, noisy_src = source[key]
+        x = _wave(clean_src)
+        if noisy_src is not None:
+            noisy = _wave(noisy_src)
+            n = min(len(x), len(noisy))
+            x = noisy[:n] - x[:n]
+        return fingerprints_shifted(x, SAMPLE_RATE, SHIFTS[1:])
+
+    return prints, mixture, shifted
 
 
 def _source_files(kind: str, spec: Any, model: str, data: TrainingData) -> tuple[Any, list[Path], str | None]:
@@ -262,20 +275,23 @@ def check_pairs(pairs: list[tuple[str, Any, Any]], where: str, data: TrainingDat
     if side.unchecked:
         report.reason, report.seconds = side.unchecked, round(time.time() - started, 3)
         return report
-    test, mixture = _test_fingerprints(pairs, clean_label)
-    return _matched(report, test, mixture, side, progress, started)
+    test, mixture, shifted = _test_fingerprints(pairs, clean_label)
+    return _matched(report, test, mixture, shifted, side, progress, started)
 
 
-def _matched(report: Report, test: dict, mixture: dict, side: _Side, progress: bool, started: float) -> Report:
+def _matched(report: Report, test: dict, mixture: dict, shifted: Any, side: _Side, progress: bool,
+             started: float) -> Report:
     """``report`` with the matches of ``test`` (key -> fingerprint; ``mixture``: key -> the test item it belongs
-    to) against the training files of ``side``, its status, notes and wall time."""
-    from edm_se.data.fingerprint import HOP, SAMPLE_RATE, find_matches
+    to; ``shifted``: key -> its fingerprints at the other frame phases) against the training files of ``side``, at
+    any frame phase (:func:`edm_se.data.fingerprint.find_matches_any_phase`), its status, notes and wall time."""
+    from edm_se.data.fingerprint import HOP, SAMPLE_RATE, find_matches_any_phase
 
     train = _fingerprints(side.files, progress)
     report.matches = [{"test": m.a, "mixture": mixture[m.a], "train": m.b, "kind": side.files[m.b][0],
                        "test_start_s": round(m.start_a * HOP / SAMPLE_RATE, 3),
                        "train_start_s": round(m.start_b * HOP / SAMPLE_RATE, 3),
-                       "seconds": round(m.seconds, 3), "ber": m.ber} for m in find_matches(test, train)]
+                       "seconds": round(m.seconds, 3), "ber": m.ber}
+                      for m in find_matches_any_phase(test, train, shifted)]
     report.status = OVERLAP if report.matches else HELD_OUT
     report.reason, report.seconds = side.notes, round(time.time() - started, 3)
     return report
@@ -284,7 +300,8 @@ def _matched(report: Report, test: dict, mixture: dict, side: _Side, progress: b
 def check_files(held: list[tuple[str, Any]], where: str, data: TrainingData, cache: Path | None | str = "default",
                 progress: bool = True) -> Report:
     """Held-out *source* files (a validation split's speech and noise, before they are mixed) against training data,
-    file against file: the same rule as the corpus's own check (:func:`edm_se.data.splits.drop_train_copies`).
+    file against file: the rule of the corpus's own checks (:func:`edm_se.data.splits.drop_train_copies`, at any
+    frame phase as :func:`edm_se.data.splits.drop_heldout_near_copies`, at its bit error rate of 0.30).
 
     Args:
         held: ``(kind, spec)`` per held-out source (``kind`` names it in the matches: ``<kind> <path>``).
@@ -297,7 +314,7 @@ def check_files(held: list[tuple[str, Any]], where: str, data: TrainingData, cac
     Raises:
         edm_se.audio.AudioError: a held-out source does not resolve, or a file cannot be read.
     """
-    from edm_se.data.fingerprint import cached_fingerprint
+    from edm_se.data.fingerprint import SHIFTS, cached_fingerprint, cached_fingerprints
 
     started = time.time()
     side = _training_side(data, cache)
@@ -310,7 +327,12 @@ def check_files(held: list[tuple[str, Any]], where: str, data: TrainingData, cac
         report.reason, report.seconds = side.unchecked, round(time.time() - started, 3)
         return report
     prints = {k: cached_fingerprint(p, c, key) for k, (p, c, key) in files.items()}
-    return _matched(report, prints, {k: k for k in prints}, side, progress, started)
+
+    def shifted(k: str) -> tuple:
+        p, c, key = files[k]
+        return cached_fingerprints(p, c, key, shifts=SHIFTS[1:])
+
+    return _matched(report, prints, {k: k for k in prints}, shifted, side, progress, started)
 
 
 @dataclasses.dataclass

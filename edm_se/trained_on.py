@@ -205,6 +205,13 @@ def _listed_files(model: str) -> tuple[dict, dict]:
              if isinstance(data.get(f"{kind}_identity"), dict)})
 
 
+def listed_training_files(model: str | os.PathLike) -> set[str]:
+    """The paths (relative to its corpus) in the ``<name>.train_files.json`` of a checkpoint (every kind), or an
+    empty set when it has no valid list (:func:`_listed_files`)."""
+    listed, _ = _listed_files(str(model))
+    return {p for _, paths, _ in listed.values() for p in paths}
+
+
 def resolve_listed(corpus: str, paths: list[str], bases: list[str]) -> tuple[Path, list[Path], int]:
     """(the corpus directory found, the listed files in it, how many of them are missing there): the corpus is
     looked for in the current directory, then in each of ``bases``.

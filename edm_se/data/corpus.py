@@ -45,7 +45,8 @@ from edm_se.data.fetch import _APT_MISSING, CorpusError, Fetcher  # noqa: F401  
 from edm_se.data.sources import (KINDS, SOURCES, Item, Source, decode_g722, read_asterisk_transcripts,  # noqa: F401
                                  read_fillets_dialogs, register_source)
 from edm_se.data.splits import (DOMINANT_SPEAKER, SPLIT_FRACTIONS, SPLITS, assign_splits,  # noqa: F401
-                                drop_heldout_shared_speakers, drop_train_copies, fingerprint_rows, split_groups)
+                                drop_heldout_near_copies, drop_heldout_shared_speakers, drop_train_copies,
+                                fingerprint_rows, split_groups)
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +255,16 @@ def _summary(rows: list[dict]) -> tuple[dict, dict]:
 # --------------------------------------------------------------------------------------------------------------
 
 
+def bundled_training_files() -> set[str]:
+    """Corpus paths the bundled model trained on (``edm_se/checkpoints/default.train_files.json``; empty without
+    it): a later corpus build must keep its held-out files apart from these too, not only from its own train
+    split (:func:`edm_se.data.splits.drop_heldout_near_copies`)."""
+    from edm_se.model import default_checkpoint_path
+    from edm_se.trained_on import listed_training_files
+
+    return listed_training_files(default_checkpoint_path())
+
+
 def build_corpus(out_dir: str | os.PathLike, seed: int = 0, max_minutes: float | None = None,
                  sources: Sequence[str] | None = None, *, registry: Mapping[str, Source] | None = None,
                  progress: bool = True) -> Path:
@@ -318,7 +329,11 @@ def build_corpus(out_dir: str | os.PathLike, seed: int = 0, max_minutes: float |
         raise CorpusError(f"no usable audio in sources {', '.join(names)}")
 
     assign_splits(rows, seed, {s.name: s for s in selected})
-    rows, dropped = drop_train_copies(rows, out_dir, out_dir / ".cache" / "fingerprints")
+    prints = out_dir / ".cache" / "fingerprints"
+    rows, dropped = drop_train_copies(rows, out_dir, prints)
+    bundled = bundled_training_files()
+    rows, near = drop_heldout_near_copies(rows, out_dir, prints,
+                                          trained=sorted(r["path"] for r in dropped if r["path"] in bundled))
     rows, shared = drop_heldout_shared_speakers(rows, [s.name for s in selected if s.split_by == "speaker"])
     manifest = write_manifest(out_dir / "manifest.csv", rows)
     counts, minutes = _summary(rows)
@@ -328,7 +343,7 @@ def build_corpus(out_dir: str | os.PathLike, seed: int = 0, max_minutes: float |
         "sources": built,
         "skipped_sources": skipped,
         "left_out_of_train": {r["path"]: r["matched"] for r in dropped},
-        "left_out_of_heldout": [{k: r[k] for k in (*MANIFEST_COLUMNS, "matched")} for r in shared],
+        "left_out_of_heldout": [{k: r[k] for k in (*MANIFEST_COLUMNS, "matched")} for r in near + shared],
         "licences": {s.name: s.licence for s in selected if s.name in built},
         "package_versions": dict(sorted(fetcher.versions.items())),
         "sample_rate": SAMPLE_RATE,

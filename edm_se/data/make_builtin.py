@@ -122,8 +122,14 @@ def build_speech(corpus: Path, rows: list[dict], out: Path, rng: np.random.Gener
     return out_rows
 
 
-def build_noise(corpus: Path, rows: list[dict], out: Path, rng: np.random.Generator) -> list[dict]:
+def build_noise(corpus: Path, rows: list[dict], out: Path, rng: np.random.Generator,
+                left_out: list[dict] | None = None) -> list[dict]:
+    """Pick and level one noise piece per recording for each split; ``left_out`` as for :func:`build_speech` (the
+    corpus's held-out noise left out as a near copy of a training file stays in the pool and is dropped when
+    picked)."""
     out_rows = []
+    excluded = {r["path"] for r in left_out or ()}
+    rows = sorted([*rows, *(left_out or ())], key=lambda r: str(r["path"]))
     for split in ("train", "valid", "test"):
         pool = [r for r in rows if r["kind"] == "noise" and r["split"] == split
                 and float(r["duration_s"]) >= NOISE_MIN_SECONDS]
@@ -136,9 +142,9 @@ def build_noise(corpus: Path, rows: list[dict], out: Path, rng: np.random.Genera
         for r in sorted(chosen, key=lambda r: r["path"]):
             x = _load(corpus / r["path"])
             take = int(min(len(x), NOISE_PER_RECORDING * SAMPLE_RATE))
-            start = int(rng.integers(0, len(x) - take + 1))
+            start = int(rng.integers(0, len(x) - take + 1))  # drawn for a left-out file too: the others keep theirs
             seg = x[start:start + take]
-            if np.sqrt(np.mean(seg ** 2)) < 1e-4:
+            if r["path"] in excluded or np.sqrt(np.mean(seg ** 2)) < 1e-4:
                 continue
             name = f"{r['source']}_{Path(r['path']).stem}"
             rel = Path("noise") / split / f"{name}.flac"
@@ -209,7 +215,7 @@ def build(corpus: Path, out: Path, seed: int = 0, force: bool = False) -> Path:
     info = json.loads((Path(corpus) / "build_info.json").read_text())
     left_out = [{**r, "duration_s": float(r["duration_s"])} for r in info.get("left_out_of_heldout") or []]
     out_rows = build_speech(Path(corpus), rows, out, rng, left_out)
-    out_rows += build_noise(Path(corpus), rows, out, rng)
+    out_rows += build_noise(Path(corpus), rows, out, rng, left_out)
     with open(out / "manifest.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS, lineterminator="\n")
         w.writeheader()

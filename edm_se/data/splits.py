@@ -154,6 +154,60 @@ def drop_train_copies(rows: list[dict], root: Path, cache_dir: Path | None = Non
     return kept, dropped
 
 
+NEAR_COPY_MAX_BER = 0.32
+"""The bit error rate up to which :func:`drop_heldout_near_copies` calls a held-out file a near copy of a training
+file: 0.02 above the held-out check's 0.30 (:func:`edm_se.data.fingerprint.find_matches`), a guard band, because a
+test mixture's noise is a crop of the file at any sample and the rate moves by up to 0.02 with the crop (MegaGlest's
+``daemon_attack13`` against ``swordman_attack4``: 0.300-0.312 file against file, 0.29 inside a test mixture)."""
+
+
+def drop_heldout_near_copies(rows: list[dict], root: Path, cache_dir: Path | None = None,
+                             trained: Iterable[str] = (), max_ber: float = NEAR_COPY_MAX_BER
+                             ) -> tuple[list[dict], list[dict]]:
+    """Leave out of valid/test every row whose audio matches a training file at any frame phase.
+
+    Runs after :func:`drop_train_copies`, which compares the files at one phase and leaves out the *training* copy.
+    A near-copy of a short sound effect can stay under that rule's 12-vote line at one phase and cross it at another
+    (:data:`edm_se.data.fingerprint.SHIFTS`), so a test mixture, whose noise is cropped at any sample, could still
+    share it with training. Here each held-out file is fingerprinted at every phase of
+    :data:`~edm_se.data.fingerprint.SHIFTS` (:func:`~edm_se.data.fingerprint.find_matches_any_phase`), and the
+    *held-out* copy leaves: the training split stays what the bundled model trained on.
+
+    Args:
+        rows: manifest rows with ``split`` (paths relative to ``root``).
+        root: the corpus directory.
+        cache_dir: where fingerprints are cached; None: no cache.
+        trained: paths (relative to ``root``) of further files a model trained on that are not in ``rows``' train
+            split (the bundled model's files that :func:`drop_train_copies` left out later).
+        max_ber: the match rule's bit error rate (:data:`NEAR_COPY_MAX_BER`).
+
+    Returns:
+        (kept rows, dropped rows); each dropped row gets ``matched``
+        (``"<training path> (near copy, BER <x>)"``).
+    """
+    from edm_se.data.fingerprint import SHIFTS, cached_fingerprints, find_matches_any_phase
+
+    train_rows = [r for r in rows if r["split"] == "train"] + [{"path": p} for p in trained]
+    train = fingerprint_rows(train_rows, root, cache_dir)
+    held = fingerprint_rows([r for r in rows if r["split"] != "train"], root, cache_dir)
+
+    def shifted(path: str) -> tuple:
+        return cached_fingerprints(Path(root) / path, cache_dir, key=path, shifts=SHIFTS[1:])
+
+    matched: dict[str, str] = {}
+    for m in find_matches_any_phase(held, train, shifted, max_ber=max_ber):
+        matched.setdefault(m.a, f"{m.b} (near copy, BER {m.ber:.2f})")
+    kept, dropped = [], []
+    for r in rows:
+        if r["split"] != "train" and r["path"] in matched:
+            dropped.append({**r, "matched": matched[r["path"]]})
+        else:
+            kept.append(r)
+    for r in dropped:
+        log.info("left out of %s: %s (%s)", r["split"], r["path"], r["matched"])
+    return kept, dropped
+
+
 def drop_heldout_shared_speakers(rows: list[dict], by_speaker: Iterable[str] | None = None
                                  ) -> tuple[list[dict], list[dict]]:
     """Leave out every valid/test speech row whose speaker (within its source) also has training rows.
