@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -246,9 +247,30 @@ def test_build_local_source(tmp_path: Path, local_tree: Path):
         assert r["path"].startswith(f"{r['kind']}/{r['source']}/")
     build_info = json.loads((out / "build_info.json").read_text())
     assert build_info["seed"] == 0 and build_info["sources"] == ["fake_speech", "fake_noise"]
+    assert build_info["split_rule"] == C.SPLIT_RULE == C.corpus_split_rule(out)
     assert build_info["counts"]["speech"]["train"] == sum(r["split"] == "train" for r in speech)
     assert build_info["minutes"]["noise"]["train"] + build_info["minutes"]["noise"]["valid"] \
         + build_info["minutes"]["noise"]["test"] == pytest.approx(sum(r["duration_s"] for r in noise) / 60, abs=0.02)
+
+
+def test_a_held_out_split_of_an_older_split_rule_is_warned_about_once(tmp_path: Path, local_tree: Path, caplog):
+    from edm_se.data.datasets import resolve_files
+
+    out = tmp_path / "corpus"
+    C.build_corpus(out, seed=0, registry=_registry(local_tree), progress=False)
+    with caplog.at_level(logging.WARNING, logger="edm_se.data.corpus"):
+        resolve_files(f"corpus:{out}:test", "speech")
+    assert not caplog.records  # built by this rule
+    info = json.loads((out / "build_info.json").read_text())
+    del info["split_rule"]  # as a build before session 38 wrote it
+    (out / "build_info.json").write_text(json.dumps(info))
+    assert C.corpus_split_rule(out) == 1
+    with caplog.at_level(logging.WARNING, logger="edm_se.data.corpus"):
+        resolve_files(f"corpus:{out}:train", "speech")  # the training side is what it was
+        assert not caplog.records
+        resolve_files(f"corpus:{out}:test", "speech")
+        resolve_files(f"corpus:{out}:test", "noise")
+    assert len(caplog.records) == 1 and "older split rule (1 < 2)" in caplog.text and "edm-se data build" in caplog.text
 
 
 def test_build_is_idempotent_and_reseed_only_resplits(tmp_path: Path, local_tree: Path, monkeypatch):

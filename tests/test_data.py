@@ -333,3 +333,28 @@ def test_paired_config_validates_on_held_out_training_speakers_never_on_the_test
     assert valid[0]["clean"].shape == (8000,)
     with pytest.raises(AudioError, match="no file left"):
         PairedDataset(tmp_path / "clean_testset_wav", tmp_path / "noisy_testset_wav", speakers=["p226"])
+
+
+def test_builtin_maker_drops_a_left_out_noise_file_and_keeps_the_other_draws(tmp_path):
+    """``make_builtin.build_noise`` with a corpus row left out of the held-out split (a near copy): the pool and
+    the random draws stay those of the build without it, so only that file goes."""
+    from edm_se.data import make_builtin as M
+
+    corpus = tmp_path / "corpus"
+    rows = []
+    for k, p in enumerate(builtin_files("noise", "train")[:6]):
+        x = sf.read(str(p))[0]
+        rel = f"noise/src{k % 2}/n{k}.flac"
+        (corpus / rel).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(corpus / rel), x, 16000)
+        rows.append({"path": rel, "kind": "noise", "split": "test", "source": f"src{k % 2}", "speaker": "",
+                     "duration_s": len(x) / 16000, "transcript": "", "licence": "CC0", "recording": f"n{k}"})
+    full = M.build_noise(corpus, rows, tmp_path / "a", np.random.default_rng(5))
+    assert len(full) >= 3
+    gone = full[1]["recording"]
+    left = [r for r in rows if r["recording"] == gone]
+    part = M.build_noise(corpus, [r for r in rows if r["recording"] != gone], tmp_path / "b",
+                         np.random.default_rng(5), left_out=left)
+    assert [r["recording"] for r in part] == [r["recording"] for r in full if r["recording"] != gone]
+    for r in part:  # the same crops of the same files
+        assert np.array_equal(sf.read(str(tmp_path / "a" / r["path"]))[0], sf.read(str(tmp_path / "b" / r["path"]))[0])

@@ -255,6 +255,38 @@ def _summary(rows: list[dict]) -> tuple[dict, dict]:
 # --------------------------------------------------------------------------------------------------------------
 
 
+SPLIT_RULE = 2
+"""What keeps this build's valid/test audio out of training, recorded in ``build_info.json`` (``split_rule``):
+1 (until session 37): splits by recording or speaker, training copies of held-out audio left out, speakers shared
+with train left out of valid/test; 2 (session 38): also held-out near copies of training files at any frame phase
+(:func:`edm_se.data.splits.drop_heldout_near_copies`). A corpus of an older rule is warned about where its held-out
+split is read (:func:`warn_if_old_split`)."""
+
+
+def corpus_split_rule(root: str | os.PathLike) -> int:
+    """The :data:`SPLIT_RULE` a corpus was built with (1 when its ``build_info.json`` predates the stamp or is
+    unreadable)."""
+    try:
+        return int(json.loads((Path(root) / "build_info.json").read_text()).get("split_rule", 1))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 1
+
+
+_WARNED: set[str] = set()
+
+
+def warn_if_old_split(root: str | os.PathLike, split: str) -> None:
+    """Log a warning (once per corpus) when the held-out ``split`` of the corpus at ``root`` was made by an older
+    :data:`SPLIT_RULE`, whose valid/test noise still held near copies of training sound effects."""
+    key = str(Path(root).resolve())
+    if split == "train" or key in _WARNED or corpus_split_rule(root) >= SPLIT_RULE:
+        return
+    _WARNED.add(key)
+    log.warning("%s: built by an older split rule (%d < %d): its %s split still holds near copies of training sound "
+                "effects; `edm-se data build out_dir=%s` rebuilds it (seconds, from its cache) and the held-out check "
+                "of a test set made from it may refuse it", root, corpus_split_rule(root), SPLIT_RULE, split, root)
+
+
 def bundled_training_files() -> set[str]:
     """Corpus paths the bundled model trained on (``edm_se/checkpoints/default.train_files.json``; empty without
     it): a later corpus build must keep its held-out files apart from these too, not only from its own train
@@ -339,6 +371,7 @@ def build_corpus(out_dir: str | os.PathLike, seed: int = 0, max_minutes: float |
     counts, minutes = _summary(rows)
     info = {
         "seed": int(seed),
+        "split_rule": SPLIT_RULE,
         "max_minutes": None if max_minutes is None else float(max_minutes),
         "sources": built,
         "skipped_sources": skipped,

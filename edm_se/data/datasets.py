@@ -93,6 +93,9 @@ def resolve_files(spec: Any, kind: str) -> list[Path]:
         parts = split_spec(text)
         if parts is None:
             raise AudioError(text, "expected corpus:<dir>:<split>")
+        from edm_se.data.corpus import warn_if_old_split
+
+        warn_if_old_split(parts[1], parts[2])
         return manifest_files(Path(parts[1]) / "manifest.csv", kind, parts[2])
     path = Path(text)
     if path.is_dir():
