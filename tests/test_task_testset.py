@@ -83,7 +83,7 @@ def test_the_same_recipe_is_kept_and_another_never_overwrites(manifest, tmp_path
     time.sleep(1.1)  # the PEAK chunk's timestamp counts seconds
     export_task_test_set(manifest, NOISE, tmp_path / "twin", snrs_db=[5], max_clips=None)
     assert load_test_set(tmp_path / "twin").identity()["sha256"] == load_test_set(out).identity()["sha256"]
-    with pytest.raises(TestSetExportError, match="not made by this recipe"):
+    with pytest.raises(TestSetExportError, match="not made by this recipe .another recipe: snrs_db."):
         export_task_test_set(manifest, NOISE, out, snrs_db=[0], max_clips=None)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
     (tmp_path / "other").mkdir()
@@ -92,6 +92,26 @@ def test_the_same_recipe_is_kept_and_another_never_overwrites(manifest, tmp_path
     with pytest.raises(TestSetExportError, match="split=train: a test set must come from a held-out split"):
         export_task_test_set(manifest, NOISE, tmp_path / "train", split="train")
     assert not (tmp_path / "train").exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_other_noise_files_under_the_same_spec_are_another_recipe(manifest, tmp_path):
+    """A corpus rebuilt with other held-out noise (session 38 left near copies of training sounds out of its test
+    split) keeps its spec, ``corpus:DIR:test``; the set written from the old files is not kept as if it were new."""
+    import shutil
+
+    from edm_se.data import builtin_files
+
+    noise = tmp_path / "noise"
+    noise.mkdir()
+    for p in builtin_files("noise", "test")[:3]:
+        shutil.copy(p, noise / p.name)
+    out = tmp_path / "ts"
+    export_task_test_set(manifest, str(noise), out, snrs_db=[5], max_clips=2)
+    assert export_task_test_set(manifest, str(noise), out, snrs_db=[5], max_clips=2)["reused"]
+    assert json.loads((out / "testset.json").read_text())["noise_files"]["files"] == 3
+    sorted(noise.iterdir())[0].unlink()  # one file left the noise split
+    with pytest.raises(TestSetExportError, match="another recipe: noise_files"):
+        export_task_test_set(manifest, str(noise), out, snrs_db=[5], max_clips=2)
 
 
 def test_cli_makes_a_test_set_a_study_reads_and_refuses_bad_requests_in_one_line(manifest, tmp_path):

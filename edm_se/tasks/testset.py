@@ -43,11 +43,16 @@ class TestSetExportError(TaskDataError):
 
 def _recipe(manifest: Path, noise: str, split: str, snrs_db: Sequence[float], max_clips: int | None,
             seed: int) -> dict:
+    from edm_se.data.datasets import resolve_files
     from edm_se.provenance import file_sha256
+    from edm_se.trained_on import files_identity
 
+    # the noise files by name and size: a corpus rebuilt with other held-out files (session 38's near copies) makes
+    # another recipe, so an old set is not kept as if it were this one
     return {"format": FORMAT, "manifest": str(manifest), "manifest_sha256": file_sha256(manifest), "noise": noise,
-            "split": split, "snrs_db": [float(s) for s in snrs_db],
-            "max_clips": None if max_clips is None else int(max_clips), "seed": int(seed)}
+            "noise_files": files_identity(resolve_files(noise, "noise")), "split": split,
+            "snrs_db": [float(s) for s in snrs_db], "max_clips": None if max_clips is None else int(max_clips),
+            "seed": int(seed)}
 
 
 def export_task_test_set(manifest: str | os.PathLike, noise: str, out_dir: str | os.PathLike,
@@ -99,8 +104,12 @@ def export_task_test_set(manifest: str | os.PathLike, noise: str, out_dir: str |
         if old is not None and _identity(old) == _identity(recipe):
             log.info("%s: already made by the same recipe, kept", out)
             return {"out_dir": out, "n": int(old.get("n", 0)), "words": int(old.get("words", 0)), "reused": True}
-        raise TestSetExportError(f"{out}: exists and was not made by this recipe "
-                                 f"({'another recipe' if old is not None else 'no testset.json'}); "
+        if old is None:
+            why = "no testset.json"
+        else:
+            a, b = _identity(old), _identity(recipe)
+            why = "another recipe: " + ", ".join(sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k)))
+        raise TestSetExportError(f"{out}: exists and was not made by this recipe ({why}); "
                                  "name another out_dir or remove it")
     items = make_task_test_set(manifest, noise, snrs_db=list(snrs_db), split=split, target="text", seed=int(seed),
                                segment_seconds=None, max_clips=max_clips)
