@@ -254,6 +254,7 @@ def test_build_local_source(tmp_path: Path, local_tree: Path):
 
 
 def test_a_held_out_split_of_an_older_split_rule_is_warned_about_once(tmp_path: Path, local_tree: Path, caplog):
+    from edm_se.audio import AudioError
     from edm_se.data.datasets import resolve_files
 
     out = tmp_path / "corpus"
@@ -271,6 +272,10 @@ def test_a_held_out_split_of_an_older_split_rule_is_warned_about_once(tmp_path: 
         resolve_files(f"corpus:{out}:test", "speech")
         resolve_files(f"corpus:{out}:test", "noise")
     assert len(caplog.records) == 1 and "older split rule (1 < 2)" in caplog.text and "edm-se data build" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="edm_se.data.corpus"), pytest.raises(AudioError, match="manifest"):
+        resolve_files(f"corpus:{tmp_path / 'nowhere'}:test", "noise")  # no corpus: its error alone, no warning
+    assert not caplog.records
 
 
 def test_build_is_idempotent_and_reseed_only_resplits(tmp_path: Path, local_tree: Path, monkeypatch):

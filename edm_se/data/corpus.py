@@ -279,8 +279,9 @@ def warn_if_old_split(root: str | os.PathLike, split: str) -> None:
     """Log a warning (once per corpus) when the held-out ``split`` of the corpus at ``root`` was made by an older
     :data:`SPLIT_RULE`, whose valid/test noise still held near copies of training sound effects."""
     key = str(Path(root).resolve())
-    if split == "train" or key in _WARNED or corpus_split_rule(root) >= SPLIT_RULE:
-        return
+    if split == "train" or key in _WARNED or not (Path(root) / "build_info.json").is_file() \
+            or corpus_split_rule(root) >= SPLIT_RULE:
+        return  # (no build_info.json: not a build of `edm-se data build`, or no corpus: the manifest's error says)
     _WARNED.add(key)
     log.warning("%s: built by an older split rule (%d < %d): its %s split still holds near copies of training sound "
                 "effects; `edm-se data build out_dir=%s` rebuilds it (seconds, from its cache) and the held-out check "
