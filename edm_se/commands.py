@@ -33,7 +33,7 @@ def heldout_main(cfg: DictConfig) -> None:
     (and write it as JSON with ``output=``); exit 2 on shared audio unless ``heldout_check=warn``."""
     from edm_se import validate
     from edm_se.atomic import atomic_write_json
-    from edm_se.heldout import check_test_set, enforce
+    from edm_se.heldout import check_test_set, enforce, write_held_out_subset
     from edm_se.model import default_checkpoint_path
     from edm_se.testset import load_test_set
     from edm_se.trained_on import TrainingData, checkpoint_training_data
@@ -65,6 +65,10 @@ def heldout_main(cfg: DictConfig) -> None:
                                                   "checkpoint": str(ckpt) if ckpt is not None else None,
                                                   **report.as_dict()})
         print(f"wrote {cfg.output}")
+    if cfg.get("held_out_subset") is not None:  # the held-out part is what was asked for: exit 0 once it is written
+        print(write_held_out_subset(test_set, report, Path(str(cfg.held_out_subset)), ckpt))
+        enforce(report, "warn")
+        return
     enforce(report, str(cfg.heldout_check))  # logs the verdict (an error on shared audio with refuse)
 
 

@@ -391,6 +391,34 @@ def _training_side(data: TrainingData, cache: Path | None | str) -> _Side:
     return _Side(training, files, None, "; ".join(notes) or None)
 
 
+def write_held_out_subset(test_set: Any, report: Report, out_dir: Path, ckpt: Path | None = None) -> str:
+    """Write the mixtures of ``test_set`` that ``report`` found held out as a test set of their own
+    (:func:`edm_se.testset.write_subset`), with ``subset.json`` naming the set it came from (its SHA-256), the model,
+    the mixtures left out and the check; returns a one-line account.
+
+    Raises:
+        HeldOutError: the check could not run (``unchecked``: nothing is known to be held out) or no mixture is
+            held out; nothing is written.
+        FileExistsError: ``out_dir`` exists.
+    """
+    from edm_se.testset import write_subset
+
+    if report.status == UNCHECKED:
+        raise HeldOutError(f"held_out_subset={out_dir}: not written, nothing was checked ({report.reason})")
+    shared = {m["mixture"] for m in report.matches}
+    kept = [n for n in test_set.names if n not in shared]
+    if not kept:
+        raise HeldOutError(f"held_out_subset={out_dir}: not written, every one of the {len(test_set.names)} "
+                           f"mixtures shares audio with the training data of {report.model}")
+    source = test_set.identity()
+    note = {"format": "edm_se.held_out_subset/1", "from": {k: source[k] for k in ("root", "n", "sha256")},
+            "checkpoint": None if ckpt is None else str(ckpt), "kept": len(kept), "left_out": sorted(shared),
+            "check": report.as_dict()}
+    write_subset(test_set, kept, out_dir, note)
+    return (f"wrote {out_dir}: the {len(kept)} of {len(test_set.names)} mixtures held out of the training data of "
+            f"{report.model}" + (f"; {len(shared)} left out (listed in subset.json)" if shared else ""))
+
+
 def enforce(report: Report, mode: str, key: str = "test_set") -> None:
     """Act on a report as ``heldout_check=mode`` says: ``refuse`` raises on an overlap, ``warn`` logs it;
     an unchecked test set is a warning in both.

@@ -159,6 +159,53 @@ def load_test_set(path: str | os.PathLike | None = None, max_files: int | None =
                    clean_dir=clean_dir, noisy_dir=noisy_dir)
 
 
+def write_subset(test_set: TestSet, names: list[str], out_dir: str | os.PathLike, note: dict) -> Path:
+    """Write the mixtures ``names`` of ``test_set`` as a test set of their own: ``clean/`` and ``noisy/`` (the files
+    copied byte for byte, so their part of the SHA-256 is the same), ``manifest.csv`` (``name``, ``snr_db``,
+    ``transcript`` where known) and ``note`` as ``subset.json``. Made in a temporary directory beside ``out_dir``,
+    then renamed into place: an interrupted write leaves nothing at ``out_dir``.
+
+    Raises:
+        FileExistsError: ``out_dir`` exists (a test set is never written over).
+        ValueError: ``names`` is empty or names a file that is not in ``test_set``.
+    """
+    import csv
+    import io
+    import json
+    import shutil
+
+    out = Path(out_dir).expanduser()
+    if out.exists():
+        raise FileExistsError(f"{out}: exists; a test set is never written over (name another directory)")
+    index = {n: i for i, n in enumerate(test_set.names)}
+    unknown = [n for n in names if n not in index]
+    if not names or unknown:
+        raise ValueError(f"a subset needs names of the test set's files (none given)" if not names else
+                         f"{unknown[0]}: not a file of {test_set.root}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["name", "snr_db", "transcript"])
+        for n in names:
+            for sub, src in (("clean", test_set.clean(n)), ("noisy", test_set.noisy(n))):
+                (tmp / sub / n).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, tmp / sub / n)
+            i = index[n]
+            snr = test_set.snr_db[i]
+            text = test_set.transcripts[i] if test_set.transcripts else None
+            writer.writerow([n, "" if snr is None else f"{snr:g}", text or ""])
+        (tmp / "manifest.csv").write_text(buf.getvalue(), encoding="utf-8")
+        (tmp / "subset.json").write_text(json.dumps(note, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
 def read_transcripts(source: str | os.PathLike, keys: list[str]) -> dict[str, str]:
     """Reference transcripts for the files ``keys`` (relative paths, with or without suffix) from ``source``:
 

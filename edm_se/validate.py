@@ -396,6 +396,9 @@ def heldout_config(cfg: DictConfig) -> None:
         from edm_se.checkpoint import load_checkpoint
 
         load_checkpoint(Path(str(cfg.ckpt)).expanduser())  # a missing or corrupt file, named
+    subset = cfg.get("held_out_subset")
+    if subset is not None and Path(str(subset)).expanduser().exists():
+        raise ConfigError(f"held_out_subset={subset}: exists; a test set is never written over (name a new directory)")
     output = cfg.get("output")
     if output is not None and Path(str(output)).is_dir():
         raise ConfigError(f"output={output}: is a directory; the report is one JSON file (e.g. output=heldout.json)")

@@ -425,3 +425,70 @@ def test_training_checks_its_validation_data_against_its_training_data(tiny_chec
     assert "its validation scores (and best.pt) partly measure training data" in res.stdout + res.stderr
     held = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["info"]["valid_held_out"]
     assert held["status"] == OVERLAP and held["shared"] == n_speech
+
+
+@pytest.fixture(scope="module")
+def partly_leaky(tmp_path_factory, leaky) -> Path:
+    """3 mixtures of the built-in (held-out) test set and the 4 of ``leaky`` (training speech and noise), one set."""
+    import shutil
+
+    from edm_se.data import builtin_test_set
+
+    src, out = load_test_set(builtin_test_set()), tmp_path_factory.mktemp("partly") / "testset"
+    rows = []
+    for ts, names in ((src, src.names[:3]), (load_test_set(leaky), load_test_set(leaky).names)):
+        for n in names:
+            for sub, path in (("clean", ts.clean(n)), ("noisy", ts.noisy(n))):
+                (out / sub).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, out / sub / n)
+            i = ts.names.index(n)
+            rows.append(f"{n},{ts.snr_db[i]:g},{(ts.transcripts or [''] * len(ts.names))[i] or ''}")
+    (out / "manifest.csv").write_text("name,snr_db,transcript\n" + "\n".join(rows) + "\n")
+    return out
+
+
+def test_the_held_out_part_of_a_test_set_is_written_as_a_test_set_of_its_own(partly_leaky, leaky, tmp_path, cache):
+    from edm_se.heldout import check_test_set, write_held_out_subset
+
+    ts = load_test_set(partly_leaky)
+    report = check_test_set(ts, BUILTIN_TRAIN, cache=cache, progress=False)
+    leaked = set(load_test_set(leaky).names)
+    assert report.status == OVERLAP and {m["mixture"] for m in report.matches} == leaked
+    line = write_held_out_subset(ts, report, tmp_path / "sub")
+    assert line.startswith(f"wrote {tmp_path / 'sub'}: the 3 of 7 mixtures held out") and "4 left out" in line
+    sub = load_test_set(tmp_path / "sub")
+    assert sub.names == [n for n in ts.names if n not in leaked]
+    for n in sub.names:  # the same bytes, SNR and transcript
+        i = ts.names.index(n)
+        assert sub.clean(n).read_bytes() == ts.clean(n).read_bytes()
+        assert sub.noisy(n).read_bytes() == ts.noisy(n).read_bytes()
+        assert sub.snr_db[sub.names.index(n)] == ts.snr_db[i]
+        assert sub.transcripts[sub.names.index(n)] == ts.transcripts[i]
+    note = json.loads((tmp_path / "sub" / "subset.json").read_text())
+    assert note["left_out"] == sorted(leaked) and note["from"]["sha256"] == ts.identity()["sha256"]
+    assert check_test_set(sub, BUILTIN_TRAIN, cache=cache, progress=False).status == HELD_OUT
+    # never over a directory; nothing held out or nothing checked: nothing written
+    with pytest.raises(FileExistsError, match="never written over"):
+        write_held_out_subset(ts, report, tmp_path / "sub")
+    all_leak = check_test_set(load_test_set(leaky), BUILTIN_TRAIN, cache=cache, progress=False)
+    with pytest.raises(HeldOutError, match="every one of the 4 mixtures"):
+        write_held_out_subset(load_test_set(leaky), all_leak, tmp_path / "none")
+    unchecked = check_test_set(ts, TrainingData("m.pt", []), cache=cache, progress=False)
+    with pytest.raises(HeldOutError, match="nothing was checked"):
+        write_held_out_subset(ts, unchecked, tmp_path / "none")
+    assert not (tmp_path / "none").exists() and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_heldout_command_writes_the_held_out_subset_and_exits_0(tiny_checkpoint, partly_leaky, tmp_path):
+    from conftest import run_cli_many
+
+    out = tmp_path / "sub"
+    written, again = run_cli_many(
+        ["heldout", f"ckpt={tiny_checkpoint}", f"test_set={partly_leaky}", f"held_out_subset={out}"],
+        ["heldout", f"ckpt={tiny_checkpoint}", f"test_set={partly_leaky}", f"held_out_subset={out}"],
+        env={"EDM_SE_CACHE": str(tmp_path / "cache")})
+    assert written.returncode == 0, written.stderr
+    assert f"wrote {out}: the 3 of 7 mixtures held out" in written.stdout and len(load_test_set(out).names) == 3
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert again.stderr.strip().splitlines()[-1] == (f"edm-se heldout: error: held_out_subset={out}: exists; a test set "
+                                                     "is never written over (name a new directory)")
