@@ -15,9 +15,10 @@ model trained on, as the checkpoint records it:
   robust to resampling, re-encoding and crops) and :func:`edm_se.data.fingerprint.find_matches_any_phase`: a test
   file that shares a stretch of audio (48 ms of identical 32-bit frames and a bit error rate <= 0.3 over the
   overlap) with a training file, at any of four frame phases (a short sound effect's votes depend on where its
-  frames fall, :data:`edm_se.data.fingerprint.SHIFTS`), is a match. Training files' fingerprints are cached (:func:`cache_dir`; a corpus of ``edm-se data
-  build`` brings its own), so only the first check against a set of files reads them (measured on 2 CPU cores: the
-  corpus's train split, 3487 files, 158 min of audio, 112 s the first time, then 1.5-3.5 s a check).
+  frames fall, :data:`edm_se.data.fingerprint.SHIFTS`), is a match. Training files' fingerprints are cached
+  (:func:`cache_dir`; a corpus of ``edm-se data build`` brings its own), so only the first check against a set of
+  files reads them (measured on 2 CPU cores: the corpus's train split, 3487 files, 158 min of audio, 112 s the
+  first time, then 1.5-3.5 s a check).
 
 ``edm-se study`` runs it before any cell (``heldout_check=refuse|warn|off``, :mod:`edm_se.study_heldout`) and
 records the outcome in every cell's provenance and in ``results.md``; ``edm-se heldout`` runs it alone.
@@ -177,6 +178,12 @@ def _wave(x: Any) -> Any:
     return np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float32).reshape(-1)
 
 
+def _residual(clean: Any, noisy: Any) -> Any:
+    """A mixture's noise: ``noisy - clean`` on their common length."""
+    n = min(len(clean), len(noisy))
+    return noisy[:n] - clean[:n]
+
+
 def _test_fingerprints(pairs: list[tuple[str, Any, Any]], clean_label: str) -> tuple[dict, dict, Any]:
     """(``<clean_label>/<name>`` and ``noise of <name>`` (noisy - clean on the common length) -> fingerprint,
     the same keys -> ``name``, key -> its fingerprints at the other frame phases (computed on demand, for
@@ -189,20 +196,15 @@ def _test_fingerprints(pairs: list[tuple[str, Any, Any]], clean_label: str) -> t
         key = f"{clean_label}/{name}"
         prints[key], mixture[key], source[key] = fingerprint(clean, SAMPLE_RATE), name, (clean_src, None)
         if noisy_src is not None:
-            noisy = _wave(noisy_src)
-            n = min(len(clean), len(noisy))
             key = f"noise of {name}"
-            prints[key] = fingerprint(noisy[:n] - clean[:n], SAMPLE_RATE)
+            prints[key] = fingerprint(_residual(clean, _wave(noisy_src)), SAMPLE_RATE)
             mixture[key], source[key] = name, (clean_src, noisy_src)
 
-    def shifted(key: str) -> tuple:
+    def shifted(key: str) -> tuple:  # the test signal again (read anew: only candidates get here)
         clean_src, noisy_src = source[key]
         x = _wave(clean_src)
-        if noisy_src is not None:
-            noisy = _wave(noisy_src)
-            n = min(len(x), len(noisy))
-            x = noisy[:n] - x[:n]
-        return fingerprints_shifted(x, SAMPLE_RATE, SHIFTS[1:])
+        return fingerprints_shifted(x if noisy_src is None else _residual(x, _wave(noisy_src)), SAMPLE_RATE,
+                                    SHIFTS[1:])
 
     return prints, mixture, shifted
 

@@ -270,7 +270,8 @@ def test_a_short_effect_missed_at_one_frame_phase_is_found_at_another(corpus: Pa
     assert "noise/wesnoth/sling.ogg.flac" not in split  # left out of test, not out of train
     import json
 
-    left = {r["path"]: r["matched"] for r in json.loads((corpus / "build_info.json").read_text())["left_out_of_heldout"]}
+    info = json.loads((corpus / "build_info.json").read_text())
+    left = {r["path"]: r["matched"] for r in info["left_out_of_heldout"]}
     assert left["noise/wesnoth/sling.ogg.flac"].startswith("noise/wesnoth/sling-miss.ogg.flac (near copy")
 
 

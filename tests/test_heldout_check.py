@@ -490,5 +490,5 @@ def test_heldout_command_writes_the_held_out_subset_and_exits_0(tiny_checkpoint,
     assert written.returncode == 0, written.stderr
     assert f"wrote {out}: the 3 of 7 mixtures held out" in written.stdout and len(load_test_set(out).names) == 3
     assert again.returncode == 2 and "Traceback" not in again.stderr
-    assert again.stderr.strip().splitlines()[-1] == (f"edm-se heldout: error: held_out_subset={out}: exists; a test set "
-                                                     "is never written over (name a new directory)")
+    assert again.stderr.strip().splitlines()[-1] == (f"edm-se heldout: error: held_out_subset={out}: exists; a test "
+                                                     "set is never written over (name a new directory)")

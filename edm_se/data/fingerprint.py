@@ -15,9 +15,13 @@ Matching (:func:`find_matches`): frames of both sets are indexed by their exact 
 votes for a (file a, file b, frame offset) alignment; an alignment with at least ``min_votes`` votes whose bit error
 rate over the whole overlap is at most ``max_ber`` is a match. The rule is symmetric: the same pairs are found
 whichever set comes first (until session 37 it was not: offsets were binned in one phase only, and the corpus's
-train-vs-held-out check missed two near-copies of short sound effects that the other order found). Quiet frames (band energy 60 dB below the file's
-loudest frame, or below -90 dBFS) and values that are too common (constant fingerprints of stationary tones) cast no
-vote.
+train-vs-held-out check missed two near-copies of short sound effects that the other order found). Quiet frames
+(band energy 60 dB below the file's loudest frame, or below -90 dBFS) and values that are too common (constant
+fingerprints of stationary tones) cast no vote.
+
+Votes count identical frames, so they depend on where a file's frames fall (its phase within a hop): a near copy of
+a short effect can cross the vote line at one phase and not at another. :func:`find_matches_any_phase` also tries
+the other phases of :data:`SHIFTS` (the held-out check and the corpus's held-out side use it; session 38).
 """
 
 from __future__ import annotations
@@ -243,8 +247,9 @@ def find_matches(a: Mapping[str, Fingerprint], b: Mapping[str, Fingerprint] | No
 
 
 SHIFTS = (0, 16, 32, 48)
-"""Sample offsets (a quarter of :data:`HOP` apart) at which :func:`find_matches_any_phase` tries a held-out file. A vote needs two *identical* 32-bit frames, and how many frames of a near-copy agree exactly depends on where
-its frames fall: over the 8 offsets of one hop, Wesnoth's ``sling.ogg`` against ``sling-miss.ogg`` (which starts with
+"""Sample offsets (a quarter of :data:`HOP` apart) at which :func:`find_matches_any_phase` tries a held-out file.
+A vote needs two *identical* 32-bit frames, and how many frames of a near-copy agree exactly depends on where its
+frames fall: over the 8 offsets of one hop, Wesnoth's ``sling.ogg`` against ``sling-miss.ogg`` (which starts with
 it) gets 9-12 votes and MegaGlest's ``guard_attack12`` against ``guard_attack11`` 10-18. A short sound effect offers
 few frames, so at one offset it crossed the 12-vote line and at another it did not: the corpus's check at offset 0
 missed three that a test mixture (noise cropped at a random offset) then showed (session 38)."""

@@ -169,9 +169,10 @@ def drop_heldout_near_copies(rows: list[dict], root: Path, cache_dir: Path | Non
     Runs after :func:`drop_train_copies`, which compares the files at one phase and leaves out the *training* copy.
     A near-copy of a short sound effect can stay under that rule's 12-vote line at one phase and cross it at another
     (:data:`edm_se.data.fingerprint.SHIFTS`), so a test mixture, whose noise is cropped at any sample, could still
-    share it with training. Here each held-out file is fingerprinted at every phase of
-    :data:`~edm_se.data.fingerprint.SHIFTS` (:func:`~edm_se.data.fingerprint.find_matches_any_phase`), and the
-    *held-out* copy leaves: the training split stays what the bundled model trained on.
+    share it with training. Here each held-out file is matched at every phase of
+    :data:`~edm_se.data.fingerprint.SHIFTS` (:func:`~edm_se.data.fingerprint.find_matches_any_phase`: the other
+    phases are fingerprinted for the pairs that offset 0 makes candidates), up to a bit error rate of ``max_ber``,
+    and the *held-out* copy leaves: the training split stays what the bundled model trained on.
 
     Args:
         rows: manifest rows with ``split`` (paths relative to ``root``).
