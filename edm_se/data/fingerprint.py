@@ -290,7 +290,7 @@ def find_matches_any_phase(a: Mapping[str, Fingerprint], b: Mapping[str, Fingerp
 
     A pair matches when it matches at offset 0 or at any other phase of its ``a`` file. Only pairs that offset 0
     makes candidates (:data:`CANDIDATE_DIVISOR`) are tried at the other phases, so ``shifted`` is called for few
-    files (in a corpus build: 9 of about 1000 held-out files).
+    files (in the default corpus build: 18 of its 1029 held-out files).
 
     Args:
         a: key -> :class:`Fingerprint` at offset 0.
