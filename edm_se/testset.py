@@ -180,7 +180,7 @@ def write_subset(test_set: TestSet, names: list[str], out_dir: str | os.PathLike
     index = {n: i for i, n in enumerate(test_set.names)}
     unknown = [n for n in names if n not in index]
     if not names or unknown:
-        raise ValueError(f"a subset needs names of the test set's files (none given)" if not names else
+        raise ValueError("a subset needs names of the test set's files (none given)" if not names else
                          f"{unknown[0]}: not a file of {test_set.root}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp{os.getpid()}"
