@@ -432,8 +432,11 @@ def enforce(report: Report, mode: str, key: str = "test_set") -> None:
     if mode not in MODES:
         raise ValueError(f"heldout_check must be one of {', '.join(MODES)}, got {mode!r}")
     if report.status == OVERLAP and mode == "refuse":
+        subset = (f": `edm-se heldout test_set={report.test_set} [ckpt=...] held_out_subset=DIR` writes this one's "
+                  "held-out mixtures") if key == "test_set" else ""  # (a test set directory, not in-memory mixtures)
         raise HeldOutError(f"{key}={report.test_set}: {report.line()}; scores on it would measure training data "
-                           "(use a held-out test set, or heldout_check=warn to score it anyway, marked as overlapping)")
+                           f"(use a held-out test set{subset}; or heldout_check=warn to score it anyway, marked as "
+                           "overlapping)")
     if report.status == OVERLAP:
         log.warning("%s=%s: %s; its scores measure training data", key, report.test_set, report.line())
     elif report.status == UNCHECKED:

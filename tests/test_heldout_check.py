@@ -166,6 +166,11 @@ def test_enforce_refuses_an_overlap_and_warns_otherwise(caplog):
     with pytest.raises(HeldOutError, match=r"test_set=/ts: 1 of 4 test mixtures share audio .* clean/a\.flac = "
                                            r"/t/x\.flac.*heldout_check=warn"):
         enforce(overlap, "refuse")
+    with pytest.raises(HeldOutError, match=r"edm-se heldout test_set=/ts \[ckpt=\.\.\.\] held_out_subset=DIR"):
+        enforce(overlap, "refuse")  # a test set directory: its held-out part can be written
+    with pytest.raises(HeldOutError) as err:
+        enforce(overlap, "refuse", key="tasks.keywords")  # in-memory mixtures: no directory to take a part of
+    assert "held_out_subset" not in str(err.value) and "heldout_check=warn" in str(err.value)
     with caplog.at_level(logging.WARNING, logger="edm_se.heldout"):
         enforce(overlap, "warn")
         enforce(Report(UNCHECKED, "m.pt", "/ts", 4, [], [], reason="no data"), "refuse")
