@@ -1,4 +1,4 @@
-"""Atomic file writes: write to a temporary file beside the destination, then ``os.replace`` it into place.
+"""Atomic writes: write to a temporary file (or directory) beside the destination, then ``os.replace`` it into place.
 
 An interrupted or failed write never leaves a half-written file at the destination (the temporary file is removed).
 """
@@ -29,6 +29,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary directory beside ``path``; on success it is renamed to ``path`` (which must not
+    exist), on any exception it is deleted with its contents. Parent directories are created."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -174,6 +174,8 @@ def write_subset(test_set: TestSet, names: list[str], out_dir: str | os.PathLike
     import json
     import shutil
 
+    from edm_se.atomic import atomic_dir
+
     out = Path(out_dir).expanduser()
     if out.exists():
         raise FileExistsError(f"{out}: exists; a test set is never written over (name another directory)")
@@ -182,10 +184,7 @@ def write_subset(test_set: TestSet, names: list[str], out_dir: str | os.PathLike
     if not names or unknown:
         raise ValueError("a subset needs names of the test set's files (none given)" if not names else
                          f"{unknown[0]}: not a file of {test_set.root}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_dir(out) as tmp:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["name", "snr_db", "transcript"])
@@ -199,10 +198,6 @@ def write_subset(test_set: TestSet, names: list[str], out_dir: str | os.PathLike
             writer.writerow([n, "" if snr is None else f"{snr:g}", text or ""])
         (tmp / "manifest.csv").write_text(buf.getvalue(), encoding="utf-8")
         (tmp / "subset.json").write_text(json.dumps(note, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

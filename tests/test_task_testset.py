@@ -152,3 +152,20 @@ def test_cli_makes_a_test_set_a_study_reads_and_refuses_bad_requests_in_one_line
         assert len(bad.stderr.strip().splitlines()) == 1 and message in bad.stderr, bad.stderr
         assert bad.stderr.startswith("edm-se data testset: error: ")  # the sub-command is named
     assert not (tmp_path / "bad").exists()
+
+
+def test_an_interrupted_export_leaves_nothing_and_a_finished_one_is_whole(manifest, tmp_path, monkeypatch):
+    """`atomic_dir` under the export: a failure midway removes the temporary directory and writes no out_dir."""
+    import edm_se.tasks.testset as T
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(T, "_write_float_wav", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export_task_test_set(manifest, NOISE, tmp_path / "ts", snrs_db=[5], max_clips=1)
+    assert not (tmp_path / "ts").exists() and list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    export_task_test_set(manifest, NOISE, tmp_path / "ts", snrs_db=[5], max_clips=1)
+    assert sorted(p.name for p in (tmp_path / "ts").iterdir()) == ["clean", "manifest.csv", "noisy", "testset.json"]
+    assert list(tmp_path.iterdir()) == [tmp_path / "ts"]

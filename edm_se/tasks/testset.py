@@ -23,10 +23,10 @@ import io
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
+from edm_se.atomic import atomic_dir
 from edm_se.tasks.data import TaskDataError
 
 log = logging.getLogger("edm_se.tasks")
@@ -113,11 +113,8 @@ def export_task_test_set(manifest: str | os.PathLike, noise: str, out_dir: str |
                                  "name another out_dir or remove it")
     items = make_task_test_set(manifest, noise, snrs_db=list(snrs_db), split=split, target="text", seed=int(seed),
                                segment_seconds=None, max_clips=max_clips)
-    tmp = out.parent / f".{out.name}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
     rows, words = [], 0
-    try:
+    with atomic_dir(out) as tmp:  # an interrupted export leaves nothing at out_dir
         for it in items:
             clip = it["name"].split("#", 1)[0]  # voice/stem#index
             name = f"{clip.replace('/', '_')}_snr{float(it['snr_db']):g}.wav"
@@ -134,10 +131,6 @@ def export_task_test_set(manifest: str | os.PathLike, noise: str, out_dir: str |
         writer.writerows(rows)
         (tmp / "manifest.csv").write_text(buf.getvalue(), encoding="utf-8")
         (tmp / "testset.json").write_text(json.dumps({**recipe, "n": len(rows), "words": words}, indent=1) + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("%s: %d mixtures (%d clips x %d SNRs), %d reference words", out, len(rows), len(rows) // len(snrs_db),
              len(snrs_db), words)
     return {"out_dir": out, "n": len(rows), "words": words, "reused": False}
