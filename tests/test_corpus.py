@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from edm_se.audio import AudioError
 from edm_se.data import corpus as C
 from edm_se.data import sources
 from edm_se.data import fetch as F
@@ -161,6 +162,16 @@ def test_drop_train_copies_finds_a_renamed_relevelled_copy(tmp_path: Path):
     assert [r["path"] for r in dropped] == ["noise/b/copy.flac"] and dropped[0]["matched"] == "noise/a/held.flac"
     assert [r["path"] for r in kept] == ["noise/a/held.flac", "noise/b/other.flac"]
     assert list((tmp_path / "fp_cache").rglob("*.npz"))  # cached for the next build
+    # one corpus build shares a memo between its steps: each file is fingerprinted or loaded once, so the second
+    # step works with the files (and the cache) gone
+    memo: dict = {}
+    first = C.drop_train_copies(rows, tmp_path, None, memo)
+    assert sorted(memo) == sorted(r["path"] for r in rows)
+    for r in rows:
+        (tmp_path / r["path"]).unlink()
+    assert C.drop_train_copies(rows, tmp_path, None, memo) == first
+    with pytest.raises(AudioError, match="held.flac: no such file"):
+        C.drop_train_copies(rows, tmp_path, None)  # without the memo the files are read again
 
 
 # ---------------------------------------------------------------------------------------------------------------

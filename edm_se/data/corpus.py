@@ -363,9 +363,10 @@ def build_corpus(out_dir: str | os.PathLike, seed: int = 0, max_minutes: float |
 
     assign_splits(rows, seed, {s.name: s for s in selected})
     prints = out_dir / ".cache" / "fingerprints"
-    rows, dropped = drop_train_copies(rows, out_dir, prints)
+    memo: dict = {}  # each file's fingerprint loaded once for both steps
+    rows, dropped = drop_train_copies(rows, out_dir, prints, memo)
     bundled = bundled_training_files()
-    rows, near = drop_heldout_near_copies(rows, out_dir, prints,
+    rows, near = drop_heldout_near_copies(rows, out_dir, prints, memo=memo,
                                           trained=sorted(r["path"] for r in dropped if r["path"] in bundled))
     rows, shared = drop_heldout_shared_speakers(rows, [s.name for s in selected if s.split_by == "speaker"])
     manifest = write_manifest(out_dir / "manifest.csv", rows)

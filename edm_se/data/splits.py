@@ -119,7 +119,7 @@ def assign_splits(rows: list[dict], seed: int, sources: Mapping[str, "Source"] |
     return rows
 
 
-def drop_train_copies(rows: list[dict], root: Path, cache_dir: Path | None = None
+def drop_train_copies(rows: list[dict], root: Path, cache_dir: Path | None = None, memo: dict | None = None
                       ) -> tuple[list[dict], list[dict]]:
     """Leave out of train every row whose audio matches a valid or test row's audio (by fingerprint).
 
@@ -131,13 +131,14 @@ def drop_train_copies(rows: list[dict], root: Path, cache_dir: Path | None = Non
         rows: manifest rows with ``split`` (paths relative to ``root``).
         root: the corpus directory.
         cache_dir: where fingerprints are cached (keyed by path, size and mtime); None: no cache.
+        memo: path -> fingerprint already loaded, filled in (:func:`fingerprint_rows`).
 
     Returns:
         (kept rows, dropped rows); each dropped row gets ``matched`` (the held-out path it matched).
     """
     from edm_se.data.fingerprint import find_matches
 
-    prints = fingerprint_rows(rows, root, cache_dir)
+    prints = fingerprint_rows(rows, root, cache_dir, memo)
     train = {r["path"]: prints[r["path"]] for r in rows if r["split"] == "train"}
     held = {r["path"]: prints[r["path"]] for r in rows if r["split"] != "train"}
     matched: dict[str, str] = {}
@@ -162,8 +163,8 @@ test mixture's noise is a crop of the file at any sample and the rate moves by u
 
 
 def drop_heldout_near_copies(rows: list[dict], root: Path, cache_dir: Path | None = None,
-                             trained: Iterable[str] = (), max_ber: float = NEAR_COPY_MAX_BER
-                             ) -> tuple[list[dict], list[dict]]:
+                             trained: Iterable[str] = (), max_ber: float = NEAR_COPY_MAX_BER,
+                             memo: dict | None = None) -> tuple[list[dict], list[dict]]:
     """Leave out of valid/test every row whose audio matches a training file at any frame phase.
 
     Runs after :func:`drop_train_copies`, which compares the files at one phase and leaves out the *training* copy.
@@ -181,6 +182,7 @@ def drop_heldout_near_copies(rows: list[dict], root: Path, cache_dir: Path | Non
         trained: paths (relative to ``root``) of further files a model trained on that are not in ``rows``' train
             split (the bundled model's files that :func:`drop_train_copies` left out later).
         max_ber: the match rule's bit error rate (:data:`NEAR_COPY_MAX_BER`).
+        memo: path -> fingerprint at offset 0 already loaded (by :func:`drop_train_copies`), filled in.
 
     Returns:
         (kept rows, dropped rows); each dropped row gets ``matched``
@@ -189,8 +191,8 @@ def drop_heldout_near_copies(rows: list[dict], root: Path, cache_dir: Path | Non
     from edm_se.data.fingerprint import SHIFTS, cached_fingerprints, find_matches_any_phase
 
     train_rows = [r for r in rows if r["split"] == "train"] + [{"path": p} for p in trained]
-    train = fingerprint_rows(train_rows, root, cache_dir)
-    held = fingerprint_rows([r for r in rows if r["split"] != "train"], root, cache_dir)
+    train = fingerprint_rows(train_rows, root, cache_dir, memo)
+    held = fingerprint_rows([r for r in rows if r["split"] != "train"], root, cache_dir, memo)
 
     def shifted(path: str) -> tuple:
         return cached_fingerprints(Path(root) / path, cache_dir, key=path, shifts=SHIFTS[1:])
@@ -239,15 +241,24 @@ def drop_heldout_shared_speakers(rows: list[dict], by_speaker: Iterable[str] | N
     return kept, dropped
 
 
-def fingerprint_rows(rows: Sequence[Mapping[str, object]], root: Path, cache_dir: Path | None = None) -> dict:
+def fingerprint_rows(rows: Sequence[Mapping[str, object]], root: Path, cache_dir: Path | None = None,
+                     memo: dict | None = None) -> dict:
     """Fingerprints (:func:`edm_se.data.fingerprint.fingerprint`) of the files of ``rows`` (read at the
     fingerprint's rate, :data:`edm_se.data.fingerprint.SAMPLE_RATE`), cached on disk under their path relative to
     ``root`` (:func:`edm_se.data.fingerprint.cached_fingerprint`), so a moved corpus keeps its cache.
+
+    Args:
+        memo: path -> fingerprint already loaded in this process (one corpus build loads each file once, not once per
+            step); the new ones are added to it. None: none kept.
 
     Returns:
         row path -> :class:`edm_se.data.fingerprint.Fingerprint`.
     """
     from edm_se.data.fingerprint import cached_fingerprint
 
-    return {str(r["path"]): cached_fingerprint(Path(root) / str(r["path"]), cache_dir, key=str(r["path"]))
-            for r in rows}
+    memo = {} if memo is None else memo
+    for r in rows:
+        path = str(r["path"])
+        if path not in memo:
+            memo[path] = cached_fingerprint(Path(root) / path, cache_dir, key=path)
+    return {str(r["path"]): memo[str(r["path"])] for r in rows}
