@@ -25,7 +25,7 @@ import math
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -312,15 +312,24 @@ def _worker_init() -> None:
 
 
 @contextlib.contextmanager
-def scoring_pool(workers: int):
-    """The pool :func:`score_pairs` scores in: ``workers`` spawned processes (fresh interpreters), started with one
-    thread per native library (:func:`_single_threaded_children`), whatever the global start method
-    (:func:`_spawn_start_method`). ``benchmarks/scoring_pool.py`` times its start."""
+def spawn_pool(workers: int, initializer: Callable[[], None] | None = None):
+    """A process pool of ``workers`` spawned processes (fresh interpreters), started with one thread per native
+    library (:func:`_single_threaded_children`; PyTorch's own count is set with ``torch.set_num_threads``), whatever
+    the global start method (:func:`_spawn_start_method`). Used for scoring (:func:`scoring_pool`) and for the
+    paradigms study's cells (:mod:`edm_se.tasks.launcher`)."""
     import multiprocessing
 
     with _spawn_start_method(), _single_threaded_children(), ProcessPoolExecutor(
             max_workers=int(workers), mp_context=multiprocessing.get_context("spawn"),
-            initializer=_worker_init) as pool:
+            initializer=initializer) as pool:
+        yield pool
+
+
+@contextlib.contextmanager
+def scoring_pool(workers: int):
+    """The pool :func:`score_pairs` scores in: :func:`spawn_pool` with warnings-only logging in the workers.
+    ``benchmarks/scoring_pool.py`` times its start."""
+    with spawn_pool(workers, _worker_init) as pool:
         yield pool
 
 

@@ -668,6 +668,62 @@ def test_paradigms_study_trains_every_cell_again_per_extra_seed_and_reports_the_
     assert (Path(cfg.out_dir) / "seeds.csv").read_text().count("\n") == 1 + 2 * 2
 
 
+def test_paradigms_study_with_workers_trains_the_cells_of_every_seed_side_by_side_as_one_process_does(
+        tmp_path, task_root):
+    """workers=2: the cells of both seeds train in two spawned processes (one thread each), the iterative cell
+    after the baseline it starts from; every checkpoint equals the one-process study's with threads=1, bit for bit,
+    and so do the scores. A failing cell stops the study with its own error."""
+    from omegaconf import OmegaConf
+
+    from edm_se import validate
+    from edm_se.tasks.launcher import cell_jobs, worker_threads
+    from edm_se.tasks.study import run_study
+
+    def cfg_for(name: str, **kw):
+        cfg = OmegaConf.load(REPO / "conf" / "paradigms.yaml")
+        cfg.pop("hydra")
+        cfg.pop("defaults")
+        cfg.out_dir, cfg.task_root, cfg.test_split = str(tmp_path / name), str(task_root), "valid"
+        cfg.test_noise, cfg.snrs_db, cfg.peers, cfg.nfe_curve = "builtin:test", [0, 20], [], False
+        cfg.train_overrides = [*TINY_TRAIN, f"data.root={task_root}", "data.train.noise=builtin:train",
+                               "data.valid.noise=builtin:valid", "trainer.max_steps=4"]
+        cfg.tasks.keywords.overrides = ["data=keywords", "paradigm.task.channels=8"]
+        cfg.tasks.keywords.cells, cfg.tasks.keywords.cell_overrides = ["iterative", "baseline"], {}
+        cfg.tasks.keywords.max_clips = 3
+        cfg.tasks.pop("sentences")
+        cfg.cells.iterative.enhancer_checkpoint = False
+        cfg.seeds = [1]
+        for k, v in kw.items():
+            cfg[k] = v
+        return cfg
+
+    par_cfg = cfg_for("par", threads=2, workers=2)
+    jobs = cell_jobs(par_cfg, {"keywords": par_cfg.tasks.keywords}, {"keywords": [1]})
+    assert [(j.seed, j.cell, j.after) for j in jobs] == [(0, "baseline", None), (0, "iterative", "baseline"),
+                                                         (1, "baseline", None), (1, "iterative", "baseline")]
+    assert jobs[2].out == str(tmp_path / "par" / "keywords" / "seed1")
+    assert (worker_threads(2, 2), worker_threads(3, 2), worker_threads(1, 4)) == (1, 1, 1)
+    seq = run_study(cfg_for("seq", threads=1, workers=1))
+    par = run_study(par_cfg)
+    for sub in ("", "seed1/"):
+        for cell in ("baseline", "iterative"):
+            a = load_checkpoint(tmp_path / "seq" / "keywords" / f"{sub}cells" / cell / "checkpoints" / "last.pt")
+            b = load_checkpoint(tmp_path / "par" / "keywords" / f"{sub}cells" / cell / "checkpoints" / "last.pt")
+            assert int(b["step"]) == 4 and b["train_config"]["trainer"]["threads"] == 1
+            for part in ("model", "ema"):
+                assert a[part].keys() == b[part].keys()
+                assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), (sub, cell, part)
+            for k, v in a["paradigm"]["state"]["task"].items():
+                assert torch.equal(v, b["paradigm"]["state"]["task"][k]), (sub, cell, k)
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("provenance", "seconds")} for r in rows]
+    assert strip(par["rows"]) == strip(seq["rows"]) and par["seeds"] == seq["seeds"]
+    bad = cfg_for("bad", threads=2, workers=2)
+    bad.tasks.keywords.cell_overrides = {"baseline": ["trainer.max_steps=0"]}
+    with pytest.raises(validate.ConfigError, match=r"^trainer\.max_steps=0: must be"):
+        run_study(bad)  # raised in a worker, pickled back
+    assert not (tmp_path / "bad" / "keywords" / "cells" / "iterative" / "checkpoints").exists()
+
+
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
 @pytest.mark.parametrize("paradigm, port", [("iterative", 29531), ("d4am", 29532)])
 def test_two_process_task_paradigm_keeps_both_models_identical(tmp_path, task_root, paradigm, port):

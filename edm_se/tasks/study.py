@@ -29,7 +29,8 @@ peers                      DFN3 / RNNoise in front of the baseline task model
 
 A task's ``task_init: baseline`` starts every joint cell's task model from the baseline cell's (fine-tuning both
 models); ``cell_overrides`` gives single cells their own training overrides (e.g. a longer budget for the task
-model alone).
+model alone). ``workers=N`` trains the cells (of every task and seed) in N processes side by side, each cell once the
+one it starts from is trained (:mod:`edm_se.tasks.launcher`), then scores them here.
 """
 
 from __future__ import annotations
@@ -260,9 +261,13 @@ def run_study(cfg: DictConfig) -> dict:
         items, test_sha = _test_items(cfg, task, tcfg)
         shared_of[task] = {"items": items, "test_sha": test_sha, "waves": {}, "blackbox_dir": out / task / "blackbox"}
         held[task] = _check_held_out(cfg, task, tcfg, items, out / task)
+    extra_seeds = {task: _extra_seeds(cfg, tcfg) for task, tcfg in tasks.items()}
+    if int(cfg.get("workers") or 1) > 1:  # every cell trained side by side first; the loop below then scores them
+        from edm_se.tasks.launcher import cell_jobs, train_cells
+
+        train_cells(cfg, cell_jobs(cfg, tasks, extra_seeds), int(cfg.workers))
     for task, tcfg in tasks.items():
-        seeds = tcfg.get("seeds") if tcfg.get("seeds") is not None else cfg.get("seeds")
-        extra = [int(k) for k in dict.fromkeys(seeds or []) if int(k) != int(cfg.seed)]
+        extra = extra_seeds[task]
         any_extra = any_extra or bool(extra)
         shared = shared_of[task]
         t_rows, t_nfe, sha, n = _run_task(cfg, task, tcfg, out / task, shared)
@@ -286,6 +291,12 @@ def run_study(cfg: DictConfig) -> dict:
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "results.md", markdown(rows, nfe, shas) + (seed_markdown(seeds) if seeds else ""))
     return summary
+
+
+def _extra_seeds(cfg: DictConfig, tcfg: DictConfig) -> list[int]:
+    """A task's extra training seeds: its own ``seeds`` (else the study's), without the study's ``seed``."""
+    seeds = tcfg.get("seeds") if tcfg.get("seeds") is not None else cfg.get("seeds")
+    return [int(k) for k in dict.fromkeys(seeds or []) if int(k) != int(cfg.seed)]
 
 
 def _run_task(cfg: DictConfig, task: str, tcfg: DictConfig, out: Path,
@@ -395,6 +406,7 @@ def main(cfg: DictConfig) -> None:
     from edm_se import validate
 
     validate.int_at_least(cfg, ["threads"], 0)
+    validate.int_at_least(cfg, ["workers"], 1)
     for key in ["seeds", *[f"tasks.{t}.seeds" for t in (cfg.get("tasks") or {})]]:
         validate.check(cfg, key, lambda v: v is None or all(isinstance(k, int) and k >= 0 for k in v),
                        "a list of training seeds (integers >= 0), e.g. [1,2]")
