@@ -285,6 +285,11 @@ def _task_keys(cfg: Any) -> None:
         raise ConfigError(f"paradigm.task.{extra[0]}: the {name} task model takes no {extra[0]} (it takes "
                           f"{', '.join(accepted)}); drop the other model's keys: "
                           + " ".join(f"'~paradigm.task.{k}'" for k in extra))
+    # sizes: paradigm.task.channels=0 was a convolution's RuntimeError traceback in the first training step
+    params = inspect.signature(TASK_KINDS[name].__init__).parameters
+    for key in cfg.paradigm.task:
+        if key in params and params[key].annotation in (int, "int"):
+            int_at_least(cfg, [f"paradigm.task.{key}"], 0 if str(key).endswith("_masks") else 1)
 
 
 def _device(cfg: Any) -> None:

@@ -80,6 +80,16 @@ def test_a_task_models_keys_must_be_its_constructors():
     validate.train_config(_compose("train", [*base, "paradigm.task.name=ctc", "~paradigm.task.num_classes"]))
     with pytest.raises(ConfigError, match=r"^paradigm.task.hidden: the m5 task model takes no hidden"):
         validate.train_config(_compose("train", ["data=keywords", "paradigm=multi_task", "+paradigm.task.hidden=64"]))
+    # a size of 0 was a convolution's RuntimeError traceback in the first training step; masks may be 0
+    for extra, message in ((["paradigm.task.channels=0"], "paradigm.task.channels=0: must be an integer >= 1"),
+                           (["+paradigm.task.stride=1.5"], "paradigm.task.stride=1.5: must be an integer >= 1"),
+                           (["paradigm.task.name=ctc", "~paradigm.task.num_classes", "+paradigm.task.time_masks=-1"],
+                            "paradigm.task.time_masks=-1: must be an integer >= 0")):
+        with pytest.raises(ConfigError) as info:
+            validate.train_config(_compose("train", ["data=keywords", "paradigm=multi_task", *extra]))
+        assert str(info.value) == message
+    validate.train_config(_compose("train", [*base, "paradigm.task.name=ctc", "~paradigm.task.num_classes",
+                                             "+paradigm.task.time_masks=0"]))
 
 
 def test_churn_window_must_not_be_empty():
