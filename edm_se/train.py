@@ -83,6 +83,9 @@ def _seed_all(seed: int) -> None:
 
 
 DEFAULT_PARADIGM = {"_target_": "edm_se.tasks.paradigms.Denoising"}
+PROGRESS_LINE_SECONDS = 60.0
+"""With ``trainer.progress=false`` (no bar: a log file, or the paradigms study's worker processes) the trainer logs
+one line with the step, loss, steps/s and time left at the first log interval after every this many seconds."""
 
 
 def build_paradigm(cfg: DictConfig):
@@ -412,6 +415,7 @@ class Trainer:
         self.denoiser.train()
         # created last, so that its steps/s clock starts with the loop (as the rows before this split measured)
         run_log = RunLog(self.run_dir, self.step, bool(self.tc.tensorboard)) if self.is_main else None
+        last_line = time.time()
         while self.step < max_steps:
             batch = next(batches)
             gen = torch.Generator(device=self.device).manual_seed(
@@ -427,6 +431,12 @@ class Trainer:
                 lr = self.scheduler.get_last_lr()[0] if self.paradigm.trains_enhancer else float("nan")
                 row = run_log.flush(self.step, lr)
                 bar.set_postfix(loss=f"{row['loss']:.4f}", sps=f"{row['steps_per_s']:.2f}")
+                if bar.disable and time.time() - last_line >= PROGRESS_LINE_SECONDS:
+                    last_line = time.time()
+                    sps = float(row["steps_per_s"])
+                    left = (max_steps - self.step) / sps if sps > 0 else float("nan")
+                    log.info("step %d/%d  loss=%.4f  %.2f steps/s  about %.0f min left", self.step, max_steps,
+                             row["loss"], sps, left / 60)
             val_due = int(self.tc.val_every) > 0 and (self.step % int(self.tc.val_every) == 0
                                                       or self.step == max_steps)
             if val_due:

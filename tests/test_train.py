@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -146,6 +147,28 @@ def test_gradient_is_clipped_to_grad_clip(tmp_path):
     grad_norm = float(_log_rows(tmp_path / "run")[0]["grad_norm"])  # the norm before clipping
     assert grad_norm > 10 * clip
     assert float(delta) == pytest.approx(clip, rel=1e-4)
+
+
+def test_without_a_progress_bar_the_trainer_logs_progress_lines(tmp_path, monkeypatch, caplog):
+    """trainer.progress=false (a worker process, a log file): a line with step, loss, steps/s and the time left at
+    the first log interval after every PROGRESS_LINE_SECONDS; with the bar, none."""
+    import logging
+
+    from edm_se import train as T
+
+    monkeypatch.setattr(T, "PROGRESS_LINE_SECONDS", 0.0)
+    with caplog.at_level(logging.INFO, logger="edm_se.train"):
+        T.Trainer(_tiny_cfg(tmp_path / "a", "trainer.max_steps=4", "trainer.log_every=2",
+                            "trainer.progress=false")).fit()
+    lines = [r.getMessage() for r in caplog.records if "steps/s" in r.getMessage()]
+    assert [ln.split()[1] for ln in lines] == ["2/4", "4/4"], lines
+    assert all(re.fullmatch(r"step \d/4  loss=\d+\.\d{4}  \d+\.\d\d steps/s  about \d+ min left", ln)
+               for ln in lines), lines
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="edm_se.train"):
+        T.Trainer(_tiny_cfg(tmp_path / "b", "trainer.max_steps=4", "trainer.log_every=2",
+                            "trainer.progress=true")).fit()
+    assert not [r for r in caplog.records if "steps/s" in r.getMessage()]
 
 
 def test_best_checkpoint_is_the_best_validation_pesq(tmp_path, monkeypatch):
