@@ -668,6 +668,26 @@ def test_paradigms_study_trains_every_cell_again_per_extra_seed_and_reports_the_
     assert (Path(cfg.out_dir) / "seeds.csv").read_text().count("\n") == 1 + 2 * 2
 
 
+def test_the_launcher_starts_a_cell_after_the_one_it_starts_from_and_a_needed_cell_first():
+    from edm_se.tasks.launcher import CellJob, next_job
+
+    jobs = [CellJob("kw", k, c, f"out{k}", None if c in ("baseline", "da") else "baseline")
+            for k in (0, 1) for c in ("baseline", "da", "mt", "d4am")]
+    keys = {(j.task, j.seed, j.cell) for j in jobs}
+    waiting, done, order = list(jobs), set(), []
+    while waiting:  # one worker: each job finishes before the next starts
+        job = next_job(waiting, done, keys)
+        waiting.remove(job)
+        done.add((job.task, job.seed, job.cell))
+        order.append((job.seed, job.cell))
+    # seed 1's baseline (needed by two cells) before seed 0's joint cells and any cell nothing waits for
+    assert order == [(0, "baseline"), (1, "baseline"), (0, "da"), (0, "mt"), (0, "d4am"), (1, "da"), (1, "mt"),
+                     (1, "d4am")]
+    only_joint = [j for j in jobs if j.cell in ("mt", "d4am")]
+    assert next_job(only_joint, set(), keys) is None  # their baselines are jobs, not yet trained
+    assert next_job(only_joint, set(), {(j.task, j.seed, j.cell) for j in only_joint}) == only_joint[0]  # trained before
+
+
 def test_paradigms_study_with_workers_trains_the_cells_of_every_seed_side_by_side_as_one_process_does(
         tmp_path, task_root):
     """workers=2: the cells of both seeds train in two spawned processes (one thread each), the iterative cell

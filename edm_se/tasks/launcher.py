@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CellJob", "cell_jobs", "train_cells", "worker_threads"]
+__all__ = ["CellJob", "cell_jobs", "next_job", "train_cells", "worker_threads"]
 
 
 @dataclass(frozen=True)
@@ -89,8 +89,23 @@ def _train_job(cfg: dict, job: CellJob) -> str:
     return str(_train_cell(job.cell, kcfg, tcfg, out, deps))
 
 
+def next_job(waiting: list[CellJob], done: set[tuple], keys: set[tuple]) -> CellJob | None:
+    """The job of ``waiting`` to start next: one whose ``after`` cell is trained (in ``done``) or not a job of this
+    run (``keys``); of those, one that another waiting job starts from first (so the next seed's baseline does not
+    wait behind this seed's joint cells), then the earliest. None: no job is ready. Keys are (task, seed, cell)."""
+    def ready(j: CellJob) -> bool:
+        return j.after is None or (j.task, j.seed, j.after) in done or (j.task, j.seed, j.after) not in keys
+
+    needed = {(j.task, j.seed, j.after) for j in waiting if j.after}
+    ready_jobs = [(i, j) for i, j in enumerate(waiting) if ready(j)]
+    if not ready_jobs:
+        return None
+    return min(ready_jobs, key=lambda ij: ((ij[1].task, ij[1].seed, ij[1].cell) not in needed, ij[0]))[1]
+
+
 def train_cells(cfg: DictConfig, jobs: list[CellJob], workers: int) -> dict[str, str]:
-    """Train ``jobs`` in ``workers`` spawned processes, each job once the cell it starts from (``after``) is trained.
+    """Train ``jobs`` in ``workers`` spawned processes, each job once the cell it starts from (``after``) is trained,
+    in the order :func:`next_job` gives.
 
     Each worker trains with ``trainer.threads`` = :func:`worker_threads` and no progress bar (log lines carry the
     job's label instead). Jobs whose cells are already trained return at once (resume).
@@ -112,15 +127,13 @@ def train_cells(cfg: DictConfig, jobs: list[CellJob], workers: int) -> dict[str,
     running: dict[Future, CellJob] = {}
     waiting = list(jobs)
     keys = {(j.task, j.seed, j.cell) for j in jobs}
-
-    def ready(j: CellJob) -> bool:
-        return j.after is None or (j.task, j.seed, j.after) in done or (j.task, j.seed, j.after) not in keys
-
     failure: BaseException | None = None
     with spawn_pool(workers, initializer=None) as pool:
         while waiting or running:
-            while failure is None and len(running) < workers and any(ready(j) for j in waiting):
-                job = next(j for j in waiting if ready(j))
+            while failure is None and len(running) < workers:
+                job = next_job(waiting, set(done), keys)
+                if job is None:
+                    break
                 waiting.remove(job)
                 log.info("cell %s: started", job.label)
                 running[pool.submit(_train_job, plain, job)] = job
