@@ -3,6 +3,9 @@ mixtures of (row correct - baseline correct) in accuracy points, with its 95% t-
 row scores the same mixtures, so the pairing removes the clips' difficulty). Reads the study's cached scores.
 
     python studies/results/paradigms/keywords_s26_12k/paired.py [studies/runs/paradigms_kw12k/keywords] > paired.md
+
+``--against ROW`` pairs every row with another row than the baseline (e.g. ``--against cold_cascade``: what D4AM's
+fine-tuning adds to the bundled enhancer it starts from; session 39).
 """
 import json
 import sys
@@ -18,26 +21,33 @@ def scores(path: Path) -> dict[str, int]:
 
 
 def main() -> None:
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else "studies/runs/paradigms_kw12k/keywords")
+    args = sys.argv[1:]
+    against = "baseline"
+    if "--against" in args:
+        i = args.index("--against")
+        against = args[i + 1]
+        del args[i:i + 2]
+    root = Path(args[0] if args else "studies/runs/paradigms_kw12k/keywords")
     seeds = {0: root, **{int(p.name[4:]): p for p in sorted(root.glob("seed[0-9]*"))}}
-    table: dict[str, dict[int, str]] = {r: {} for r in ROWS}
+    rows = [r for r in ["baseline", *ROWS] if r != against]
+    table: dict[str, dict[int, str]] = {r: {} for r in rows}
     for k, d in sorted(seeds.items()):
-        base_file = d / "cells" / "baseline" / "eval.json"
+        files = {r: d / "cells" / r / "eval.json" for r in ["baseline", *ROWS[:5]]}
+        files.update(dfn3=d / "peer_dfn3.json", rnnoise=d / "peer_rnnoise.json", clean=d / "references_clean.json")
+        base_file = files[against]
         if not base_file.exists():
             continue
         base = scores(base_file)
-        files = {r: d / "cells" / r / "eval.json" for r in ROWS[:5]}
-        files.update(dfn3=d / "peer_dfn3.json", rnnoise=d / "peer_rnnoise.json", clean=d / "references_clean.json")
-        for r, f in files.items():
+        for r, f in ((r, f) for r, f in files.items() if r in rows):
             if f.exists():
                 row = scores(f)
-                assert set(row) == set(base), f"{f}: other mixtures than the baseline's"
+                assert set(row) == set(base), f"{f}: other mixtures than {against}'s"
                 s = mean_ci95([100.0 * (row[n] - base[n]) for n in base])
                 table[r][k] = f"{s['mean']:+.1f} ± {s['ci95']:.1f}"
     ks = sorted({k for v in table.values() for k in v})
-    print("| row - baseline (points) | " + " | ".join(f"seed {k}" for k in ks) + " |")
+    print(f"| row - {against} (points) | " + " | ".join(f"seed {k}" for k in ks) + " |")
     print("|---|" + "---|" * len(ks))
-    for r in ROWS:
+    for r in rows:
         print(f"| {r} | " + " | ".join(table[r].get(k, "–") for k in ks) + " |")
 
 
