@@ -59,15 +59,11 @@ def cell_jobs(cfg: DictConfig, tasks: Mapping[str, DictConfig], seeds: Mapping[s
         tasks: task name -> its config (``cells``, ``task_init``).
         seeds: task name -> its extra training seeds (not the study's own ``seed``).
     """
-    from edm_se.tasks.study import _task_source
+    from edm_se.tasks.study import _task_source, seed_dir, training_order
 
-    jobs = []
-    for task, tcfg in tasks.items():
-        for k in [int(cfg.seed), *seeds.get(task, [])]:
-            out = Path(cfg.out_dir) / task if k == int(cfg.seed) else Path(cfg.out_dir) / task / f"seed{k}"
-            cells = sorted(tcfg.cells, key=lambda n: _task_source(n, cfg, tcfg) is not None)
-            jobs += [CellJob(task, k, str(n), str(out), _task_source(n, cfg, tcfg)) for n in cells]
-    return jobs
+    return [CellJob(task, k, str(n), str(seed_dir(cfg, task, k)), _task_source(n, cfg, tcfg))
+            for task, tcfg in tasks.items() for k in [int(cfg.seed), *seeds.get(task, [])]
+            for n in training_order(cfg, tcfg)]
 
 
 def worker_threads(threads: int, workers: int) -> int:
@@ -103,15 +99,12 @@ def next_job(waiting: list[CellJob], done: set[tuple], keys: set[tuple]) -> Cell
     return min(ready_jobs, key=lambda ij: ((ij[1].task, ij[1].seed, ij[1].cell) not in needed, ij[0]))[1]
 
 
-def train_cells(cfg: DictConfig, jobs: list[CellJob], workers: int) -> dict[str, str]:
+def train_cells(cfg: DictConfig, jobs: list[CellJob], workers: int) -> None:
     """Train ``jobs`` in ``workers`` spawned processes, each job once the cell it starts from (``after``) is trained,
     in the order :func:`next_job` gives.
 
     Each worker trains with ``trainer.threads`` = :func:`worker_threads` and no progress bar (log lines carry the
     job's label instead). Jobs whose cells are already trained return at once (resume).
-
-    Returns:
-        job label -> its checkpoint (``last.pt``).
 
     Raises:
         the first failed job's exception (:class:`edm_se.validate.ConfigError`, ...; a log line names its cell);
@@ -123,7 +116,7 @@ def train_cells(cfg: DictConfig, jobs: list[CellJob], workers: int) -> dict[str,
     plain: Any = OmegaConf.to_container(cfg, resolve=True)
     plain["train_overrides"] = [*plain["train_overrides"], f"trainer.threads={per}", "trainer.progress=false"]
     log.info("training %d cells in %d processes (%d thread%s each)", len(jobs), workers, per, "" if per == 1 else "s")
-    done: dict[tuple, str] = {}
+    done: set[tuple] = set()
     running: dict[Future, CellJob] = {}
     waiting = list(jobs)
     keys = {(j.task, j.seed, j.cell) for j in jobs}
@@ -131,7 +124,7 @@ def train_cells(cfg: DictConfig, jobs: list[CellJob], workers: int) -> dict[str,
     with spawn_pool(workers, initializer=None) as pool:
         while waiting or running:
             while failure is None and len(running) < workers:
-                job = next_job(waiting, set(done), keys)
+                job = next_job(waiting, done, keys)
                 if job is None:
                     break
                 waiting.remove(job)
@@ -147,8 +140,7 @@ def train_cells(cfg: DictConfig, jobs: list[CellJob], workers: int) -> dict[str,
                     log.error("cell %s failed: %s", job.label, str(err).splitlines()[0] if str(err) else repr(err))
                     failure = failure or err
                     continue
-                done[(job.task, job.seed, job.cell)] = fut.result()
+                done.add((job.task, job.seed, job.cell))
                 log.info("cell %s: trained (%d of %d)", job.label, len(done), len(jobs))
     if failure is not None:
         raise failure
-    return {f"{t}/seed{k}/{c}": p for (t, k, c), p in done.items()}

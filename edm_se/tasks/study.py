@@ -279,7 +279,7 @@ def run_study(cfg: DictConfig) -> dict:
             kcfg = cfg.copy()
             kcfg.seed, kcfg.nfe_curve = k, False
             log.info("task %s: seed %d", task, k)
-            k_rows = _run_task(kcfg, task, tcfg, out / task / f"seed{k}", shared)[0]
+            k_rows = _run_task(kcfg, task, tcfg, seed_dir(cfg, task, k), shared)[0]
             seed_rows += [{**r, "seed": k} for r in k_rows]
     write_results(out, rows, nfe)
     seeds = seed_table(seed_rows) if any_extra else []
@@ -291,6 +291,18 @@ def run_study(cfg: DictConfig) -> dict:
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "results.md", markdown(rows, nfe, shas) + (seed_markdown(seeds) if seeds else ""))
     return summary
+
+
+def seed_dir(cfg: DictConfig, task: str, seed: int) -> Path:
+    """Where a task's cells of training seed ``seed`` live: ``out_dir/<task>`` for the study's ``seed``, else
+    ``out_dir/<task>/seed<k>``."""
+    base = Path(cfg.out_dir) / task
+    return base if int(seed) == int(cfg.seed) else base / f"seed{int(seed)}"
+
+
+def training_order(cfg: DictConfig, tcfg: DictConfig) -> list[str]:
+    """A task's cells in training order: those no other cell's task model comes from (:func:`_task_source`) last."""
+    return sorted(tcfg.cells, key=lambda n: _task_source(n, cfg, tcfg) is not None)
 
 
 def _extra_seeds(cfg: DictConfig, tcfg: DictConfig) -> list[int]:
@@ -319,7 +331,7 @@ def _run_task(cfg: DictConfig, task: str, tcfg: DictConfig, out: Path,
              ", ".join(f"{s:g} dB" for s in cfg.snrs_db), test_sha[:12])
     cells = list(tcfg.cells)
     ckpts: dict[str, Path] = {}
-    for name in sorted(cells, key=lambda n: _task_source(n, cfg, tcfg) is not None):
+    for name in training_order(cfg, tcfg):
         ckpts[name] = _train_cell(name, cfg, tcfg, out, ckpts)
     rows: list[dict] = []
     waves_of: dict[str, list[np.ndarray]] = shared["waves"]  # front-end identity -> its outputs (this process only)

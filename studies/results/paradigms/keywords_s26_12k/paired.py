@@ -7,8 +7,8 @@ row scores the same mixtures, so the pairing removes the clips' difficulty). Rea
 ``--against ROW`` pairs every row with another row than the baseline (e.g. ``--against cold_cascade``: what D4AM's
 fine-tuning adds to the bundled enhancer it starts from; session 39).
 """
+import argparse
 import json
-import sys
 from pathlib import Path
 
 from edm_se.metrics import mean_ci95
@@ -21,13 +21,13 @@ def scores(path: Path) -> dict[str, int]:
 
 
 def main() -> None:
-    args = sys.argv[1:]
-    against = "baseline"
-    if "--against" in args:
-        i = args.index("--against")
-        against = args[i + 1]
-        del args[i:i + 2]
-    root = Path(args[0] if args else "studies/runs/paradigms_kw12k/keywords")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", nargs="?", default="studies/runs/paradigms_kw12k/keywords",
+                        help="the study's <out_dir>/keywords")
+    parser.add_argument("--against", default="baseline", choices=["baseline", *ROWS],
+                        help="the row every other row is paired with")
+    args = parser.parse_args()
+    against, root = args.against, Path(args.root)
     seeds = {0: root, **{int(p.name[4:]): p for p in sorted(root.glob("seed[0-9]*"))}}
     rows = [r for r in ["baseline", *ROWS] if r != against]
     table: dict[str, dict[int, str]] = {r: {} for r in rows}
