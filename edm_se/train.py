@@ -32,17 +32,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from edm_se.checkpoint import FORMAT, CheckpointError, atomic_torch_save, load_checkpoint
-from edm_se.config import build_model, config_diff, instantiate_group, model_config, select_device, to_container
+from edm_se.config import build_model, instantiate_group, model_config, select_device, to_container
 from edm_se.train_data import PositionSampler, RankBatches, collate
 from edm_se.train_dist import Replicas
 from edm_se.train_log import RunLog
 from edm_se.train_optim import ema_with_warmup, lr_lambda
+from edm_se.train_resume import input_checkpoints, refuse_changed_config
 
 log = logging.getLogger("edm_se.train")
-
-# Keys that may change when a run is resumed: where and how fast it runs, not what it trains.
-RESUME_IGNORED = ("run_dir", "resume", "device", "trainer.threads", "trainer.num_workers", "trainer.progress",
-                  "trainer.tensorboard", "trainer.log_every", "trainer.ckpt_every")
 
 
 class SpecBatch(NamedTuple):
@@ -82,7 +79,6 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-DEFAULT_PARADIGM = {"_target_": "edm_se.tasks.paradigms.Denoising"}
 PROGRESS_LINE_SECONDS = 60.0
 """With ``trainer.progress=false`` (no bar: a log file, or the paradigms study's worker processes) the trainer logs
 one line with the step, loss, steps/s and time left at the first log interval after every this many seconds."""
@@ -117,6 +113,8 @@ class Trainer:
         self.data_identity: dict = {}
         #: data.valid against data.train by audio fingerprint (:meth:`_check_valid_held_out`), kept in checkpoints
         self.valid_held_out: dict = {}
+        #: SHA-256 of the checkpoints the run starts from (:func:`edm_se.train_resume.input_checkpoints`)
+        self.input_checkpoints: dict = {}
         _seed_all(int(cfg.seed))
 
         from hydra.utils import instantiate
@@ -171,7 +169,8 @@ class Trainer:
             "paradigm": {"name": self.paradigm.name, "state": self.paradigm.state_dict()},
             # where training ran (relative data paths of train_config are relative to it) and which files it read
             "info": {"train_cwd": os.getcwd(), **({"train_data": self.data_identity} if self.data_identity else {}),
-                     **({"valid_held_out": self.valid_held_out} if self.valid_held_out else {})},
+                     **({"valid_held_out": self.valid_held_out} if self.valid_held_out else {}),
+                     **({"input_checkpoints": self.input_checkpoints} if self.input_checkpoints else {})},
         }
 
     def save(self, name: str) -> Path:
@@ -184,21 +183,14 @@ class Trainer:
                 log.info("resume=true but %s does not exist: starting from scratch", last)
             return False
         ckpt = load_checkpoint(last, map_location=self.device)
-        stored = ckpt.get("train_config")
-        if isinstance(stored, dict):
-            stored = {"paradigm": DEFAULT_PARADIGM, **stored}  # runs from before paradigms were denoising runs
-            changed = config_diff(stored, to_container(self.cfg), RESUME_IGNORED)
-            if changed and str(self.cfg.resume) != "force":
-                shown = ", ".join(changed[:8]) + (f" (+{len(changed) - 8} more)" if len(changed) > 8 else "")
-                raise CheckpointError(f"{last}: was trained with another config (changed: {shown}); resume with "
-                                      "the same settings, choose another run_dir, or pass resume=force")
-            if changed and self.is_main:
-                note = (f"{time.strftime('%Y-%m-%d %H:%M:%S')} step {int(ckpt['step'])}: resume=force with a changed "
-                        f"config: {', '.join(changed)}\n")
-                with open(self.run_dir / "resume.log", "a", encoding="utf-8") as fh:
-                    fh.write(note)
-                log.warning("resume=force: continuing %s with a changed config (%s); recorded in %s", last,
-                            ", ".join(changed), self.run_dir / "resume.log")
+        changed = refuse_changed_config(last, ckpt, self.cfg)
+        if changed and self.is_main:
+            note = (f"{time.strftime('%Y-%m-%d %H:%M:%S')} step {int(ckpt['step'])}: resume=force with a changed "
+                    f"config: {', '.join(changed)}\n")
+            with open(self.run_dir / "resume.log", "a", encoding="utf-8") as fh:
+                fh.write(note)
+            log.warning("resume=force: continuing %s with a changed config (%s); recorded in %s", last,
+                        ", ".join(changed), self.run_dir / "resume.log")
         if ckpt.get("world_size", 1) != self.replicas.world:
             raise CheckpointError(f"{last}: was trained with {ckpt.get('world_size')} processes, "
                                   f"now {self.replicas.world}")
@@ -217,6 +209,7 @@ class Trainer:
         self.paradigm.load_state_dict((ckpt.get("paradigm") or {}).get("state") or {})
         self.data_identity = (ckpt.get("info") or {}).get("train_data") or self.data_identity
         self.valid_held_out = (ckpt.get("info") or {}).get("valid_held_out") or self.valid_held_out
+        self.input_checkpoints = (ckpt.get("info") or {}).get("input_checkpoints") or {}
         if self.is_main:
             log.info("resumed from %s at step %d", last, self.step)
         return True
@@ -387,6 +380,8 @@ class Trainer:
         elif (self.ckpt_dir / "last.pt").exists():
             raise CheckpointError(f"{self.ckpt_dir / 'last.pt'}: run directory already has a checkpoint; "
                                   "pass resume=true to continue it or choose another run_dir")
+        if self.step == 0:  # the files it starts from, as read now (a resumed run keeps what it started from)
+            self.input_checkpoints = input_checkpoints(self.cfg)
         max_steps = int(self.tc.max_steps)
         # the data is read before anything is written: a missing corpus stops the run with nothing created
         self._train_set = instantiate_data(self.cfg.data.train) if self.step < max_steps else None

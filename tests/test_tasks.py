@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from edm_se.checkpoint import load_checkpoint
+from edm_se.checkpoint import CheckpointError, load_checkpoint
+from edm_se.provenance import file_sha256
 from edm_se.tasks.models import CTCRecognizer, M5, TaskTargets, encode_text, greedy_ctc_decode
 from edm_se.tasks.paradigms import (PARADIGMS, calibrate_gradient, importance_weights, srpr_alpha_gradient)
 
@@ -590,6 +591,9 @@ def test_paradigms_study_trains_scores_caches_rescores_a_changed_checkpoint_and_
     bb = load_checkpoint(out / "sentences" / "cells" / "blackbox_iterative" / "checkpoints" / "last.pt")
     assert int(base["step"]) == 3 and int(bb["step"]) == 2  # cell_overrides reach one cell only
     assert len(bb["paradigm"]["state"]["wer_cache"]) == 4  # Whisper's WER of 2 x 2 training examples
+    # the checkpoint it started from is recorded by content: a study moved elsewhere resumes, another file does not
+    assert bb["info"]["input_checkpoints"] == {"paradigm.task_checkpoint": file_sha256(
+        out / "sentences" / "cells" / "baseline" / "checkpoints" / "last.pt")}
     for t, k in bb["paradigm"]["state"]["task"].items():  # its frozen task model is the baseline's
         assert torch.equal(k, base["paradigm"]["state"]["task"][t]), t
     for name in ("results.csv", "results.md", "summary.json", "keywords_accuracy_vs_snr.png",
@@ -611,6 +615,11 @@ def test_paradigms_study_trains_scores_caches_rescores_a_changed_checkpoint_and_
     assert eval_json.stat().st_mtime_ns != stamp
     cfg.train_overrides = [*cfg.train_overrides[:-1], "trainer.max_steps=3"]
     with pytest.raises(Exception, match="changed: trainer.max_steps"):  # the trainer refuses a changed config
+        run_study(cfg)
+    # a finished cell is not reused under another training config either (it would be scored as if trained so)
+    cfg.train_overrides = [*cfg.train_overrides[:-1], "trainer.max_steps=2", "trainer.optimizer.lr=1e-5"]
+    with pytest.raises(CheckpointError, match=r"keywords/cells/baseline/checkpoints/last\.pt: was trained with "
+                                              r"another config \(changed: trainer\.optimizer\.lr\)"):
         run_study(cfg)
 
 

@@ -263,3 +263,52 @@ def test_run_log_rows_average_the_steps_and_resume_drops_later_rows(tmp_path):
     RunLog(tmp_path, 2, tensorboard=False)  # a run resumed from step 2 logs step 3 again
     with open(tmp_path / "log.csv", newline="") as fh:
         assert [r["step"] for r in csv.DictReader(fh)] == ["2", "2"]
+
+
+def test_a_resume_compares_the_config_and_the_start_checkpoints_by_content_not_path(tmp_path, caplog):
+    from omegaconf import OmegaConf
+
+    from edm_se.checkpoint import CheckpointError
+    from edm_se.provenance import file_sha256
+    from edm_se.train_resume import refuse_changed_config
+
+    a, b, c = tmp_path / "a.pt", tmp_path / "moved" / "a.pt", tmp_path / "other.pt"
+    b.parent.mkdir()
+    a.write_bytes(b"enhancer weights")
+    b.write_bytes(b"enhancer weights")  # the same file in another checkout
+    c.write_bytes(b"other weights")
+    last = tmp_path / "last.pt"
+
+    def cfg(path, lr=1e-3, resume="true"):
+        return OmegaConf.create({"resume": resume, "run_dir": "x", "trainer": {"lr": lr, "threads": 1},
+                                 "paradigm": {"_target_": "P", "enhancer_checkpoint": str(path)}})
+
+    def ckpt(path, recorded=True):
+        info = {"input_checkpoints": {"paradigm.enhancer_checkpoint": file_sha256(path)}} if recorded else {}
+        stored = OmegaConf.to_container(cfg(path))
+        stored["run_dir"], stored["trainer"]["threads"] = "elsewhere", 2  # where and how fast: ignored
+        return {"train_config": stored, "info": info}
+
+    assert refuse_changed_config(last, ckpt(a), cfg(a)) == []
+    assert refuse_changed_config(last, ckpt(a), cfg(b)) == []  # moved: same content
+    with pytest.raises(CheckpointError, match=r"last\.pt: was trained with another config \(changed: trainer\.lr\)"):
+        refuse_changed_config(last, ckpt(a), cfg(b, lr=2e-3))
+    with pytest.raises(CheckpointError, match=r"changed: paradigm\.enhancer_checkpoint\)"):
+        refuse_changed_config(last, ckpt(a), cfg(c))  # another enhancer
+    old = ckpt(a)
+    a.write_bytes(b"overwritten")  # the same path, other content than the run started from
+    with pytest.raises(CheckpointError, match=r"changed: paradigm\.enhancer_checkpoint\)"):
+        refuse_changed_config(last, old, cfg(a))
+    # runs from before the content was recorded: the old file decides while it exists, a gone one is taken as moved
+    legacy = ckpt(c, recorded=False)
+    with pytest.raises(CheckpointError, match=r"changed: paradigm\.enhancer_checkpoint\)"):
+        refuse_changed_config(last, legacy, cfg(b))
+    assert refuse_changed_config(last, ckpt(b, recorded=False), cfg(b)) == []
+    legacy["train_config"]["paradigm"]["enhancer_checkpoint"] = str(tmp_path / "gone.pt")
+    with caplog.at_level("WARNING", logger="edm_se.train"):
+        assert refuse_changed_config(last, legacy, cfg(b)) == []
+    assert "gone.pt then" in caplog.text and "taken as a move" in caplog.text
+    # resume=force lists the changes instead of refusing them
+    assert refuse_changed_config(last, ckpt(b), cfg(c, lr=2e-3, resume="force")) == [
+        "paradigm.enhancer_checkpoint", "trainer.lr"]
+    assert refuse_changed_config(last, {"model": {}}, cfg(c)) == []  # an imported checkpoint: no config to compare

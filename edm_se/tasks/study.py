@@ -77,7 +77,7 @@ def _train_cell(name: str, cfg: DictConfig, tcfg: DictConfig, out: Path, deps: d
     """Train (or resume, or skip when finished) one paradigm cell of a task; returns its checkpoint."""
     from edm_se import validate
     from edm_se.checkpoint import load_checkpoint
-    from edm_se.train import train
+    from edm_se.train import refuse_changed_config, train
 
     run_dir = out / "cells" / name
     paradigm = str(cfg.cells[name].paradigm)
@@ -92,9 +92,15 @@ def _train_cell(name: str, cfg: DictConfig, tcfg: DictConfig, out: Path, deps: d
     train_cfg = _compose_train(overrides)
     validate.train_config(train_cfg)
     last = run_dir / "checkpoints" / "last.pt"
-    if last.exists() and int(load_checkpoint(last)["step"]) >= int(train_cfg.trainer.max_steps):
-        log.info("cell %s: trained (%s)", name, last)
-        return last
+    if last.exists():
+        ckpt = load_checkpoint(last)
+        if int(ckpt["step"]) >= int(train_cfg.trainer.max_steps):  # finished: trained with this very config?
+            changed = refuse_changed_config(last, ckpt, train_cfg)
+            if changed:
+                log.warning("cell %s: resume=force: keeping %s, trained with a changed config (%s)", name, last,
+                            ", ".join(changed))
+            log.info("cell %s: trained (%s)", name, last)
+            return last
     t0 = time.time()
     log.info("cell %s: training paradigm=%s for %d steps", name, paradigm, int(train_cfg.trainer.max_steps))
     train(train_cfg)
