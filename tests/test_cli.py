@@ -223,14 +223,15 @@ def test_train_prints_composed_config_without_running():
 def test_study_paradigms_is_the_paradigms_app_under_edm_se_study(tmp_path):
     """`edm-se study study=paradigms` runs the paradigms study (conf/paradigms.yaml), not a multirun of
     conf/study.yaml: its config prints, its help is its own, its user errors are one line naming `edm-se study`."""
-    cfg, help_, study_help, res, multi, snrs, nfe, peers = run_cli_many(
+    cfg, help_, study_help, res, multi, snrs, nfe, peers, paired = run_cli_many(
         ["study", "study=paradigms", "--cfg", "job"], ["study", "study=paradigms", "--help"], ["study", "--help"],
         ["study", "study=paradigms", f"task_root={tmp_path / 'none'}", f"out_dir={tmp_path / 'out'}"],
         ["study", "study=paradigms", "-m"],
         ["paradigms", "snrs_db=[0,abc]", f"out_dir={tmp_path / 'out'}"],  # was a ValueError traceback
         # nfe_steps=4 was a TypeError after every cell had trained; peers=dfn3 ran no peer
         ["paradigms", "nfe_steps=4", f"out_dir={tmp_path / 'out'}"],
-        ["paradigms", "peers=dfn3", f"out_dir={tmp_path / 'out'}"])
+        ["paradigms", "peers=dfn3", f"out_dir={tmp_path / 'out'}"],
+        ["paradigms", "paired_against=[baseline,nope]", f"out_dir={tmp_path / 'out'}"])
     assert cfg.returncode == 0, cfg.stderr
     assert "tasks:" in cfg.stdout and "keywords:" in cfg.stdout and "hydra" not in cfg.stdout
     assert "edm-se study study=paradigms" in help_.stdout and "paradigms" in study_help.stdout
@@ -246,6 +247,9 @@ def test_study_paradigms_is_the_paradigms_app_under_edm_se_study(tmp_path):
         "edm-se paradigms: error: nfe_steps=4: must be a list of step counts (integers >= 1), e.g. [1,2,4,8]")
     assert peers.returncode == 2 and peers.stderr.strip() == (
         "edm-se paradigms: error: peers=dfn3: must be a list of dfn3, rnnoise, noisereduce (or [])")
+    assert paired.returncode == 2 and paired.stderr.strip().startswith(
+        "edm-se paradigms: error: paired_against=['baseline', 'nope']: must be a list of cell names to compare every "
+        "row with (baseline, data_augmentation, cold_cascade,")
     assert not (tmp_path / "out").exists()  # the missing task manifest is found before out_dir/<task>/ is made
 
 

@@ -675,6 +675,14 @@ def test_paradigms_study_trains_every_cell_again_per_extra_seed_and_reports_the_
     md = (Path(cfg.out_dir) / "results.md").read_text()
     assert "per training seed" in md and "| seed 0 | seed 1 |" in md
     assert (Path(cfg.out_dir) / "seeds.csv").read_text().count("\n") == 1 + 2 * 2
+    # paired against the baseline, mixture by mixture: per seed it is the difference of the two accuracies
+    (pair,) = summary["paired"]  # the study has no cold_cascade cell: that comparison is skipped
+    assert (pair["row"], pair["against"], pair["metric"]) == ("clean reference", "baseline", "accuracy")
+    diffs = [table[("clean reference", "accuracy")]["per_seed"][k] - t["per_seed"][k] for k in ("0", "1")]
+    assert [pair["per_seed"][k]["mean"] for k in ("0", "1")] == pytest.approx(diffs, abs=1e-9)
+    assert pair["per_seed"]["1"]["n"] == 60 and pair["mean"] == pytest.approx(sum(diffs) / 2, abs=1e-9)
+    assert "paired difference against baseline" in md and "| row - baseline | seed 0 | seed 1 | over seeds |" in md
+    assert (Path(cfg.out_dir) / "paired.csv").read_text().count("\n") == 1 + 3  # seeds 0, 1 and all
 
 
 def test_the_launcher_starts_a_cell_after_the_one_it_starts_from_and_a_needed_cell_first():
@@ -903,3 +911,53 @@ def test_paradigms_study_refuses_test_mixtures_with_training_noise_before_any_ce
     assert not (out / "cells").exists()  # nothing trained
     report = json.loads((out / "held_out.json").read_text())
     assert report["status"] == "overlap" and {m["kind"] for m in report["matches"]} == {"noise"}
+
+
+def test_paired_differences_are_the_rows_differences_with_the_paired_t_interval():
+    """Accuracy and WER rows paired mixture by mixture: the mean is the difference of the two rows' scores (corpus
+    WER for WER), the interval scipy's paired t-test's; over seeds, the t-interval of the seeds' differences."""
+    from scipy import stats
+
+    from edm_se.metrics import mean_ci95
+    from edm_se.tasks.paired import paired_markdown, paired_table
+
+    rng = np.random.default_rng(0)
+    names = [(f"clip{i}", snr) for i in range(40) for snr in (0.0, 20.0)]
+    words = rng.integers(3, 12, len(names))
+
+    def acc_row(row, seed, p):
+        correct = rng.random(len(names)) < p
+        return {"task": "kw", "row": row, "metric": "accuracy", "seed": seed,
+                "per_file": [{"name": n, "snr_db": s, "correct": int(c)} for (n, s), c in zip(names, correct)]}
+
+    def wer_row(row, rate):
+        errors = rng.binomial(words, rate)
+        return {"task": "sent", "row": row, "metric": "wer_whisper", "per_file": [
+            {"name": n, "snr_db": s, "errors": int(e), "words": int(w), "target": "", "prediction": ""}
+            for (n, s), e, w in zip(names, errors, words)]}
+
+    rows = [acc_row(r, k, p) for k in (0, 1, 2) for r, p in (("baseline", 0.4), ("d4am", 0.55))]
+    rows += [wer_row("baseline", 0.3), wer_row("d4am", 0.2), {"task": "sent", "row": "peer", "metric": "wer_whisper"}]
+    table = {(t["task"], t["row"], t["against"]): t for t in paired_table(rows, ["baseline"])}
+    assert set(table) == {("kw", "d4am", "baseline"), ("sent", "d4am", "baseline")}  # no per-file scores: left out
+    kw = table[("kw", "d4am", "baseline")]
+    for k in (0, 1, 2):
+        a, b = ([f["correct"] for f in rows[i]["per_file"]] for i in (2 * k + 1, 2 * k))  # d4am, baseline
+        test = stats.ttest_rel(np.array(a) * 100.0, np.array(b) * 100.0)
+        lo, hi = test.confidence_interval(0.95)
+        got = kw["per_seed"][str(k)]
+        assert got["mean"] == pytest.approx(100.0 * (np.mean(a) - np.mean(b)), abs=1e-9)
+        assert (got["mean"] - got["ci95"], got["mean"] + got["ci95"]) == pytest.approx((lo, hi), abs=1e-9)
+        assert got["n"] == len(names)
+    over = mean_ci95([kw["per_seed"][k]["mean"] for k in ("0", "1", "2")])
+    assert (kw["mean"], kw["ci95"], kw["n"]) == (over["mean"], over["ci95"], 3)
+    sent = table[("sent", "d4am", "baseline")]["per_seed"]["0"]
+    corpus = [100.0 * sum(f["errors"] for f in r["per_file"]) / sum(f["words"] for f in r["per_file"])
+              for r in rows[6:8]]  # corpus WER: all errors over all reference words (the study's overall WER)
+    assert sent["mean"] == pytest.approx(corpus[1] - corpus[0], abs=1e-9)  # the difference of the corpus WERs
+    md = paired_markdown(list(table.values()))
+    assert "| row - baseline | seed 0 | seed 1 | seed 2 | over seeds |" in md and "(n=3)" in md
+    other = acc_row("d4am", 0, 0.5)
+    other["per_file"] = other["per_file"][:-1]
+    with pytest.raises(ValueError, match=r"kw: rows 'd4am' and 'baseline' \(accuracy\) scored other test mixtures"):
+        paired_table([rows[0], other], ["baseline"])

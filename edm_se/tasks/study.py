@@ -248,6 +248,7 @@ def run_study(cfg: DictConfig) -> dict:
     from edm_se.heldout import record_line
     from edm_se.provenance import run_info
     from edm_se.tasks.data import read_task_manifest
+    from edm_se.tasks.paired import paired_markdown, paired_table, write_paired_csv
     from edm_se.tasks.report import markdown, seed_markdown, seed_table, write_results, write_seed_csv
 
     out = Path(cfg.out_dir)
@@ -257,7 +258,8 @@ def run_study(cfg: DictConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(int(cfg.threads)) if int(cfg.threads) > 0 else None
     rows: list[dict] = []
-    seed_rows: list[dict] = []
+    seed_rows: list[dict] = []  # every seed's rows, the study's seed included, of tasks with extra seeds
+    all_rows: list[dict] = []  # every seed's rows of every task, with per-file scores (the paired differences)
     nfe: dict[str, list[dict]] = {}
     shas: dict[str, dict] = {}
     any_extra = False
@@ -279,6 +281,7 @@ def run_study(cfg: DictConfig) -> dict:
         t_rows, t_nfe, sha, n = _run_task(cfg, task, tcfg, out / task, shared)
         rows += t_rows
         seed_rows += [{**r, "seed": int(cfg.seed)} for r in t_rows] if extra else []
+        all_rows += [{**r, "seed": int(cfg.seed)} for r in t_rows]
         nfe[task] = t_nfe
         shas[task] = {"test_sha256": sha, "n_test": n, "held_out": record_line(held[task], "**NOT held out**: ")}
         for k in extra:
@@ -287,6 +290,7 @@ def run_study(cfg: DictConfig) -> dict:
             log.info("task %s: seed %d", task, k)
             k_rows = _run_task(kcfg, task, tcfg, seed_dir(cfg, task, k), shared)[0]
             seed_rows += [{**r, "seed": k} for r in k_rows]
+            all_rows += [{**r, "seed": k} for r in k_rows]
     write_results(out, rows, nfe)
     seeds = seed_table(seed_rows) if any_extra else []
     summary = {"rows": [{k: v for k, v in r.items() if k != "per_file"} for r in rows], "nfe": nfe,
@@ -294,8 +298,13 @@ def run_study(cfg: DictConfig) -> dict:
     if seeds:
         summary["seeds"] = seeds
         write_seed_csv(out, seeds)
+    paired = paired_table(all_rows, [str(a) for a in cfg.get("paired_against") or []])
+    if paired:
+        summary["paired"] = paired
+        write_paired_csv(out, paired)
     atomic_write_json(out / "summary.json", summary)
-    atomic_write_text(out / "results.md", markdown(rows, nfe, shas) + (seed_markdown(seeds) if seeds else ""))
+    atomic_write_text(out / "results.md", markdown(rows, nfe, shas) + (seed_markdown(seeds) if seeds else "")
+                      + paired_markdown(paired))
     return summary
 
 
@@ -432,6 +441,9 @@ def main(cfg: DictConfig) -> None:
                    "a non-empty list of SNRs in dB (numbers)")
     # checked before the task data is read: nfe_steps=4 was a TypeError after the study's first hour of training
     validate.peers(cfg)
+    cell_names = list(cfg.get("cells") or {})
+    validate.list_of(cfg, "paired_against", lambda n: n in cell_names, "a list of cell names to compare every row "
+                     "with (" + ", ".join(cell_names) + "), or []", optional=True, empty_ok=True)
     validate.list_of(cfg, "nfe_steps", lambda n: isinstance(n, int) and not isinstance(n, bool) and n >= 1,
                      "a list of step counts (integers >= 1), e.g. [1,2,4,8]", empty_ok=True)
     validate.check(cfg, "nfe_curve", lambda v: isinstance(v, bool), "true or false")
