@@ -683,6 +683,8 @@ def test_paradigms_study_trains_every_cell_again_per_extra_seed_and_reports_the_
     assert pair["per_seed"]["1"]["n"] == 60 and pair["mean"] == pytest.approx(sum(diffs) / 2, abs=1e-9)
     assert "paired difference against baseline" in md and "| row - baseline | seed 0 | seed 1 | over seeds |" in md
     assert (Path(cfg.out_dir) / "paired.csv").read_text().count("\n") == 1 + 3  # seeds 0, 1 and all
+    for ext in ("png", "pdf"):
+        assert (Path(cfg.out_dir) / f"keywords_accuracy_minus_baseline.{ext}").stat().st_size > 0
 
 
 def test_the_launcher_starts_a_cell_after_the_one_it_starts_from_and_a_needed_cell_first():

@@ -20,7 +20,7 @@ import io
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["PAIRED_AGAINST", "paired_table", "paired_markdown", "write_paired_csv"]
+__all__ = ["PAIRED_AGAINST", "paired_table", "paired_markdown", "write_paired_csv", "paired_plots"]
 
 #: the rows every other row is compared with by default: the noisy input through the baseline task model, and the
 #: bundled enhancer alone in front of it (what task weighting adds beyond the enhancer it starts from)
@@ -136,3 +136,47 @@ def write_paired_csv(out: Path, table: Sequence[dict]) -> None:
             w.writerow([t["task"], t["metric"], t["against"], t["row"], seed, f"{s['mean']:.4g}", f"{s['ci95']:.4g}",
                         s["n"]])
     atomic_write_text(out / "paired.csv", buf.getvalue())
+
+
+def paired_plots(out: Path, table: Sequence[dict]) -> list[Path]:
+    """``<task>_<metric>_minus_<against>.{png,pdf}``: per compared-with row, each row's paired difference per seed
+    (small markers, 95% t over the mixtures) and over the seeds (large marker, 95% t over the seeds), beside zero.
+    Returns the PNG paths written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edm_se.tasks.report import METRIC_LABEL
+
+    written = []
+    for task, metric, ref in dict.fromkeys((t["task"], t["metric"], t["against"]) for t in table):
+        sel = [t for t in table if (t["task"], t["metric"], t["against"]) == (task, metric, ref)]
+        seeds = sorted({k for t in sel for k in t["per_seed"]}, key=int)
+        fig, ax = plt.subplots(figsize=(7, 0.8 + 0.45 * len(sel)))
+        for y, t in enumerate(sel):
+            for j, k in enumerate(seeds):
+                if k in t["per_seed"]:
+                    s = t["per_seed"][k]
+                    off = (j - (len(seeds) - 1) / 2) * 0.08
+                    ax.errorbar(s["mean"], y + 0.15 + off, xerr=s["ci95"] if s["ci95"] == s["ci95"] else None,
+                                fmt="o", ms=3, color=f"C{j}", alpha=0.6, capsize=2,
+                                label=f"seed {k}" if y == 0 else None)
+            if len(seeds) > 1:
+                ax.errorbar(t["mean"], y - 0.2, xerr=t["ci95"] if t["ci95"] == t["ci95"] else None, fmt="D",
+                            ms=6, color="k", capsize=4, label="over seeds" if y == 0 else None)
+        ax.axvline(0.0, color="grey", lw=1, ls="--")
+        ax.set_yticks(range(len(sel)), [t["row"] for t in sel])
+        ax.invert_yaxis()
+        label = METRIC_LABEL.get(metric, metric).split(",")[0]
+        ax.set_xlabel(f"{label}: row minus {ref} (points, 95% t)")
+        ax.set_title(f"paradigms, {task}: paired difference against {ref}")
+        ax.grid(alpha=0.3, axis="x")
+        ax.legend(fontsize=7, loc="best")
+        fig.tight_layout()
+        stem = out / f"{task}_{metric}_minus_{ref}"
+        for ext in ("png", "pdf"):
+            fig.savefig(f"{stem}.{ext}", dpi=130)
+        plt.close(fig)
+        written.append(stem.with_suffix(".png"))
+    return written

@@ -248,7 +248,7 @@ def run_study(cfg: DictConfig) -> dict:
     from edm_se.heldout import record_line
     from edm_se.provenance import run_info
     from edm_se.tasks.data import read_task_manifest
-    from edm_se.tasks.paired import paired_markdown, paired_table, write_paired_csv
+    from edm_se.tasks.paired import paired_markdown, paired_plots, paired_table, write_paired_csv
     from edm_se.tasks.report import markdown, seed_markdown, seed_table, write_results, write_seed_csv
 
     out = Path(cfg.out_dir)
@@ -302,6 +302,7 @@ def run_study(cfg: DictConfig) -> dict:
     if paired:
         summary["paired"] = paired
         write_paired_csv(out, paired)
+        paired_plots(out, paired)
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "results.md", markdown(rows, nfe, shas) + (seed_markdown(seeds) if seeds else "")
                       + paired_markdown(paired))
