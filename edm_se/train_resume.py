@@ -66,8 +66,8 @@ def _same_input(key: str, old: Any, new: Any, recorded: dict[str, str]) -> bool:
         return file_sha256(new) == recorded[key]
     if Path(old).is_file():
         return file_sha256(old) == file_sha256(new)
-    log.warning("%s: %s then, %s now; the old file is gone and its content was not recorded (a run from before "
-                "session 40), so the change of path is taken as a move", key, old, new)
+    log.warning("%s: %s then, %s now; the old file is gone and the checkpoint predates recording its content "
+                "(info.input_checkpoints), so the change of path is taken as a move", key, old, new)
     return True
 
 

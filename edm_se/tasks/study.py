@@ -77,7 +77,8 @@ def _train_cell(name: str, cfg: DictConfig, tcfg: DictConfig, out: Path, deps: d
     """Train (or resume, or skip when finished) one paradigm cell of a task; returns its checkpoint."""
     from edm_se import validate
     from edm_se.checkpoint import load_checkpoint
-    from edm_se.train import refuse_changed_config, train
+    from edm_se.train import train
+    from edm_se.train_resume import refuse_changed_config
 
     run_dir = out / "cells" / name
     paradigm = str(cfg.cells[name].paradigm)
