@@ -6,6 +6,9 @@ row scores the same mixtures, so the pairing removes the clips' difficulty). Rea
 
 ``--against ROW`` pairs every row with another row than the baseline (e.g. ``--against cold_cascade``: what D4AM's
 fine-tuning adds to the bundled enhancer it starts from; session 39).
+
+Since session 40 the study writes these tables itself (``paired.csv``, ``results.md``; ``edm_se/tasks/paired.py``,
+with the difference over seeds as well); this script stays to re-read the runs made before.
 """
 import argparse
 import json
