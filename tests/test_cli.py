@@ -248,8 +248,8 @@ def test_study_paradigms_is_the_paradigms_app_under_edm_se_study(tmp_path):
     assert peers.returncode == 2 and peers.stderr.strip() == (
         "edm-se paradigms: error: peers=dfn3: must be a list of dfn3, rnnoise, noisereduce (or [])")
     assert paired.returncode == 2 and paired.stderr.strip().startswith(
-        "edm-se paradigms: error: paired_against=['baseline', 'nope']: must be a list of cell names to compare every "
-        "row with (baseline, data_augmentation, cold_cascade,")
+        "edm-se paradigms: error: paired_against=['baseline', 'nope']: must be a list of rows to compare every row "
+        "with (baseline, data_augmentation, cold_cascade,") and "dfn3 + baseline, " in paired.stderr
     assert not (tmp_path / "out").exists()  # the missing task manifest is found before out_dir/<task>/ is made
 
 

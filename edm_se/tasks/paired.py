@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -139,9 +140,9 @@ def write_paired_csv(out: Path, table: Sequence[dict]) -> None:
 
 
 def paired_plots(out: Path, table: Sequence[dict]) -> list[Path]:
-    """``<task>_<metric>_minus_<against>.{png,pdf}``: per compared-with row, each row's paired difference per seed
-    (small markers, 95% t over the mixtures) and over the seeds (large marker, 95% t over the seeds), beside zero.
-    Returns the PNG paths written."""
+    """``<task>_<metric>_minus_<against>.{png,pdf}`` (``dfn3 + baseline``: ``dfn3_baseline``): per compared-with
+    row, each row's paired difference per seed (small markers, 95% t over the mixtures) and over the seeds (large
+    marker, 95% t over the seeds), beside zero. Returns the PNG paths written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -174,7 +175,7 @@ def paired_plots(out: Path, table: Sequence[dict]) -> list[Path]:
         ax.grid(alpha=0.3, axis="x")
         ax.legend(fontsize=7, loc="best")
         fig.tight_layout()
-        stem = out / f"{task}_{metric}_minus_{ref}"
+        stem = out / f"{task}_{metric}_minus_{re.sub(r'[^A-Za-z0-9]+', '_', ref).strip('_')}"  # dfn3_baseline
         for ext in ("png", "pdf"):
             fig.savefig(f"{stem}.{ext}", dpi=130)
         plt.close(fig)

@@ -443,9 +443,11 @@ def main(cfg: DictConfig) -> None:
                    "a non-empty list of SNRs in dB (numbers)")
     # checked before the task data is read: nfe_steps=4 was a TypeError after the study's first hour of training
     validate.peers(cfg)
-    cell_names = list(cfg.get("cells") or {})
-    validate.list_of(cfg, "paired_against", lambda n: n in cell_names, "a list of cell names to compare every row "
-                     "with (" + ", ".join(cell_names) + "), or []", optional=True, empty_ok=True)
+    from edm_se.enhancers import PEERS
+
+    rows_named = [*(cfg.get("cells") or {}), *(f"{p} + baseline" for p in PEERS), "clean reference"]
+    validate.list_of(cfg, "paired_against", lambda n: n in rows_named, "a list of rows to compare every row with ("
+                     + ", ".join(rows_named) + "), or []", optional=True, empty_ok=True)
     validate.list_of(cfg, "nfe_steps", lambda n: isinstance(n, int) and not isinstance(n, bool) and n >= 1,
                      "a list of step counts (integers >= 1), e.g. [1,2,4,8]", empty_ok=True)
     validate.check(cfg, "nfe_curve", lambda v: isinstance(v, bool), "true or false")
