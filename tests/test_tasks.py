@@ -708,7 +708,7 @@ def test_the_launcher_starts_a_cell_after_the_one_it_starts_from_and_a_needed_ce
 
 
 def test_paradigms_study_with_workers_trains_the_cells_of_every_seed_side_by_side_as_one_process_does(
-        tmp_path, task_root):
+        tmp_path, task_root, monkeypatch):
     """workers=2: the cells of both seeds train in two spawned processes (one thread each), the iterative cell
     after the baseline it starts from; every checkpoint equals the one-process study's with threads=1, bit for bit,
     and so do the scores. A failing cell stops the study with its own error."""
@@ -756,6 +756,14 @@ def test_paradigms_study_with_workers_trains_the_cells_of_every_seed_side_by_sid
                 assert torch.equal(v, b["paradigm"]["state"]["task"][k]), (sub, cell, k)
     strip = lambda rows: [{k: v for k, v in r.items() if k not in ("provenance", "seconds")} for r in rows]
     assert strip(par["rows"]) == strip(seq["rows"]) and par["seeds"] == seq["seeds"]
+    import edm_se.metrics
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a worker pool started although every cell is trained")
+
+    monkeypatch.setattr(edm_se.metrics, "spawn_pool", no_pool)  # every cell trained: found here, no worker started
+    assert strip(run_study(par_cfg)["rows"]) == strip(par["rows"])
+    monkeypatch.undo()
     bad = cfg_for("bad", threads=2, workers=2)
     bad.tasks.keywords.cell_overrides = {"baseline": ["trainer.max_steps=0"]}
     with pytest.raises(validate.ConfigError, match=r"^trainer\.max_steps=0: must be"):

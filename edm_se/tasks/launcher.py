@@ -72,17 +72,33 @@ def worker_threads(threads: int, workers: int) -> int:
     return max(1, total // max(1, int(workers)))
 
 
+def _job_args(cfg: Any, job: CellJob) -> tuple:
+    """The arguments of :func:`edm_se.tasks.study._train_cell` for ``job``: name, config at the job's seed, task
+    config, the seed's directory and the checkpoint the cell starts from."""
+    kcfg = OmegaConf.create(cfg)
+    kcfg.seed = job.seed
+    out = Path(job.out)
+    deps = {job.after: out / "cells" / job.after / "checkpoints" / "last.pt"} if job.after else {}
+    return job.cell, kcfg, kcfg.tasks[job.task], out, deps
+
+
+def _trained(cfg: Any, job: CellJob) -> bool:
+    """Whether ``job``'s cell is finished (with its training config; :func:`edm_se.tasks.study._finished`), read in
+    this process: a study whose cells are all trained starts no worker."""
+    from edm_se.tasks.study import _cell_config, _finished
+
+    if not (Path(job.out) / "cells" / job.cell / "checkpoints" / "last.pt").exists():
+        return False
+    name, kcfg, tcfg, out, deps = _job_args(cfg, job)
+    return _finished(name, *_cell_config(name, kcfg, tcfg, out, deps))
+
+
 def _train_job(cfg: dict, job: CellJob) -> str:
     """Worker: train one cell as the study would (:func:`edm_se.tasks.study._train_cell`); returns its checkpoint."""
     from edm_se.tasks.study import _train_cell
 
     logging.basicConfig(level=logging.INFO, format=f"[{job.label}] %(message)s", force=True)
-    kcfg = OmegaConf.create(cfg)
-    kcfg.seed = job.seed
-    tcfg = kcfg.tasks[job.task]
-    out = Path(job.out)
-    deps = {job.after: out / "cells" / job.after / "checkpoints" / "last.pt"} if job.after else {}
-    return str(_train_cell(job.cell, kcfg, tcfg, out, deps))
+    return str(_train_cell(*_job_args(cfg, job)))
 
 
 def next_job(waiting: list[CellJob], done: set[tuple], keys: set[tuple]) -> CellJob | None:
@@ -103,8 +119,9 @@ def train_cells(cfg: DictConfig, jobs: list[CellJob], workers: int) -> None:
     """Train ``jobs`` in ``workers`` spawned processes, each job once the cell it starts from (``after``) is trained,
     in the order :func:`next_job` gives.
 
-    Each worker trains with ``trainer.threads`` = :func:`worker_threads` and no progress bar (log lines carry the
-    job's label instead). Jobs whose cells are already trained return at once (resume).
+    Cells already trained (:func:`_trained`, read here) are not sent to a worker, and no more workers start than
+    there are cells to train (none when all are trained). Each worker trains with ``trainer.threads`` =
+    :func:`worker_threads` of the workers started and no progress bar (log lines carry the job's label instead).
 
     Raises:
         the first failed job's exception (:class:`edm_se.validate.ConfigError`, ...; a log line names its cell);
@@ -112,14 +129,19 @@ def train_cells(cfg: DictConfig, jobs: list[CellJob], workers: int) -> None:
     """
     from edm_se.metrics import spawn_pool
 
-    per = worker_threads(int(cfg.threads), workers)
-    plain: Any = OmegaConf.to_container(cfg, resolve=True)
-    plain["train_overrides"] = [*plain["train_overrides"], f"trainer.threads={per}", "trainer.progress=false"]
-    log.info("training %d cells in %d processes (%d thread%s each)", len(jobs), workers, per, "" if per == 1 else "s")
-    done: set[tuple] = set()
-    running: dict[Future, CellJob] = {}
-    waiting = list(jobs)
     keys = {(j.task, j.seed, j.cell) for j in jobs}
+    plain: Any = OmegaConf.to_container(cfg, resolve=True)
+    done = {(j.task, j.seed, j.cell) for j in jobs if _trained(plain, j)}
+    waiting = [j for j in jobs if (j.task, j.seed, j.cell) not in done]
+    if not waiting:
+        log.info("all %d cells trained", len(jobs))
+        return
+    workers = min(workers, len(waiting))
+    per = worker_threads(int(cfg.threads), workers)
+    plain["train_overrides"] = [*plain["train_overrides"], f"trainer.threads={per}", "trainer.progress=false"]
+    log.info("training %d of %d cells in %d processes (%d thread%s each)", len(waiting), len(jobs), workers, per,
+             "" if per == 1 else "s")
+    running: dict[Future, CellJob] = {}
     failure: BaseException | None = None
     with spawn_pool(workers, initializer=None) as pool:
         while waiting or running:

@@ -73,12 +73,10 @@ def _cell_overrides(name: str, cfg: DictConfig, tcfg: DictConfig, run: Sequence[
             *cfg.cells[name].get("overrides", []), *((tcfg.get("cell_overrides") or {}).get(name) or [])]
 
 
-def _train_cell(name: str, cfg: DictConfig, tcfg: DictConfig, out: Path, deps: dict[str, Path]) -> Path:
-    """Train (or resume, or skip when finished) one paradigm cell of a task; returns its checkpoint."""
+def _cell_config(name: str, cfg: DictConfig, tcfg: DictConfig, out: Path, deps: dict[str, Path]
+                 ) -> tuple[DictConfig, Path]:
+    """The validated ``edm-se train`` config of one paradigm cell of a task, and its ``last.pt`` path."""
     from edm_se import validate
-    from edm_se.checkpoint import load_checkpoint
-    from edm_se.train import train
-    from edm_se.train_resume import refuse_changed_config
 
     run_dir = out / "cells" / name
     paradigm = str(cfg.cells[name].paradigm)
@@ -92,20 +90,43 @@ def _train_cell(name: str, cfg: DictConfig, tcfg: DictConfig, out: Path, deps: d
         overrides.append(f"paradigm.enhancer_checkpoint={cfg.enhancer_checkpoint or default_checkpoint_path()}")
     train_cfg = _compose_train(overrides)
     validate.train_config(train_cfg)
-    last = run_dir / "checkpoints" / "last.pt"
-    if last.exists():
-        ckpt = load_checkpoint(last)
-        if int(ckpt["step"]) >= int(train_cfg.trainer.max_steps):  # finished: trained with this very config?
-            changed = refuse_changed_config(last, ckpt, train_cfg)
-            if changed:
-                log.warning("cell %s: resume=force: keeping %s, trained with a changed config (%s)", name, last,
-                            ", ".join(changed))
-            log.info("cell %s: trained (%s)", name, last)
-            return last
+    return train_cfg, run_dir / "checkpoints" / "last.pt"
+
+
+def _finished(name: str, train_cfg: DictConfig, last: Path) -> bool:
+    """Whether cell ``name``'s ``last.pt`` has reached ``trainer.max_steps``; a finished cell trained with another
+    config is refused (:func:`edm_se.train_resume.refuse_changed_config`: it would be scored as if trained so).
+
+    Raises:
+        CheckpointError: finished under another training config."""
+    from edm_se.checkpoint import load_checkpoint
+    from edm_se.train_resume import refuse_changed_config
+
+    if not last.exists():
+        return False
+    ckpt = load_checkpoint(last)
+    if int(ckpt["step"]) < int(train_cfg.trainer.max_steps):
+        return False
+    changed = refuse_changed_config(last, ckpt, train_cfg)
+    if changed:
+        log.warning("cell %s: resume=force: keeping %s, trained with a changed config (%s)", name, last,
+                    ", ".join(changed))
+    log.info("cell %s: trained (%s)", name, last)
+    return True
+
+
+def _train_cell(name: str, cfg: DictConfig, tcfg: DictConfig, out: Path, deps: dict[str, Path]) -> Path:
+    """Train (or resume, or skip when finished) one paradigm cell of a task; returns its checkpoint."""
+    from edm_se.train import train
+
+    train_cfg, last = _cell_config(name, cfg, tcfg, out, deps)
+    if _finished(name, train_cfg, last):
+        return last
     t0 = time.time()
-    log.info("cell %s: training paradigm=%s for %d steps", name, paradigm, int(train_cfg.trainer.max_steps))
+    log.info("cell %s: training paradigm=%s for %d steps", name, cfg.cells[name].paradigm,
+             int(train_cfg.trainer.max_steps))
     train(train_cfg)
-    (run_dir / "train_seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
+    (out / "cells" / name / "train_seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
     return last
 
 
