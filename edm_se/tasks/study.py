@@ -280,8 +280,7 @@ def run_study(cfg: DictConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(int(cfg.threads)) if int(cfg.threads) > 0 else None
     rows: list[dict] = []
-    seed_rows: list[dict] = []  # every seed's rows, the study's seed included, of tasks with extra seeds
-    all_rows: list[dict] = []  # every seed's rows of every task, with per-file scores (the paired differences)
+    all_rows: list[dict] = []  # every seed's rows of every task, with per-file scores and their seed
     nfe: dict[str, list[dict]] = {}
     shas: dict[str, dict] = {}
     any_extra = False
@@ -302,7 +301,6 @@ def run_study(cfg: DictConfig) -> dict:
         shared = shared_of[task]
         t_rows, t_nfe, sha, n = _run_task(cfg, task, tcfg, out / task, shared)
         rows += t_rows
-        seed_rows += [{**r, "seed": int(cfg.seed)} for r in t_rows] if extra else []
         all_rows += [{**r, "seed": int(cfg.seed)} for r in t_rows]
         nfe[task] = t_nfe
         shas[task] = {"test_sha256": sha, "n_test": n, "held_out": record_line(held[task], "**NOT held out**: ")}
@@ -311,10 +309,9 @@ def run_study(cfg: DictConfig) -> dict:
             kcfg.seed, kcfg.nfe_curve = k, False
             log.info("task %s: seed %d", task, k)
             k_rows = _run_task(kcfg, task, tcfg, seed_dir(cfg, task, k), shared)[0]
-            seed_rows += [{**r, "seed": k} for r in k_rows]
             all_rows += [{**r, "seed": k} for r in k_rows]
     write_results(out, rows, nfe)
-    seeds = seed_table(seed_rows) if any_extra else []
+    seeds = seed_table([r for r in all_rows if extra_seeds[r["task"]]]) if any_extra else []
     summary = {"rows": [{k: v for k, v in r.items() if k != "per_file"} for r in rows], "nfe": nfe,
                "tests": shas, "config": OmegaConf.to_container(cfg, resolve=True), **run_info()}
     if seeds:
