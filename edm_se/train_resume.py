@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from edm_se.checkpoint import CheckpointError
 from edm_se.config import config_diff, to_container
+from edm_se.validate import config_value
 
 log = logging.getLogger("edm_se.train")
 
@@ -29,15 +30,6 @@ INPUT_CHECKPOINT_KEYS = ("paradigm.enhancer_checkpoint", "paradigm.task_checkpoi
 DEFAULT_PARADIGM = {"_target_": "edm_se.tasks.paradigms.Denoising"}
 
 
-def _value(cfg: dict, key: str) -> Any:
-    node: Any = cfg
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def input_checkpoints(cfg: DictConfig | dict) -> dict[str, str]:
     """SHA-256 of each checkpoint file the run starts from: ``{key: sha256}`` for the keys of
     :data:`INPUT_CHECKPOINT_KEYS` set to an existing file (a missing file is the paradigm's error to raise)."""
@@ -46,7 +38,7 @@ def input_checkpoints(cfg: DictConfig | dict) -> dict[str, str]:
     full = to_container(cfg)
     out = {}
     for key in INPUT_CHECKPOINT_KEYS:
-        path = _value(full, key)
+        path = config_value(full, key, None)
         if isinstance(path, str) and path and Path(path).is_file():
             out[key] = file_sha256(path)
     return out
@@ -90,8 +82,8 @@ def refuse_changed_config(last: Path, ckpt: dict, cfg: DictConfig) -> list[str]:
     stored = {"paradigm": DEFAULT_PARADIGM, **stored}  # runs from before paradigms were denoising runs
     full = to_container(cfg)
     recorded = (ckpt.get("info") or {}).get("input_checkpoints") or {}
-    inputs_changed = {k for k in INPUT_CHECKPOINT_KEYS
-                      if not _same_input(k, _value(stored, k), _value(full, k), recorded)}
+    inputs_changed = {k for k in INPUT_CHECKPOINT_KEYS if not _same_input(
+        k, config_value(stored, k, None), config_value(full, k, None), recorded)}
     changed = sorted({k for k in config_diff(stored, full, RESUME_IGNORED) if k not in INPUT_CHECKPOINT_KEYS}
                      | inputs_changed)
     if changed and str(cfg.get("resume")) != "force":

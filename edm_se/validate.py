@@ -25,19 +25,21 @@ class ConfigError(ValueError):
 _MISSING = object()
 
 
-def _get(cfg: Any, key: str) -> Any:
+def config_value(cfg: Any, key: str, missing: Any = _MISSING) -> Any:
+    """The value at dotted ``key`` of a config (``DictConfig`` or plain dict, nested in either), or ``missing`` when
+    some part of the key is absent."""
     node = cfg
     for part in key.split("."):
         if isinstance(node, DictConfig):
             if part not in node:
-                return _MISSING
+                return missing
             node = OmegaConf.select(node, part)
         elif isinstance(node, dict):
             if part not in node:
-                return _MISSING
+                return missing
             node = node[part]
         else:
-            return _MISSING
+            return missing
     return node
 
 
@@ -55,7 +57,7 @@ def check(cfg: Any, key: str, ok: Callable[[Any], bool], allowed: str, optional:
 
     A missing key is skipped; a null value is accepted when ``optional``.
     """
-    value = _get(cfg, key)
+    value = config_value(cfg, key)
     if value is _MISSING or (optional and value is None):
         return
     try:
@@ -132,7 +134,7 @@ def _sampler_values(node: Any) -> None:
     check(node, "s_noise", lambda v: is_number(v) and v > 0, "a number > 0", optional=True)
     check(node, "s_max", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
           "a number >= 0 (inf allowed) or null", optional=True)
-    s_min, s_max = _get(node, "s_min"), _get(node, "s_max")
+    s_min, s_max = config_value(node, "s_min"), config_value(node, "s_max")
     if is_number(s_min) and isinstance(s_max, (int, float)) and s_min > s_max:
         raise ConfigError(f"s_min={s_min} is above s_max={s_max}: churn applies to sigma in [s_min, s_max], "
                           "which would be empty")
@@ -188,7 +190,8 @@ def train_config(cfg: DictConfig) -> None:
                     empty_ok=True)
         check(cfg, f"{node}.segment_seconds", lambda v: is_number(v) and v > 0, "a number > 0 or null",
               optional=True)
-        n_fft, rate, seconds = _get(cfg, "stft.n_fft"), _get(cfg, "sample_rate"), _get(cfg, f"{node}.segment_seconds")
+        n_fft, rate = config_value(cfg, "stft.n_fft"), config_value(cfg, "sample_rate")
+        seconds = config_value(cfg, f"{node}.segment_seconds")
         if _is_int(n_fft) and _is_int(rate) and rate > 0 and is_number(seconds) and seconds * rate < n_fft:
             # a crop shorter than one STFT window: torch.stft's reflection padding fails inside the first step
             raise ConfigError(f"{node}.segment_seconds={seconds}: must be at least one STFT window long (stft.n_fft="
@@ -415,7 +418,7 @@ def _metrics(cfg: DictConfig, optional: bool = False) -> None:
     from edm_se.metrics import KNOWN_METRICS
 
     known = list(KNOWN_METRICS)
-    value = _get(cfg, "metrics")
+    value = config_value(cfg, "metrics")
     if value is not _MISSING and value is not None and not isinstance(value, str) and len(value) > 0:
         unknown = [m for m in value if m not in known]
         if unknown:  # name the one to fix, and what it may have meant (dnsmos -> dnsmos_ovrl, ...)
@@ -448,7 +451,7 @@ def plot_config(cfg: DictConfig, formats: Iterable[str]) -> None:
     list_of(cfg, "metrics", lambda m: isinstance(m, str), "a non-empty list of metric names (metrics=[pesq,estoi]) "
             "or null", optional=True)
     check(cfg, "spectrogram.enabled", lambda v: isinstance(v, bool), "true or false")
-    nfe = _get(cfg, "spectrogram.nfe")
+    nfe = config_value(cfg, "spectrogram.nfe")
     if not (is_number(nfe) and nfe >= 1):  # one NFE, else a list of them
         list_of(cfg, "spectrogram.nfe", lambda n: is_number(n) and n >= 1,
                 "an NFE >= 1, a non-empty list of them, or null", optional=True)

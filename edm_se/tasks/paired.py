@@ -21,11 +21,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["PAIRED_AGAINST", "paired_table", "paired_markdown", "write_paired_csv", "paired_plots"]
-
-#: the rows every other row is compared with by default: the noisy input through the baseline task model, and the
-#: bundled enhancer alone in front of it (what task weighting adds beyond the enhancer it starts from)
-PAIRED_AGAINST = ("baseline", "cold_cascade")
+__all__ = ["paired_table", "paired_markdown", "write_paired_csv", "paired_plots"]
 
 
 def _per_file(row: dict) -> dict[tuple[str, float], dict]:
@@ -53,14 +49,15 @@ def _differences(row: dict, against: dict) -> list[float]:
     return [scale * (int(a[k]["errors"]) - int(b[k]["errors"])) for k in keys]
 
 
-def paired_table(rows: Sequence[dict], against: Sequence[str] = PAIRED_AGAINST) -> list[dict]:
+def paired_table(rows: Sequence[dict], against: Sequence[str]) -> list[dict]:
     """Every row's paired difference from each row named in ``against``, per (task, metric, training seed), and
     over the seeds.
 
     Args:
         rows: scored rows of the study (``task``, ``row``, ``metric``, ``per_file``; ``seed``, default 0). Rows
             without per-file scores are left out; a name of ``against`` a task lacks is skipped for that task.
-        against: the row names to compare with.
+        against: the row names to compare with (the study's ``paired_against``; by default the noisy input
+            through the baseline task model and the bundled enhancer alone in front of it).
 
     Returns:
         ``[{task, metric, against, row, per_seed: {seed: {mean, ci95, n}}, mean, ci95, n}]``: per seed the mean
@@ -94,6 +91,16 @@ def paired_table(rows: Sequence[dict], against: Sequence[str] = PAIRED_AGAINST) 
     return table
 
 
+def _groups(table: Sequence[dict]) -> list[tuple[tuple[str, str, str], list[dict], list[str]]]:
+    """The table's entries per (task, metric, compared-with row), in order, with the seeds they cover."""
+    keys = dict.fromkeys((t["task"], t["metric"], t["against"]) for t in table)
+    out = []
+    for key in keys:
+        sel = [t for t in table if (t["task"], t["metric"], t["against"]) == key]
+        out.append((key, sel, sorted({k for t in sel for k in t["per_seed"]}, key=int)))
+    return out
+
+
 def _fmt(stat: dict) -> str:
     if stat["n"] >= 2 and stat["ci95"] == stat["ci95"]:
         return f"{stat['mean']:+.1f} ± {stat['ci95']:.1f}"
@@ -106,9 +113,7 @@ def paired_markdown(table: Sequence[dict]) -> str:
     from edm_se.tasks.report import METRIC_LABEL
 
     lines: list[str] = []
-    for task, metric, ref in dict.fromkeys((t["task"], t["metric"], t["against"]) for t in table):
-        sel = [t for t in table if (t["task"], t["metric"], t["against"]) == (task, metric, ref)]
-        seeds = sorted({k for t in sel for k in t["per_seed"]}, key=int)
+    for (task, metric, ref), sel, seeds in _groups(table):
         n_mix = max(s["n"] for t in sel for s in t["per_seed"].values())
         lines += [f"## {task}: {METRIC_LABEL.get(metric, metric)}, paired difference against {ref}", "",
                   f"Row minus {ref} on the same {n_mix} mixtures, in points: per seed the mean with its 95% t-interval "
@@ -151,9 +156,7 @@ def paired_plots(out: Path, table: Sequence[dict]) -> list[Path]:
     from edm_se.tasks.report import METRIC_LABEL
 
     written = []
-    for task, metric, ref in dict.fromkeys((t["task"], t["metric"], t["against"]) for t in table):
-        sel = [t for t in table if (t["task"], t["metric"], t["against"]) == (task, metric, ref)]
-        seeds = sorted({k for t in sel for k in t["per_seed"]}, key=int)
+    for (task, metric, ref), sel, seeds in _groups(table):
         fig, ax = plt.subplots(figsize=(7, 0.8 + 0.45 * len(sel)))
         for y, t in enumerate(sel):
             for j, k in enumerate(seeds):
